@@ -1,0 +1,3 @@
+#ifndef DMARC_COMPAT_H
+#define DMARC_COMPAT_H
+#endif

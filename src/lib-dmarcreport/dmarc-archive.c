@@ -1,0 +1,4 @@
+#include "lib.h"
+#include "dmarc-archive.h"
+
+/* stub: to be written */

@@ -1,0 +1,4 @@
+#include "lib.h"
+#include "dmarc-extract.h"
+
+/* stub: to be written */

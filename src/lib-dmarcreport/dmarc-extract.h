@@ -1,0 +1,47 @@
+#ifndef DMARC_EXTRACT_H
+#define DMARC_EXTRACT_H
+
+/* message -> attachments, with Dovecot's lib-mail (message-parser,
+   message-decoder, RFC 2231/2047 file names). A leaf MIME part is an
+   attachment when it has a file name, or when its type is anything but
+   text/plain or text/html (a single-part message whose body is the report
+   counts, as Mimecast sends them). */
+
+struct istream;
+struct dmarc_limits;
+
+struct dmarc_attachment {
+	/* 1-based position among the message's attachments */
+	unsigned int index;
+	/* decoded file name (Content-Disposition filename, else Content-Type
+	   name), or NULL; untrusted: never use it as a path */
+	const char *filename;
+	/* lower-case "type/subtype"; "text/plain" when the part had none */
+	const char *content_type;
+	/* the message's Message-ID header, or NULL */
+	const char *message_id;
+};
+
+struct dmarc_extract_callbacks {
+	/* Return FALSE to skip this attachment's data (then neither data()
+	   nor end() is called for it). */
+	bool (*begin)(const struct dmarc_attachment *att, void *context);
+	/* Decoded bytes (transfer encoding removed, no charset conversion). */
+	void (*data)(const unsigned char *data, size_t size, void *context);
+	/* truncated: the attachment exceeded max_attachment_size and its
+	   data was cut there. */
+	void (*end)(const struct dmarc_attachment *att, bool truncated,
+		    void *context);
+};
+
+/* Walk the whole message. Returns 0 when the message was read to its end,
+   -1 on a read error (error_r says why; attachments already handed out
+   stay valid). At most limits->max_attachments attachments are handed out;
+   the rest are counted in *skipped_r when it is not NULL. */
+int dmarc_extract_message(struct istream *input,
+			  const struct dmarc_limits *limits,
+			  const struct dmarc_extract_callbacks *callbacks,
+			  void *context, unsigned int *skipped_r,
+			  const char **error_r);
+
+#endif

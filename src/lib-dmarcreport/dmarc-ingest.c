@@ -1,0 +1,4 @@
+#include "lib.h"
+#include "dmarc-ingest.h"
+
+/* stub: to be written */

@@ -1,0 +1,44 @@
+#ifndef DMARC_INGEST_H
+#define DMARC_INGEST_H
+
+/* The one pipeline both doors call:
+   extract -> archive -> unpack -> parse -> store.
+   A bad attachment is logged (one line naming the message, the attachment
+   and the reason) and counted; it never fails the whole message. */
+
+struct istream;
+struct event;
+struct dmarc_settings;
+struct dmarc_ingest;
+
+struct dmarc_ingest_counts {
+	unsigned int attachments;  /* attachments seen */
+	unsigned int reports_new;
+	unsigned int reports_duplicate;
+	unsigned int failed;       /* attachments/entries that gave no report */
+	uint64_t records;          /* records stored */
+};
+
+/* The database is opened on first use and kept open until deinit.
+   event is the parent for log lines (it should say which user). */
+struct dmarc_ingest *dmarc_ingest_init(const struct dmarc_settings *set,
+				       struct event *event);
+void dmarc_ingest_deinit(struct dmarc_ingest **ingest);
+
+/* Group the following reports in one transaction (doveadm import). */
+int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest);
+int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest);
+
+/* A whole mail. received decides the archive's YYYY/MM. Returns 0, or -1
+   when storage itself failed (database or archive unusable): the caller
+   must not lose the mail; the error was logged already. */
+int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
+			 time_t received, struct dmarc_ingest_counts *counts);
+
+/* A bare report file (.xml, .xml.gz, .zip) as from doveadm import. It is
+   archived unless it already lies inside the archive dir. Returns as
+   dmarc_ingest_message(). */
+int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
+		      struct dmarc_ingest_counts *counts);
+
+#endif

@@ -1,0 +1,4 @@
+#include "lib.h"
+#include "dmarc-parse.h"
+
+/* stub: to be written */

@@ -1,0 +1,45 @@
+#ifndef DMARC_PARSE_H
+#define DMARC_PARSE_H
+
+/* XML stream -> one report, pulled record by record, with libxml2's
+   streaming xmlTextReader (no DOM): the memory used does not grow with the
+   number of records. Safe options only: no network, no DTD loading, no
+   entity substitution. Accepts RFC 7489 and RFC 9990 reports (with or
+   without the urn:ietf:params:xml:ns:dmarc-2.0 namespace) and recovers
+   from the common real-world breakage where the data stays unambiguous. */
+
+#include "dmarc-report.h"
+
+struct dmarc_limits;
+struct dmarc_parser;
+
+/* Fill buf with up to size bytes: >0 bytes, 0 at the end, -1 on error
+   with *error_r set. */
+typedef ssize_t dmarc_read_func_t(void *context, void *buf, size_t size,
+				  const char **error_r);
+
+struct dmarc_parser *
+dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
+		  const struct dmarc_limits *limits);
+void dmarc_parser_deinit(struct dmarc_parser **parser);
+
+/* Read up to the first <record>: report_metadata and policy_published.
+   Returns 0 and the report (valid until deinit), or -1 when this is not an
+   aggregate report or it lacks what identifies it (report_id, policy
+   domain, date range). */
+int dmarc_parser_read_header(struct dmarc_parser *parser,
+			     const struct dmarc_report **report_r,
+			     const char **error_r);
+
+/* Next record: 1 = *record_r is valid until the next call, 0 = the report
+   ended cleanly (at least one record was seen), -1 = error (broken XML
+   past recovery, a limit, a bad value, or a report without records). */
+int dmarc_parser_next_record(struct dmarc_parser *parser,
+			     const struct dmarc_record **record_r,
+			     const char **error_r);
+
+/* Non-fatal findings so far (recovered XML, repaired UTF-8, begin > end,
+   capped values), for a debug/info log line. NULL-terminated. */
+const char *const *dmarc_parser_get_warnings(struct dmarc_parser *parser);
+
+#endif

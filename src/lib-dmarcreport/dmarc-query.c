@@ -1,0 +1,4 @@
+#include "lib.h"
+#include "dmarc-query.h"
+
+/* stub: to be written */

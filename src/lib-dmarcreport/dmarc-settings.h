@@ -1,0 +1,42 @@
+#ifndef DMARC_SETTINGS_H
+#define DMARC_SETTINGS_H
+
+/* plugin {} settings shared by the Sieve and doveadm plugins. The doors
+   supply a lookup function (see dmarc-compat.h), so this file knows
+   neither Sieve nor doveadm nor a particular Dovecot version. */
+
+struct dmarc_limits {
+	/* bytes of one decoded attachment as it came in the mail */
+	uoff_t max_attachment_size;
+	/* bytes of XML unpacked from one attachment (all zip entries) */
+	uoff_t max_decompressed_size;
+	/* bytes of XML unpacked from all attachments of one message */
+	uoff_t max_message_decompressed_size;
+	unsigned int max_attachments;
+	unsigned int max_zip_entries;
+	unsigned int max_records;
+	unsigned int max_xml_depth;
+	/* longer text values are cut at this many bytes */
+	unsigned int max_value_length;
+};
+
+struct dmarc_settings {
+	const char *db_path;          /* absolute, "~" expanded */
+	const char *archive_dir;      /* absolute, or NULL when disabled */
+	struct dmarc_limits limits;
+};
+
+/* Returns the raw value of a plugin {} setting, or NULL when unset. */
+typedef const char *dmarc_setting_lookup_t(const char *name, void *context);
+
+/* Read all settings with defaults; "~/" is expanded with home (which may
+   be NULL when the user has none: then "~" settings are an error).
+   Strings are allocated from pool. */
+int dmarc_settings_read(pool_t pool, dmarc_setting_lookup_t *lookup,
+			void *context, const char *home,
+			struct dmarc_settings *set_r, const char **error_r);
+
+/* Defaults only, for tests and tools. */
+void dmarc_limits_default(struct dmarc_limits *limits_r);
+
+#endif

@@ -1,0 +1,4 @@
+#include "lib.h"
+#include "dmarc-store.h"
+
+/* stub: to be written */

@@ -1,0 +1,63 @@
+#ifndef DMARC_STORE_H
+#define DMARC_STORE_H
+
+/* reports -> SQLite (schema in dmarc-store-schema.sql). One transaction
+   per report (or per batch for imports), WAL journal and a busy timeout so
+   that concurrent deliveries to one user wait for each other instead of
+   failing. Only bound parameters reach SQL. */
+
+#include "dmarc-report.h"
+
+struct sqlite3;
+struct dmarc_store;
+struct dmarc_store_report;
+
+#define DMARC_STORE_SCHEMA_VERSION 1
+
+enum dmarc_store_open_flags {
+	/* Create the file (0600) and its directory (0700) when missing. */
+	DMARC_STORE_OPEN_CREATE = 0x01,
+	DMARC_STORE_OPEN_READONLY = 0x02,
+};
+
+/* Returns 1 and the store, 0 when the file does not exist and CREATE was
+   not given (callers treat that as an empty database), -1 on error (cannot
+   open, corrupt, or a schema newer than this build knows). */
+int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
+		     struct dmarc_store **store_r, const char **error_r);
+void dmarc_store_close(struct dmarc_store **store);
+
+/* For the query module only (dmarc-query.c): the doors never see SQL. */
+struct sqlite3 *dmarc_store_get_db(struct dmarc_store *store);
+
+/* Imports group many reports in one transaction; each report is then a
+   savepoint, so one bad report does not undo the others. */
+int dmarc_store_batch_begin(struct dmarc_store *store, const char **error_r);
+int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r);
+
+struct dmarc_store_report_info {
+	const char *archive_path;  /* relative to the archive dir, or NULL */
+	const char *message_id;    /* or NULL */
+	time_t received;
+};
+
+/* Start storing a report. Returns 1 (begun: add records, then commit or
+   rollback), 0 when this report (org_name, report_id, policy domain) is
+   already stored (nothing begun), -1 on error. */
+int dmarc_store_report_begin(struct dmarc_store *store,
+			     const struct dmarc_report *report,
+			     const struct dmarc_store_report_info *info,
+			     struct dmarc_store_report **ctx_r,
+			     const char **error_r);
+int dmarc_store_report_add_record(struct dmarc_store_report *ctx,
+				  const struct dmarc_record *record,
+				  const char **error_r);
+/* Both end the context and set *ctx to NULL. */
+int dmarc_store_report_commit(struct dmarc_store_report **ctx,
+			      const char **error_r);
+void dmarc_store_report_rollback(struct dmarc_store_report **ctx);
+
+/* Parse an IPv4/IPv6 address to the 16-byte key used in records. */
+bool dmarc_store_ip_key(const char *ip, unsigned char key_r[16]);
+
+#endif

@@ -1,0 +1,4 @@
+#include "lib.h"
+#include "dmarc-unpack.h"
+
+/* stub: to be written */

@@ -1,0 +1,4 @@
+#ifndef EXT_DMARCREPORT_H
+#define EXT_DMARCREPORT_H
+
+#endif

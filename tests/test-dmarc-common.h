@@ -1,0 +1,35 @@
+#ifndef TEST_DMARC_COMMON_H
+#define TEST_DMARC_COMMON_H
+
+/* Helpers shared by the unit tests: the corpus, temp dirs, whole files. */
+
+#include "test-common.h"
+#include "dmarc-settings.h"
+
+/* ../shared/corpus seen from the project root; NULL (and a line saying the
+   corpus tests are skipped) when it is absent. */
+const char *test_corpus_dir(void);
+
+/* Sorted file names of one corpus subdir (e.g. "aggregate") matching
+   suffix filter: names ending in ".expected.json" are left out. */
+const char *const *test_corpus_list(const char *subdir);
+
+/* A fresh empty directory under $TMPDIR, removed by test_tmpdir_cleanup(). */
+const char *test_tmpdir(void);
+void test_tmpdir_cleanup(void);
+
+/* The whole file, or NULL when it cannot be read. */
+buffer_t *test_read_file(const char *path);
+
+/* A dmarc_read_func_t over a memory buffer (context: struct test_mem_reader). */
+struct test_mem_reader {
+	const unsigned char *data;
+	size_t size, pos;
+};
+ssize_t test_mem_read(void *context, void *buf, size_t size,
+		      const char **error_r);
+
+/* Defaults of all limits. */
+const struct dmarc_limits *test_default_limits(void);
+
+#endif

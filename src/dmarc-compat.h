@@ -1,3 +1,35 @@
 #ifndef DMARC_COMPAT_H
 #define DMARC_COMPAT_H
+
+/* Every call that differs between Dovecot 2.3 and 2.4 goes here, so that a
+   2.4 build is an added branch of this file rather than a rewrite of the
+   doors. This is the 2.3.19 / Pigeonhole 0.5.19 side.
+   (2.4: mail_user_plugin_getenv() is gone; settings come from a
+   setting_parser_info read with settings_get().) */
+
+#include "mail-user.h"
+#include "dmarc-settings.h"
+
+static inline const char *
+dmarc_compat_user_setting(const char *name, void *context)
+{
+	struct mail_user *user = context;
+
+	/* plugin {} values arrive %-expanded by lib-storage */
+	return mail_user_plugin_getenv(user, name);
+}
+
+/* The plugin {} settings of a mail user, "~" expanded with its home. */
+static inline int
+dmarc_compat_user_settings(struct mail_user *user, pool_t pool,
+			   struct dmarc_settings *set_r, const char **error_r)
+{
+	const char *home;
+
+	if (mail_user_get_home(user, &home) <= 0)
+		home = NULL;
+	return dmarc_settings_read(pool, dmarc_compat_user_setting, user,
+				   home, set_r, error_r);
+}
+
 #endif

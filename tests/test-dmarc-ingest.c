@@ -1,12 +1,241 @@
-/* Unit tests for dmarc-ingest.c. */
+/* Unit tests for dmarc-ingest.c: whole mails and files through the real
+   pipeline into a real SQLite file and archive dir. */
 
 #include "lib.h"
+#include "istream.h"
+#include "str.h"
+#include "unlink-directory.h"
 #include "test-dmarc-common.h"
 #include "dmarc-ingest.h"
+
+#include <sqlite3.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+static struct event *test_event;
+
+/* test_run() owns lib_init(): the event lives between these two. */
+static void test_ingest_setup(void)
+{
+	test_event = event_create(NULL);
+}
+
+static void test_ingest_teardown(void)
+{
+	event_unref(&test_event);
+	test_tmpdir_cleanup();
+}
+
+static void test_settings(const char *name, struct dmarc_settings *set_r)
+{
+	const char *dir = t_strconcat(test_tmpdir(), "/", name, NULL);
+
+	i_zero(set_r);
+	set_r->db_path = t_strconcat(dir, "/db/reports.sqlite", NULL);
+	set_r->archive_dir = t_strconcat(dir, "/archive", NULL);
+	dmarc_limits_default(&set_r->limits);
+}
+
+static int64_t db_int(const char *db_path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	int64_t value = -1;
+
+	if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		i_fatal("sqlite3_open(%s): %s", db_path, sqlite3_errmsg(db));
+	if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		i_fatal("%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		value = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return value;
+}
+
+static int ingest_mail_file(const struct dmarc_settings *set, const char *path,
+			    struct dmarc_ingest_counts *counts)
+{
+	struct dmarc_ingest *ingest;
+	struct istream *input;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY);
+	if (fd == -1)
+		i_fatal("open(%s) failed: %m", path);
+	input = i_stream_create_fd_autoclose(&fd, IO_BLOCK_SIZE);
+	ingest = dmarc_ingest_init(set, test_event);
+	ret = dmarc_ingest_message(ingest, input, 1700000000, counts);
+	dmarc_ingest_deinit(&ingest);
+	i_stream_unref(&input);
+	return ret;
+}
+
+static void test_ingest_corpus_emails(void)
+{
+	const char *const *names = test_corpus_list("email");
+	struct dmarc_settings set;
+	unsigned int i, n = 0;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: every corpus mail stores one report");
+	test_settings("emails", &set);
+	for (i = 0; names[i] != NULL; i++) {
+		struct dmarc_ingest_counts counts;
+
+		i_zero(&counts);
+		test_assert_idx(ingest_mail_file(&set, t_strconcat(
+			test_corpus_dir(), "/email/", names[i], NULL),
+			&counts) == 0, i);
+		test_assert_idx(counts.reports_new == 1, i);
+		test_assert_idx(counts.failed == 0, i);
+		if (counts.reports_new != 1)
+			i_info("%s: %u new, %u failed", names[i],
+			       counts.reports_new, counts.failed);
+		n++;
+	}
+	test_assert(n == 13);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports") == n);
+	/* each row points at its archived attachment */
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports "
+			   "WHERE archive_path LIKE '2023/11/%'") == n);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports "
+			   "WHERE message_id IS NULL") == 0);
+	test_end();
+}
+
+static void test_ingest_duplicate(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	const char *path;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: a resent report is stored once");
+	test_settings("dup", &set);
+	path = t_strconcat(test_corpus_dir(), "/email/mox--google.eml", NULL);
+	i_zero(&counts);
+	test_assert(ingest_mail_file(&set, path, &counts) == 0);
+	test_assert(ingest_mail_file(&set, path, &counts) == 0);
+	test_assert(counts.reports_new == 1);
+	test_assert(counts.reports_duplicate == 1);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports") == 1);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM records") ==
+		    db_int(set.db_path, "SELECT sum(record_count) FROM reports"));
+	test_end();
+}
+
+static void test_ingest_files(void)
+{
+	static const char *const files[] = {
+		"parsedmarc--nice-input.xml",
+		"parsedmarc--nice-input.xml.gz",
+		"parsedmarc--nice-input.xml.zip",
+		"mail-dmarc--test_dmarc.xml.zip",
+		"dmarcgo--aol.com!georgestarcher.com!1342497600!1342584000.zip",
+	};
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set;
+	unsigned int i;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: files, same report in three containers once");
+	test_settings("files", &set);
+	i_zero(&counts);
+	ingest = dmarc_ingest_init(&set, test_event);
+	test_assert(dmarc_ingest_batch_begin(ingest) == 0);
+	for (i = 0; i < N_ELEMENTS(files); i++) {
+		test_assert_idx(dmarc_ingest_file(ingest, t_strconcat(
+			test_corpus_dir(), "/aggregate/", files[i], NULL),
+			&counts) == 0, i);
+	}
+	test_assert(dmarc_ingest_batch_commit(ingest) == 0);
+	dmarc_ingest_deinit(&ingest);
+	test_assert(counts.reports_new == 3);
+	test_assert(counts.reports_duplicate == 2);
+	test_assert(counts.failed == 0);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports") == 3);
+	test_end();
+}
+
+static void test_ingest_db_unwritable(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	struct stat st;
+	const char *path;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: unusable database fails, archive keeps the report");
+	test_settings("nodb", &set);
+	/* a regular file where the database's directory should be */
+	path = t_strconcat(test_tmpdir(), "/nodb", NULL);
+	test_assert(mkdir(path, 0700) == 0);
+	test_assert(close(open(t_strconcat(path, "/db", NULL),
+			       O_CREAT | O_WRONLY, 0600)) == 0);
+	i_zero(&counts);
+	test_expect_errors(1);
+	test_assert(ingest_mail_file(&set, t_strconcat(test_corpus_dir(),
+		"/email/mox--yahoo.eml", NULL), &counts) < 0);
+	test_expect_no_more_errors();
+	test_assert(counts.reports_new == 0);
+	test_assert(stat(t_strconcat(set.archive_dir, "/2023/11", NULL), &st) == 0);
+	test_end();
+}
+
+static void test_ingest_not_a_report(void)
+{
+	static const char mail[] =
+		"From: a@example.com\n"
+		"Message-ID: <not-a-report@example.com>\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\n"
+		"\n"
+		"--b\n"
+		"Content-Type: text/plain\n"
+		"\n"
+		"hello\n"
+		"--b\n"
+		"Content-Type: application/octet-stream; name=\"notes.xml\"\n"
+		"\n"
+		"<html><body>not a report</body></html>\n"
+		"--b--\n";
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set;
+	struct istream *input;
+
+	test_begin("ingest: an HTML attachment is one warning, nothing stored");
+	test_settings("html", &set);
+	i_zero(&counts);
+	input = i_stream_create_from_data(mail, sizeof(mail) - 1);
+	ingest = dmarc_ingest_init(&set, test_event);
+	test_expect_errors(1);
+	test_assert(dmarc_ingest_message(ingest, input, 1700000000, &counts) == 0);
+	test_expect_no_more_errors();
+	dmarc_ingest_deinit(&ingest);
+	i_stream_unref(&input);
+	test_assert(counts.attachments == 1);
+	test_assert(counts.failed == 1);
+	test_assert(counts.reports_new == 0);
+	test_end();
+}
 
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
+		test_ingest_setup,
+		test_ingest_corpus_emails,
+		test_ingest_duplicate,
+		test_ingest_files,
+		test_ingest_db_unwritable,
+		test_ingest_not_a_report,
+		test_ingest_teardown,
 		NULL
 	};
 	return test_run(test_functions);

@@ -4,9 +4,98 @@
 #include "test-dmarc-common.h"
 #include "dmarc-settings.h"
 
+/* A plugin {} block as name=value pairs, NULL-terminated. */
+static const char *lookup_pairs(const char *name, void *context)
+{
+	const char *const *pairs = context;
+
+	for (; *pairs != NULL; pairs += 2) {
+		if (strcmp(pairs[0], name) == 0)
+			return pairs[1];
+	}
+	return NULL;
+}
+
+static void test_settings_defaults(void)
+{
+	static const char *const empty[] = { NULL };
+	struct dmarc_settings set;
+	const char *error;
+
+	test_begin("settings: defaults, ~ expanded with home");
+	test_assert(dmarc_settings_read(pool_datastack_create(), lookup_pairs,
+					(void *)empty, "/home/u", &set,
+					&error) == 0);
+	test_assert_strcmp(set.db_path, "/home/u/dmarcreport/reports.sqlite");
+	test_assert_strcmp(set.archive_dir, "/home/u/dmarcreport/archive");
+	test_assert(set.limits.max_decompressed_size == 256*1024*1024);
+	test_assert(set.limits.max_records == 1000000);
+	test_assert(set.limits.max_zip_entries == 100);
+	test_end();
+}
+
+static void test_settings_overrides(void)
+{
+	static const char *const pairs[] = {
+		"dmarcreport_db", "/var/dmarc/%u.sqlite",
+		"dmarcreport_archive_dir", "",
+		"dmarcreport_max_decompressed_size", "10M",
+		"dmarcreport_max_records", "5000",
+		NULL
+	};
+	struct dmarc_settings set;
+	const char *error;
+
+	test_begin("settings: values, empty archive dir disables archiving");
+	test_assert(dmarc_settings_read(pool_datastack_create(), lookup_pairs,
+					(void *)pairs, "/home/u", &set,
+					&error) == 0);
+	test_assert_strcmp(set.db_path, "/var/dmarc/%u.sqlite");
+	test_assert(set.archive_dir == NULL);
+	test_assert(set.limits.max_decompressed_size == 10*1024*1024);
+	test_assert(set.limits.max_records == 5000);
+	test_end();
+}
+
+static void test_settings_errors(void)
+{
+	static const struct {
+		const char *name, *value, *home, *error_part;
+	} tests[] = {
+		{ "dmarcreport_db", "relative/path", "/h", "absolute path" },
+		{ "dmarcreport_db", "", "/h", "must not be empty" },
+		{ "dmarcreport_db", "~/x.sqlite", NULL, "no home directory" },
+		{ "dmarcreport_max_records", "0", "/h", "not a positive number" },
+		{ "dmarcreport_max_records", "-5", "/h", "not a positive number" },
+		{ "dmarcreport_max_records", "lots", "/h", "not a positive number" },
+		{ "dmarcreport_max_attachment_size", "10 parsecs", "/h", "" },
+	};
+	struct dmarc_settings set;
+	const char *error;
+	unsigned int i;
+
+	test_begin("settings: bad values name the setting and the reason");
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		const char *pairs[] = { tests[i].name, tests[i].value, NULL };
+
+		error = NULL;
+		test_assert_idx(dmarc_settings_read(pool_datastack_create(),
+						    lookup_pairs, pairs,
+						    tests[i].home, &set,
+						    &error) < 0, i);
+		test_assert_idx(error != NULL &&
+				strstr(error, tests[i].name) != NULL &&
+				strstr(error, tests[i].error_part) != NULL, i);
+	}
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
+		test_settings_defaults,
+		test_settings_overrides,
+		test_settings_errors,
 		NULL
 	};
 	return test_run(test_functions);

@@ -22,6 +22,24 @@ for log in $(grep -l '^:test-result: \(FAIL\|ERROR\)' tests/*.trs tests/e2e/*.tr
 done
 [ $status -eq 0 ] || tail -40 check.out
 
+# The unit tests once more under valgrind: no memory errors, no leaks.
+if [ $status -eq 0 ] && [ "${SKIP_VALGRIND:-}" != 1 ]; then
+	for t in tests/test-dmarc-*; do
+		case "$t" in *.o|*.lo|*.log|*.trs) continue ;; esac
+		[ -x "$t" ] || continue
+		if ./libtool --mode=execute valgrind -q --leak-check=full \
+			--errors-for-leak-kinds=definite,indirect \
+			--show-leak-kinds=definite,indirect --error-exitcode=99 \
+			"$t" > "$t.valgrind.log" 2>&1; then
+			echo ":test-result: PASS" > "$t.valgrind.trs"
+		else
+			echo ":test-result: FAIL" > "$t.valgrind.trs"
+			echo "---- valgrind $t"; tail -40 "$t.valgrind.log"
+			status=1
+		fi
+	done
+fi
+
 pass=$(cat tests/*.trs tests/e2e/*.trs 2>/dev/null | grep -c '^:test-result: PASS' || true)
 fail=$(cat tests/*.trs tests/e2e/*.trs 2>/dev/null | grep -c '^:test-result: \(FAIL\|ERROR\|XPASS\)' || true)
 skip=$(cat tests/*.trs tests/e2e/*.trs 2>/dev/null | grep -c '^:test-result: SKIP' || true)

@@ -32,4 +32,22 @@ dmarc_compat_user_settings(struct mail_user *user, pool_t pool,
 				   home, set_r, error_r);
 }
 
+/* --- Sieve (Pigeonhole 0.5.19) ---
+   Compiled only into the Sieve door, which includes sieve-extensions.h
+   first. (Pigeonhole of Dovecot 2.4: plugin_load returns int, and
+   sieve_extension_register() returns int with the extension in an
+   out-parameter.) */
+#ifdef SIEVE_EXTENSIONS_H
+/* Register an extension that stays disabled until sieve_extensions or
+   sieve_global_extensions names it. */
+static inline int
+dmarc_compat_sieve_extension_register(struct sieve_instance *svinst,
+				      const struct sieve_extension_def *def,
+				      const struct sieve_extension **ext_r)
+{
+	*ext_r = sieve_extension_register(svinst, def, FALSE);
+	return *ext_r == NULL ? -1 : 0;
+}
+#endif
+
 #endif

@@ -1,9 +1,11 @@
 #ifndef SIEVE_DMARCREPORT_PLUGIN_H
 #define SIEVE_DMARCREPORT_PLUGIN_H
 
+/* The symbols Pigeonhole's plugin loader looks up in
+   lib90_sieve_dmarcreport_plugin.so (sieve_plugins = sieve_dmarcreport). */
+
 struct sieve_instance;
 
-/* Exported for Pigeonhole's plugin loader. */
 extern const char *sieve_dmarcreport_plugin_version;
 void sieve_dmarcreport_plugin_load(struct sieve_instance *svinst,
 				   void **context);

@@ -1,4 +1,665 @@
+/* The read side of the report database for doveadm dmarc (list, query,
+   summary) and its one delete (expire). The doors hand over a filter
+   struct; it becomes a WHERE clause whose values are all bound. */
+
 #include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "strnum.h"
+#include "dmarc-store.h"
 #include "dmarc-query.h"
 
-/* stub: to be written */
+#include <stdio.h>
+#include <sqlite3.h>
+#include <time.h>
+
+enum query_bind_type {
+	QUERY_BIND_INT,
+	QUERY_BIND_TEXT,
+	QUERY_BIND_BLOB16,
+};
+
+struct query_bind {
+	enum query_bind_type type;
+	int64_t num;
+	const char *text;
+	const unsigned char *blob;
+};
+ARRAY_DEFINE_TYPE(query_bind, struct query_bind);
+
+/* A statement under construction: SQL text plus its bound values. */
+struct query_sql {
+	string_t *sql;
+	ARRAY_TYPE(query_bind) binds;
+};
+
+static void query_sql_init(struct query_sql *q, const char *start)
+{
+	q->sql = t_str_new(512);
+	str_append(q->sql, start);
+	t_array_init(&q->binds, 8);
+}
+
+static void bind_int(struct query_sql *q, int64_t num)
+{
+	struct query_bind *b = array_append_space(&q->binds);
+
+	b->type = QUERY_BIND_INT;
+	b->num = num;
+}
+
+static void bind_text(struct query_sql *q, const char *text)
+{
+	struct query_bind *b = array_append_space(&q->binds);
+
+	b->type = QUERY_BIND_TEXT;
+	b->text = text;
+}
+
+static void bind_blob16(struct query_sql *q, const unsigned char *blob)
+{
+	struct query_bind *b = array_append_space(&q->binds);
+
+	b->type = QUERY_BIND_BLOB16;
+	b->blob = blob;
+}
+
+/* Appends " AND ..." for every set field; the caller's FROM joins
+   reports r and records rec. */
+static void
+query_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
+{
+	if (f->domain != NULL) {
+		str_append(q->sql, " AND r.policy_domain = lower(?)");
+		bind_text(q, f->domain);
+	}
+	if (f->org != NULL) {
+		str_append(q->sql, " AND r.org_name = ? COLLATE NOCASE");
+		bind_text(q, f->org);
+	}
+	if (f->have_since) {
+		str_append(q->sql, " AND r.date_begin >= ?");
+		bind_int(q, f->since);
+	}
+	if (f->have_until) {
+		str_append(q->sql, " AND r.date_begin < ?");
+		bind_int(q, f->until);
+	}
+	if (f->have_source) {
+		str_append(q->sql, " AND rec.source_ip_key BETWEEN ? AND ?");
+		bind_blob16(q, f->source_min);
+		bind_blob16(q, f->source_max);
+	}
+	if (f->disposition != NULL) {
+		str_append(q->sql, " AND rec.disposition = lower(?)");
+		bind_text(q, f->disposition);
+	}
+	if (f->dkim != NULL) {
+		str_append(q->sql, " AND rec.dkim = lower(?)");
+		bind_text(q, f->dkim);
+	}
+	if (f->spf != NULL) {
+		str_append(q->sql, " AND rec.spf = lower(?)");
+		bind_text(q, f->spf);
+	}
+	if (f->result >= 0) {
+		str_append(q->sql, " AND rec.dmarc_pass = ?");
+		bind_int(q, f->result > 0 ? 1 : 0);
+	}
+	if (f->header_from != NULL) {
+		str_append(q->sql, " AND lower(rec.header_from) = lower(?)");
+		bind_text(q, f->header_from);
+	}
+}
+
+static const char *query_db_error(sqlite3 *db, const char *what)
+{
+	return t_strdup_printf("%s: %s", what, sqlite3_errmsg(db));
+}
+
+static int
+query_prepare(struct dmarc_store *store, const struct query_sql *q,
+	      sqlite3_stmt **stmt_r, const char **error_r)
+{
+	sqlite3 *db = dmarc_store_get_db(store);
+	const struct query_bind *b;
+	int i = 0, ret = SQLITE_OK;
+
+	if (sqlite3_prepare_v2(db, str_c(q->sql), -1, stmt_r, NULL) != SQLITE_OK) {
+		*error_r = query_db_error(db, "Preparing a query failed");
+		return -1;
+	}
+	array_foreach(&q->binds, b) {
+		i++;
+		switch (b->type) {
+		case QUERY_BIND_INT:
+			ret = sqlite3_bind_int64(*stmt_r, i, b->num);
+			break;
+		case QUERY_BIND_TEXT:
+			ret = sqlite3_bind_text(*stmt_r, i, b->text, -1,
+						SQLITE_TRANSIENT);
+			break;
+		case QUERY_BIND_BLOB16:
+			ret = sqlite3_bind_blob(*stmt_r, i, b->blob, 16,
+						SQLITE_TRANSIENT);
+			break;
+		}
+		if (ret != SQLITE_OK) {
+			*error_r = query_db_error(db, "Binding a value failed");
+			sqlite3_finalize(*stmt_r);
+			*stmt_r = NULL;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Steps stmt to the next row: 1 row, 0 done, -1 error. */
+static int query_step(sqlite3_stmt *stmt, const char **error_r)
+{
+	switch (sqlite3_step(stmt)) {
+	case SQLITE_ROW:
+		return 1;
+	case SQLITE_DONE:
+		return 0;
+	default:
+		*error_r = query_db_error(sqlite3_db_handle(stmt),
+					  "Reading the database failed");
+		return -1;
+	}
+}
+
+static const char *col_str(sqlite3_stmt *stmt, int col)
+{
+	const unsigned char *s = sqlite3_column_text(stmt, col);
+
+	return s == NULL ? NULL : t_strdup((const char *)s);
+}
+
+static uint64_t col_u64(sqlite3_stmt *stmt, int col)
+{
+	sqlite3_int64 n = sqlite3_column_int64(stmt, col);
+
+	return n < 0 ? 0 : (uint64_t)n;
+}
+
+static double query_rate(uint64_t part, uint64_t total)
+{
+	return total == 0 ? 0.0 : 100.0 * (double)part / (double)total;
+}
+
+static const char *query_callback_error = "callback failed";
+
+void dmarc_query_filter_init(struct dmarc_query_filter *filter_r)
+{
+	i_zero(filter_r);
+	filter_r->result = -1;
+}
+
+/* --- value parsing --- */
+
+int dmarc_query_parse_date(const char *str, time_t now,
+			   int64_t *start_r, int64_t *end_r,
+			   const char **error_r)
+{
+	unsigned int year, month, day;
+	uintmax_t num;
+	const char *end;
+	struct tm tm;
+	time_t t;
+
+	if (str_parse_uintmax(str, &num, &end) == 0 && end != str) {
+		uintmax_t unit = 0;
+
+		if (*end == '\0') {
+			/* Unix seconds */
+			if (num > INT64_MAX)
+				goto invalid;
+			*start_r = (int64_t)num;
+			*end_r = *start_r + 1;
+			return 0;
+		}
+		if (end[1] == '\0') {
+			switch (end[0]) {
+			case 's': unit = 1; break;
+			case 'm': unit = 60; break;
+			case 'h': unit = 60*60; break;
+			case 'd': unit = 24*60*60; break;
+			case 'w': unit = 7*24*60*60; break;
+			}
+		}
+		if (unit != 0 && num <= (uintmax_t)now / unit) {
+			*start_r = (int64_t)now - (int64_t)(num * unit);
+			*end_r = *start_r + 1;
+			return 0;
+		}
+		if (unit == 0 && sscanf(str, "%4u-%2u-%2u", &year, &month,
+					&day) == 3 && strlen(str) == 10 &&
+		    str[4] == '-' && str[7] == '-' &&
+		    month >= 1 && month <= 12 && day >= 1 && day <= 31 &&
+		    year >= 1970) {
+			i_zero(&tm);
+			tm.tm_year = year - 1900;
+			tm.tm_mon = month - 1;
+			tm.tm_mday = day;
+			t = timegm(&tm);
+			/* timegm() normalises 2024-02-31: refuse it */
+			if (t == (time_t)-1 || tm.tm_mday != (int)day)
+				goto invalid;
+			*start_r = t;
+			*end_r = t + 24*60*60;
+			return 0;
+		}
+	}
+invalid:
+	*error_r = t_strdup_printf("Invalid date '%s' "
+		"(use YYYY-MM-DD, Unix seconds, or an interval like 30d)", str);
+	return -1;
+}
+
+int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
+			     unsigned char max_r[16], const char **error_r)
+{
+	const char *slash, *addr = str;
+	unsigned int bits, max_bits, i;
+
+	slash = strchr(str, '/');
+	if (slash != NULL)
+		addr = t_strdup_until(str, slash);
+	if (!dmarc_store_ip_key(addr, min_r)) {
+		*error_r = t_strdup_printf("Invalid IP address '%s'", addr);
+		return -1;
+	}
+	/* the store keeps IPv4 as ::ffff:a.b.c.d */
+	max_bits = strchr(addr, ':') == NULL ? 32 : 128;
+	bits = max_bits;
+	if (slash != NULL &&
+	    (str_to_uint(slash + 1, &bits) < 0 || bits > max_bits)) {
+		*error_r = t_strdup_printf("Invalid prefix length in '%s'", str);
+		return -1;
+	}
+	bits += 128 - max_bits;
+	for (i = 0; i < 16; i++) {
+		unsigned int keep = bits >= (i + 1) * 8 ? 8 :
+			bits <= i * 8 ? 0 : bits - i * 8;
+		unsigned char mask = keep == 0 ? 0 :
+			(unsigned char)(0xff << (8 - keep));
+
+		min_r[i] &= mask;
+		max_r[i] = min_r[i] | (unsigned char)~mask;
+	}
+	return 0;
+}
+
+/* --- list --- */
+
+int dmarc_query_list(struct dmarc_store *store,
+		     const struct dmarc_query_filter *filter,
+		     dmarc_query_report_callback_t *callback, void *context,
+		     const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret = 0;
+
+	query_sql_init(&q,
+		"SELECT r.id, r.org_name, r.report_id, r.policy_domain,"
+		" r.date_begin, r.date_end, r.policy_p, r.policy_sp,"
+		" r.policy_np, r.policy_testing, r.policy_pct,"
+		" r.archive_path, r.received, count(rec.id),"
+		" coalesce(sum(rec.count), 0),"
+		" coalesce(sum(CASE WHEN rec.dmarc_pass THEN rec.count END), 0)"
+		" FROM reports r LEFT JOIN records rec ON rec.report_ref = r.id"
+		" WHERE 1");
+	query_add_filter(&q, filter);
+	str_append(q.sql, " GROUP BY r.id ORDER BY r.date_begin, r.id");
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+		struct dmarc_query_report_row row;
+
+		i_zero(&row);
+		row.id = sqlite3_column_int64(stmt, 0);
+		row.org_name = col_str(stmt, 1);
+		row.report_id = col_str(stmt, 2);
+		row.policy_domain = col_str(stmt, 3);
+		row.date_begin = sqlite3_column_int64(stmt, 4);
+		row.date_end = sqlite3_column_int64(stmt, 5);
+		row.policy_p = col_str(stmt, 6);
+		row.policy_sp = col_str(stmt, 7);
+		row.policy_np = col_str(stmt, 8);
+		row.policy_testing = col_str(stmt, 9);
+		row.policy_pct = sqlite3_column_type(stmt, 10) == SQLITE_NULL ?
+			-1 : sqlite3_column_int(stmt, 10);
+		row.archive_path = col_str(stmt, 11);
+		row.received = sqlite3_column_int64(stmt, 12);
+		row.records = col_u64(stmt, 13);
+		row.messages = col_u64(stmt, 14);
+		row.pass = col_u64(stmt, 15);
+		ret = callback(&row, context) < 0 ? -1 : 0;
+		if (ret < 0)
+			*error_r = query_callback_error;
+	} T_END;
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
+}
+
+/* --- query: records --- */
+
+int dmarc_query_records(struct dmarc_store *store,
+			const struct dmarc_query_filter *filter,
+			dmarc_query_record_callback_t *callback, void *context,
+			const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret = 0;
+
+	query_sql_init(&q,
+		"SELECT r.policy_domain, r.org_name, r.report_id, r.date_begin,"
+		" rec.source_ip, rec.count, rec.disposition, rec.dkim, rec.spf,"
+		" rec.dmarc_pass, rec.header_from, rec.envelope_from,"
+		" (SELECT group_concat(a, ' ') FROM"
+		"  (SELECT ar.type || '=' || coalesce(ar.result, '') ||"
+		"   CASE WHEN ar.domain IS NULL THEN ''"
+		"   ELSE '(' || ar.domain || ')' END AS a"
+		"   FROM auth_results ar WHERE ar.record_ref = rec.id"
+		"   ORDER BY ar.rowid))"
+		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
+		" WHERE 1");
+	query_add_filter(&q, filter);
+	str_append(q.sql, " ORDER BY r.date_begin, r.id, rec.id");
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+		struct dmarc_query_record_row row;
+
+		i_zero(&row);
+		row.policy_domain = col_str(stmt, 0);
+		row.org_name = col_str(stmt, 1);
+		row.report_id = col_str(stmt, 2);
+		row.date_begin = sqlite3_column_int64(stmt, 3);
+		row.source_ip = col_str(stmt, 4);
+		row.count = col_u64(stmt, 5);
+		row.disposition = col_str(stmt, 6);
+		row.dkim = col_str(stmt, 7);
+		row.spf = col_str(stmt, 8);
+		row.dmarc_pass = sqlite3_column_int(stmt, 9) != 0;
+		row.header_from = col_str(stmt, 10);
+		row.envelope_from = col_str(stmt, 11);
+		row.auth = col_str(stmt, 12);
+		ret = callback(&row, context) < 0 ? -1 : 0;
+		if (ret < 0)
+			*error_r = query_callback_error;
+	} T_END;
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
+}
+
+/* --- query --group-by --- */
+
+static const struct {
+	const char *name;
+	enum dmarc_query_group group;
+	/* an SQL expression over r and rec: fixed text, never user input */
+	const char *expr;
+} query_groups[] = {
+	{ "source", DMARC_QUERY_GROUP_SOURCE, "rec.source_ip" },
+	{ "domain", DMARC_QUERY_GROUP_DOMAIN, "r.policy_domain" },
+	{ "org", DMARC_QUERY_GROUP_ORG, "r.org_name" },
+	{ "header_from", DMARC_QUERY_GROUP_HEADER_FROM,
+	  "lower(rec.header_from)" },
+	{ "day", DMARC_QUERY_GROUP_DAY,
+	  "strftime('%Y-%m-%d', r.date_begin, 'unixepoch')" },
+	{ "disposition", DMARC_QUERY_GROUP_DISPOSITION, "rec.disposition" },
+};
+
+bool dmarc_query_group_parse(const char *name,
+			     enum dmarc_query_group *group_r)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(query_groups); i++) {
+		if (strcasecmp(query_groups[i].name, name) == 0) {
+			*group_r = query_groups[i].group;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+static const char *query_group_expr(enum dmarc_query_group group)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(query_groups); i++) {
+		if (query_groups[i].group == group)
+			return query_groups[i].expr;
+	}
+	i_unreached();
+}
+
+int dmarc_query_groups(struct dmarc_store *store,
+		       const struct dmarc_query_filter *filter,
+		       enum dmarc_query_group group,
+		       dmarc_query_group_callback_t *callback, void *context,
+		       const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret = 0;
+
+	query_sql_init(&q, t_strdup_printf(
+		"SELECT coalesce(%s, '') AS k, sum(rec.count),"
+		" coalesce(sum(CASE WHEN rec.dmarc_pass THEN rec.count END), 0)"
+		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
+		" WHERE 1", query_group_expr(group)));
+	query_add_filter(&q, filter);
+	str_append(q.sql, " GROUP BY k ORDER BY 2 DESC, k");
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+		struct dmarc_query_group_row row;
+
+		i_zero(&row);
+		row.key = col_str(stmt, 0);
+		row.messages = col_u64(stmt, 1);
+		row.pass = col_u64(stmt, 2);
+		row.fail = row.messages - row.pass;
+		row.pass_rate = query_rate(row.pass, row.messages);
+		ret = callback(&row, context) < 0 ? -1 : 0;
+		if (ret < 0)
+			*error_r = query_callback_error;
+	} T_END;
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
+}
+
+/* --- summary --- */
+
+ARRAY_DEFINE_TYPE(query_source_count, struct dmarc_query_source_count);
+
+static int
+query_top_failing(struct dmarc_store *store,
+		  const struct dmarc_query_filter *filter, const char *domain,
+		  ARRAY_TYPE(query_source_count) *top,
+		  const char **error_r)
+{
+	struct dmarc_query_filter dfilter = *filter;
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	dfilter.domain = domain;
+	query_sql_init(&q,
+		"SELECT rec.source_ip, sum(rec.count) AS n"
+		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
+		" WHERE rec.dmarc_pass = 0");
+	query_add_filter(&q, &dfilter);
+	str_printfa(q.sql, " GROUP BY rec.source_ip HAVING n > 0"
+		    " ORDER BY n DESC, rec.source_ip LIMIT %u",
+		    DMARC_QUERY_SUMMARY_TOP_SOURCES);
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = query_step(stmt, error_r)) > 0) {
+		struct dmarc_query_source_count *src = array_append_space(top);
+
+		src->source_ip = col_str(stmt, 0);
+		src->messages = col_u64(stmt, 1);
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static const char *
+query_verdict(const struct dmarc_query_summary_row *row)
+{
+	string_t *str;
+	unsigned int i;
+
+	if (row->messages < DMARC_QUERY_SUMMARY_MIN_MESSAGES) {
+		return t_strdup_printf("too little data (%"PRIu64" msgs)",
+				       row->messages);
+	}
+	if (row->pass_rate >= DMARC_QUERY_SUMMARY_READY_PASS_RATE)
+		return "ready for p=reject";
+	str = t_str_new(128);
+	str_append(str, "fix first: ");
+	for (i = 0; i < row->top_failing_count; i++) {
+		if (i > 0)
+			str_append(str, ", ");
+		str_printfa(str, "%s (%"PRIu64" msgs failing)",
+			    row->top_failing[i].source_ip,
+			    row->top_failing[i].messages);
+	}
+	return str_c(str);
+}
+
+int dmarc_query_summary(struct dmarc_store *store,
+			const struct dmarc_query_filter *filter,
+			dmarc_query_summary_callback_t *callback, void *context,
+			const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret = 0;
+
+	query_sql_init(&q,
+		"SELECT r.policy_domain, count(DISTINCT r.id), sum(rec.count),"
+		" coalesce(sum(CASE WHEN rec.dmarc_pass THEN rec.count END), 0),"
+		" coalesce(sum(CASE WHEN rec.dkim = 'pass' THEN rec.count END), 0),"
+		" coalesce(sum(CASE WHEN rec.spf = 'pass' THEN rec.count END), 0)"
+		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
+		" WHERE 1");
+	query_add_filter(&q, filter);
+	str_append(q.sql, " GROUP BY r.policy_domain ORDER BY r.policy_domain");
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	/* no T_BEGIN per row: an error of query_top_failing() must outlive
+	   it, and there is one row per domain only */
+	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) {
+		struct dmarc_query_summary_row row;
+		ARRAY_TYPE(query_source_count) top;
+
+		i_zero(&row);
+		row.policy_domain = col_str(stmt, 0);
+		row.reports = col_u64(stmt, 1);
+		row.messages = col_u64(stmt, 2);
+		row.pass = col_u64(stmt, 3);
+		row.dkim_aligned = col_u64(stmt, 4);
+		row.spf_aligned = col_u64(stmt, 5);
+		row.pass_rate = query_rate(row.pass, row.messages);
+		row.dkim_rate = query_rate(row.dkim_aligned, row.messages);
+		row.spf_rate = query_rate(row.spf_aligned, row.messages);
+
+		t_array_init(&top, DMARC_QUERY_SUMMARY_TOP_SOURCES);
+		ret = query_top_failing(store, filter, row.policy_domain,
+					&top, error_r);
+		if (ret == 0) {
+			row.top_failing = array_get(&top,
+						    &row.top_failing_count);
+			row.verdict = query_verdict(&row);
+			ret = callback(&row, context) < 0 ? -1 : 0;
+			if (ret < 0)
+				*error_r = query_callback_error;
+		}
+	}
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
+}
+
+/* --- expire --- */
+
+static int query_exec(sqlite3 *db, const char *sql, const char **error_r)
+{
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		*error_r = query_db_error(db, t_strdup_printf("%s failed", sql));
+		return -1;
+	}
+	return 0;
+}
+
+int dmarc_query_expire(struct dmarc_store *store, int64_t before,
+		       pool_t pool, ARRAY_TYPE(const_string) *paths_r,
+		       unsigned int *deleted_r, const char **error_r)
+{
+	sqlite3 *db = dmarc_store_get_db(store);
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret = 0;
+
+	*deleted_r = 0;
+	/* IMMEDIATE: no delivery may add a report using one of the archive
+	   files between reading the paths and deleting the rows */
+	if (query_exec(db, "BEGIN IMMEDIATE", error_r) < 0)
+		return -1;
+	if (paths_r != NULL) {
+		/* a file that held several reports goes only with the last */
+		query_sql_init(&q,
+			"SELECT DISTINCT archive_path FROM reports"
+			" WHERE date_end < ? AND archive_path IS NOT NULL"
+			" AND archive_path NOT IN (SELECT archive_path"
+			"  FROM reports WHERE date_end >= ?"
+			"  AND archive_path IS NOT NULL)"
+			" ORDER BY archive_path");
+		bind_int(&q, before);
+		bind_int(&q, before);
+		if (query_prepare(store, &q, &stmt, error_r) < 0)
+			ret = -1;
+		else {
+			while ((ret = query_step(stmt, error_r)) > 0) {
+				const char *path = p_strdup(pool,
+					(const char *)sqlite3_column_text(stmt, 0));
+				array_push_back(paths_r, &path);
+			}
+			sqlite3_finalize(stmt);
+		}
+	}
+	if (ret == 0) {
+		query_sql_init(&q, "DELETE FROM reports WHERE date_end < ?");
+		bind_int(&q, before);
+		if (query_prepare(store, &q, &stmt, error_r) < 0)
+			ret = -1;
+		else {
+			ret = query_step(stmt, error_r);
+			if (ret == 0)
+				*deleted_r = sqlite3_changes(db);
+			sqlite3_finalize(stmt);
+		}
+	}
+	if (ret < 0) {
+		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		if (paths_r != NULL)
+			array_clear(paths_r);
+		*deleted_r = 0;
+		return -1;
+	}
+	if (query_exec(db, "COMMIT", error_r) < 0) {
+		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		if (paths_r != NULL)
+			array_clear(paths_r);
+		*deleted_r = 0;
+		return -1;
+	}
+	return 0;
+}

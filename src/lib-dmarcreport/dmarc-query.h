@@ -2,8 +2,155 @@
 #define DMARC_QUERY_H
 
 /* Read side of the store for doveadm dmarc: filters and result rows.
-   All SQL lives in dmarc-query.c; values are bound as parameters. */
+   All SQL lives in dmarc-query.c; every filter value is bound as a
+   parameter. Rows handed to a callback are valid only during the call. */
 
 struct dmarc_store;
+
+/* All set fields must match (AND). Report fields select reports; record
+   fields select records, and a report is listed when one of its records
+   matches, its figures then counting the matching records only. */
+struct dmarc_query_filter {
+	/* report fields */
+	const char *domain;       /* policy domain (compared lower-case) */
+	const char *org;          /* reporter org_name (case-insensitive) */
+	bool have_since, have_until;
+	int64_t since;            /* date_begin >= since */
+	int64_t until;            /* date_begin < until */
+
+	/* record fields */
+	bool have_source;
+	unsigned char source_min[16], source_max[16]; /* source_ip_key range */
+	const char *disposition;  /* "none", "quarantine", "reject" */
+	const char *dkim;         /* policy_evaluated: "pass" or "fail" */
+	const char *spf;
+	int result;               /* DMARC result: -1 any, 0 fail, 1 pass */
+	const char *header_from;  /* compared case-insensitively */
+};
+
+void dmarc_query_filter_init(struct dmarc_query_filter *filter_r);
+
+/* A date as "YYYY-MM-DD" (UTC), Unix seconds, or an interval ago like
+   doveadm search: "30d", "12h", "2w", "90m", "45s" (relative to now).
+   *start_r is that moment; *end_r the first second after it, or after the
+   whole day for "YYYY-MM-DD" (so "until 2024-01-31" includes that day). */
+int dmarc_query_parse_date(const char *str, time_t now,
+			   int64_t *start_r, int64_t *end_r,
+			   const char **error_r);
+
+/* An IPv4/IPv6 address or CIDR ("192.0.2.0/24", "2001:db8::/32") as an
+   inclusive range of 16-byte source_ip_key values. */
+int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
+			     unsigned char max_r[16], const char **error_r);
+
+/* --- list: one row per report --- */
+struct dmarc_query_report_row {
+	int64_t id;
+	const char *org_name, *report_id, *policy_domain;
+	int64_t date_begin, date_end;
+	const char *policy_p, *policy_sp, *policy_np, *policy_testing;
+	int policy_pct;           /* -1 when absent */
+	const char *archive_path; /* relative to the archive dir, or NULL */
+	int64_t received;
+	/* of the matching records */
+	uint64_t records, messages, pass;
+};
+typedef int dmarc_query_report_callback_t(
+	const struct dmarc_query_report_row *row, void *context);
+
+/* Calls callback for each report, oldest first; a callback returning -1
+   stops the walk and makes the call return -1 (its error in *error_r is
+   then "callback failed"). Returns 0 or -1. */
+int dmarc_query_list(struct dmarc_store *store,
+		     const struct dmarc_query_filter *filter,
+		     dmarc_query_report_callback_t *callback, void *context,
+		     const char **error_r);
+
+/* --- query: one row per record --- */
+struct dmarc_query_record_row {
+	const char *policy_domain, *org_name, *report_id;
+	int64_t date_begin;
+	const char *source_ip;
+	uint64_t count;
+	const char *disposition, *dkim, *spf;
+	bool dmarc_pass;
+	const char *header_from, *envelope_from;
+	/* "dkim=pass(example.com) spf=softfail(mail.example.com)" */
+	const char *auth;
+};
+typedef int dmarc_query_record_callback_t(
+	const struct dmarc_query_record_row *row, void *context);
+int dmarc_query_records(struct dmarc_store *store,
+			const struct dmarc_query_filter *filter,
+			dmarc_query_record_callback_t *callback, void *context,
+			const char **error_r);
+
+/* --- query --group-by: one row per group, most messages first --- */
+enum dmarc_query_group {
+	DMARC_QUERY_GROUP_SOURCE,
+	DMARC_QUERY_GROUP_DOMAIN,
+	DMARC_QUERY_GROUP_ORG,
+	DMARC_QUERY_GROUP_HEADER_FROM,
+	DMARC_QUERY_GROUP_DAY,          /* of date_begin, UTC */
+	DMARC_QUERY_GROUP_DISPOSITION,
+};
+/* "source", "domain", ... -> the group; FALSE when unknown. */
+bool dmarc_query_group_parse(const char *name,
+			     enum dmarc_query_group *group_r);
+
+struct dmarc_query_group_row {
+	const char *key;          /* "" when the value was absent */
+	uint64_t messages, pass, fail;
+	double pass_rate;         /* percent; 0 when messages is 0 */
+};
+typedef int dmarc_query_group_callback_t(
+	const struct dmarc_query_group_row *row, void *context);
+int dmarc_query_groups(struct dmarc_store *store,
+		       const struct dmarc_query_filter *filter,
+		       enum dmarc_query_group group,
+		       dmarc_query_group_callback_t *callback, void *context,
+		       const char **error_r);
+
+/* --- summary: one row per policy domain --- */
+
+/* Below this many messages a domain gets "too little data". */
+#define DMARC_QUERY_SUMMARY_MIN_MESSAGES 100
+/* At or above this DMARC pass rate (percent) a domain is ready. */
+#define DMARC_QUERY_SUMMARY_READY_PASS_RATE 98.0
+/* How many failing sources the summary names. */
+#define DMARC_QUERY_SUMMARY_TOP_SOURCES 3
+
+struct dmarc_query_source_count {
+	const char *source_ip;
+	uint64_t messages;
+};
+
+struct dmarc_query_summary_row {
+	const char *policy_domain;
+	uint64_t reports, messages, pass, dkim_aligned, spf_aligned;
+	double pass_rate, dkim_rate, spf_rate; /* percent */
+	/* most failing messages first, at most _TOP_SOURCES */
+	const struct dmarc_query_source_count *top_failing;
+	unsigned int top_failing_count;
+	/* "ready for p=reject", "fix first: 192.0.2.1 (120 msgs failing), ..."
+	   or "too little data (12 msgs)" */
+	const char *verdict;
+};
+typedef int dmarc_query_summary_callback_t(
+	const struct dmarc_query_summary_row *row, void *context);
+int dmarc_query_summary(struct dmarc_store *store,
+			const struct dmarc_query_filter *filter,
+			dmarc_query_summary_callback_t *callback, void *context,
+			const char **error_r);
+
+/* --- expire: the one write of the read side --- */
+
+/* Deletes the reports whose date_end < before (records and auth results
+   go with them: ON DELETE CASCADE). When paths_r is not NULL, it gets the
+   archive paths (relative, as stored, allocated from pool) that no
+   remaining report uses any more. Returns 0 or -1. */
+int dmarc_query_expire(struct dmarc_store *store, int64_t before,
+		       pool_t pool, ARRAY_TYPE(const_string) *paths_r,
+		       unsigned int *deleted_r, const char **error_r);
 
 #endif

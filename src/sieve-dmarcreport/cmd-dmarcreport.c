@@ -114,13 +114,13 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 	if (dmarc_compat_user_settings(user, pool_datastack_create(),
 				       &set, &error) < 0) {
 		sieve_result_global_error(aenv,
-			"dmarcreport: invalid settings, no report recorded "
+			"invalid settings, no report recorded "
 			"(the mail is delivered): %s", error);
 		return;
 	}
 	if (mail_get_stream(mail, NULL, NULL, &mail_input) < 0) {
 		sieve_result_global_error(aenv,
-			"dmarcreport: cannot read the message, no report "
+			"cannot read the message, no report "
 			"recorded (the mail is delivered): %s",
 			mailbox_get_last_internal_error(mail->box, NULL));
 		return;
@@ -150,13 +150,13 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 		   the same: losing it would lose the report for good. */
 		if (set.archive_dir != NULL) {
 			sieve_result_global_error(aenv,
-				"dmarcreport: storing the reports failed (see "
+				"storing the reports failed (see "
 				"the errors above); the mail is delivered and "
 				"its attachments are in %s: re-import them with "
 				"`doveadm dmarc import`", set.archive_dir);
 		} else {
 			sieve_result_global_error(aenv,
-				"dmarcreport: storing the reports failed (see "
+				"storing the reports failed (see "
 				"the errors above); the mail is delivered: "
 				"re-import it with `doveadm dmarc import "
 				"--mailbox`");
@@ -180,7 +180,7 @@ act_dmarcreport_commit(const struct sieve_action_exec_env *aenv,
 	   succeeded, so a failing script records nothing. */
 	if (mail == NULL || user == NULL) {
 		sieve_result_global_error(aenv,
-			"dmarcreport: no message or no mail user in this "
+			"no message or no mail user in this "
 			"context, no report recorded");
 		return SIEVE_EXEC_OK;
 	}

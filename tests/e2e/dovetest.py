@@ -460,7 +460,8 @@ class Dovecot:
             check(accepted, f"no recipient accepted: {replies}")
             code, text = lmtp.docmd("DATA")
             check(code == 354, f"DATA: {code} {text!r}")
-            data = smtplib._quote_periods(to_crlf(message))
+            # dot-stuffing (RFC 5321 4.5.2)
+            data = re.sub(rb"(?m)^\.", b"..", to_crlf(message))
             if not data.endswith(b"\r\n"):
                 data += b"\r\n"
             lmtp.send(data + b".\r\n")

@@ -7,6 +7,7 @@ report was recorded."""
 import os
 import re
 import stat
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -110,6 +111,29 @@ def test_action_twice(dc):
     check_equal(len(dc.mail_files("twice")), 1, "mails in INBOX")
 
 
+def test_sieve_test_lists_action(dc):
+    """sieve-test without -e shows the action and its trace line, and
+    records nothing (the work is done at commit)."""
+    # sieve-test runs as the user and writes trace.svbin beside the script
+    script = os.path.join(dc.home("trace"), "trace.sieve")
+    with open(script, "w") as f:
+        f.write(dovetest.SCRIPT_DMARCREPORT)
+    os.chown(script, dc.uid, dc.uid)
+    mail = dc.path("trace.eml")
+    with open(mail, "wb") as f:
+        f.write(reportmail.report_mail([("t.xml", reportmail.report_xml("trace-1"))],
+                                       msgid("trace", 0)))
+    os.chmod(mail, 0o644)
+    r = subprocess.run(["sieve-test", "-c", dc.conf, "-u", "trace",
+                        "-t", "-", "-T", "level=actions", script, mail],
+                       capture_output=True, text=True, timeout=60)
+    check_equal(r.returncode, 0, f"sieve-test exit code ({r.stderr.strip()})")
+    check("record the DMARC aggregate reports of this message" in r.stdout,
+          f"action not listed: {r.stdout!r}")
+    check("dmarcreport action" in r.stdout, f"no trace line: {r.stdout!r}")
+    check_equal(report_count(dc, "trace"), 0, "reports recorded by a dry run")
+
+
 def test_bad_settings(dc):
     """An invalid setting: one error line, no report, the mail delivered."""
     mark = dc.log_mark()
@@ -165,6 +189,7 @@ TESTS = [
     test_fileinto_script,
     test_address_script,
     test_action_twice,
+    test_sieve_test_lists_action,
     test_bad_settings,
     test_storage_failure,
     test_no_crash,
@@ -185,7 +210,7 @@ if __name__ == "__main__":
     dovetest.main(TESTS, lambda: LdaDovecot(
         "lda",
         users={
-            "lda": {}, "filer": {}, "addr": {}, "twice": {},
+            "lda": {}, "filer": {}, "addr": {}, "twice": {}, "trace": {},
             "badset": {"dmarcreport_max_records": "many"},
             "nodb": {"dmarcreport_db": READONLY_DIR + "/nodb.sqlite"},
         },

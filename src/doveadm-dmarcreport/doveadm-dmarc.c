@@ -1,1 +1,158 @@
+/* The doveadm door: plugin entry points, the command table, and what the
+   commands share (context, filter words, settings and database per user,
+   output helpers). */
+
 #include "lib.h"
+#include "ioloop.h"
+#include "module-dir.h"
+#include "doveadm-print.h"
+#include "dmarc-compat.h"
+#include "doveadm-dmarc-filter.h"
+#include "doveadm-dmarc.h"
+
+#include <stdio.h>
+#include <time.h>
+
+const char *doveadm_dmarcreport_plugin_version = DOVECOT_ABI_VERSION;
+
+/* A new command is one file and one line here. */
+static struct doveadm_cmd_ver2 *const dmarc_cmds[] = {
+	&doveadm_dmarc_cmd_list,
+	&doveadm_dmarc_cmd_query,
+	&doveadm_dmarc_cmd_summary,
+	&doveadm_dmarc_cmd_import,
+	&doveadm_dmarc_cmd_expire,
+};
+
+static bool
+dmarc_cmd_parse_arg(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+		    int c ATTR_UNUSED)
+{
+	/* Doveadm 2.3 wants each named option accepted here; the commands
+	   read the values with doveadm_cmd_param_*(), as 2.4 does. */
+	return TRUE;
+}
+
+struct doveadm_dmarc_cmd_context *
+doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args)
+{
+	struct doveadm_dmarc_cmd_context *dctx;
+
+	i_assert(size >= sizeof(*dctx));
+	dctx = (struct doveadm_dmarc_cmd_context *)
+		doveadm_mail_cmd_alloc_size(size);
+	dctx->ctx.getopt_args = getopt_args;
+	dctx->ctx.v.parse_arg = dmarc_cmd_parse_arg;
+	/* The commands read one SQLite file: they need the user's home and
+	   plugin {} settings, not its mailboxes. import --mailbox clears
+	   this flag again. */
+	dctx->ctx.service_flags |= MAIL_STORAGE_SERVICE_FLAG_NO_NAMESPACES;
+	dmarc_query_filter_init(&dctx->filter);
+	return dctx;
+}
+
+void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
+			       const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	i_error("%s: %s", ctx->cmd->name, t_strdup_vprintf(fmt, args));
+	va_end(args);
+	help_ver2(ctx->cctx->cmd);
+}
+
+void doveadm_dmarc_parse_filter(struct doveadm_dmarc_cmd_context *dctx,
+				const char *const *args)
+{
+	const char *error;
+
+	if (doveadm_dmarc_filter_parse(args, ioloop_time, &dctx->filter,
+				       &error) < 0)
+		doveadm_dmarc_usage_error(&dctx->ctx, "%s", error);
+}
+
+int doveadm_dmarc_user_settings(struct doveadm_mail_cmd_context *ctx,
+				struct mail_user *user,
+				struct dmarc_settings *set_r)
+{
+	const char *error;
+
+	if (dmarc_compat_user_settings(user, ctx->pool, set_r, &error) < 0) {
+		i_error("dmarc: user %s: Invalid settings: %s",
+			user->username, error);
+		ctx->exit_code = EX_CONFIG;
+		return -1;
+	}
+	return 0;
+}
+
+int doveadm_dmarc_store_open(struct doveadm_mail_cmd_context *ctx,
+			     struct mail_user *user,
+			     enum dmarc_store_open_flags flags,
+			     struct dmarc_settings *set_r,
+			     struct dmarc_store **store_r)
+{
+	const char *error;
+	int ret;
+
+	*store_r = NULL;
+	if (doveadm_dmarc_user_settings(ctx, user, set_r) < 0)
+		return -1;
+	ret = dmarc_store_open(set_r->db_path, flags, store_r, &error);
+	if (ret < 0) {
+		/* e.g. a database from a newer version: refuse, say why */
+		i_error("dmarc: user %s: %s: %s", user->username,
+			set_r->db_path, error);
+		ctx->exit_code = DOVEADM_EX_NOTPOSSIBLE;
+		return -1;
+	}
+	return ret;
+}
+
+int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
+			       struct mail_user *user, const char *error)
+{
+	i_error("dmarc: user %s: %s", user->username, error);
+	ctx->exit_code = EX_TEMPFAIL;
+	return -1;
+}
+
+const char *doveadm_dmarc_time(int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm *tm = gmtime(&tt);
+	char buf[64];
+
+	if (tm == NULL ||
+	    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", tm) == 0)
+		return dec2str(t);
+	return t_strdup(buf);
+}
+
+void doveadm_dmarc_print_num(uint64_t num)
+{
+	doveadm_print(dec2str(num));
+}
+
+void doveadm_dmarc_print_rate(double percent)
+{
+	doveadm_print(t_strdup_printf("%.1f", percent));
+}
+
+void doveadm_dmarc_print_str(const char *str)
+{
+	doveadm_print(str == NULL ? "" : str);
+}
+
+void doveadm_dmarcreport_plugin_init(struct module *module ATTR_UNUSED)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(dmarc_cmds); i++)
+		doveadm_cmd_register_ver2(dmarc_cmds[i]);
+}
+
+void doveadm_dmarcreport_plugin_deinit(void)
+{
+}

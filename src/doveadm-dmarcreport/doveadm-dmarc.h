@@ -1,11 +1,80 @@
 #ifndef DOVEADM_DMARC_H
 #define DOVEADM_DMARC_H
 
+/* The doveadm door: doveadm dmarc list|query|summary|import|expire.
+   Shared by the command files: the common context, settings and database
+   opening per user, and output helpers. */
+
+#include "doveadm-mail.h"
+#include "dmarc-settings.h"
+#include "dmarc-store.h"
+#include "dmarc-query.h"
+
 struct module;
 
 /* Exported for doveadm's module loader. */
 extern const char *doveadm_dmarcreport_plugin_version;
 void doveadm_dmarcreport_plugin_init(struct module *module);
 void doveadm_dmarcreport_plugin_deinit(void);
+
+/* The command table: one per file. */
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_list;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_query;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_summary;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_import;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_expire;
+
+/* Every dmarc command's context starts with this. */
+struct doveadm_dmarc_cmd_context {
+	struct doveadm_mail_cmd_context ctx;
+	struct dmarc_query_filter filter;
+};
+
+#define doveadm_dmarc_cmd_alloc(type, getopt_args) \
+	(type *)doveadm_dmarc_cmd_alloc_size(sizeof(type), getopt_args)
+/* Allocates the context, sets the defaults all commands share (no
+   namespaces, options read with doveadm_cmd_param_*()), and getopt_args
+   for the command's own short options. */
+struct doveadm_dmarc_cmd_context *
+doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args);
+
+/* Prints the usage of the running command after the error; exits 64. */
+void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
+			       const char *fmt, ...)
+	ATTR_FORMAT(2, 3) ATTR_NORETURN;
+
+/* Parses the positional filter words into dctx->filter; a bad word is a
+   usage error. */
+void doveadm_dmarc_parse_filter(struct doveadm_dmarc_cmd_context *dctx,
+				const char *const *args);
+
+/* The user's plugin {} settings. -1 (logged, exit code set) on error. */
+int doveadm_dmarc_user_settings(struct doveadm_mail_cmd_context *ctx,
+				struct mail_user *user,
+				struct dmarc_settings *set_r);
+
+/* Opens the user's database: 1 opened, 0 the user has none (an empty
+   result, not an error), -1 error (logged, exit code set). */
+int doveadm_dmarc_store_open(struct doveadm_mail_cmd_context *ctx,
+			     struct mail_user *user,
+			     enum dmarc_store_open_flags flags,
+			     struct dmarc_settings *set_r,
+			     struct dmarc_store **store_r);
+
+/* A query failed: log it and set the exit code. Returns -1. */
+int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
+			       struct mail_user *user, const char *error);
+
+/* ISO 8601 UTC: 2024-01-31T00:00:00Z */
+const char *doveadm_dmarc_time(int64_t t);
+/* Print helpers for numeric columns (DOVEADM_PRINT_HEADER_FLAG_NUMBER). */
+void doveadm_dmarc_print_num(uint64_t num);
+void doveadm_dmarc_print_rate(double percent);
+/* NULL prints as "" */
+void doveadm_dmarc_print_str(const char *str);
+
+#define DOVEADM_DMARC_NUMBER_FLAGS \
+	(DOVEADM_PRINT_HEADER_FLAG_NUMBER | \
+	 DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY)
 
 #endif

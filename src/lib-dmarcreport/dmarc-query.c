@@ -428,15 +428,25 @@ bool dmarc_query_group_parse(const char *name,
 	return FALSE;
 }
 
-static const char *query_group_expr(enum dmarc_query_group group)
+static unsigned int query_group_idx(enum dmarc_query_group group)
 {
 	unsigned int i;
 
 	for (i = 0; i < N_ELEMENTS(query_groups); i++) {
 		if (query_groups[i].group == group)
-			return query_groups[i].expr;
+			return i;
 	}
 	i_unreached();
+}
+
+const char *dmarc_query_group_name(enum dmarc_query_group group)
+{
+	return query_groups[query_group_idx(group)].name;
+}
+
+static const char *query_group_expr(enum dmarc_query_group group)
+{
+	return query_groups[query_group_idx(group)].expr;
 }
 
 int dmarc_query_groups(struct dmarc_store *store,

@@ -97,6 +97,8 @@ enum dmarc_query_group {
 /* "source", "domain", ... -> the group; FALSE when unknown. */
 bool dmarc_query_group_parse(const char *name,
 			     enum dmarc_query_group *group_r);
+/* The group's name as dmarc_query_group_parse() takes it. */
+const char *dmarc_query_group_name(enum dmarc_query_group group);
 
 struct dmarc_query_group_row {
 	const char *key;          /* "" when the value was absent */

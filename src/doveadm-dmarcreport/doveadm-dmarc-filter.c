@@ -1,0 +1,178 @@
+/* Filter words of doveadm dmarc list/query/summary, in the manner of a
+   doveadm search query: "name value" pairs combined with AND. The values
+   only fill a struct; dmarc-query.c turns it into bound SQL. */
+
+#include "lib.h"
+#include "dmarc-query.h"
+#include "doveadm-dmarc-filter.h"
+
+struct filter_word {
+	const char *name;
+	int (*parse)(struct dmarc_query_filter *filter, const char *value,
+		     time_t now, const char **error_r);
+};
+
+static int
+parse_pass_fail(const char *name, const char *value, const char **result_r,
+		const char **error_r)
+{
+	if (strcasecmp(value, "pass") == 0)
+		*result_r = "pass";
+	else if (strcasecmp(value, "fail") == 0)
+		*result_r = "fail";
+	else {
+		*error_r = t_strdup_printf(
+			"Filter %s: expected pass or fail, not '%s'",
+			name, value);
+		return -1;
+	}
+	return 0;
+}
+
+static int filter_domain(struct dmarc_query_filter *filter, const char *value,
+			 time_t now ATTR_UNUSED, const char **error_r ATTR_UNUSED)
+{
+	filter->domain = value;
+	return 0;
+}
+
+static int filter_org(struct dmarc_query_filter *filter, const char *value,
+		      time_t now ATTR_UNUSED, const char **error_r ATTR_UNUSED)
+{
+	filter->org = value;
+	return 0;
+}
+
+static int filter_since(struct dmarc_query_filter *filter, const char *value,
+			time_t now, const char **error_r)
+{
+	int64_t end;
+
+	if (dmarc_query_parse_date(value, now, &filter->since, &end,
+				   error_r) < 0)
+		return -1;
+	filter->have_since = TRUE;
+	return 0;
+}
+
+static int filter_until(struct dmarc_query_filter *filter, const char *value,
+			time_t now, const char **error_r)
+{
+	int64_t start;
+
+	/* "until 2024-01-31" includes that day */
+	if (dmarc_query_parse_date(value, now, &start, &filter->until,
+				   error_r) < 0)
+		return -1;
+	filter->have_until = TRUE;
+	return 0;
+}
+
+static int filter_source(struct dmarc_query_filter *filter, const char *value,
+			 time_t now ATTR_UNUSED, const char **error_r)
+{
+	if (dmarc_query_parse_source(value, filter->source_min,
+				     filter->source_max, error_r) < 0)
+		return -1;
+	filter->have_source = TRUE;
+	return 0;
+}
+
+static int
+filter_disposition(struct dmarc_query_filter *filter, const char *value,
+		   time_t now ATTR_UNUSED, const char **error_r)
+{
+	/* RFC 7489 appendix C: DispositionType */
+	if (strcasecmp(value, "none") != 0 &&
+	    strcasecmp(value, "quarantine") != 0 &&
+	    strcasecmp(value, "reject") != 0) {
+		*error_r = t_strdup_printf("Filter disposition: expected none, "
+					   "quarantine or reject, not '%s'",
+					   value);
+		return -1;
+	}
+	filter->disposition = value; /* compared lower-case */
+	return 0;
+}
+
+static int filter_dkim(struct dmarc_query_filter *filter, const char *value,
+		       time_t now ATTR_UNUSED, const char **error_r)
+{
+	return parse_pass_fail("dkim", value, &filter->dkim, error_r);
+}
+
+static int filter_spf(struct dmarc_query_filter *filter, const char *value,
+		      time_t now ATTR_UNUSED, const char **error_r)
+{
+	return parse_pass_fail("spf", value, &filter->spf, error_r);
+}
+
+static int filter_result(struct dmarc_query_filter *filter, const char *value,
+			 time_t now ATTR_UNUSED, const char **error_r)
+{
+	const char *result;
+
+	if (parse_pass_fail("result", value, &result, error_r) < 0)
+		return -1;
+	filter->result = strcmp(result, "pass") == 0 ? 1 : 0;
+	return 0;
+}
+
+static int
+filter_header_from(struct dmarc_query_filter *filter, const char *value,
+		   time_t now ATTR_UNUSED, const char **error_r ATTR_UNUSED)
+{
+	filter->header_from = value;
+	return 0;
+}
+
+static const struct filter_word filter_words[] = {
+	{ "domain", filter_domain },
+	{ "org", filter_org },
+	{ "since", filter_since },
+	{ "until", filter_until },
+	{ "source", filter_source },
+	{ "disposition", filter_disposition },
+	{ "dkim", filter_dkim },
+	{ "spf", filter_spf },
+	{ "result", filter_result },
+	{ "header_from", filter_header_from },
+};
+
+static const struct filter_word *filter_word_find(const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(filter_words); i++) {
+		if (strcasecmp(filter_words[i].name, name) == 0)
+			return &filter_words[i];
+	}
+	return NULL;
+}
+
+int doveadm_dmarc_filter_parse(const char *const *args, time_t now,
+			       struct dmarc_query_filter *filter_r,
+			       const char **error_r)
+{
+	const struct filter_word *word;
+
+	dmarc_query_filter_init(filter_r);
+	for (; *args != NULL; args += 2) {
+		word = filter_word_find(args[0]);
+		if (word == NULL) {
+			*error_r = t_strdup_printf("Unknown filter '%s' "
+				"(known: domain, org, since, until, source, "
+				"disposition, dkim, spf, result, header_from)",
+				args[0]);
+			return -1;
+		}
+		if (args[1] == NULL) {
+			*error_r = t_strdup_printf(
+				"Filter %s needs a value", word->name);
+			return -1;
+		}
+		if (word->parse(filter_r, args[1], now, error_r) < 0)
+			return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,117 @@
+/* doveadm dmarc list: one row per stored report. */
+
+#include "lib.h"
+#include "str.h"
+#include "doveadm-print.h"
+#include "doveadm-dmarc-filter.h"
+#include "doveadm-dmarc.h"
+
+struct list_cmd_context {
+	struct doveadm_dmarc_cmd_context dctx;
+	const char *archive_dir;
+};
+
+/* "p=reject sp=none pct=100", RFC 9990: "p=reject np=reject testing=n" */
+static const char *list_policy(const struct dmarc_query_report_row *row)
+{
+	string_t *str = t_str_new(64);
+
+	if (row->policy_p != NULL)
+		str_printfa(str, " p=%s", row->policy_p);
+	if (row->policy_sp != NULL)
+		str_printfa(str, " sp=%s", row->policy_sp);
+	if (row->policy_np != NULL)
+		str_printfa(str, " np=%s", row->policy_np);
+	if (row->policy_pct >= 0)
+		str_printfa(str, " pct=%d", row->policy_pct);
+	if (row->policy_testing != NULL)
+		str_printfa(str, " testing=%s", row->policy_testing);
+	return str_len(str) == 0 ? "" : str_c(str) + 1;
+}
+
+static int list_report(const struct dmarc_query_report_row *row, void *context)
+{
+	struct list_cmd_context *ctx = context;
+
+	doveadm_dmarc_print_str(row->org_name);
+	doveadm_dmarc_print_str(row->report_id);
+	doveadm_dmarc_print_str(row->policy_domain);
+	doveadm_print(doveadm_dmarc_time(row->date_begin));
+	doveadm_print(doveadm_dmarc_time(row->date_end));
+	doveadm_dmarc_print_num(row->records);
+	doveadm_dmarc_print_num(row->messages);
+	doveadm_dmarc_print_num(row->pass);
+	doveadm_print(list_policy(row));
+	if (row->archive_path == NULL)
+		doveadm_print("");
+	else if (ctx->archive_dir == NULL)
+		doveadm_print(row->archive_path);
+	else {
+		doveadm_print(t_strconcat(ctx->archive_dir, "/",
+					  row->archive_path, NULL));
+	}
+	return 0;
+}
+
+static int
+cmd_dmarc_list_run(struct doveadm_mail_cmd_context *_ctx,
+		   struct mail_user *user)
+{
+	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
+	struct dmarc_settings set;
+	struct dmarc_store *store;
+	const char *error;
+	int ret;
+
+	ret = doveadm_dmarc_store_open(_ctx, user, DMARC_STORE_OPEN_READONLY,
+				       &set, &store);
+	if (ret <= 0)
+		return ret;
+	ctx->archive_dir = set.archive_dir;
+	ret = dmarc_query_list(store, &ctx->dctx.filter, list_report, ctx,
+			       &error);
+	dmarc_store_close(&store);
+	if (ret < 0)
+		return doveadm_dmarc_query_failed(_ctx, user, error);
+	return 0;
+}
+
+static void
+cmd_dmarc_list_init(struct doveadm_mail_cmd_context *_ctx,
+		    const char *const args[])
+{
+	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
+
+	doveadm_dmarc_parse_filter(&ctx->dctx, args);
+	doveadm_print_header("org", "Org", 0);
+	doveadm_print_header("report_id", "Report-ID", 0);
+	doveadm_print_header("domain", "Domain", 0);
+	doveadm_print_header("begin", "Begin", 0);
+	doveadm_print_header("end", "End", 0);
+	doveadm_print_header("records", "Records", DOVEADM_DMARC_NUMBER_FLAGS);
+	doveadm_print_header("messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS);
+	doveadm_print_header("dmarc_pass", "Pass", DOVEADM_DMARC_NUMBER_FLAGS);
+	doveadm_print_header("policy", "Policy", 0);
+	doveadm_print_header("archive", "Archive", 0);
+}
+
+static struct doveadm_mail_cmd_context *cmd_dmarc_list_alloc(void)
+{
+	struct list_cmd_context *ctx;
+
+	ctx = doveadm_dmarc_cmd_alloc(struct list_cmd_context, "");
+	ctx->dctx.ctx.v.init = cmd_dmarc_list_init;
+	ctx->dctx.ctx.v.run = cmd_dmarc_list_run;
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	return &ctx->dctx.ctx;
+}
+
+struct doveadm_cmd_ver2 doveadm_dmarc_cmd_list = {
+	.name = "dmarc list",
+	.mail_cmd = cmd_dmarc_list_alloc,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX DOVEADM_DMARC_FILTER_USAGE,
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('\0', "filter", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};

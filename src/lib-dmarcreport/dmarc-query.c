@@ -208,6 +208,29 @@ int dmarc_query_parse_date(const char *str, time_t now,
 	struct tm tm;
 	time_t t;
 
+	unsigned int hour, min, sec;
+
+	/* what list prints: 2024-01-31T00:00:00Z */
+	if (strlen(str) == 20 && str[10] == 'T' && str[19] == 'Z' &&
+	    sscanf(str, "%4u-%2u-%2uT%2u:%2u:%2u", &year, &month, &day,
+		   &hour, &min, &sec) == 6 && str[4] == '-' && str[7] == '-' &&
+	    str[13] == ':' && str[16] == ':' && hour < 24 && min < 60 &&
+	    sec < 61 && month >= 1 && month <= 12 && day >= 1 &&
+	    year >= 1970) {
+		i_zero(&tm);
+		tm.tm_year = year - 1900;
+		tm.tm_mon = month - 1;
+		tm.tm_mday = day;
+		tm.tm_hour = hour;
+		tm.tm_min = min;
+		tm.tm_sec = sec;
+		t = timegm(&tm);
+		if (t == (time_t)-1 || tm.tm_mday != (int)day)
+			goto invalid;
+		*start_r = t;
+		*end_r = t + 1;
+		return 0;
+	}
 	if (str_parse_uintmax(str, &num, &end) == 0 && end != str) {
 		uintmax_t unit = 0;
 
@@ -253,7 +276,8 @@ int dmarc_query_parse_date(const char *str, time_t now,
 	}
 invalid:
 	*error_r = t_strdup_printf("Invalid date '%s' "
-		"(use YYYY-MM-DD, Unix seconds, or an interval like 30d)", str);
+		"(use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, Unix seconds, "
+		"or an interval like 30d)", str);
 	return -1;
 }
 

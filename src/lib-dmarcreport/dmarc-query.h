@@ -30,7 +30,8 @@ struct dmarc_query_filter {
 
 void dmarc_query_filter_init(struct dmarc_query_filter *filter_r);
 
-/* A date as "YYYY-MM-DD" (UTC), Unix seconds, or an interval ago like
+/* A date as "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC, as list prints
+   it), Unix seconds, or an interval ago like
    doveadm search: "30d", "12h", "2w", "90m", "45s" (relative to now).
    *start_r is that moment; *end_r the first second after it, or after the
    whole day for "YYYY-MM-DD" (so "until 2024-01-31" includes that day). */

@@ -1,0 +1,730 @@
+/* Unit tests for dmarc-query.c: figures of list, records, groups and
+   summary over a fixed set stored with the store API, checked against
+   hand-computed numbers; filters; date and CIDR parsing; expire. */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "test-dmarc-common.h"
+#include "dmarc-store.h"
+#include "dmarc-query.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+/* 2024-01-01T00:00:00Z */
+#define DAY1 1704067200
+#define DAY (24*60*60)
+
+/* The fixed set: 3 reports, 7 records, 2 policy domains.
+
+   report        domain       org         day  records (ip count dkim spf)
+   r1            example.com  google.com  1    192.0.2.1 100 pass pass
+                                               198.51.100.7 20 fail fail
+                                               2001:db8::1 5 pass fail
+   r2            example.com  Yahoo       2    192.0.2.1 50 pass pass
+                                               198.51.100.7 10 fail fail
+   r3            example.org  google.com  3    203.0.113.5 3 fail pass
+                                               2001:db8:1::9 2 fail fail
+
+   example.com: 185 msgs, 155 pass (83.8%), DKIM 155, SPF 150,
+                failing: 198.51.100.7 with 30
+   example.org: 5 msgs, 3 pass, DKIM 0, SPF 3, failing 2001:db8:1::9 (2) */
+struct fixture_record {
+	unsigned int report;
+	const char *ip;
+	int64_t count;
+	const char *disposition, *dkim, *spf;
+};
+
+static const struct fixture_record fixture_records[] = {
+	{ 0, "192.0.2.1", 100, "none", "pass", "pass" },
+	{ 0, "198.51.100.7", 20, "reject", "fail", "fail" },
+	{ 0, "2001:db8::1", 5, "none", "pass", "fail" },
+	{ 1, "192.0.2.1", 50, "none", "pass", "pass" },
+	{ 1, "198.51.100.7", 10, "quarantine", "fail", "fail" },
+	{ 2, "203.0.113.5", 3, "none", "fail", "pass" },
+	{ 2, "2001:db8:1::9", 2, "none", "fail", "fail" },
+};
+
+static const struct {
+	const char *org, *id, *domain, *p, *np, *archive;
+	int64_t begin;
+} fixture_reports[] = {
+	{ "google.com", "r1", "example.com", "reject", NULL,
+	  "2024/01/r1.xml.gz", DAY1 },
+	{ "Yahoo", "r2", "example.com", "none", NULL, "2024/01/r2.xml",
+	  DAY1 + DAY },
+	{ "google.com", "r3", "example.org", "none", "reject",
+	  "2024/01/r1.xml.gz", DAY1 + 2*DAY },
+};
+
+static char *db_path;
+
+static void fixture_store_report(struct dmarc_store *store, unsigned int idx)
+{
+	struct dmarc_report report;
+	struct dmarc_record record;
+	struct dmarc_store_report_info info;
+	struct dmarc_store_report *sreport;
+	struct dmarc_auth_result *auth;
+	const char *error;
+	unsigned int i;
+
+	i_zero(&report);
+	t_array_init(&report.errors, 1);
+	report.version = "1.0";
+	report.org_name = fixture_reports[idx].org;
+	report.report_id = fixture_reports[idx].id;
+	report.date_begin = fixture_reports[idx].begin;
+	report.date_end = fixture_reports[idx].begin + DAY - 1;
+	report.policy.domain = fixture_reports[idx].domain;
+	report.policy.p = fixture_reports[idx].p;
+	report.policy.np = fixture_reports[idx].np;
+	report.policy.pct = DMARC_UNSET;
+
+	i_zero(&info);
+	info.archive_path = fixture_reports[idx].archive;
+	info.received = report.date_end + 3600;
+	if (dmarc_store_report_begin(store, &report, &info, &sreport,
+				     &error) != 1)
+		i_fatal("report_begin(%s): %s", report.report_id, error);
+
+	for (i = 0; i < N_ELEMENTS(fixture_records); i++) {
+		const struct fixture_record *fr = &fixture_records[i];
+
+		if (fr->report != idx)
+			continue;
+		i_zero(&record);
+		t_array_init(&record.reasons, 1);
+		t_array_init(&record.auth_results, 2);
+		record.source_ip = fr->ip;
+		record.count = fr->count;
+		record.disposition = fr->disposition;
+		record.dkim = fr->dkim;
+		record.spf = fr->spf;
+		record.header_from = report.policy.domain;
+		record.envelope_from = report.policy.domain;
+		auth = array_append_space(&record.auth_results);
+		auth->type = DMARC_AUTH_DKIM;
+		auth->domain = report.policy.domain;
+		auth->selector = "s1";
+		auth->result = fr->dkim;
+		auth = array_append_space(&record.auth_results);
+		auth->type = DMARC_AUTH_SPF;
+		auth->domain = report.policy.domain;
+		auth->scope = "mfrom";
+		auth->result = fr->spf;
+		if (dmarc_store_report_add_record(sreport, &record, &error) < 0)
+			i_fatal("add_record: %s", error);
+	}
+	if (dmarc_store_report_commit(&sreport, &error) < 0)
+		i_fatal("report_commit: %s", error);
+}
+
+static void fixture_create(void)
+{
+	struct dmarc_store *store;
+	const char *error;
+	unsigned int i;
+
+	db_path = i_strconcat(test_tmpdir(), "/reports.sqlite", NULL);
+	/* a set-up step, not a test: no test_begin() */
+	(void)unlink(db_path);
+	if (dmarc_store_open(db_path, DMARC_STORE_OPEN_CREATE, &store,
+			     &error) != 1)
+		i_fatal("dmarc_store_open(%s): %s", db_path, error);
+	for (i = 0; i < N_ELEMENTS(fixture_reports); i++) T_BEGIN {
+		fixture_store_report(store, i);
+	} T_END;
+	dmarc_store_close(&store);
+}
+
+static struct dmarc_store *fixture_open(void)
+{
+	struct dmarc_store *store;
+	const char *error;
+
+	if (dmarc_store_open(db_path, DMARC_STORE_OPEN_READONLY, &store,
+			     &error) != 1)
+		i_fatal("dmarc_store_open(%s): %s", db_path, error);
+	return store;
+}
+
+/* --- collecting rows --- */
+
+struct collected {
+	string_t *ids;        /* "r1 r2 " or "ip:count " */
+	unsigned int rows;
+	uint64_t records, messages, pass;
+};
+
+static int collect_report(const struct dmarc_query_report_row *row,
+			  void *context)
+{
+	struct collected *c = context;
+
+	str_printfa(c->ids, "%s ", row->report_id);
+	c->rows++;
+	c->records += row->records;
+	c->messages += row->messages;
+	c->pass += row->pass;
+	return 0;
+}
+
+static int collect_record(const struct dmarc_query_record_row *row,
+			  void *context)
+{
+	struct collected *c = context;
+
+	str_printfa(c->ids, "%s:%"PRIu64" ", row->source_ip, row->count);
+	c->rows++;
+	c->messages += row->count;
+	if (row->dmarc_pass)
+		c->pass += row->count;
+	return 0;
+}
+
+static int collect_group(const struct dmarc_query_group_row *row,
+			 void *context)
+{
+	struct collected *c = context;
+
+	str_printfa(c->ids, "%s=%"PRIu64"/%"PRIu64" ", row->key,
+		    row->messages, row->pass);
+	c->rows++;
+	c->messages += row->messages;
+	c->pass += row->pass;
+	return 0;
+}
+
+static void collected_init(struct collected *c)
+{
+	i_zero(c);
+	c->ids = t_str_new(128);
+}
+
+static const char *
+list_ids(struct dmarc_store *store, const struct dmarc_query_filter *filter)
+{
+	struct collected c;
+	const char *error;
+
+	collected_init(&c);
+	if (dmarc_query_list(store, filter, collect_report, &c, &error) < 0)
+		return t_strdup_printf("ERROR %s", error);
+	return str_c(c.ids);
+}
+
+static const char *
+record_ids(struct dmarc_store *store, const struct dmarc_query_filter *filter)
+{
+	struct collected c;
+	const char *error;
+
+	collected_init(&c);
+	if (dmarc_query_records(store, filter, collect_record, &c,
+				&error) < 0)
+		return t_strdup_printf("ERROR %s", error);
+	return str_c(c.ids);
+}
+
+/* --- tests --- */
+
+static void test_query_list_figures(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	struct collected c;
+	const char *error;
+
+	test_begin("query: list figures per report and totals");
+	dmarc_query_filter_init(&filter);
+	collected_init(&c);
+	test_assert(dmarc_query_list(store, &filter, collect_report, &c,
+				     &error) == 0);
+	test_assert_strcmp(str_c(c.ids), "r1 r2 r3 ");
+	test_assert(c.rows == 3);
+	test_assert(c.records == 7);
+	test_assert(c.messages == 190);
+	test_assert(c.pass == 158);
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static int check_r1(const struct dmarc_query_report_row *row, void *context)
+{
+	bool *seen = context;
+
+	if (strcmp(row->report_id, "r1") != 0)
+		return 0;
+	*seen = TRUE;
+	test_assert_strcmp(row->org_name, "google.com");
+	test_assert_strcmp(row->policy_domain, "example.com");
+	test_assert(row->date_begin == DAY1);
+	test_assert(row->date_end == DAY1 + DAY - 1);
+	test_assert_strcmp(row->policy_p, "reject");
+	test_assert(row->policy_np == NULL);
+	test_assert(row->policy_pct == -1);
+	test_assert_strcmp(row->archive_path, "2024/01/r1.xml.gz");
+	test_assert(row->records == 3);
+	test_assert(row->messages == 125);
+	test_assert(row->pass == 105);
+	return 0;
+}
+
+static void test_query_list_row(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	const char *error;
+	bool seen = FALSE;
+
+	test_begin("query: list row fields");
+	dmarc_query_filter_init(&filter);
+	test_assert(dmarc_query_list(store, &filter, check_r1, &seen,
+				     &error) == 0);
+	test_assert(seen);
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_records_auth(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+
+	test_begin("query: record rows in report order");
+	dmarc_query_filter_init(&filter);
+	test_assert_strcmp(record_ids(store, &filter),
+		"192.0.2.1:100 198.51.100.7:20 2001:db8::1:5 "
+		"192.0.2.1:50 198.51.100.7:10 203.0.113.5:3 2001:db8:1::9:2 ");
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static int check_auth(const struct dmarc_query_record_row *row, void *context)
+{
+	unsigned int *n = context;
+
+	if (strcmp(row->source_ip, "2001:db8::1") == 0) {
+		(*n)++;
+		test_assert_strcmp(row->auth,
+			"dkim=pass(example.com) spf=fail(example.com)");
+		test_assert(row->dmarc_pass);
+		test_assert_strcmp(row->disposition, "none");
+	}
+	return 0;
+}
+
+static void test_query_records_auth_summary(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	const char *error;
+	unsigned int n = 0;
+
+	test_begin("query: record auth results summarised");
+	dmarc_query_filter_init(&filter);
+	test_assert(dmarc_query_records(store, &filter, check_auth, &n,
+					&error) == 0);
+	test_assert(n == 1);
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_groups(void)
+{
+	static const struct {
+		enum dmarc_query_group group;
+		const char *expected;
+	} tests[] = {
+		{ DMARC_QUERY_GROUP_SOURCE,
+		  "192.0.2.1=150/150 198.51.100.7=30/0 2001:db8::1=5/5 "
+		  "203.0.113.5=3/3 2001:db8:1::9=2/0 " },
+		{ DMARC_QUERY_GROUP_DOMAIN, "example.com=185/155 example.org=5/3 " },
+		{ DMARC_QUERY_GROUP_ORG, "google.com=130/108 Yahoo=60/50 " },
+		{ DMARC_QUERY_GROUP_HEADER_FROM,
+		  "example.com=185/155 example.org=5/3 " },
+		{ DMARC_QUERY_GROUP_DAY,
+		  "2024-01-01=125/105 2024-01-02=60/50 2024-01-03=5/3 " },
+		{ DMARC_QUERY_GROUP_DISPOSITION,
+		  "none=160/158 reject=20/0 quarantine=10/0 " },
+	};
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	struct collected c;
+	const char *error;
+	unsigned int i;
+
+	test_begin("query: --group-by figures");
+	dmarc_query_filter_init(&filter);
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		collected_init(&c);
+		test_assert_idx(dmarc_query_groups(store, &filter,
+						   tests[i].group,
+						   collect_group, &c,
+						   &error) == 0, i);
+		test_assert_strcmp_idx(str_c(c.ids), tests[i].expected, i);
+		/* every grouping adds up to the list totals */
+		test_assert_idx(c.messages == 190 && c.pass == 158, i);
+	}
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_group_names(void)
+{
+	enum dmarc_query_group group;
+
+	test_begin("query: group names");
+	test_assert(dmarc_query_group_parse("Header_From", &group) &&
+		    group == DMARC_QUERY_GROUP_HEADER_FROM);
+	test_assert_strcmp(dmarc_query_group_name(DMARC_QUERY_GROUP_DAY), "day");
+	test_assert(!dmarc_query_group_parse("ip", &group));
+	test_end();
+}
+
+struct summary_collected {
+	unsigned int rows;
+	struct dmarc_query_summary_row com, org;
+	const char *com_top, *org_top;
+};
+
+static int collect_summary(const struct dmarc_query_summary_row *row,
+			   void *context)
+{
+	struct summary_collected *c = context;
+	struct dmarc_query_summary_row *dest;
+
+	c->rows++;
+	dest = strcmp(row->policy_domain, "example.com") == 0 ?
+		&c->com : &c->org;
+	*dest = *row;
+	dest->verdict = t_strdup(row->verdict);
+	if (row->top_failing_count > 0) {
+		const char *top = t_strdup_printf("%s:%"PRIu64,
+			row->top_failing[0].source_ip,
+			row->top_failing[0].messages);
+		if (dest == &c->com)
+			c->com_top = top;
+		else
+			c->org_top = top;
+	}
+	return 0;
+}
+
+static bool rate_is(double rate, double expected)
+{
+	return rate > expected - 0.05 && rate < expected + 0.05;
+}
+
+static void test_query_summary(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	struct summary_collected c;
+	const char *error;
+
+	test_begin("query: summary per domain and verdicts");
+	dmarc_query_filter_init(&filter);
+	i_zero(&c);
+	test_assert(dmarc_query_summary(store, &filter, collect_summary, &c,
+					&error) == 0);
+	test_assert(c.rows == 2);
+	test_assert(c.com.reports == 2);
+	test_assert(c.com.messages == 185);
+	test_assert(c.com.pass == 155);
+	test_assert(c.com.dkim_aligned == 155);
+	test_assert(c.com.spf_aligned == 150);
+	test_assert(rate_is(c.com.pass_rate, 83.8));
+	test_assert(rate_is(c.com.spf_rate, 81.1));
+	test_assert(c.com.top_failing_count == 1);
+	test_assert_strcmp(c.com_top, "198.51.100.7:30");
+	test_assert_strcmp(c.com.verdict,
+			   "fix first: 198.51.100.7 (30 msgs failing)");
+
+	test_assert(c.org.messages == 5);
+	test_assert(c.org.dkim_aligned == 0);
+	test_assert(c.org.spf_aligned == 3);
+	test_assert_strcmp(c.org_top, "2001:db8:1::9:2");
+	test_assert_strcmp(c.org.verdict, "too little data (5 msgs)");
+
+	/* only what passes: example.com becomes ready */
+	filter.result = 1;
+	i_zero(&c);
+	test_assert(dmarc_query_summary(store, &filter, collect_summary, &c,
+					&error) == 0);
+	test_assert(c.com.messages == 155);
+	test_assert(c.com.top_failing_count == 0);
+	test_assert_strcmp(c.com.verdict, "ready for p=reject");
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_filters(void)
+{
+	static const struct {
+		const char *what;
+		struct dmarc_query_filter filter;
+		const char *reports, *records;
+	} tests[] = {
+		{ "domain", { .domain = "EXAMPLE.org", .result = -1 },
+		  "r3 ", "203.0.113.5:3 2001:db8:1::9:2 " },
+		{ "org", { .org = "yahoo", .result = -1 },
+		  "r2 ", "192.0.2.1:50 198.51.100.7:10 " },
+		{ "disposition", { .disposition = "reject", .result = -1 },
+		  "r1 ", "198.51.100.7:20 " },
+		{ "dkim", { .dkim = "pass", .result = -1 },
+		  "r1 r2 ", "192.0.2.1:100 2001:db8::1:5 192.0.2.1:50 " },
+		{ "spf", { .spf = "fail", .domain = "example.org", .result = -1 },
+		  "r3 ", "2001:db8:1::9:2 " },
+		{ "result", { .result = 0 },
+		  "r1 r2 r3 ", "198.51.100.7:20 198.51.100.7:10 2001:db8:1::9:2 " },
+		{ "header_from", { .header_from = "Example.COM", .result = 1,
+				   .org = "google.com" },
+		  "r1 ", "192.0.2.1:100 2001:db8::1:5 " },
+		{ "since", { .have_since = TRUE, .since = DAY1 + DAY, .result = -1 },
+		  "r2 r3 ", NULL },
+		{ "until", { .have_until = TRUE, .until = DAY1 + DAY, .result = -1 },
+		  "r1 ", NULL },
+		{ "nothing", { .domain = "example.net", .result = -1 }, "", "" },
+	};
+	struct dmarc_store *store = fixture_open();
+	unsigned int i;
+
+	test_begin("query: filters on list and records");
+	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		test_assert_strcmp_idx(list_ids(store, &tests[i].filter),
+				       tests[i].reports, i);
+		if (tests[i].records != NULL) {
+			test_assert_strcmp_idx(record_ids(store, &tests[i].filter),
+					       tests[i].records, i);
+		}
+	} T_END;
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_list_counts_matching_records(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	struct collected c;
+	const char *error;
+
+	test_begin("query: list figures count the matching records only");
+	dmarc_query_filter_init(&filter);
+	filter.result = 0;
+	collected_init(&c);
+	test_assert(dmarc_query_list(store, &filter, collect_report, &c,
+				     &error) == 0);
+	test_assert(c.rows == 3);
+	test_assert(c.records == 3);
+	test_assert(c.messages == 32);
+	test_assert(c.pass == 0);
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_source_filters(void)
+{
+	static const struct {
+		const char *source, *records;
+	} tests[] = {
+		{ "192.0.2.1", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "192.0.2.0/24", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "192.0.2.2/32", "" },
+		{ "192.0.0.0/8", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "0.0.0.0/0", "192.0.2.1:100 198.51.100.7:20 192.0.2.1:50 "
+			       "198.51.100.7:10 203.0.113.5:3 " },
+		{ "198.51.100.0/25", "198.51.100.7:20 198.51.100.7:10 " },
+		{ "2001:db8::/32", "2001:db8::1:5 2001:db8:1::9:2 " },
+		{ "2001:db8::/48", "2001:db8::1:5 " },
+		{ "2001:db8:1::/48", "2001:db8:1::9:2 " },
+		{ "2001:db8:1::9", "2001:db8:1::9:2 " },
+		{ "::/0", "192.0.2.1:100 198.51.100.7:20 2001:db8::1:5 "
+			  "192.0.2.1:50 198.51.100.7:10 203.0.113.5:3 "
+			  "2001:db8:1::9:2 " },
+	};
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	const char *error;
+	unsigned int i;
+
+	test_begin("query: source IP and CIDR filters, IPv4 and IPv6");
+	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		dmarc_query_filter_init(&filter);
+		test_assert_idx(dmarc_query_parse_source(tests[i].source,
+							 filter.source_min,
+							 filter.source_max,
+							 &error) == 0, i);
+		filter.have_source = TRUE;
+		test_assert_strcmp_idx(record_ids(store, &filter),
+				       tests[i].records, i);
+	} T_END;
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_parse_source_invalid(void)
+{
+	static const char *const invalid[] = {
+		"", "192.0.2", "192.0.2.0/33", "192.0.2.0/", "192.0.2.0/x",
+		"2001:db8::/129", "example.com", "192.0.2.0/-1",
+	};
+	unsigned char min[16], max[16];
+	const char *error;
+	unsigned int i;
+
+	test_begin("query: invalid source values");
+	for (i = 0; i < N_ELEMENTS(invalid); i++) {
+		test_assert_idx(dmarc_query_parse_source(invalid[i], min, max,
+							 &error) < 0, i);
+	}
+	test_end();
+}
+
+static void test_query_parse_date(void)
+{
+	static const time_t now = 1706745600; /* 2024-02-01T00:00:00Z */
+	static const struct {
+		const char *str;
+		int64_t start, end;
+	} tests[] = {
+		{ "2024-01-01", DAY1, DAY1 + DAY },
+		{ "2024-02-29", 1709164800, 1709164800 + DAY },
+		{ "2024-01-02T03:04:05Z", DAY1 + DAY + 3*3600 + 4*60 + 5,
+		  DAY1 + DAY + 3*3600 + 4*60 + 6 },
+		{ "1704067200", DAY1, DAY1 + 1 },
+		{ "0", 0, 1 },
+		{ "30d", now - 30*DAY, now - 30*DAY + 1 },
+		{ "12h", now - 12*3600, now - 12*3600 + 1 },
+		{ "2w", now - 14*DAY, now - 14*DAY + 1 },
+		{ "90m", now - 90*60, now - 90*60 + 1 },
+		{ "45s", now - 45, now - 45 + 1 },
+	};
+	static const char *const invalid[] = {
+		"", "yesterday", "2024-02-30", "2023-02-29", "2024-13-01",
+		"2024-1-1", "30x", "d", "-5", "2024-01-01T25:00:00Z",
+		"99999999999d",
+	};
+	int64_t start, end;
+	const char *error;
+	unsigned int i;
+
+	test_begin("query: dates, Unix seconds and intervals");
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		test_assert_idx(dmarc_query_parse_date(tests[i].str, now,
+						       &start, &end,
+						       &error) == 0, i);
+		test_assert_idx(start == tests[i].start, i);
+		test_assert_idx(end == tests[i].end, i);
+	}
+	for (i = 0; i < N_ELEMENTS(invalid); i++) {
+		test_assert_idx(dmarc_query_parse_date(invalid[i], now,
+						       &start, &end,
+						       &error) < 0, i);
+	}
+	test_end();
+}
+
+static void test_query_missing_db(void)
+{
+	struct dmarc_store *store = NULL;
+	const char *error;
+	const char *path = t_strconcat(test_tmpdir(), "/none.sqlite", NULL);
+
+	test_begin("query: a missing database opens as nothing");
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_READONLY, &store,
+				     &error) == 0);
+	test_assert(store == NULL);
+	test_end();
+}
+
+static int64_t db_count(struct dmarc_store *store, const char *sql)
+{
+	sqlite3_stmt *stmt;
+	int64_t n = -1;
+
+	if (sqlite3_prepare_v2(dmarc_store_get_db(store), sql, -1, &stmt,
+			       NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		n = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return n;
+}
+
+static void test_query_expire(void)
+{
+	struct dmarc_store *store;
+	struct dmarc_query_filter filter;
+	ARRAY_TYPE(const_string) paths;
+	unsigned int deleted;
+	const char *error;
+	pool_t pool;
+
+	test_begin("query: expire deletes reports with their records");
+	if (dmarc_store_open(db_path, 0, &store, &error) != 1)
+		i_fatal("dmarc_store_open(%s): %s", db_path, error);
+	pool = pool_alloconly_create("expire paths", 256);
+	p_array_init(&paths, pool, 4);
+
+	/* nothing ends before DAY1 */
+	test_assert(dmarc_query_expire(store, DAY1, pool, &paths, &deleted,
+				       &error) == 0);
+	test_assert(deleted == 0 && array_count(&paths) == 0);
+
+	/* r1 and r2 ended before day 3; r2's file goes, r1's file stays
+	   because r3 (kept) was stored from the same file */
+	test_assert(dmarc_query_expire(store, DAY1 + 2*DAY, pool, &paths,
+				       &deleted, &error) == 0);
+	test_assert(deleted == 2);
+	test_assert(array_count(&paths) == 1);
+	if (array_count(&paths) == 1) {
+		test_assert_strcmp(array_idx_elem(&paths, 0),
+				   "2024/01/r2.xml");
+	}
+	dmarc_query_filter_init(&filter);
+	test_assert_strcmp(list_ids(store, &filter), "r3 ");
+	/* ON DELETE CASCADE took the records and auth results along */
+	test_assert_strcmp(record_ids(store, &filter),
+			   "203.0.113.5:3 2001:db8:1::9:2 ");
+	test_assert(db_count(store, "SELECT count(*) FROM records") == 2);
+	test_assert(db_count(store, "SELECT count(*) FROM auth_results") == 4);
+	test_end();
+	pool_unref(&pool);
+	dmarc_store_close(&store);
+}
+
+/* test_run() owns lib_init(): set-up and tear-down run inside it. */
+static void fixture_teardown(void)
+{
+	i_free(db_path);
+	test_tmpdir_cleanup();
+}
+
+int main(void)
+{
+	static void (*const test_functions[])(void) = {
+		fixture_create,
+		test_query_list_figures,
+		test_query_list_row,
+		test_query_records_auth,
+		test_query_records_auth_summary,
+		test_query_groups,
+		test_query_group_names,
+		test_query_summary,
+		test_query_filters,
+		test_query_list_counts_matching_records,
+		test_query_source_filters,
+		test_query_parse_source_invalid,
+		test_query_parse_date,
+		test_query_missing_db,
+		test_query_expire,
+		fixture_teardown,
+		NULL
+	};
+	return test_run(test_functions);
+}

@@ -1,12 +1,1297 @@
-/* Unit tests for dmarc-parse.c. */
+/* Unit tests for dmarc-parse.c: the real-world corpus, field values,
+   the accept/reject decisions, and hostile input. */
 
 #include "lib.h"
+#include "array.h"
+#include "buffer.h"
+#include "str.h"
+#include "ioloop.h"
 #include "test-dmarc-common.h"
 #include "dmarc-parse.h"
+
+#include <time.h>
+#include <archive.h>
+#include <archive_entry.h>
+
+/* One whole parse, summarised. */
+struct parse_result {
+	int ret;		/* 0 accepted, -1 rejected */
+	const char *error;
+	unsigned int records;
+	uint64_t count_sum;
+	const char *warnings;	/* all joined by "; " */
+};
+
+static void
+parse_stream(dmarc_read_func_t *read_func, void *context,
+	     const struct dmarc_limits *limits, struct parse_result *res_r)
+{
+	struct dmarc_parser *parser;
+	const struct dmarc_report *report;
+	const struct dmarc_record *record;
+	const char *error;
+	int ret;
+
+	i_zero(res_r);
+	parser = dmarc_parser_init(read_func, context, limits);
+	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
+		res_r->ret = -1;
+		res_r->error = t_strdup(error);
+	} else {
+		while ((ret = dmarc_parser_next_record(parser, &record,
+						       &error)) > 0) {
+			res_r->records++;
+			res_r->count_sum += record->count;
+		}
+		res_r->ret = ret;
+		if (ret < 0)
+			res_r->error = t_strdup(error);
+	}
+	res_r->warnings = t_strarray_join(dmarc_parser_get_warnings(parser),
+					  "; ");
+	dmarc_parser_deinit(&parser);
+	test_assert(parser == NULL);
+}
+
+static void parse_data(const void *data, size_t size,
+		       const struct dmarc_limits *limits,
+		       struct parse_result *res_r)
+{
+	struct test_mem_reader reader = { .data = data, .size = size };
+
+	parse_stream(test_mem_read, &reader, limits, res_r);
+}
+
+static void parse_string(const char *doc, struct parse_result *res_r)
+{
+	parse_data(doc, strlen(doc), test_default_limits(), res_r);
+}
+
+static buffer_t *read_corpus_file(const char *subdir, const char *name)
+{
+	const char *corpus = test_corpus_dir();
+
+	if (corpus == NULL)
+		return NULL;
+	return test_read_file(t_strconcat(corpus, "/", subdir, "/",
+					  name, NULL));
+}
+
+static bool str_ends_with(const char *str, const char *suffix)
+{
+	size_t len = strlen(str), slen = strlen(suffix);
+
+	return len >= slen && strcmp(str + len - slen, suffix) == 0;
+}
+
+/* The independent check of the corpus figures: count "<record>" and sum
+   the numbers after "<count>" in the raw text. This is valid for the
+   corpus because none of its files uses a namespace prefix or attributes
+   on <record>/<count>, <count> appears only inside records, and neither
+   string occurs in comments or CDATA (checked by reading the files); the
+   scan shares no code with the parser. */
+static void scan_counts(const buffer_t *data, unsigned int *records_r,
+			uint64_t *count_sum_r)
+{
+	const char *text = t_strndup(data->data, data->used), *p;
+
+	*records_r = 0;
+	*count_sum_r = 0;
+	for (p = text; (p = strstr(p, "<record>")) != NULL; p++)
+		(*records_r)++;
+	for (p = text; (p = strstr(p, "<count>")) != NULL; p++) {
+		const char *q = p + strlen("<count>");
+
+		while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+			q++;
+		*count_sum_r += strtoull(q, NULL, 10);
+	}
+}
+
+static void test_parse_corpus_aggregate(void)
+{
+	const char *const *names = test_corpus_list("aggregate");
+	unsigned int files = 0;
+
+	test_begin("parse: every aggregate/*.xml of the corpus");
+	for (; *names != NULL; names++) {
+		struct parse_result res;
+		unsigned int records;
+		uint64_t count_sum;
+		buffer_t *data;
+
+		if (!str_ends_with(*names, ".xml"))
+			continue;	/* containers: dmarc-unpack's job */
+		data = read_corpus_file("aggregate", *names);
+		test_assert_idx(data != NULL, files);
+		if (data == NULL)
+			continue;
+		parse_data(data->data, data->used, test_default_limits(),
+			   &res);
+		scan_counts(data, &records, &count_sum);
+		if (res.ret != 0)
+			i_error("%s: %s", *names, res.error);
+		test_assert_idx(res.ret == 0, files);
+		test_assert_idx(res.records == records, files);
+		test_assert_idx(res.count_sum == count_sum, files);
+		test_assert_idx(res.records > 0, files);
+		files++;
+	}
+	if (test_corpus_dir() != NULL)
+		test_assert(files >= 30);
+	test_end();
+}
+
+/* Figures known from outside: the large report (counted by hand with
+   grep) and mail-auth's .expected.json files. */
+static void test_parse_corpus_expected_figures(void)
+{
+	static const struct {
+		const char *name;
+		unsigned int records;
+		uint64_t count_sum;
+		const char *org_name, *report_id, *domain;
+		int64_t begin, end;
+	} tests[] = {
+		{ "parsedmarc--!large-example.com!1711897200!1711983600.xml",
+		  2286, 2286, "", "example.com:1711897200", "example.com",
+		  1711897200, 1711983600 },
+		{ "mail-auth--001.xml", 1, 123, "Sample Reporter",
+		  "3v98abbp8ya9n3va8yr8oa3ya", "example.com",
+		  161212415, 161221511 },
+		{ "mail-auth--002.xml", 1, 2, "google.com",
+		  "2122885654478337555", "example.org",
+		  1661558400, 1661644799 },
+		{ "mail-auth--003.xml", 4, 9, "Fastmail Pty Ltd",
+		  "758848224", "stalw.art", 1667347200, 1667433599 },
+		{ "mail-auth--004.xml", 1, 123, "Sample Reporter",
+		  "3v98abbp8ya9n3va8yr8oa3ya", "example.com",
+		  302832000, 302918399 },
+		{ "mail-auth--005.xml", 1, 1, "Legacy Reporter", "legacy-1",
+		  "example.com", 100, 200 },
+	};
+	unsigned int i;
+
+	test_begin("parse: corpus figures from outside");
+	for (i = 0; i < N_ELEMENTS(tests) && test_corpus_dir() != NULL; i++) {
+		struct dmarc_parser *parser;
+		const struct dmarc_report *report;
+		const struct dmarc_record *record;
+		struct test_mem_reader reader;
+		unsigned int records = 0;
+		uint64_t count_sum = 0;
+		const char *error;
+		buffer_t *data;
+
+		data = read_corpus_file("aggregate", tests[i].name);
+		test_assert_idx(data != NULL, i);
+		if (data == NULL)
+			continue;
+		i_zero(&reader);
+		reader.data = data->data;
+		reader.size = data->used;
+		parser = dmarc_parser_init(test_mem_read, &reader,
+					   test_default_limits());
+		test_assert_idx(dmarc_parser_read_header(parser, &report,
+							 &error) == 0, i);
+		test_assert_strcmp_idx(report->org_name, tests[i].org_name, i);
+		test_assert_strcmp_idx(report->report_id, tests[i].report_id,
+				       i);
+		test_assert_strcmp_idx(report->policy.domain, tests[i].domain,
+				       i);
+		test_assert_idx(report->date_begin == tests[i].begin, i);
+		test_assert_idx(report->date_end == tests[i].end, i);
+		while (dmarc_parser_next_record(parser, &record, &error) > 0) {
+			records++;
+			count_sum += record->count;
+		}
+		test_assert_idx(records == tests[i].records, i);
+		test_assert_idx(count_sum == tests[i].count_sum, i);
+		dmarc_parser_deinit(&parser);
+	}
+	test_end();
+}
+
+/* Parse a corpus file (or a string) for field checks. */
+struct field_parse {
+	struct test_mem_reader reader;
+	struct dmarc_parser *parser;
+	const struct dmarc_report *report;
+	buffer_t *data;
+};
+
+static bool field_parse_open(struct field_parse *fp, const char *name)
+{
+	const char *error;
+
+	i_zero(fp);
+	fp->data = read_corpus_file("aggregate", name);
+	if (fp->data == NULL)
+		return FALSE;
+	fp->reader.data = fp->data->data;
+	fp->reader.size = fp->data->used;
+	fp->parser = dmarc_parser_init(test_mem_read, &fp->reader,
+				       test_default_limits());
+	if (dmarc_parser_read_header(fp->parser, &fp->report, &error) < 0) {
+		i_error("%s: %s", name, error);
+		test_assert(FALSE);
+		dmarc_parser_deinit(&fp->parser);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static const struct dmarc_record *field_parse_next(struct field_parse *fp)
+{
+	const struct dmarc_record *record;
+	const char *error;
+	int ret;
+
+	ret = dmarc_parser_next_record(fp->parser, &record, &error);
+	test_assert(ret > 0);
+	return ret > 0 ? record : NULL;
+}
+
+static void field_parse_close(struct field_parse *fp)
+{
+	const struct dmarc_record *record;
+	const char *error;
+
+	test_assert(dmarc_parser_next_record(fp->parser, &record,
+					     &error) == 0);
+	dmarc_parser_deinit(&fp->parser);
+}
+
+static const struct dmarc_auth_result *
+auth_result(const struct dmarc_record *record, unsigned int idx)
+{
+	if (idx >= array_count(&record->auth_results))
+		return NULL;
+	return array_idx(&record->auth_results, idx);
+}
+
+static void test_parse_rfc9990_fields(void)
+{
+	const struct dmarc_record *record;
+	const struct dmarc_auth_result *ar;
+	struct field_parse fp;
+
+	test_begin("parse: RFC 9990 sample (np, testing, discovery_method, "
+		   "generator, namespace)");
+	if (field_parse_open(&fp, "parsedmarc--rfc9990-sample.xml")) {
+		const struct dmarc_report *report = fp.report;
+
+		test_assert(report->is_dmarc2_namespace);
+		test_assert_strcmp(report->version, "1.0");
+		test_assert_strcmp(report->generator,
+				   "Example DMARC Aggregate Reporter v1.2");
+		test_assert_strcmp(report->extra_contact_info, "...");
+		test_assert_strcmp(report->policy.p, "quarantine");
+		test_assert_strcmp(report->policy.sp, "none");
+		test_assert_strcmp(report->policy.np, "none");
+		test_assert_strcmp(report->policy.testing, "n");
+		test_assert_strcmp(report->policy.discovery_method,
+				   "treewalk");
+		test_assert(report->policy.pct == DMARC_UNSET);
+		test_assert(report->policy.adkim == NULL);
+		record = field_parse_next(&fp);
+		if (record != NULL) {
+			test_assert_strcmp(record->source_ip, "192.0.2.123");
+			test_assert(record->count == 123);
+			/* RFC 9990 ActionDispositionType has "pass" */
+			test_assert_strcmp(record->disposition, "pass");
+			test_assert_strcmp(record->dkim, "pass");
+			test_assert_strcmp(record->spf, "fail");
+			test_assert_strcmp(record->envelope_from,
+					   "example.com");
+			test_assert(record->envelope_to == NULL);
+			test_assert(array_count(&record->auth_results) == 2);
+			ar = auth_result(record, 0);
+			test_assert(ar != NULL && ar->type == DMARC_AUTH_DKIM);
+			test_assert(ar != NULL &&
+				    null_strcmp(ar->selector, "abc123") == 0);
+			ar = auth_result(record, 1);
+			test_assert(ar != NULL && ar->type == DMARC_AUTH_SPF);
+			test_assert(ar != NULL && ar->scope == NULL);
+			test_assert(ar != NULL &&
+				    null_strcmp(ar->result, "fail") == 0);
+		}
+		field_parse_close(&fp);
+	}
+	if (field_parse_open(&fp, "parsedmarc--example.net!example.com!"
+			     "1529366400!1529452799.xml")) {
+		test_assert(!fp.report->is_dmarc2_namespace);
+		dmarc_parser_deinit(&fp.parser);
+	}
+	test_end();
+}
+
+/* mail-auth--001 (unknown elements, version 2.0) and --003 (Fastmail:
+   reasons, scope), compared with their .expected.json. */
+static void test_parse_mail_auth_fields(void)
+{
+	const struct dmarc_record *record;
+	const struct dmarc_policy_override *reason;
+	const struct dmarc_auth_result *ar;
+	struct field_parse fp;
+
+	test_begin("parse: mail-auth--001/003 fields as in .expected.json");
+	if (field_parse_open(&fp, "mail-auth--001.xml")) {
+		test_assert_strcmp(fp.report->version, "2.0");
+		test_assert_strcmp(fp.report->email,
+				   "report_sender@example-reporter.com");
+		test_assert_strcmp(fp.report->policy.p, "quarantine");
+		test_assert_strcmp(fp.report->policy.testing, "n");
+		test_assert(array_count(&fp.report->errors) == 0);
+		record = field_parse_next(&fp);
+		if (record != NULL) {
+			test_assert_strcmp(record->source_ip, "192.168.4.4");
+			test_assert(record->count == 123);
+			test_assert_strcmp(record->disposition, "quarantine");
+			test_assert_strcmp(record->header_from, "example.com");
+			test_assert(record->envelope_from == NULL);
+			ar = auth_result(record, 0);
+			test_assert(ar != NULL &&
+				    null_strcmp(ar->selector, "abc123") == 0 &&
+				    null_strcmp(ar->result, "pass") == 0 &&
+				    ar->human_result == NULL);
+		}
+		field_parse_close(&fp);
+	}
+	if (field_parse_open(&fp, "mail-auth--003.xml")) {
+		record = field_parse_next(&fp);
+		if (record != NULL) {
+			test_assert_strcmp(record->source_ip, "64.147.108.117");
+			test_assert(record->count == 3);
+			test_assert(array_count(&record->reasons) == 1);
+			reason = array_count(&record->reasons) == 0 ? NULL :
+				array_front(&record->reasons);
+			test_assert(reason != NULL && null_strcmp(reason->type,
+				"trusted_forwarder") == 0);
+			test_assert(reason != NULL && null_strcmp(
+				reason->comment,
+				"Policy ignored due to local white list") == 0);
+			test_assert_strcmp(record->envelope_from,
+					   "jmap.bounce.topicbox.com");
+			ar = auth_result(record, 0);
+			test_assert(ar != NULL && null_strcmp(ar->domain,
+				"jmap.topicbox.com") == 0 &&
+				null_strcmp(ar->selector, "dkim-1") == 0);
+			ar = auth_result(record, 1);
+			test_assert(ar != NULL &&
+				    null_strcmp(ar->scope, "mfrom") == 0);
+		}
+		dmarc_parser_deinit(&fp.parser);
+	}
+	test_end();
+}
+
+static void test_parse_acme_override_reason(void)
+{
+	const struct dmarc_record *record;
+	const struct dmarc_policy_override *reason;
+	const struct dmarc_auth_result *ar;
+	const char *const *errors;
+	struct field_parse fp;
+
+	test_begin("parse: acme <error>, <reason type=other>, envelope_to, "
+		   "human_result");
+	if (field_parse_open(&fp, "dmarc-report-viewer--acme.xml")) {
+		test_assert(array_count(&fp.report->errors) == 1);
+		errors = array_front(&fp.report->errors);
+		test_assert_strcmp(errors[0], "There was a sample error.");
+		test_assert_strcmp(fp.report->policy.fo, "1");
+		test_assert(fp.report->policy.pct == 100);
+		record = field_parse_next(&fp);
+		if (record != NULL) {
+			test_assert(array_count(&record->reasons) == 1);
+			reason = array_front(&record->reasons);
+			test_assert_strcmp(reason->type, "other");
+			test_assert_strcmp(reason->comment, "DMARC Policy "
+				"overridden for incoherent example.");
+			test_assert_strcmp(record->envelope_from,
+					   "example.com");
+			test_assert_strcmp(record->envelope_to, "acme.com");
+			ar = auth_result(record, 0);
+			test_assert(ar != NULL && null_strcmp(ar->selector,
+				"ExamplesSelector") == 0 &&
+				null_strcmp(ar->human_result,
+					    "Incoherent example") == 0);
+			ar = auth_result(record, 1);
+			test_assert(ar != NULL && ar->type == DMARC_AUTH_SPF &&
+				    null_strcmp(ar->scope, "helo") == 0);
+		}
+		field_parse_close(&fp);
+	}
+	/* an empty <reason><type/><comment/></reason> is no override */
+	if (field_parse_open(&fp, "parsedmarc--empty_reason.xml")) {
+		record = field_parse_next(&fp);
+		test_assert(record != NULL &&
+			    array_count(&record->reasons) == 0);
+		field_parse_close(&fp);
+	}
+	test_end();
+}
+
+static void test_parse_two_dkim_results(void)
+{
+	const struct dmarc_record *record;
+	const struct dmarc_auth_result *ar;
+	struct field_parse fp;
+
+	test_begin("parse: two DKIM results per record, '1524268799 ' end");
+	if (field_parse_open(&fp, "dmarc-report-converter--test.xml")) {
+		test_assert(fp.report->date_end == 1524268799);
+		record = field_parse_next(&fp);
+		if (record != NULL) {
+			test_assert(array_count(&record->auth_results) == 3);
+			ar = auth_result(record, 0);
+			test_assert(ar != NULL && ar->type == DMARC_AUTH_DKIM &&
+				    null_strcmp(ar->domain, "test1.net") == 0 &&
+				    null_strcmp(ar->selector, "selector1") == 0 &&
+				    null_strcmp(ar->result, "fail") == 0);
+			ar = auth_result(record, 1);
+			test_assert(ar != NULL && ar->type == DMARC_AUTH_DKIM &&
+				    null_strcmp(ar->domain, "test2.net") == 0 &&
+				    null_strcmp(ar->selector, "selector2") == 0 &&
+				    null_strcmp(ar->result, "pass") == 0);
+			ar = auth_result(record, 2);
+			test_assert(ar != NULL && ar->type == DMARC_AUTH_SPF &&
+				    null_strcmp(ar->scope, "mfrom") == 0);
+		}
+		record = field_parse_next(&fp);
+		if (record != NULL) {
+			/* the arrays are reused: no result of record 1 left */
+			test_assert_strcmp(record->source_ip, "10.1.1.1");
+			test_assert(array_count(&record->auth_results) == 2);
+			ar = auth_result(record, 1);
+			test_assert(ar != NULL &&
+				    null_strcmp(ar->result, "softfail") == 0);
+		}
+		field_parse_close(&fp);
+	}
+	test_end();
+}
+
+static void test_parse_quirks(void)
+{
+	const struct dmarc_record *record;
+	const struct dmarc_auth_result *ar;
+	struct field_parse fp;
+	const char *const *warnings, *error;
+
+	test_begin("parse: quirks (TABs, hardfail, invalid XML, stray "
+		   "xs:schema, invalid UTF-8)");
+	if (field_parse_open(&fp, "dmarc-report-viewer--yahoo.xml")) {
+		record = field_parse_next(&fp);
+		test_assert(record != NULL && record->source_ip != NULL &&
+			    strchr(record->source_ip, '\t') == NULL);
+		test_assert(strchr(fp.report->report_id, '\t') == NULL);
+		dmarc_parser_deinit(&fp.parser);
+	}
+	if (field_parse_open(&fp, "dmarc-report-viewer--hardfail.xml")) {
+		record = field_parse_next(&fp);
+		ar = record == NULL ? NULL : auth_result(record, 1);
+		test_assert(ar != NULL &&
+			    null_strcmp(ar->result, "hardfail") == 0);
+		ar = record == NULL ? NULL : auth_result(record, 0);
+		test_assert(ar != NULL && null_strcmp(ar->domain, "") == 0);
+		field_parse_close(&fp);
+	}
+	if (field_parse_open(&fp, "parsedmarc--invalid_xml.xml")) {
+		test_assert_strcmp(fp.report->email, "<bad-xml@bad-xml.net>");
+		record = field_parse_next(&fp);
+		test_assert(record != NULL &&
+			    null_strcmp(record->header_from,
+					"bad<xml.net") == 0);
+		test_assert(dmarc_parser_next_record(fp.parser, &record,
+						     &error) == 0);
+		warnings = dmarc_parser_get_warnings(fp.parser);
+		test_assert(warnings[0] != NULL &&
+			    strstr(warnings[0], "stray '<'") != NULL);
+		dmarc_parser_deinit(&fp.parser);
+	}
+	if (field_parse_open(&fp, "parsedmarc--ikea.com!example.de!"
+			     "1538690400!1538776800.xml")) {
+		test_assert_strcmp(fp.report->org_name, "ikea.com");
+		record = field_parse_next(&fp);
+		test_assert(record != NULL &&
+			    null_strcmp(record->source_ip,
+					"234.234.234.234") == 0);
+		test_assert(dmarc_parser_next_record(fp.parser, &record,
+						     &error) == 0);
+		warnings = dmarc_parser_get_warnings(fp.parser);
+		test_assert(warnings[0] != NULL &&
+			    strstr(warnings[0], "xs:schema") != NULL);
+		dmarc_parser_deinit(&fp.parser);
+	}
+	if (field_parse_open(&fp, "parsedmarc--invalid_utf_8.xml")) {
+		record = field_parse_next(&fp);
+		test_assert(record != NULL && null_strcmp(record->header_from,
+			"bad_byte\xef\xbf\xbd") == 0);
+		test_assert(dmarc_parser_next_record(fp.parser, &record,
+						     &error) == 0);
+		warnings = dmarc_parser_get_warnings(fp.parser);
+		test_assert(warnings[0] != NULL &&
+			    strstr(warnings[0], "UTF-8") != NULL);
+		dmarc_parser_deinit(&fp.parser);
+	}
+	test_end();
+}
+
+/* aggregate-invalid/: the decision for each file. */
+static void test_parse_corpus_invalid(void)
+{
+	static const struct {
+		const char *name;
+		const char *error;	/* NULL: accepted */
+	} tests[] = {
+		{ "dmarc-analyzer--unknown_enums.xml",
+		  "<p> \"experimental-value\" is not one of none, quarantine, "
+		  "reject" },
+		{ "dmarc-analyzer--zero_records.xml", "report has no records" },
+		{ "dmarc-report-converter--test_empty.xml",
+		  "empty <source_ip>" },
+		/* decided: enumerations are case-normalised */
+		{ "dmarc-report-viewer--invalid_casing.xml", NULL },
+		{ "parsedmarc--empty.xml", "empty document" },
+		{ "parsedmarc--report_with_upper_cased_pass.xml", NULL },
+	};
+	const char *const *names = test_corpus_list("aggregate-invalid");
+	unsigned int i, seen = 0;
+
+	test_begin("parse: aggregate-invalid/*.xml accepted or rejected "
+		   "clearly");
+	for (; *names != NULL; names++) {
+		struct parse_result res;
+		buffer_t *data;
+
+		if (!str_ends_with(*names, ".xml"))
+			continue;
+		for (i = 0; i < N_ELEMENTS(tests); i++) {
+			if (strcmp(tests[i].name, *names) == 0)
+				break;
+		}
+		/* every file needs a decision here */
+		test_assert_idx(i < N_ELEMENTS(tests), seen);
+		data = read_corpus_file("aggregate-invalid", *names);
+		if (i == N_ELEMENTS(tests) || data == NULL)
+			continue;
+		seen++;
+		parse_data(data->data, data->used, test_default_limits(),
+			   &res);
+		if (tests[i].error == NULL) {
+			if (res.ret != 0)
+				i_error("%s: %s", *names, res.error);
+			test_assert_idx(res.ret == 0 && res.records > 0, i);
+		} else {
+			test_assert_idx(res.ret < 0, i);
+			test_assert_idx(res.error != NULL &&
+					strstr(res.error, tests[i].error) != NULL,
+					i);
+			if (res.error != NULL &&
+			    strstr(res.error, tests[i].error) == NULL)
+				i_error("%s: %s", *names, res.error);
+		}
+	}
+	if (test_corpus_dir() != NULL)
+		test_assert(seen == N_ELEMENTS(tests));
+	test_end();
+}
+
+static void test_parse_case_normalised(void)
+{
+	static const char *const spf_results[] = {
+		"none", "neutral", "pass", "fail", "hardfail", "softfail",
+		"temperror", "permerror"
+	};
+	const struct dmarc_record *record;
+	const struct dmarc_auth_result *ar;
+	struct test_mem_reader reader;
+	const struct dmarc_report *report;
+	struct dmarc_parser *parser;
+	const char *error;
+	buffer_t *data;
+	unsigned int i;
+
+	test_begin("parse: PascalCase/upper-case values are lower-cased");
+	data = read_corpus_file("aggregate-invalid",
+				"dmarc-report-viewer--invalid_casing.xml");
+	if (data != NULL) {
+		i_zero(&reader);
+		reader.data = data->data;
+		reader.size = data->used;
+		parser = dmarc_parser_init(test_mem_read, &reader,
+					   test_default_limits());
+		test_assert(dmarc_parser_read_header(parser, &report,
+						     &error) == 0);
+		test_assert(dmarc_parser_next_record(parser, &record,
+						     &error) == 1);
+		test_assert(array_count(&record->auth_results) == 9);
+		for (i = 0; i < N_ELEMENTS(spf_results); i++) {
+			ar = auth_result(record, i + 1);
+			test_assert_idx(ar != NULL && null_strcmp(ar->result,
+					spf_results[i]) == 0, i);
+		}
+		dmarc_parser_deinit(&parser);
+	}
+	data = read_corpus_file("aggregate-invalid",
+				"parsedmarc--report_with_upper_cased_pass.xml");
+	if (data != NULL) {
+		i_zero(&reader);
+		reader.data = data->data;
+		reader.size = data->used;
+		parser = dmarc_parser_init(test_mem_read, &reader,
+					   test_default_limits());
+		test_assert(dmarc_parser_read_header(parser, &report,
+						     &error) == 0);
+		test_assert_strcmp(report->org_name, "example.com");
+		test_assert(dmarc_parser_next_record(parser, &record,
+						     &error) == 1);
+		test_assert_strcmp(record->disposition, "none");
+		test_assert_strcmp(record->dkim, "pass");
+		test_assert_strcmp(record->spf, "pass");
+		dmarc_parser_deinit(&parser);
+	}
+	test_end();
+}
+
+/* --- generated documents --- */
+
+#define DOC_HEAD \
+	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n" \
+	"<report_metadata><org_name>%s</org_name><email>a@b</email>" \
+	"<report_id>r1</report_id><date_range><begin>100</begin>" \
+	"<end>200</end></date_range></report_metadata>\n" \
+	"<policy_published><domain>Example.COM</domain><p>none</p>" \
+	"</policy_published>\n"
+#define DOC_RECORD \
+	"<record><row><source_ip>%s</source_ip><count>%s</count>" \
+	"<policy_evaluated><disposition>none</disposition><dkim>pass</dkim>" \
+	"<spf>fail</spf></policy_evaluated></row><identifiers>" \
+	"<header_from>Example.COM</header_from></identifiers>" \
+	"<auth_results><spf><domain>example.com</domain><result>pass</result>" \
+	"</spf></auth_results></record>\n"
+#define DOC_TAIL "</feedback>\n"
+
+static const char *make_doc(const char *org_name, const char *source_ip,
+			    const char *count)
+{
+	return t_strdup_printf(DOC_HEAD DOC_RECORD DOC_TAIL, org_name,
+			       source_ip, count);
+}
+
+static void test_parse_generated_values(void)
+{
+	static const struct {
+		const char *org_name, *source_ip, *count;
+		const char *error;	/* NULL: accepted */
+		const char *stored_ip;
+		int64_t stored_count;
+	} tests[] = {
+		{ "x", "192.0.2.1", "1", NULL, "192.0.2.1", 1 },
+		{ "x", " 2001:DB8:0:0::1 ", " 7\t", NULL, "2001:db8::1", 7 },
+		{ "x", "192.0.2.1", "9223372036854775807", NULL,
+		  "192.0.2.1", INT64_MAX },
+		{ "x", "192.0.2.1", "99999999999999999999",
+		  "<count> \"99999999999999999999\" is not", NULL, 0 },
+		{ "x", "192.0.2.1", "9223372036854775808",
+		  "<count> \"9223372036854775808\" is not", NULL, 0 },
+		{ "x", "192.0.2.1", "-1", "<count> \"-1\" is not", NULL, 0 },
+		{ "x", "192.0.2.1", "ten", "<count> \"ten\" is not", NULL, 0 },
+		{ "x", "192.0.2.1", "", "<count> \"\" is not", NULL, 0 },
+		{ "x", "192.0.2.300", "1",
+		  "<source_ip> \"192.0.2.300\" is not an IP address", NULL, 0 },
+		{ "x", "mail.example.com", "1", "is not an IP address",
+		  NULL, 0 },
+		{ "x", "", "1", "empty <source_ip>", NULL, 0 },
+	};
+	unsigned int i;
+
+	test_begin("parse: generated count and source_ip values");
+	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		const char *doc = make_doc(tests[i].org_name,
+					   tests[i].source_ip, tests[i].count);
+		struct test_mem_reader reader = {
+			.data = (const void *)doc, .size = strlen(doc)
+		};
+		const struct dmarc_report *report;
+		const struct dmarc_record *record;
+		struct dmarc_parser *parser;
+		const char *error = NULL;
+		int ret;
+
+		parser = dmarc_parser_init(test_mem_read, &reader,
+					   test_default_limits());
+		test_assert_idx(dmarc_parser_read_header(parser, &report,
+							 &error) == 0, i);
+		test_assert_strcmp_idx(report->policy.domain, "example.com",
+				       i);
+		ret = dmarc_parser_next_record(parser, &record, &error);
+		if (tests[i].error == NULL) {
+			test_assert_idx(ret == 1, i);
+			if (ret == 1) {
+				test_assert_strcmp_idx(record->source_ip,
+					tests[i].stored_ip, i);
+				test_assert_idx(record->count ==
+						tests[i].stored_count, i);
+				test_assert_strcmp_idx(record->header_from,
+						       "example.com", i);
+			}
+			test_assert_idx(dmarc_parser_next_record(parser,
+					&record, &error) == 0, i);
+		} else {
+			test_assert_idx(ret == -1, i);
+			test_assert_idx(ret == 1 || strstr(error,
+					tests[i].error) != NULL, i);
+			/* and it stays failed */
+			test_assert_idx(dmarc_parser_next_record(parser,
+					&record, &error) == -1, i);
+		}
+		dmarc_parser_deinit(&parser);
+	} T_END;
+	test_end();
+}
+
+static void test_parse_header_errors(void)
+{
+	static const struct {
+		const char *doc;
+		const char *error;
+	} tests[] = {
+		{ "<feedback><report_metadata><org_name>o</org_name>"
+		  "<date_range><begin>1</begin><end>2</end></date_range>"
+		  "</report_metadata><policy_published><domain>d</domain>"
+		  "</policy_published>" DOC_RECORD DOC_TAIL,
+		  "no <report_id>" },
+		{ "<feedback><report_metadata><report_id>r</report_id>"
+		  "<date_range><begin>1</begin><end>2</end></date_range>"
+		  "</report_metadata><policy_published><p>none</p>"
+		  "</policy_published>" DOC_RECORD DOC_TAIL,
+		  "no <domain> in policy_published" },
+		{ "<feedback><report_metadata><report_id>r</report_id>"
+		  "</report_metadata><policy_published><domain>d</domain>"
+		  "</policy_published>" DOC_RECORD DOC_TAIL,
+		  "no <date_range>" },
+		{ "<feedback><report_metadata><report_id>r</report_id>"
+		  "<date_range><begin>x</begin><end>2</end></date_range>"
+		  "</report_metadata><policy_published><domain>d</domain>"
+		  "</policy_published>" DOC_RECORD DOC_TAIL,
+		  "<begin> \"x\" is not a Unix time" },
+		{ "<feedback><report_metadata><report_id>r</report_id>"
+		  "<date_range><begin>1</begin><end>2</end></date_range>"
+		  "</report_metadata><policy_published><domain>d</domain>"
+		  "<p>none</p><sp>Maybe</sp></policy_published>"
+		  DOC_RECORD DOC_TAIL,
+		  "<sp> \"Maybe\" is not one of none, quarantine, reject" },
+		{ "<html><body><p>Hello</p></body></html>",
+		  "not a DMARC aggregate report (root element <html>)" },
+		{ "<html><head><meta charset=utf-8></head></html>",
+		  "not a DMARC aggregate report (root element <html>)" },
+		{ "<!DOCTYPE html><html></html>", "DOCTYPE not allowed" },
+		{ "<x:feedback xmlns:x=\"urn:example:other\"></x:feedback>",
+		  "not a DMARC aggregate report (root element <feedback> in "
+		  "namespace urn:example:other)" },
+		{ "hello", "not an XML document" },
+		{ "\xff\xfe<\0f\0", "not an XML document" },
+		{ " \n\t ", "empty document" },
+		{ "", "empty document" },
+	};
+	unsigned int i;
+
+	test_begin("parse: header errors and non-reports");
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		struct parse_result res;
+
+		parse_data(tests[i].doc, i == 10 ? 6 : strlen(tests[i].doc),
+			   test_default_limits(), &res);
+		test_assert_idx(res.ret == -1, i);
+		test_assert_idx(res.error != NULL &&
+				strstr(res.error, tests[i].error) != NULL, i);
+		if (res.error == NULL ||
+		    strstr(res.error, tests[i].error) == NULL)
+			i_error("case %u: %s", i, res.error);
+	}
+	test_end();
+}
+
+static void test_parse_record_enums(void)
+{
+	static const struct {
+		const char *from, *to, *error;
+	} tests[] = {
+		{ "<disposition>none</disposition>",
+		  "<disposition>QUARANTINE</disposition>", NULL },
+		{ "<disposition>none</disposition>",
+		  "<disposition>discard</disposition>",
+		  "<disposition> \"discard\" is not one of none, pass, "
+		  "quarantine, reject" },
+		{ "<disposition>none</disposition>", "<disposition/>",
+		  "<disposition> \"\" is not one of" },
+		{ "<dkim>pass</dkim>", "<dkim>temperror</dkim>",
+		  "<dkim> \"temperror\" is not one of pass, fail" },
+		{ "<spf>fail</spf>", "<spf> Pass </spf>", NULL },
+		{ "<result>pass</result>", "<result>Weird-Value</result>",
+		  NULL },
+	};
+	unsigned int i;
+
+	test_begin("parse: policy_evaluated enumerations");
+	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		string_t *doc = t_str_new(1024);
+		const char *base = make_doc("o", "192.0.2.1", "1"), *p;
+		struct parse_result res;
+
+		p = strstr(base, tests[i].from);
+		i_assert(p != NULL);
+		str_append_data(doc, base, p - base);
+		str_append(doc, tests[i].to);
+		str_append(doc, p + strlen(tests[i].from));
+		parse_data(str_data(doc), str_len(doc), test_default_limits(),
+			   &res);
+		if (tests[i].error == NULL) {
+			test_assert_idx(res.ret == 0 && res.records == 1, i);
+		} else {
+			test_assert_idx(res.ret == -1, i);
+			test_assert_idx(res.error != NULL && strstr(res.error,
+					tests[i].error) != NULL, i);
+			test_assert_idx(res.error != NULL && strstr(res.error,
+					"record 1, line ") != NULL, i);
+		}
+	} T_END;
+	test_end();
+}
+
+static void test_parse_begin_after_end_warning(void)
+{
+	struct parse_result res;
+	const char *doc = t_strdup_printf(DOC_HEAD DOC_RECORD DOC_TAIL, "o",
+					  "192.0.2.1", "1");
+
+	const char *p = strstr(doc, "<begin>100</begin>");
+	string_t *str = t_str_new(1024);
+
+	test_begin("parse: begin > end is a warning");
+	str_append_data(str, doc, p - doc);
+	str_append(str, "<begin>300</begin>");
+	str_append(str, p + strlen("<begin>100</begin>"));
+	parse_string(str_c(str), &res);
+	test_assert(res.ret == 0);
+	test_assert(strstr(res.warnings, "begin 300 is after end 200") != NULL);
+	test_end();
+}
+
+/* billion laughs */
+static const char *billion_laughs(void)
+{
+	string_t *str = t_str_new(2048);
+	unsigned int i, j;
+
+	str_append(str, "<?xml version=\"1.0\"?>\n<!DOCTYPE feedback [\n"
+		   "<!ENTITY lol0 \"lol\">\n");
+	for (i = 1; i < 10; i++) {
+		str_printfa(str, "<!ENTITY lol%u \"", i);
+		for (j = 0; j < 10; j++)
+			str_printfa(str, "&lol%u;", i - 1);
+		str_append(str, "\">\n");
+	}
+	str_append(str, "]>\n<feedback><report_metadata><org_name>&lol9;"
+		   "</org_name></report_metadata></feedback>\n");
+	return str_c(str);
+}
+
+static void test_parse_hostile_dtd(void)
+{
+	const char *xxe =
+		"<?xml version=\"1.0\"?>\n"
+		"<!DOCTYPE feedback [<!ENTITY xxe SYSTEM "
+		"\"file:///etc/passwd\">]>\n"
+		"<feedback><report_metadata><org_name>&xxe;</org_name>"
+		"<report_id>r</report_id><date_range><begin>1</begin>"
+		"<end>2</end></date_range></report_metadata>"
+		"<policy_published><domain>d</domain></policy_published>"
+		DOC_RECORD DOC_TAIL;
+	const char *late_doctype =
+		"<?xml version=\"1.0\"?>\n<!-- a comment -->\n"
+		"<!doctype feedback SYSTEM \"http://127.0.0.1:1/x.dtd\">\n"
+		"<feedback/>";
+	struct parse_result res;
+	struct timespec start, end;
+	long msecs;
+
+	test_begin("parse: DTDs refused (billion laughs, external entity)");
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	parse_string(billion_laughs(), &res);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	msecs = (end.tv_sec - start.tv_sec) * 1000 +
+		(end.tv_nsec - start.tv_nsec) / 1000000;
+	test_assert(res.ret == -1);
+	test_assert_strcmp(res.error, "DOCTYPE not allowed");
+	test_assert(msecs < 1000);
+
+	parse_string(xxe, &res);
+	test_assert(res.ret == -1);
+	test_assert_strcmp(res.error, "DOCTYPE not allowed");
+	test_assert(strstr(res.error, "root:") == NULL);
+
+	parse_string(late_doctype, &res);
+	test_assert(res.ret == -1);
+	test_assert_strcmp(res.error, "DOCTYPE not allowed");
+
+	/* an entity reference without any DTD is kept as text */
+	parse_string(make_doc("&xxe; AT&T &amp; &#0;", "192.0.2.1", "1"),
+		     &res);
+	test_assert(res.ret == 0);
+	test_assert(strstr(res.warnings, "bare '&'") != NULL);
+	test_assert(strstr(res.warnings, "character references") != NULL);
+	test_end();
+}
+
+static void test_parse_org_name_repairs(void)
+{
+	static const struct {
+		const char *org_name;
+		size_t org_name_len;
+		const char *stored;
+		const char *warning;
+	} tests[] = {
+		{ "&xxe; AT&T &amp; &#0;", 0,
+		  "&xxe; AT&T & \xef\xbf\xbd", "bare '&'" },
+		{ "ab\xff" "cd", 0, "ab\xef\xbf\xbd" "cd", "UTF-8" },
+		{ "a\0b", 3, "a\xef\xbf\xbd" "b", "UTF-8" },
+		{ "a\x01\x1f" "b\xed\xa0\x80", 0,
+		  "a\xef\xbf\xbd\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd"
+		  "\xef\xbf\xbd", "UTF-8" },
+		{ "<John Doe> & <jd@example.com>", 0,
+		  "<John Doe> & <jd@example.com>", "stray '<'" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 0,
+		  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", NULL },
+		{ "<![CDATA[a<b&c]]> d", 0, "a<b&c d", NULL },
+		{ "a<!-- <record> -->b", 0, "ab", NULL },
+	};
+	unsigned int i;
+
+	test_begin("parse: repaired text (UTF-8, NUL, '<', '&')");
+	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		string_t *doc = t_str_new(1024);
+		const char *head, *org;
+		struct test_mem_reader reader;
+		struct dmarc_parser *parser;
+		const struct dmarc_report *report;
+		const char *error, *const *warnings;
+		bool found = FALSE;
+
+		/* the doc with the raw org_name bytes (may hold a NUL) */
+		head = t_strdup_printf(DOC_HEAD, "@@");
+		org = strstr(head, "@@");
+		str_append_data(doc, head, org - head);
+		if (tests[i].org_name_len > 0)
+			str_append_data(doc, tests[i].org_name,
+					tests[i].org_name_len);
+		else
+			str_append(doc, tests[i].org_name);
+		str_append(doc, org + 2);
+		str_printfa(doc, DOC_RECORD DOC_TAIL, "192.0.2.1", "1");
+
+		i_zero(&reader);
+		reader.data = str_data(doc);
+		reader.size = str_len(doc);
+		parser = dmarc_parser_init(test_mem_read, &reader,
+					   test_default_limits());
+		test_assert_idx(dmarc_parser_read_header(parser, &report,
+							 &error) == 0, i);
+		if (report != NULL)
+			test_assert_strcmp_idx(report->org_name,
+					       tests[i].stored, i);
+		warnings = dmarc_parser_get_warnings(parser);
+		for (; *warnings != NULL; warnings++) {
+			if (tests[i].warning != NULL &&
+			    strstr(*warnings, tests[i].warning) != NULL)
+				found = TRUE;
+		}
+		test_assert_idx(found == (tests[i].warning != NULL), i);
+		dmarc_parser_deinit(&parser);
+	} T_END;
+	test_end();
+}
+
+static void test_parse_limits(void)
+{
+	struct dmarc_limits limits = *test_default_limits();
+	struct test_mem_reader reader;
+	struct dmarc_parser *parser;
+	const struct dmarc_report *report;
+	struct parse_result res;
+	string_t *doc, *org;
+	const char *error;
+	unsigned int i;
+
+	test_begin("parse: depth, records and value length limits");
+	/* deep nesting */
+	doc = t_str_new(4096);
+	str_append(doc, "<feedback>");
+	for (i = 0; i < 200; i++)
+		str_append(doc, "<a>");
+	parse_data(str_data(doc), str_len(doc), &limits, &res);
+	test_assert(res.ret == -1);
+	test_assert(strstr(res.error, "nested deeper than 32") != NULL);
+
+	/* records limit */
+	str_truncate(doc, 0);
+	str_printfa(doc, DOC_HEAD, "o");
+	for (i = 0; i < 3; i++)
+		str_printfa(doc, DOC_RECORD, "192.0.2.1", "1");
+	str_append(doc, DOC_TAIL);
+	limits.max_records = 2;
+	parse_data(str_data(doc), str_len(doc), &limits, &res);
+	test_assert(res.ret == -1 && res.records == 2);
+	test_assert(strstr(res.error, "more than 2 records") != NULL);
+	limits.max_records = 3;
+	parse_data(str_data(doc), str_len(doc), &limits, &res);
+	test_assert(res.ret == 0 && res.records == 3);
+
+	/* over-long value: cut, with a warning */
+	limits = *test_default_limits();
+	limits.max_value_length = 100;
+	org = t_str_new(6000);
+	for (i = 0; i < 3000; i++)
+		str_append(org, "\xc3\xa9");
+	str_truncate(doc, 0);
+	str_printfa(doc, DOC_HEAD DOC_RECORD DOC_TAIL, str_c(org),
+		    "192.0.2.1", "1");
+	i_zero(&reader);
+	reader.data = str_data(doc);
+	reader.size = str_len(doc);
+	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	/* 100 bytes = 50 two-byte characters, never a split one */
+	test_assert(strlen(report->org_name) == 100);
+	test_assert(strstr(t_strarray_join(dmarc_parser_get_warnings(parser),
+			   " "), "cut 1 values to 100 bytes") != NULL);
+	dmarc_parser_deinit(&parser);
+	limits.max_value_length = 99;
+	i_zero(&reader);
+	reader.data = str_data(doc);
+	reader.size = str_len(doc);
+	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	test_assert(strlen(report->org_name) == 98);
+	dmarc_parser_deinit(&parser);
+	test_end();
+}
+
+/* Truncated at every length: an error, never a crash, and never a
+   report accepted unless </feedback> is in. */
+static void test_parse_truncated(void)
+{
+	buffer_t *data;
+	const char *doc;
+	size_t len, full;
+	unsigned int failures = 0;
+
+	test_begin("parse: truncated documents");
+	doc = t_strdup_printf(DOC_HEAD DOC_RECORD DOC_RECORD DOC_TAIL, "o",
+			      "192.0.2.1", "1", "192.0.2.2", "2");
+	full = strlen(doc);
+	data = t_buffer_create(full);
+	buffer_append(data, doc, full);
+	for (len = 0; len < full; len++) T_BEGIN {
+		struct parse_result res;
+		bool complete = len >= strlen(doc) - strlen(DOC_TAIL) +
+			strlen("</feedback>");
+
+		parse_data(data->data, len, test_default_limits(), &res);
+		if ((res.ret == 0) != complete || (res.ret < 0 &&
+						    res.error == NULL))
+			failures++;
+	} T_END;
+	test_assert(failures == 0);
+	test_end();
+}
+
+static void test_parse_trailing_and_leading(void)
+{
+	struct parse_result res;
+	const char *doc = make_doc("o", "192.0.2.1", "1");
+
+	test_begin("parse: leading space, BOM, trailing junk");
+	parse_string(t_strconcat("\n  ", doc, NULL), &res);
+	test_assert(res.ret == 0);
+	test_assert(strstr(res.warnings, "whitespace before") != NULL);
+	parse_string(t_strconcat("\xef\xbb\xbf", doc, NULL), &res);
+	test_assert(res.ret == 0 && res.records == 1);
+	test_assert(res.warnings[0] == '\0');
+	parse_data(t_strconcat(doc, "\0\0garbage<x>", NULL),
+		   strlen(doc) + 12, test_default_limits(), &res);
+	test_assert(res.ret == 0);
+	test_assert(strstr(res.warnings, "after the root element") != NULL);
+	test_end();
+}
+
+static void test_parse_windows_1252(void)
+{
+	const char *doc =
+		"<?xml version=\"1.0\" encoding=\"windows-1252\"?>\n"
+		"<feedback><report_metadata><org_name>Caf\xe9 \x80</org_name>"
+		"<report_id>r</report_id><date_range><begin>1</begin>"
+		"<end>2</end></date_range></report_metadata>"
+		"<policy_published><domain>d</domain></policy_published>"
+		"<record><row><source_ip>192.0.2.1</source_ip><count>1</count>"
+		"</row></record></feedback>";
+	struct test_mem_reader reader = {
+		.data = (const void *)doc, .size = strlen(doc)
+	};
+	const struct dmarc_report *report;
+	struct dmarc_parser *parser;
+	const char *error;
+
+	test_begin("parse: windows-1252 converted by libxml2");
+	parser = dmarc_parser_init(test_mem_read, &reader,
+				   test_default_limits());
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	test_assert_strcmp(report->org_name, "Caf\xc3\xa9 \xe2\x82\xac");
+	dmarc_parser_deinit(&parser);
+	test_end();
+}
+
+/* The AOL report of the corpus is in a zip: unpack it here with
+   libarchive (dmarc-unpack is tested on its own). */
+static void test_parse_aol_windows_1252_zip(void)
+{
+	const char *name = "dmarcgo--aol.com!georgestarcher.com!1342497600!"
+		"1342584000.zip";
+	struct archive_entry *entry;
+	struct archive *archive;
+	struct parse_result res;
+	buffer_t *data, *xml;
+	char buf[4096];
+	ssize_t ret;
+
+	test_begin("parse: AOL windows-1252 report from the corpus zip");
+	data = read_corpus_file("aggregate", name);
+	if (data != NULL) {
+		xml = t_buffer_create(4096);
+		archive = archive_read_new();
+		archive_read_support_format_zip(archive);
+		test_assert(archive_read_open_memory(archive, data->data,
+			    data->used) == ARCHIVE_OK);
+		test_assert(archive_read_next_header(archive, &entry) ==
+			    ARCHIVE_OK);
+		while ((ret = archive_read_data(archive, buf,
+						sizeof(buf))) > 0)
+			buffer_append(xml, buf, ret);
+		test_assert(ret == 0);
+		archive_read_free(archive);
+		test_assert(strstr(t_strndup(xml->data, xml->used),
+				   "windows-1252") != NULL);
+		parse_data(xml->data, xml->used, test_default_limits(), &res);
+		test_assert(res.ret == 0 && res.records > 0);
+	}
+	test_end();
+}
+
+/* A read function that generates a big report on the fly: memory use
+   must not depend on the number of records. */
+struct gen_reader {
+	unsigned int records, next;
+	string_t *pending;
+	size_t pos;
+	bool head_done, tail_done;
+};
+
+static ssize_t gen_read(void *context, void *buf, size_t size,
+			const char **error_r ATTR_UNUSED)
+{
+	struct gen_reader *gen = context;
+	size_t n;
+
+	while (gen->pos == str_len(gen->pending)) {
+		str_truncate(gen->pending, 0);
+		gen->pos = 0;
+		if (!gen->head_done) {
+			str_printfa(gen->pending, DOC_HEAD, "generator");
+			gen->head_done = TRUE;
+		} else if (gen->next < gen->records) {
+			unsigned int i;
+
+			for (i = 0; i < 64 && gen->next < gen->records; i++) {
+				gen->next++;
+				str_printfa(gen->pending, DOC_RECORD,
+					    t_strdup_printf("10.%u.%u.%u",
+						(gen->next >> 16) & 0xff,
+						(gen->next >> 8) & 0xff,
+						gen->next & 0xff),
+					    dec2str(gen->next % 7 + 1));
+			}
+		} else if (!gen->tail_done) {
+			str_append(gen->pending, DOC_TAIL);
+			gen->tail_done = TRUE;
+		} else {
+			return 0;
+		}
+	}
+	n = I_MIN(size, str_len(gen->pending) - gen->pos);
+	memcpy(buf, str_data(gen->pending) + gen->pos, n);
+	gen->pos += n;
+	return n;
+}
+
+static void test_parse_generated_200k(void)
+{
+	struct gen_reader gen;
+	struct parse_result res;
+	uint64_t expected_sum = 0;
+	unsigned int i;
+	struct timespec start, end;
+	double secs;
+
+	test_begin("parse: 200,000 generated records, streamed");
+	i_zero(&gen);
+	gen.records = 200000;
+	gen.pending = str_new(default_pool, 65536);
+	for (i = 1; i <= gen.records; i++)
+		expected_sum += i % 7 + 1;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	T_BEGIN {
+		parse_stream(gen_read, &gen, test_default_limits(), &res);
+		test_assert(res.ret == 0);
+		test_assert(res.records == 200000);
+		test_assert(res.count_sum == expected_sum);
+	} T_END;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	secs = (end.tv_sec - start.tv_sec) +
+		(end.tv_nsec - start.tv_nsec) / 1e9;
+	if (getenv("DMARC_PARSE_BENCH") != NULL)
+		printf("200000 records in %.3f s (%.0f records/s)\n",
+		       secs, 200000 / secs);
+	str_free(&gen.pending);
+	test_end();
+}
 
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
+		test_parse_corpus_aggregate,
+		test_parse_corpus_expected_figures,
+		test_parse_rfc9990_fields,
+		test_parse_mail_auth_fields,
+		test_parse_acme_override_reason,
+		test_parse_two_dkim_results,
+		test_parse_quirks,
+		test_parse_corpus_invalid,
+		test_parse_case_normalised,
+		test_parse_generated_values,
+		test_parse_header_errors,
+		test_parse_record_enums,
+		test_parse_begin_after_end_warning,
+		test_parse_hostile_dtd,
+		test_parse_org_name_repairs,
+		test_parse_limits,
+		test_parse_truncated,
+		test_parse_trailing_and_leading,
+		test_parse_windows_1252,
+		test_parse_aol_windows_1252_zip,
+		test_parse_generated_200k,
 		NULL
 	};
 	return test_run(test_functions);

@@ -1,4 +1,1714 @@
+/* XML stream -> one DMARC aggregate report, record by record: libxml2's
+   xmlTextReader, fed through a byte filter that refuses DTDs and repairs
+   the real-world breakage that leaves the data unambiguous. */
+
 #include "lib.h"
+#include "array.h"
+#include "buffer.h"
+#include "str.h"
+#include "strnum.h"
+#include "str-sanitize.h"
+#include "dmarc-settings.h"
 #include "dmarc-parse.h"
 
-/* stub: to be written */
+#include <stdarg.h>
+#include <arpa/inet.h>
+#include <libxml/xmlreader.h>
+
+#define DMARC2_NAMESPACE "urn:ietf:params:xml:ns:dmarc-2.0"
+/* the namespace of the pre-RFC drafts; some reporters still declare it */
+#define DMARC_DRAFT_NAMESPACE "http://dmarc.org/dmarc-xml/0.1"
+
+/* Bytes asked from the read function at a time. */
+#define PARSE_READ_BLOCK_SIZE 16384
+/* The filter must see a whole tag to judge it; a real DMARC tag is a few
+   hundred bytes at most, so a longer one is hostile. */
+#define PARSE_MAX_TAG_LENGTH 65536
+/* Longest entity or character reference the filter looks at
+   ("&#x10FFFF;" is 10). */
+#define PARSE_MAX_REF_LENGTH 12
+/* Leading whitespace before the first '<' that we skip. */
+#define PARSE_MAX_LEADING_SPACE 65536
+/* DKIM/SPF results and overrides of one record, <error>s of one report:
+   real reports have a handful; this bounds the memory of one record,
+   which the records limit does not. */
+#define PARSE_MAX_ITEMS 1000
+/* bytes of a bad value quoted in an error message */
+#define PARSE_ERROR_VALUE_MAX 64
+
+/* Elements we know, each with its parent: names are matched on the local
+   name, ids are unique per place in the tree. */
+enum elem {
+	E_NONE = 0,	/* the document itself */
+	E_UNKNOWN,	/* ignored, with all its children */
+	E_FEEDBACK,
+	E_VERSION, E_REPORT_METADATA, E_POLICY_PUBLISHED, E_RECORD,
+	E_ORG_NAME, E_EMAIL, E_EXTRA_CONTACT_INFO, E_REPORT_ID,
+	E_DATE_RANGE, E_ERROR, E_GENERATOR,
+	E_BEGIN, E_END,
+	E_P_DOMAIN, E_P_ADKIM, E_P_ASPF, E_P_P, E_P_SP, E_P_NP, E_P_PCT,
+	E_P_FO, E_P_TESTING, E_P_DISCOVERY_METHOD,
+	E_ROW, E_IDENTIFIERS, E_AUTH_RESULTS,
+	E_SOURCE_IP, E_COUNT, E_POLICY_EVALUATED,
+	E_DISPOSITION, E_PE_DKIM, E_PE_SPF, E_REASON,
+	E_REASON_TYPE, E_REASON_COMMENT,
+	E_HEADER_FROM, E_ENVELOPE_FROM, E_ENVELOPE_TO,
+	E_AR_DKIM, E_AR_SPF,
+	E_DKIM_DOMAIN, E_DKIM_SELECTOR, E_DKIM_RESULT, E_DKIM_HUMAN_RESULT,
+	E_SPF_DOMAIN, E_SPF_SCOPE, E_SPF_RESULT, E_SPF_HUMAN_RESULT,
+};
+
+struct elem_def {
+	enum elem parent;
+	const char *name;
+	enum elem id;
+	bool is_leaf;
+};
+
+static const struct elem_def elem_defs[] = {
+	{ E_NONE, "feedback", E_FEEDBACK, FALSE },
+	{ E_FEEDBACK, "version", E_VERSION, TRUE },
+	{ E_FEEDBACK, "report_metadata", E_REPORT_METADATA, FALSE },
+	{ E_FEEDBACK, "policy_published", E_POLICY_PUBLISHED, FALSE },
+	{ E_FEEDBACK, "record", E_RECORD, FALSE },
+	{ E_REPORT_METADATA, "org_name", E_ORG_NAME, TRUE },
+	{ E_REPORT_METADATA, "email", E_EMAIL, TRUE },
+	{ E_REPORT_METADATA, "extra_contact_info", E_EXTRA_CONTACT_INFO, TRUE },
+	{ E_REPORT_METADATA, "report_id", E_REPORT_ID, TRUE },
+	{ E_REPORT_METADATA, "date_range", E_DATE_RANGE, FALSE },
+	{ E_REPORT_METADATA, "error", E_ERROR, TRUE },
+	{ E_REPORT_METADATA, "generator", E_GENERATOR, TRUE },
+	{ E_DATE_RANGE, "begin", E_BEGIN, TRUE },
+	{ E_DATE_RANGE, "end", E_END, TRUE },
+	{ E_POLICY_PUBLISHED, "domain", E_P_DOMAIN, TRUE },
+	{ E_POLICY_PUBLISHED, "adkim", E_P_ADKIM, TRUE },
+	{ E_POLICY_PUBLISHED, "aspf", E_P_ASPF, TRUE },
+	{ E_POLICY_PUBLISHED, "p", E_P_P, TRUE },
+	{ E_POLICY_PUBLISHED, "sp", E_P_SP, TRUE },
+	{ E_POLICY_PUBLISHED, "np", E_P_NP, TRUE },
+	{ E_POLICY_PUBLISHED, "pct", E_P_PCT, TRUE },
+	{ E_POLICY_PUBLISHED, "fo", E_P_FO, TRUE },
+	{ E_POLICY_PUBLISHED, "testing", E_P_TESTING, TRUE },
+	{ E_POLICY_PUBLISHED, "discovery_method", E_P_DISCOVERY_METHOD, TRUE },
+	{ E_RECORD, "row", E_ROW, FALSE },
+	{ E_RECORD, "identifiers", E_IDENTIFIERS, FALSE },
+	{ E_RECORD, "auth_results", E_AUTH_RESULTS, FALSE },
+	{ E_ROW, "source_ip", E_SOURCE_IP, TRUE },
+	{ E_ROW, "count", E_COUNT, TRUE },
+	{ E_ROW, "policy_evaluated", E_POLICY_EVALUATED, FALSE },
+	{ E_POLICY_EVALUATED, "disposition", E_DISPOSITION, TRUE },
+	{ E_POLICY_EVALUATED, "dkim", E_PE_DKIM, TRUE },
+	{ E_POLICY_EVALUATED, "spf", E_PE_SPF, TRUE },
+	{ E_POLICY_EVALUATED, "reason", E_REASON, FALSE },
+	{ E_REASON, "type", E_REASON_TYPE, TRUE },
+	{ E_REASON, "comment", E_REASON_COMMENT, TRUE },
+	{ E_IDENTIFIERS, "header_from", E_HEADER_FROM, TRUE },
+	{ E_IDENTIFIERS, "envelope_from", E_ENVELOPE_FROM, TRUE },
+	{ E_IDENTIFIERS, "envelope_to", E_ENVELOPE_TO, TRUE },
+	{ E_AUTH_RESULTS, "dkim", E_AR_DKIM, FALSE },
+	{ E_AUTH_RESULTS, "spf", E_AR_SPF, FALSE },
+	{ E_AR_DKIM, "domain", E_DKIM_DOMAIN, TRUE },
+	{ E_AR_DKIM, "selector", E_DKIM_SELECTOR, TRUE },
+	{ E_AR_DKIM, "result", E_DKIM_RESULT, TRUE },
+	{ E_AR_DKIM, "human_result", E_DKIM_HUMAN_RESULT, TRUE },
+	{ E_AR_SPF, "domain", E_SPF_DOMAIN, TRUE },
+	{ E_AR_SPF, "scope", E_SPF_SCOPE, TRUE },
+	{ E_AR_SPF, "result", E_SPF_RESULT, TRUE },
+	{ E_AR_SPF, "human_result", E_SPF_HUMAN_RESULT, TRUE },
+};
+#define ELEM_DEF_COUNT N_ELEMENTS(elem_defs)
+
+/* RFC 7489 appendix C / RFC 9990 appendix A enumerations we enforce. */
+static const char *const policy_values[] = {
+	"none", "quarantine", "reject", NULL
+};
+/* RFC 9990 ActionDispositionType adds "pass" (its appendix B sample
+   uses it). */
+static const char *const disposition_values[] = {
+	"none", "pass", "quarantine", "reject", NULL
+};
+static const char *const dmarc_result_values[] = { "pass", "fail", NULL };
+
+enum lex_state {
+	LEX_TEXT,
+	LEX_COMMENT,
+	LEX_CDATA,
+	LEX_PI,
+};
+
+/* What one step of the element machine ended with. */
+enum step_result {
+	STEP_CONTINUE,
+	STEP_HEADER_DONE,	/* the first <record> started */
+	STEP_RECORD_DONE,
+	STEP_END,		/* </feedback> */
+	STEP_ERROR,
+};
+
+struct dmarc_parser {
+	pool_t pool;		/* report header, warnings, errors */
+	pool_t record_pool;	/* strings of the current record */
+	struct dmarc_limits limits;
+
+	dmarc_read_func_t *read_func;
+	void *context;
+
+	/* --- byte filter between read_func and libxml2 --- */
+	buffer_t *raw;		/* read but not yet UTF-8 checked */
+	buffer_t *clean;	/* UTF-8 checked, not yet lexed */
+	size_t clean_pos;
+	buffer_t *out;		/* lexed, not yet given to libxml2 */
+	size_t out_pos;
+	enum lex_state lex_state;
+	unsigned int lex_match;
+	unsigned int lex_depth;
+	const char *filter_error;
+	const char *root_name;
+	unsigned int n_utf8_repaired, n_lt_escaped, n_amp_escaped;
+	unsigned int n_charref_repaired, n_values_cut;
+
+	xmlTextReaderPtr reader;
+	const xmlChar *names[ELEM_DEF_COUNT];
+	ARRAY(enum elem) stack;
+	string_t *text;
+	const char *xml_error;
+
+	struct dmarc_report report;
+	struct dmarc_record record;
+	unsigned int records;
+	const char *error;
+	ARRAY_TYPE(const_string) warnings;
+
+	bool input_eof:1;
+	bool prefetched:1;
+	bool utf8_mode:1;
+	bool root_seen:1;
+	bool root_closed:1;
+	bool filter_done:1;
+	bool text_cut:1;
+	bool have_begin:1;
+	bool have_end:1;
+	bool header_done:1;
+	bool pending_record_end:1;
+	bool finished:1;
+	bool wrapper_removed:1;
+	bool leading_space_removed:1;
+	bool trailing_data_ignored:1;
+};
+
+static void ATTR_FORMAT(2, 3)
+parser_warning(struct dmarc_parser *parser, const char *fmt, ...)
+{
+	const char *msg;
+	va_list args;
+
+	va_start(args, fmt);
+	msg = p_strdup_vprintf(parser->pool, fmt, args);
+	va_end(args);
+	array_push_back(&parser->warnings, &msg);
+}
+
+/* ---------------------------------------------------------------------
+   The byte filter. Stage 1 replaces bytes that are not valid UTF-8 (or
+   not allowed in XML) with U+FFFD when the document is UTF-8. Stage 2 is a
+   small lexer that knows just enough XML to refuse DTDs, escape a '<' or
+   '&' that cannot start markup, drop a stray wrapper start tag before
+   <feedback>, bound the nesting depth, and stop after </feedback>. */
+
+static const unsigned char utf8_replacement[] = { 0xef, 0xbf, 0xbd };
+
+static inline bool is_xml_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static inline bool is_name_start(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		c == '_' || c == ':' || c >= 0x80;
+}
+
+static inline bool is_name_char(unsigned char c)
+{
+	return is_name_start(c) || (c >= '0' && c <= '9') ||
+		c == '-' || c == '.';
+}
+
+static bool is_xml_char(uint32_t chr)
+{
+	/* XML 1.0 section 2.2 */
+	return chr == 0x9 || chr == 0xa || chr == 0xd ||
+		(chr >= 0x20 && chr <= 0xd7ff) ||
+		(chr >= 0xe000 && chr <= 0xfffd) ||
+		(chr >= 0x10000 && chr <= 0x10ffff);
+}
+
+/* Length of the valid UTF-8 sequence at data (1..4), 0 when it is
+   invalid, -1 when it is cut short by the end of the data. */
+static int utf8_seq_length(const unsigned char *data, size_t size)
+{
+	unsigned char c = data[0];
+	unsigned char lo = 0x80, hi = 0xbf;
+	unsigned int len, i;
+	uint32_t chr;
+
+	if (c < 0x80)
+		return is_xml_char(c) ? 1 : 0;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2; chr = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3; chr = c & 0x0f;
+		if (c == 0xe0) lo = 0xa0;
+		else if (c == 0xed) hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4; chr = c & 0x07;
+		if (c == 0xf0) lo = 0x90;
+		else if (c == 0xf4) hi = 0x8f;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < len; i++) {
+		if (i >= size)
+			return -1;
+		if (data[i] < lo || data[i] > hi)
+			return 0;
+		lo = 0x80; hi = 0xbf;
+		chr = (chr << 6) | (data[i] & 0x3f);
+	}
+	return is_xml_char(chr) ? (int)len : 0;
+}
+
+/* Stage 1: parser->raw -> parser->clean. */
+static void filter_utf8(struct dmarc_parser *parser)
+{
+	const unsigned char *data = parser->raw->data;
+	size_t size = parser->raw->used, pos = 0, start;
+	int len;
+
+	if (!parser->utf8_mode) {
+		buffer_append(parser->clean, data, size);
+		buffer_set_used_size(parser->raw, 0);
+		return;
+	}
+	while (pos < size) {
+		/* the common case: a run of plain ASCII */
+		start = pos;
+		while (pos < size && data[pos] >= 0x20 && data[pos] < 0x80)
+			pos++;
+		buffer_append(parser->clean, data + start, pos - start);
+		if (pos == size)
+			break;
+		len = utf8_seq_length(data + pos, size - pos);
+		if (len < 0 && !parser->input_eof)
+			break;	/* completed by the next read */
+		if (len <= 0) {
+			buffer_append(parser->clean, utf8_replacement,
+				      sizeof(utf8_replacement));
+			parser->n_utf8_repaired++;
+			pos++;
+		} else {
+			buffer_append(parser->clean, data + pos, len);
+			pos += len;
+		}
+	}
+	buffer_delete(parser->raw, 0, pos);
+}
+
+static void ATTR_FORMAT(2, 3)
+filter_fail(struct dmarc_parser *parser, const char *fmt, ...)
+{
+	va_list args;
+
+	if (parser->filter_error != NULL)
+		return;
+	va_start(args, fmt);
+	parser->filter_error = p_strdup_vprintf(parser->pool, fmt, args);
+	va_end(args);
+}
+
+/* Judge the reference at data[0] == '&'. Returns the number of bytes to
+   copy as they are, 0 when more input is needed, or -1 after writing a
+   replacement (and *skip_r is the number of input bytes it replaces). */
+static int lex_reference(struct dmarc_parser *parser, const unsigned char *data,
+			 size_t size, bool eof, buffer_t *dest, size_t *skip_r)
+{
+	static const char *const predefined[] = {
+		"lt", "gt", "amp", "quot", "apos", NULL
+	};
+	size_t i = 1, name_start;
+	uint32_t chr = 0;
+	bool hex = FALSE, valid = FALSE;
+
+	if (i < size && data[i] == '#') {
+		i++;
+		if (i < size && data[i] == 'x') {
+			hex = TRUE;
+			i++;
+		}
+		name_start = i;
+		for (; i < size && i < PARSE_MAX_REF_LENGTH; i++) {
+			unsigned char c = data[i];
+			unsigned int digit;
+
+			if (c >= '0' && c <= '9')
+				digit = c - '0';
+			else if (hex && c >= 'a' && c <= 'f')
+				digit = c - 'a' + 10;
+			else if (hex && c >= 'A' && c <= 'F')
+				digit = c - 'A' + 10;
+			else
+				break;
+			chr = chr * (hex ? 16 : 10) + digit;
+		}
+		if (i == size && i < PARSE_MAX_REF_LENGTH && !eof)
+			return 0;
+		if (i < size && data[i] == ';' && i > name_start) {
+			if (is_xml_char(chr))
+				return i + 1;
+			/* a character XML does not allow, e.g. &#0; */
+			buffer_append(dest, "&#xFFFD;", 8);
+			parser->n_charref_repaired++;
+			*skip_r = i + 1;
+			return -1;
+		}
+	} else {
+		name_start = i;
+		while (i < size && i < PARSE_MAX_REF_LENGTH &&
+		       is_name_char(data[i]))
+			i++;
+		if (i == size && i < PARSE_MAX_REF_LENGTH && !eof)
+			return 0;
+		if (i < size && data[i] == ';' && i > name_start) {
+			unsigned int j;
+
+			for (j = 0; predefined[j] != NULL; j++) {
+				if (strlen(predefined[j]) == i - name_start &&
+				    memcmp(predefined[j], data + name_start,
+					   i - name_start) == 0)
+					valid = TRUE;
+			}
+			if (valid)
+				return i + 1;
+		}
+	}
+	/* A bare '&' (AT&T) or an entity no DTD defines (we allow none):
+	   keep it as text. */
+	buffer_append(dest, "&amp;", 5);
+	parser->n_amp_escaped++;
+	*skip_r = 1;
+	return -1;
+}
+
+/* Scan the tag at data[0] == '<' (data[1] is a name start or '/').
+   Returns its length, 0 when more input is needed, -1 when it is not a
+   well-formed tag. */
+static ssize_t lex_scan_tag(const unsigned char *data, size_t size, bool eof,
+			    bool *is_end_r, bool *is_empty_r, size_t *name_len_r)
+{
+	size_t i = 1, limit = I_MIN(size, PARSE_MAX_TAG_LENGTH);
+	unsigned char quote;
+
+	*is_end_r = FALSE;
+	*is_empty_r = FALSE;
+	if (data[i] == '/') {
+		*is_end_r = TRUE;
+		i++;
+	}
+	if (i >= limit)
+		goto more;
+	if (!is_name_start(data[i]))
+		return -1;
+	while (i < limit && is_name_char(data[i]))
+		i++;
+	*name_len_r = i - 1 - (*is_end_r ? 1 : 0);
+	for (;;) {
+		bool had_space = FALSE;
+
+		while (i < limit && is_xml_space(data[i])) {
+			had_space = TRUE;
+			i++;
+		}
+		if (i >= limit)
+			goto more;
+		if (data[i] == '>')
+			return i + 1;
+		if (*is_end_r)
+			return -1;
+		if (data[i] == '/') {
+			if (i + 1 >= limit)
+				goto more;
+			if (data[i + 1] != '>')
+				return -1;
+			*is_empty_r = TRUE;
+			return i + 2;
+		}
+		/* attribute: name S? '=' S? quoted value */
+		if (!had_space || !is_name_start(data[i]))
+			return -1;
+		while (i < limit && is_name_char(data[i]))
+			i++;
+		while (i < limit && is_xml_space(data[i]))
+			i++;
+		if (i >= limit)
+			goto more;
+		if (data[i] != '=')
+			return -1;
+		i++;
+		while (i < limit && is_xml_space(data[i]))
+			i++;
+		if (i >= limit)
+			goto more;
+		if (data[i] != '"' && data[i] != '\'')
+			return -1;
+		quote = data[i++];
+		while (i < limit && data[i] != quote)
+			i++;
+		if (i >= limit)
+			goto more;
+		i++;
+		if (i >= limit)
+			goto more;
+		if (!is_xml_space(data[i]) && data[i] != '>' && data[i] != '/')
+			return -1;
+	}
+more:
+	if (size >= PARSE_MAX_TAG_LENGTH)
+		return -2;
+	return eof ? -1 : 0;
+}
+
+/* Copy a scanned tag, making attribute values well-formed. */
+static void lex_copy_tag(struct dmarc_parser *parser,
+			 const unsigned char *data, size_t len)
+{
+	unsigned char quote = 0;
+	size_t i, skip;
+	int ret;
+
+	for (i = 0; i < len; ) {
+		unsigned char c = data[i];
+
+		if (quote == 0) {
+			if (c == '"' || c == '\'')
+				quote = c;
+		} else if (c == quote) {
+			quote = 0;
+		} else if (c == '<') {
+			buffer_append(parser->out, "&lt;", 4);
+			parser->n_lt_escaped++;
+			i++;
+			continue;
+		} else if (c == '&') {
+			/* the tag is complete: no more input can be needed */
+			ret = lex_reference(parser, data + i, len - i, TRUE,
+					    parser->out, &skip);
+			if (ret > 0) {
+				buffer_append(parser->out, data + i, ret);
+				i += ret;
+			} else {
+				i += skip;
+			}
+			continue;
+		}
+		buffer_append_c(parser->out, c);
+		i++;
+	}
+}
+
+/* A well-formed start or end tag was found: track the root and depth.
+   Returns FALSE on error. */
+static bool
+lex_tag(struct dmarc_parser *parser, const unsigned char *data, size_t len,
+	bool is_end, bool is_empty, size_t name_len)
+{
+	const unsigned char *name = data + (is_end ? 2 : 1), *p;
+	const char *local;
+	size_t i;
+
+	if (is_end) {
+		if (parser->lex_depth > 0 && --parser->lex_depth == 0)
+			parser->root_closed = TRUE;
+		lex_copy_tag(parser, data, len);
+		return TRUE;
+	}
+	if (!parser->root_seen) {
+		p = memchr(name, ':', name_len);
+		p = p == NULL ? name : p + 1;
+		local = t_strndup(p, name_len - (p - name));
+		if (strcmp(local, "schema") == 0 && !is_empty &&
+		    !parser->wrapper_removed) {
+			/* parsedmarc's ikea.com sample: a stray, never closed
+			   <xs:schema ...> start tag before <feedback>. Blank it,
+			   keeping line numbers. */
+			for (i = 0; i < len; i++) {
+				buffer_append_c(parser->out,
+						data[i] == '\n' ? '\n' : ' ');
+			}
+			parser->wrapper_removed = TRUE;
+			parser_warning(parser, "ignored a stray <%s> start tag "
+				       "before the root element",
+				       str_sanitize(t_strndup(name, name_len),
+						    PARSE_ERROR_VALUE_MAX));
+			return TRUE;
+		}
+		parser->root_name = p_strdup(parser->pool,
+			str_sanitize(t_strndup(name, name_len),
+				     PARSE_ERROR_VALUE_MAX));
+		if (strcmp(local, "feedback") != 0) {
+			filter_fail(parser, "not a DMARC aggregate report "
+				    "(root element <%s>)", parser->root_name);
+			return FALSE;
+		}
+		parser->root_seen = TRUE;
+	}
+	if (is_empty) {
+		if (parser->lex_depth == 0)
+			parser->root_closed = TRUE;
+	} else if (++parser->lex_depth > parser->limits.max_xml_depth &&
+		   parser->limits.max_xml_depth > 0) {
+		filter_fail(parser, "XML nested deeper than %u elements "
+			    "(dmarcreport_max_xml_depth)",
+			    parser->limits.max_xml_depth);
+		return FALSE;
+	}
+	lex_copy_tag(parser, data, len);
+	return TRUE;
+}
+
+/* Judge the '<' at data[0] in text. Returns the input bytes consumed,
+   0 when more input is needed, -1 on error. */
+static ssize_t lex_markup(struct dmarc_parser *parser,
+			  const unsigned char *data, size_t size, bool eof)
+{
+	bool is_end, is_empty;
+	size_t name_len = 0;
+	ssize_t len;
+
+	if (size < 2) {
+		if (!eof)
+			return 0;
+		goto bogus;
+	}
+	switch (data[1]) {
+	case '!':
+		if (size < 9 && !eof)
+			return 0;
+		if (size >= 4 && memcmp(data, "<!--", 4) == 0) {
+			buffer_append(parser->out, data, 4);
+			parser->lex_state = LEX_COMMENT;
+			parser->lex_match = 0;
+			return 4;
+		}
+		if (size >= 9 && memcmp(data, "<![CDATA[", 9) == 0) {
+			buffer_append(parser->out, data, 9);
+			parser->lex_state = LEX_CDATA;
+			parser->lex_match = 0;
+			return 9;
+		}
+		if (size >= 9 && strncasecmp((const char *)data,
+					     "<!DOCTYPE", 9) == 0) {
+			/* No DTD ever: this is what stops entity expansion
+			   bombs and external entities. */
+			filter_fail(parser, "DOCTYPE not allowed");
+			return -1;
+		}
+		if (size >= 3 && is_name_start(data[2])) {
+			filter_fail(parser, "DOCTYPE not allowed "
+				    "(markup declaration <!%s)",
+				    str_sanitize(t_strndup(data + 2,
+					I_MIN(size - 2, 16)), 16));
+			return -1;
+		}
+		goto bogus;
+	case '?':
+		buffer_append(parser->out, data, 2);
+		parser->lex_state = LEX_PI;
+		parser->lex_match = 0;
+		return 2;
+	case '/':
+		break;
+	default:
+		if (!is_name_start(data[1]))
+			goto bogus;
+		break;
+	}
+	len = lex_scan_tag(data, size, eof, &is_end, &is_empty, &name_len);
+	if (len == 0)
+		return 0;
+	if (len == -2) {
+		filter_fail(parser, "XML tag longer than %u bytes",
+			    PARSE_MAX_TAG_LENGTH);
+		return -1;
+	}
+	if (len < 0)
+		goto bogus;
+	T_BEGIN {
+		if (!lex_tag(parser, data, len, is_end, is_empty, name_len))
+			len = -1;
+	} T_END;
+	return len;
+bogus:
+	/* A '<' that starts no markup, e.g. an address in angle brackets
+	   (parsedmarc's invalid_xml sample): it is text. */
+	buffer_append(parser->out, "&lt;", 4);
+	parser->n_lt_escaped++;
+	return 1;
+}
+
+/* Stage 2: parser->clean -> parser->out. */
+static void filter_lex(struct dmarc_parser *parser)
+{
+	const unsigned char *data = parser->clean->data;
+	size_t size = parser->clean->used, pos = parser->clean_pos, start, skip;
+	bool eof = parser->input_eof && parser->raw->used == 0;
+	ssize_t ret;
+
+	while (pos < size && parser->filter_error == NULL) {
+		if (parser->root_closed) {
+			/* Stop after </feedback>: trailing junk (padding,
+			   a second document) must not fail the report. */
+			for (; pos < size; pos++) {
+				if (!is_xml_space(data[pos]))
+					parser->trailing_data_ignored = TRUE;
+			}
+			parser->filter_done = TRUE;
+			break;
+		}
+		switch (parser->lex_state) {
+		case LEX_TEXT:
+			start = pos;
+			while (pos < size && data[pos] != '<' && data[pos] != '&')
+				pos++;
+			buffer_append(parser->out, data + start, pos - start);
+			if (pos == size)
+				break;
+			if (data[pos] == '<') {
+				ret = lex_markup(parser, data + pos,
+						 size - pos, eof);
+				if (ret <= 0)
+					goto stop;
+				pos += ret;
+			} else {
+				ret = lex_reference(parser, data + pos,
+						    size - pos, eof,
+						    parser->out, &skip);
+				if (ret == 0)
+					goto stop;
+				if (ret > 0) {
+					buffer_append(parser->out, data + pos,
+						      ret);
+					pos += ret;
+				} else {
+					pos += skip;
+				}
+			}
+			break;
+		case LEX_COMMENT:
+		case LEX_CDATA:
+		case LEX_PI: {
+			/* copy up to and including the terminator:
+			   "-->", "]]>" or "?>" */
+			unsigned char mark = parser->lex_state == LEX_COMMENT ?
+				'-' : parser->lex_state == LEX_CDATA ? ']' : '?';
+			unsigned int need = parser->lex_state == LEX_PI ? 1 : 2;
+
+			start = pos;
+			for (; pos < size; pos++) {
+				if (data[pos] == '>' &&
+				    parser->lex_match >= need) {
+					pos++;
+					parser->lex_state = LEX_TEXT;
+					break;
+				}
+				if (data[pos] == mark)
+					parser->lex_match++;
+				else
+					parser->lex_match = 0;
+			}
+			buffer_append(parser->out, data + start, pos - start);
+			break;
+		}
+		}
+	}
+stop:
+	parser->clean_pos = pos;
+	if (eof && pos == size)
+		parser->filter_done = TRUE;
+	if (parser->clean_pos > PARSE_READ_BLOCK_SIZE ||
+	    parser->clean_pos == parser->clean->used) {
+		buffer_delete(parser->clean, 0, parser->clean_pos);
+		parser->clean_pos = 0;
+	}
+}
+
+static int filter_read_raw(struct dmarc_parser *parser)
+{
+	const char *error;
+	void *dest;
+	ssize_t ret;
+
+	if (parser->input_eof)
+		return 0;
+	dest = buffer_append_space_unsafe(parser->raw, PARSE_READ_BLOCK_SIZE);
+	ret = parser->read_func(parser->context, dest, PARSE_READ_BLOCK_SIZE,
+				&error);
+	buffer_set_used_size(parser->raw, parser->raw->used -
+			     PARSE_READ_BLOCK_SIZE + (ret > 0 ? ret : 0));
+	if (ret < 0) {
+		filter_fail(parser, "%s", error);
+		return -1;
+	}
+	if (ret == 0)
+		parser->input_eof = TRUE;
+	return 0;
+}
+
+static const unsigned char *
+find_bytes(const unsigned char *data, size_t size, const char *what)
+{
+	size_t len = strlen(what), i;
+
+	for (i = 0; i + len <= size; i++) {
+		if (data[i] == (unsigned char)what[0] &&
+		    memcmp(data + i, what, len) == 0)
+			return data + i;
+	}
+	return NULL;
+}
+
+/* The encoding="..." of the XML declaration at data, or NULL. */
+static const char *xml_decl_encoding(const unsigned char *data, size_t size)
+{
+	const unsigned char *end, *p, *q;
+
+	if (size < 5 || memcmp(data, "<?xml", 5) != 0)
+		return NULL;
+	end = find_bytes(data, size, "?>");
+	if (end == NULL)
+		return NULL;
+	p = find_bytes(data, end - data, "encoding");
+	if (p == NULL)
+		return NULL;
+	p += 8;
+	while (p < end && is_xml_space(*p)) p++;
+	if (p == end || *p++ != '=')
+		return NULL;
+	while (p < end && is_xml_space(*p)) p++;
+	if (p == end || (*p != '"' && *p != '\''))
+		return NULL;
+	q = memchr(p + 1, *p, end - p - 1);
+	if (q == NULL)
+		return NULL;
+	return t_strndup(p + 1, q - p - 1);
+}
+
+/* Look at the start of the document: BOM, leading space, encoding. */
+static int filter_prefetch(struct dmarc_parser *parser)
+{
+	const unsigned char *data;
+	const char *encoding;
+	size_t skip = 0;
+	bool have_bom = FALSE;
+
+	for (;;) {
+		data = parser->raw->data;
+		skip = 0;
+		if (parser->raw->used >= 3 &&
+		    memcmp(data, "\xef\xbb\xbf", 3) == 0) {
+			have_bom = TRUE;
+			skip = 3;
+		}
+		while (skip < parser->raw->used && is_xml_space(data[skip]))
+			skip++;
+		/* enough to see the whole XML declaration */
+		if ((skip < parser->raw->used &&
+		     parser->raw->used - skip >= 1024) ||
+		    parser->input_eof)
+			break;
+		if (skip > PARSE_MAX_LEADING_SPACE) {
+			filter_fail(parser, "not an XML document");
+			return -1;
+		}
+		if (filter_read_raw(parser) < 0)
+			return -1;
+	}
+	if (skip == parser->raw->used) {
+		filter_fail(parser, "empty document");
+		return -1;
+	}
+	if (data[skip] != '<') {
+		/* also UTF-16/32 and EBCDIC: DMARC reports are UTF-8 or an
+		   ASCII-compatible charset, and the filter relies on it */
+		filter_fail(parser, "not an XML document (it does not start "
+			    "with '<' in UTF-8 or an ASCII-compatible "
+			    "charset)");
+		return -1;
+	}
+	if (skip > (have_bom ? 3U : 0U) && parser->raw->used - skip >= 5 &&
+	    memcmp(data + skip, "<?xml", 5) == 0) {
+		/* the XML declaration must come first: drop what precedes */
+		parser->leading_space_removed = TRUE;
+	}
+	T_BEGIN {
+		encoding = xml_decl_encoding(data + skip,
+					     parser->raw->used - skip);
+		parser->utf8_mode = have_bom || encoding == NULL ||
+			strcasecmp(encoding, "utf-8") == 0 ||
+			strcasecmp(encoding, "utf8") == 0;
+	} T_END;
+	/* The BOM is dropped as well: libxml2 needs none for UTF-8, and
+	   a declared other charset wins anyway. */
+	buffer_delete(parser->raw, 0, skip);
+	return 0;
+}
+
+/* Produce more filtered output. Returns -1 on error. */
+static int filter_fill(struct dmarc_parser *parser)
+{
+	size_t old_used = parser->out->used;
+
+	if (!parser->prefetched) {
+		parser->prefetched = TRUE;
+		if (filter_prefetch(parser) < 0)
+			return -1;
+	}
+	while (parser->out->used == old_used && !parser->filter_done) {
+		if (parser->raw->used < PARSE_READ_BLOCK_SIZE &&
+		    filter_read_raw(parser) < 0)
+			return -1;
+		filter_utf8(parser);
+		filter_lex(parser);
+		if (parser->filter_error != NULL)
+			return -1;
+	}
+	return 0;
+}
+
+static int parser_ioread(void *context, char *buffer, int len)
+{
+	struct dmarc_parser *parser = context;
+	size_t avail;
+
+	if (parser->filter_error != NULL)
+		return -1;
+	if (parser->out_pos == parser->out->used) {
+		buffer_set_used_size(parser->out, 0);
+		parser->out_pos = 0;
+		if (filter_fill(parser) < 0)
+			return -1;
+	}
+	avail = I_MIN(parser->out->used - parser->out_pos, (size_t)len);
+	memcpy(buffer, CONST_PTR_OFFSET(parser->out->data, parser->out_pos),
+	       avail);
+	parser->out_pos += avail;
+	return avail;
+}
+
+/* ---------------------------------------------------------------------
+   libxml2 errors: kept, never printed. */
+
+static void parser_xml_structured_error(void *context, xmlErrorPtr error)
+{
+	struct dmarc_parser *parser = context;
+	const char *msg;
+
+	if (parser->xml_error != NULL || error->level < XML_ERR_ERROR)
+		return;
+	msg = error->message == NULL ? "unknown error" :
+		t_str_trim(error->message, " \t\r\n");
+	parser->xml_error = p_strdup_printf(parser->pool,
+		"XML error at line %d: %s", error->line, msg);
+}
+
+static void ATTR_FORMAT(2, 3)
+parser_xml_generic_error(void *context, const char *fmt, ...)
+{
+	struct dmarc_parser *parser = context;
+	va_list args;
+
+	/* Errors without a parser context (I/O, encoding setup) come here
+	   instead of stderr. */
+	if (parser == NULL || parser->xml_error != NULL)
+		return;
+	va_start(args, fmt);
+	parser->xml_error = p_strdup_printf(parser->pool, "XML error: %s",
+		t_str_trim(t_strdup_vprintf(fmt, args), " \t\r\n"));
+	va_end(args);
+}
+
+struct generic_error_save {
+	xmlGenericErrorFunc func;
+	void *context;
+};
+
+static void generic_error_push(struct dmarc_parser *parser,
+			       struct generic_error_save *save_r)
+{
+	save_r->func = xmlGenericError;
+	save_r->context = xmlGenericErrorContext;
+	xmlSetGenericErrorFunc(parser, parser_xml_generic_error);
+}
+
+static void generic_error_pop(struct generic_error_save *save)
+{
+	xmlSetGenericErrorFunc(save->context, save->func);
+}
+
+/* ---------------------------------------------------------------------
+   The element machine. */
+
+static long parser_line(struct dmarc_parser *parser)
+{
+	xmlNodePtr node = xmlTextReaderCurrentNode(parser->reader);
+
+	return node == NULL ? 0 : xmlGetLineNo(node);
+}
+
+static enum step_result ATTR_FORMAT(2, 3)
+parser_fail(struct dmarc_parser *parser, const char *fmt, ...)
+{
+	string_t *str = t_str_new(128);
+	va_list args;
+
+	if (parser->header_done && !parser->finished &&
+	    parser->records > 0)
+		str_printfa(str, "record %u, ", parser->records);
+	str_printfa(str, "line %ld: ", parser_line(parser));
+	va_start(args, fmt);
+	str_vprintfa(str, fmt, args);
+	va_end(args);
+	parser->error = p_strdup(parser->pool, str_c(str));
+	return STEP_ERROR;
+}
+
+static const char *quote_value(const char *value)
+{
+	return t_strdup_printf("\"%s\"",
+			       str_sanitize(value, PARSE_ERROR_VALUE_MAX));
+}
+
+static const char *elem_name(enum elem id)
+{
+	unsigned int i;
+
+	for (i = 0; i < ELEM_DEF_COUNT; i++) {
+		if (elem_defs[i].id == id)
+			return elem_defs[i].name;
+	}
+	return "?";
+}
+
+static bool value_in(const char *value, const char *const *values)
+{
+	for (; *values != NULL; values++) {
+		if (strcmp(value, *values) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* Lower-case copy of an enumerated value, checked against values. */
+static enum step_result
+parse_enum(struct dmarc_parser *parser, pool_t pool, enum elem id,
+	   const char *value, const char *const *values, const char **dest)
+{
+	char *lvalue = str_lcase(p_strdup(pool, value));
+
+	if (!value_in(lvalue, values)) {
+		return parser_fail(parser, "<%s> %s is not one of %s",
+				   elem_name(id), quote_value(value),
+				   t_strarray_join((const char *const *)values,
+						   ", "));
+	}
+	*dest = lvalue;
+	return STEP_CONTINUE;
+}
+
+static const char *p_strdup_lcase(pool_t pool, const char *value)
+{
+	return str_lcase(p_strdup(pool, value));
+}
+
+static const char *p_strdup_lcase_empty_null(pool_t pool, const char *value)
+{
+	return *value == '\0' ? NULL : p_strdup_lcase(pool, value);
+}
+
+static enum step_result
+parse_time(struct dmarc_parser *parser, enum elem id, const char *value,
+	   int64_t *time_r)
+{
+	if (str_to_int64(value, time_r) < 0 || *time_r < 0) {
+		return parser_fail(parser, "<%s> %s is not a Unix time",
+				   elem_name(id), quote_value(value));
+	}
+	return STEP_CONTINUE;
+}
+
+static const char *normalise_ip(pool_t pool, const char *value)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct in6_addr addr6;
+	struct in_addr addr4;
+
+	if (inet_pton(AF_INET, value, &addr4) == 1) {
+		if (inet_ntop(AF_INET, &addr4, buf, sizeof(buf)) == NULL)
+			return NULL;
+	} else if (inet_pton(AF_INET6, value, &addr6) == 1) {
+		if (inet_ntop(AF_INET6, &addr6, buf, sizeof(buf)) == NULL)
+			return NULL;
+	} else {
+		return NULL;
+	}
+	return p_strdup(pool, buf);
+}
+
+static const char *text_value(struct dmarc_parser *parser)
+{
+	const char *data = str_c(parser->text);
+	size_t len = str_len(parser->text);
+
+	while (len > 0 && is_xml_space(data[len - 1]))
+		len--;
+	str_truncate(parser->text, len);
+	data = str_c(parser->text);
+	while (is_xml_space(*data))
+		data++;
+	return data;
+}
+
+static void text_append(struct dmarc_parser *parser, const char *value)
+{
+	size_t len = strlen(value), used = str_len(parser->text);
+	unsigned int max = parser->limits.max_value_length;
+
+	if (parser->text_cut)
+		return;
+	if (max > 0 && used + len > max) {
+		size_t n = max - used;
+
+		/* cut at a character boundary */
+		while (n > 0 && ((unsigned char)value[n] & 0xc0) == 0x80)
+			n--;
+		str_append_data(parser->text, value, n);
+		parser->text_cut = TRUE;
+		parser->n_values_cut++;
+		return;
+	}
+	str_append_data(parser->text, value, len);
+}
+
+static struct dmarc_auth_result *current_auth(struct dmarc_parser *parser)
+{
+	return array_back_modifiable(&parser->record.auth_results);
+}
+
+static struct dmarc_policy_override *current_reason(struct dmarc_parser *parser)
+{
+	return array_back_modifiable(&parser->record.reasons);
+}
+
+/* A leaf element ended with its (trimmed) value. */
+static enum step_result
+leaf_end(struct dmarc_parser *parser, enum elem id, const char *value)
+{
+	struct dmarc_report *report = &parser->report;
+	struct dmarc_policy_published *policy = &report->policy;
+	struct dmarc_record *record = &parser->record;
+	pool_t pool = parser->pool, rpool = parser->record_pool;
+	uint64_t count;
+	int pct;
+
+	switch (id) {
+	case E_VERSION:
+		if (*value != '\0')
+			report->version = p_strdup(pool, value);
+		break;
+	case E_ORG_NAME:
+		report->org_name = p_strdup(pool, value);
+		break;
+	case E_EMAIL:
+		report->email = p_strdup(pool, value);
+		break;
+	case E_EXTRA_CONTACT_INFO:
+		report->extra_contact_info = p_strdup(pool, value);
+		break;
+	case E_REPORT_ID:
+		report->report_id = p_strdup(pool, value);
+		break;
+	case E_GENERATOR:
+		report->generator = p_strdup(pool, value);
+		break;
+	case E_ERROR:
+		if (*value != '\0' &&
+		    array_count(&report->errors) < PARSE_MAX_ITEMS) {
+			value = p_strdup(pool, value);
+			array_push_back(&report->errors, &value);
+		}
+		break;
+	case E_BEGIN:
+		parser->have_begin = TRUE;
+		return parse_time(parser, id, value, &report->date_begin);
+	case E_END:
+		parser->have_end = TRUE;
+		return parse_time(parser, id, value, &report->date_end);
+	case E_P_DOMAIN:
+		policy->domain = p_strdup_lcase(pool, value);
+		break;
+	case E_P_ADKIM:
+		policy->adkim = p_strdup_lcase_empty_null(pool, value);
+		break;
+	case E_P_ASPF:
+		policy->aspf = p_strdup_lcase_empty_null(pool, value);
+		break;
+	case E_P_P:
+		return parse_enum(parser, pool, id, value, policy_values,
+				  &policy->p);
+	case E_P_SP:
+		/* optional: an empty element means "not given" */
+		if (*value == '\0')
+			break;
+		return parse_enum(parser, pool, id, value, policy_values,
+				  &policy->sp);
+	case E_P_NP:
+		if (*value == '\0')
+			break;
+		return parse_enum(parser, pool, id, value, policy_values,
+				  &policy->np);
+	case E_P_PCT:
+		if (str_to_int(value, &pct) < 0 || pct < 0 || pct > 100) {
+			parser_warning(parser, "ignored <pct> %s: not 0..100",
+				       quote_value(value));
+			policy->pct = DMARC_UNSET;
+		} else {
+			policy->pct = pct;
+		}
+		break;
+	case E_P_FO:
+		policy->fo = p_strdup_lcase_empty_null(pool, value);
+		break;
+	case E_P_TESTING:
+		policy->testing = p_strdup_lcase_empty_null(pool, value);
+		break;
+	case E_P_DISCOVERY_METHOD:
+		policy->discovery_method =
+			p_strdup_lcase_empty_null(pool, value);
+		break;
+	case E_SOURCE_IP:
+		if (*value == '\0')
+			return parser_fail(parser, "empty <source_ip>");
+		record->source_ip = normalise_ip(rpool, value);
+		if (record->source_ip == NULL) {
+			return parser_fail(parser, "<source_ip> %s is not an "
+					   "IP address", quote_value(value));
+		}
+		break;
+	case E_COUNT:
+		if (str_to_uint64(value, &count) < 0 || count > INT64_MAX) {
+			return parser_fail(parser, "<count> %s is not a "
+					   "non-negative 64-bit integer",
+					   quote_value(value));
+		}
+		record->count = count;
+		break;
+	case E_DISPOSITION:
+		return parse_enum(parser, rpool, id, value,
+				  disposition_values, &record->disposition);
+	case E_PE_DKIM:
+		return parse_enum(parser, rpool, id, value,
+				  dmarc_result_values, &record->dkim);
+	case E_PE_SPF:
+		return parse_enum(parser, rpool, id, value,
+				  dmarc_result_values, &record->spf);
+	case E_REASON_TYPE:
+		current_reason(parser)->type = p_strdup_lcase(rpool, value);
+		break;
+	case E_REASON_COMMENT:
+		current_reason(parser)->comment = p_strdup(rpool, value);
+		break;
+	case E_HEADER_FROM:
+		record->header_from = p_strdup_lcase(rpool, value);
+		break;
+	case E_ENVELOPE_FROM:
+		record->envelope_from = p_strdup_lcase(rpool, value);
+		break;
+	case E_ENVELOPE_TO:
+		record->envelope_to = p_strdup_lcase(rpool, value);
+		break;
+	case E_DKIM_DOMAIN:
+	case E_SPF_DOMAIN:
+		current_auth(parser)->domain = p_strdup_lcase(rpool, value);
+		break;
+	case E_DKIM_SELECTOR:
+		current_auth(parser)->selector = p_strdup(rpool, value);
+		break;
+	case E_SPF_SCOPE:
+		current_auth(parser)->scope = p_strdup_lcase(rpool, value);
+		break;
+	case E_DKIM_RESULT:
+	case E_SPF_RESULT:
+		/* stored as found (lower-cased): "hardfail" is seen */
+		current_auth(parser)->result = p_strdup_lcase(rpool, value);
+		break;
+	case E_DKIM_HUMAN_RESULT:
+	case E_SPF_HUMAN_RESULT:
+		current_auth(parser)->human_result = p_strdup(rpool, value);
+		break;
+	default:
+		i_unreached();
+	}
+	return STEP_CONTINUE;
+}
+
+static enum step_result header_check(struct dmarc_parser *parser)
+{
+	struct dmarc_report *report = &parser->report;
+
+	if (report->report_id == NULL || *report->report_id == '\0')
+		return parser_fail(parser, "no <report_id> in report_metadata");
+	if (report->policy.domain == NULL || *report->policy.domain == '\0')
+		return parser_fail(parser, "no <domain> in policy_published");
+	if (!parser->have_begin || !parser->have_end) {
+		return parser_fail(parser, "no <date_range> with <begin> and "
+				   "<end> in report_metadata");
+	}
+	if (report->org_name == NULL) {
+		/* the reports' identity is (org_name, report_id, domain) */
+		report->org_name = "";
+	}
+	if (report->date_begin > report->date_end) {
+		parser_warning(parser, "date_range begin %"PRId64" is after "
+			       "end %"PRId64, report->date_begin,
+			       report->date_end);
+	}
+	parser->header_done = TRUE;
+	return STEP_CONTINUE;
+}
+
+static enum step_result record_begin(struct dmarc_parser *parser)
+{
+	struct dmarc_record *record = &parser->record;
+
+	if (parser->limits.max_records > 0 &&
+	    parser->records >= parser->limits.max_records) {
+		return parser_fail(parser, "more than %u records "
+				   "(dmarcreport_max_records)",
+				   parser->limits.max_records);
+	}
+	parser->records++;
+	p_clear(parser->record_pool);
+	record->source_ip = NULL;
+	record->count = DMARC_UNSET;
+	record->disposition = record->dkim = record->spf = NULL;
+	record->header_from = record->envelope_from = NULL;
+	record->envelope_to = NULL;
+	array_clear(&record->reasons);
+	array_clear(&record->auth_results);
+	return STEP_CONTINUE;
+}
+
+static enum step_result record_check(struct dmarc_parser *parser)
+{
+	if (parser->record.source_ip == NULL)
+		return parser_fail(parser, "no <source_ip> in the record");
+	if (parser->record.count == DMARC_UNSET)
+		return parser_fail(parser, "no <count> in the record");
+	return STEP_RECORD_DONE;
+}
+
+static enum step_result element_start(struct dmarc_parser *parser,
+				      enum elem id)
+{
+	struct dmarc_auth_result *auth;
+
+	switch (id) {
+	case E_RECORD:
+		if (!parser->header_done) {
+			if (header_check(parser) == STEP_ERROR)
+				return STEP_ERROR;
+			if (record_begin(parser) == STEP_ERROR)
+				return STEP_ERROR;
+			return STEP_HEADER_DONE;
+		}
+		return record_begin(parser);
+	case E_REASON:
+		if (array_count(&parser->record.reasons) >= PARSE_MAX_ITEMS)
+			return parser_fail(parser, "too many <reason>s");
+		(void)array_append_space(&parser->record.reasons);
+		break;
+	case E_AR_DKIM:
+	case E_AR_SPF:
+		if (array_count(&parser->record.auth_results) >=
+		    PARSE_MAX_ITEMS)
+			return parser_fail(parser, "too many auth_results");
+		auth = array_append_space(&parser->record.auth_results);
+		auth->type = id == E_AR_DKIM ? DMARC_AUTH_DKIM : DMARC_AUTH_SPF;
+		break;
+	default:
+		break;
+	}
+	str_truncate(parser->text, 0);
+	parser->text_cut = FALSE;
+	return STEP_CONTINUE;
+}
+
+static enum step_result element_end(struct dmarc_parser *parser,
+				    enum elem id, bool is_leaf)
+{
+	struct dmarc_policy_override *reason;
+
+	if (is_leaf)
+		return leaf_end(parser, id, text_value(parser));
+	switch (id) {
+	case E_RECORD:
+		return record_check(parser);
+	case E_REASON:
+		/* parsedmarc's empty_reason sample: <type/><comment/> */
+		reason = current_reason(parser);
+		if ((reason->type == NULL || *reason->type == '\0') &&
+		    (reason->comment == NULL || *reason->comment == '\0')) {
+			array_pop_back(&parser->record.reasons);
+		} else if (reason->type == NULL) {
+			reason->type = "";
+		}
+		break;
+	case E_FEEDBACK:
+		if (!parser->header_done) {
+			if (header_check(parser) == STEP_ERROR)
+				return STEP_ERROR;
+			return parser_fail(parser, "report has no records");
+		}
+		return STEP_END;
+	default:
+		break;
+	}
+	return STEP_CONTINUE;
+}
+
+static bool namespace_is_known(const xmlChar *ns)
+{
+	return ns == NULL ||
+		strcmp((const char *)ns, DMARC2_NAMESPACE) == 0 ||
+		strcmp((const char *)ns, DMARC_DRAFT_NAMESPACE) == 0;
+}
+
+static const struct elem_def *
+elem_lookup(struct dmarc_parser *parser, enum elem parent,
+	    const xmlChar *name)
+{
+	unsigned int i;
+
+	/* names are interned in the reader's dictionary: compare
+	   pointers */
+	for (i = 0; i < ELEM_DEF_COUNT; i++) {
+		if (elem_defs[i].parent == parent &&
+		    parser->names[i] == name)
+			return &elem_defs[i];
+	}
+	return NULL;
+}
+
+static enum elem stack_top(struct dmarc_parser *parser)
+{
+	return array_is_empty(&parser->stack) ? E_NONE :
+		*array_back(&parser->stack);
+}
+
+static bool elem_is_leaf(enum elem id)
+{
+	return id >= E_VERSION && id != E_UNKNOWN &&
+		id != E_REPORT_METADATA && id != E_POLICY_PUBLISHED &&
+		id != E_RECORD && id != E_DATE_RANGE && id != E_ROW &&
+		id != E_IDENTIFIERS && id != E_AUTH_RESULTS &&
+		id != E_POLICY_EVALUATED && id != E_REASON &&
+		id != E_AR_DKIM && id != E_AR_SPF;
+}
+
+static enum step_result parser_element(struct dmarc_parser *parser)
+{
+	const struct elem_def *def;
+	const xmlChar *name = xmlTextReaderConstLocalName(parser->reader);
+	const xmlChar *ns = xmlTextReaderConstNamespaceUri(parser->reader);
+	enum elem parent = stack_top(parser), id;
+	enum step_result ret;
+	bool is_empty = xmlTextReaderIsEmptyElement(parser->reader) == 1;
+
+	if (parent == E_UNKNOWN || elem_is_leaf(parent))
+		def = NULL;
+	else if (!namespace_is_known(ns))
+		def = NULL;
+	else
+		def = elem_lookup(parser, parent, name);
+	if (parent == E_NONE) {
+		if (def == NULL) {
+			return parser_fail(parser, "not a DMARC aggregate "
+				"report (root element <%s>%s%s)",
+				str_sanitize((const char *)name,
+					     PARSE_ERROR_VALUE_MAX),
+				ns == NULL ? "" : " in namespace ",
+				ns == NULL ? "" : str_sanitize(
+					(const char *)ns,
+					PARSE_ERROR_VALUE_MAX));
+		}
+		parser->report.is_dmarc2_namespace = ns != NULL &&
+			strcmp((const char *)ns, DMARC2_NAMESPACE) == 0;
+	}
+	id = def == NULL ? E_UNKNOWN : def->id;
+	ret = element_start(parser, id);
+	if (ret == STEP_ERROR)
+		return ret;
+	if (!is_empty) {
+		array_push_back(&parser->stack, &id);
+		return ret;
+	}
+	if (ret == STEP_HEADER_DONE) {
+		/* <record/>: end it on the next call */
+		parser->pending_record_end = TRUE;
+		return ret;
+	}
+	return def == NULL ? STEP_CONTINUE :
+		element_end(parser, id, def->is_leaf);
+}
+
+/* Run until something the caller wants happens. */
+static enum step_result parser_run(struct dmarc_parser *parser)
+{
+	enum step_result ret = STEP_CONTINUE;
+	enum elem id;
+	int type;
+
+	if (parser->pending_record_end) {
+		parser->pending_record_end = FALSE;
+		return element_end(parser, E_RECORD, FALSE);
+	}
+	while (ret == STEP_CONTINUE) {
+		int rret = xmlTextReaderRead(parser->reader);
+
+		if (rret <= 0) {
+			if (parser->filter_error != NULL)
+				parser->error = parser->filter_error;
+			else if (rret == 0)
+				parser->error = "document ended before </feedback>";
+			else if (parser->xml_error != NULL)
+				parser->error = parser->xml_error;
+			else
+				parser->error = "XML parse error";
+			return STEP_ERROR;
+		}
+		type = xmlTextReaderNodeType(parser->reader);
+		switch (type) {
+		case XML_READER_TYPE_ELEMENT:
+			ret = parser_element(parser);
+			break;
+		case XML_READER_TYPE_END_ELEMENT:
+			id = stack_top(parser);
+			array_pop_back(&parser->stack);
+			if (id != E_UNKNOWN)
+				ret = element_end(parser, id, elem_is_leaf(id));
+			break;
+		case XML_READER_TYPE_TEXT:
+		case XML_READER_TYPE_CDATA:
+		case XML_READER_TYPE_SIGNIFICANT_WHITESPACE:
+			if (elem_is_leaf(stack_top(parser))) {
+				text_append(parser, (const char *)
+					xmlTextReaderConstValue(parser->reader));
+			}
+			break;
+		case XML_READER_TYPE_DOCUMENT_TYPE:
+			/* the filter refuses these already */
+			return parser_fail(parser, "DOCTYPE not allowed");
+		case XML_READER_TYPE_ENTITY_REFERENCE:
+			return parser_fail(parser, "entity references not "
+					   "allowed");
+		default:
+			break;
+		}
+	}
+	return ret;
+}
+
+struct dmarc_parser *
+dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
+		  const struct dmarc_limits *limits)
+{
+	struct dmarc_parser *parser;
+	pool_t pool;
+
+	xmlInitParser();
+	pool = pool_alloconly_create("dmarc parser", 4096);
+	parser = p_new(pool, struct dmarc_parser, 1);
+	parser->pool = pool;
+	parser->record_pool = pool_alloconly_create("dmarc record", 1024);
+	parser->limits = *limits;
+	parser->read_func = read_func;
+	parser->context = context;
+	parser->raw = buffer_create_dynamic(default_pool,
+					    PARSE_READ_BLOCK_SIZE * 2);
+	parser->clean = buffer_create_dynamic(default_pool,
+					      PARSE_READ_BLOCK_SIZE * 2);
+	parser->out = buffer_create_dynamic(default_pool,
+					    PARSE_READ_BLOCK_SIZE * 2);
+	parser->text = str_new(default_pool, 256);
+	i_array_init(&parser->stack, 16);
+	i_array_init(&parser->record.reasons, 2);
+	i_array_init(&parser->record.auth_results, 4);
+	p_array_init(&parser->report.errors, pool, 2);
+	p_array_init(&parser->warnings, pool, 4);
+	parser->report.version = "1.0";
+	parser->report.policy.pct = DMARC_UNSET;
+	parser->record.count = DMARC_UNSET;
+	return parser;
+}
+
+void dmarc_parser_deinit(struct dmarc_parser **_parser)
+{
+	struct dmarc_parser *parser = *_parser;
+	struct generic_error_save save;
+
+	*_parser = NULL;
+	if (parser == NULL)
+		return;
+	if (parser->reader != NULL) {
+		generic_error_push(parser, &save);
+		xmlFreeTextReader(parser->reader);
+		generic_error_pop(&save);
+	}
+	array_free(&parser->stack);
+	array_free(&parser->record.reasons);
+	array_free(&parser->record.auth_results);
+	str_free(&parser->text);
+	buffer_free(&parser->raw);
+	buffer_free(&parser->clean);
+	buffer_free(&parser->out);
+	pool_unref(&parser->record_pool);
+	pool_unref(&parser->pool);
+}
+
+static int parser_open(struct dmarc_parser *parser)
+{
+	unsigned int i;
+
+	/* Look at the start before libxml2 does: an empty or non-XML
+	   input gets a plain reason. */
+	if (filter_fill(parser) < 0) {
+		parser->error = parser->filter_error;
+		return -1;
+	}
+	/* NONET and no NOENT/DTDLOAD/DTDATTR: nothing is ever fetched or
+	   expanded (the filter refuses DTDs anyway). */
+	parser->reader = xmlReaderForIO(parser_ioread, NULL, parser, NULL,
+		NULL, XML_PARSE_NONET | XML_PARSE_NOERROR |
+		XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS |
+		XML_PARSE_NOCDATA | XML_PARSE_COMPACT |
+		XML_PARSE_BIG_LINES);
+	if (parser->reader == NULL) {
+		parser->error = parser->filter_error != NULL ?
+			parser->filter_error : parser->xml_error != NULL ?
+			parser->xml_error : "cannot create an XML reader";
+		return -1;
+	}
+	xmlTextReaderSetStructuredErrorHandler(parser->reader,
+		parser_xml_structured_error, parser);
+	for (i = 0; i < ELEM_DEF_COUNT; i++) {
+		parser->names[i] = xmlTextReaderConstString(parser->reader,
+			(const xmlChar *)elem_defs[i].name);
+	}
+	return 0;
+}
+
+int dmarc_parser_read_header(struct dmarc_parser *parser,
+			     const struct dmarc_report **report_r,
+			     const char **error_r)
+{
+	struct generic_error_save save;
+	enum step_result ret;
+
+	i_assert(parser->reader == NULL && parser->error == NULL);
+
+	generic_error_push(parser, &save);
+	if (parser_open(parser) < 0)
+		ret = STEP_ERROR;
+	else T_BEGIN {
+		ret = parser_run(parser);
+	} T_END;
+	generic_error_pop(&save);
+
+	if (ret == STEP_ERROR) {
+		*error_r = parser->error;
+		return -1;
+	}
+	i_assert(ret == STEP_HEADER_DONE);
+	*report_r = &parser->report;
+	return 0;
+}
+
+int dmarc_parser_next_record(struct dmarc_parser *parser,
+			     const struct dmarc_record **record_r,
+			     const char **error_r)
+{
+	struct generic_error_save save;
+	enum step_result ret;
+
+	if (parser->error != NULL) {
+		*error_r = parser->error;
+		return -1;
+	}
+	i_assert(parser->header_done);
+	if (parser->finished)
+		return 0;
+
+	generic_error_push(parser, &save);
+	T_BEGIN {
+		ret = parser_run(parser);
+	} T_END;
+	generic_error_pop(&save);
+
+	switch (ret) {
+	case STEP_RECORD_DONE:
+		*record_r = &parser->record;
+		return 1;
+	case STEP_END:
+		parser->finished = TRUE;
+		return 0;
+	case STEP_ERROR:
+		*error_r = parser->error;
+		return -1;
+	default:
+		i_unreached();
+	}
+}
+
+const char *const *dmarc_parser_get_warnings(struct dmarc_parser *parser)
+{
+	ARRAY_TYPE(const_string) warnings;
+	const char *msg;
+
+	p_array_init(&warnings, parser->pool,
+		     array_count(&parser->warnings) + 8);
+	array_append_array(&warnings, &parser->warnings);
+#define ADD(fmt, ...) STMT_START { \
+	msg = p_strdup_printf(parser->pool, fmt, __VA_ARGS__); \
+	array_push_back(&warnings, &msg); } STMT_END
+	if (parser->leading_space_removed)
+		ADD("%s", "removed whitespace before the XML declaration");
+	if (parser->n_utf8_repaired > 0)
+		ADD("replaced %u invalid UTF-8 or non-XML bytes with U+FFFD",
+		    parser->n_utf8_repaired);
+	if (parser->n_lt_escaped > 0)
+		ADD("kept %u stray '<' as text (not well-formed XML)",
+		    parser->n_lt_escaped);
+	if (parser->n_amp_escaped > 0)
+		ADD("kept %u bare '&' or unknown entity references as text",
+		    parser->n_amp_escaped);
+	if (parser->n_charref_repaired > 0)
+		ADD("replaced %u character references to characters XML "
+		    "does not allow with U+FFFD", parser->n_charref_repaired);
+	if (parser->n_values_cut > 0)
+		ADD("cut %u values to %u bytes (dmarcreport_max_value_length)",
+		    parser->n_values_cut, parser->limits.max_value_length);
+	if (parser->trailing_data_ignored)
+		ADD("%s", "ignored data after the root element");
+#undef ADD
+	array_append_zero(&warnings);
+	return array_front(&warnings);
+}

@@ -1,0 +1,408 @@
+#!/usr/bin/env python3
+"""End-to-end: `doveadm dmarc list|query|summary|import|expire` with the
+freshly built doveadm plugin against a private Dovecot. Reports arrive over
+LMTP (the Sieve action) or by import; the figures doveadm prints are
+checked against figures computed here from the XML, and between the
+commands (group totals = list totals, import = delivery)."""
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import sys
+
+sys.dont_write_bytecode = True
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dovetest  # noqa: E402
+import reportmail  # noqa: E402
+from dovetest import check, check_equal, skip_test  # noqa: E402
+
+CORPUS = dovetest.CORPUS_DIR
+
+# lmtp: corpus delivered over LMTP; imp: the same files imported;
+# eml: corpus mails imported as files; mbox: mails kept in INBOX without
+# the action, then imported from there; exp: expire; nodb: never gets a
+# database; newer: a database of a future schema
+USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer"]
+KEEP_ONLY = "keep;\n"
+
+EX_USAGE = 64
+
+state = {}
+
+
+def need_corpus():
+    if not dovetest.have_corpus():
+        skip_test(f"corpus not found at {CORPUS}")
+
+
+def doveadm_ok(dc, args, user=None, fmt="json"):
+    r = dc.doveadm(args, user=user, fmt=fmt)
+    check(r.returncode == 0,
+          f"doveadm {' '.join(args)} -u {user}: exit {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def doveadm_json(dc, args, user=None):
+    out = doveadm_ok(dc, args, user).stdout.strip()
+    return json.loads(out) if out else []
+
+
+def report_key(row):
+    return (row["org"], row["report_id"], row["domain"])
+
+
+def comparable(rows):
+    """List rows without what differs between two users' copies."""
+    return sorted(tuple((k, v) for k, v in sorted(row.items()) if k != "archive")
+                  for row in rows)
+
+
+def corpus_expectations():
+    """{key: facts} of the distinct reports of aggregate/, and how many
+    files repeat a report seen in an earlier one."""
+    expected, repeats = {}, 0
+    for path in reportmail.corpus_files(CORPUS, "aggregate"):
+        for facts in reportmail.attachment_facts(open(path, "rb").read()):
+            if facts["key"] in expected:
+                repeats += 1
+            else:
+                expected[facts["key"]] = facts
+    return expected, repeats
+
+
+def copy_for_user(dc, sources, name):
+    """The files, readable by the test user (doveadm runs as it)."""
+    d = dc.path(name)
+    os.makedirs(d, exist_ok=True)
+    for src in sources:
+        dst = os.path.join(d, os.path.basename(src))
+        shutil.copyfile(src, dst)
+        os.chown(dst, dc.uid, dc.uid)
+    os.chown(d, dc.uid, dc.uid)
+    return d
+
+
+def totals(rows, *fields):
+    return tuple(sum(r[f] for r in rows) for f in fields)
+
+
+# --- delivery, then list --------------------------------------------------------
+
+def test_list_after_lmtp(dc):
+    """Every aggregate/ file delivered in its own mail: list has one row
+    per distinct report, with its record and message counts."""
+    need_corpus()
+    expected, repeats = corpus_expectations()
+    for i, path in enumerate(reportmail.corpus_files(CORPUS, "aggregate")):
+        name = os.path.basename(path)
+        mail = reportmail.report_mail([(name, open(path, "rb").read())],
+                                      f"<doveadm-{i}@e2e.test>")
+        dc.lmtp_deliver_ok(mail, "lmtp")
+    rows = doveadm_json(dc, ["dmarc", "list"], "lmtp")
+    got = {report_key(r): r for r in rows}
+    check_equal(len(rows), len(got), "list rows with a distinct key")
+    check_equal(sorted(got), sorted(expected), "reports listed")
+    for key, facts in expected.items():
+        check_equal(got[key]["records"], facts["records"], f"{key} records")
+        check_equal(got[key]["messages"], facts["messages"], f"{key} messages")
+        check(0 <= got[key]["dmarc_pass"] <= got[key]["messages"], f"{key} dmarc_pass")
+        check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", got[key]["begin"]),
+              f"{key}: begin {got[key]['begin']!r} is not ISO 8601 UTC")
+        check(got[key]["archive"] == "" or os.path.isfile(got[key]["archive"]),
+              f"{key}: archive {got[key]['archive']!r} is not a file")
+    check_equal(totals(rows, "records", "messages"),
+                (sum(f["records"] for f in expected.values()),
+                 sum(f["messages"] for f in expected.values())),
+                "list totals (records, messages)")
+    state["lmtp_rows"] = rows
+    state["repeats"] = repeats
+    print(f"# list: {len(rows)} reports, {totals(rows, 'records')[0]} records, "
+          f"{totals(rows, 'messages')[0]} messages, "
+          f"{totals(rows, 'dmarc_pass')[0]} passing DMARC")
+
+
+def test_list_tab(dc):
+    """-f tab: a header line, then one line of 10 fields per report."""
+    rows = state.get("lmtp_rows") or skip_test("no deliveries")
+    out = doveadm_ok(dc, ["dmarc", "list"], "lmtp", fmt="tab").stdout
+    lines = out.rstrip("\n").split("\n")
+    header = lines[0].split("\t")
+    check_equal(len(header), 10, "tab header fields")
+    parsed = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+    check_equal(len(parsed), len(rows), "tab rows")
+    for line in lines[1:]:
+        check_equal(len(line.split("\t")), 10, f"fields of {line!r}")
+    by_id = sorted((p["Report-ID"], int(p["Messages"])) for p in parsed)
+    check_equal(by_id, sorted((r["report_id"], r["messages"]) for r in rows),
+                "tab report ids and messages")
+
+
+def test_query_totals(dc):
+    """query rows, and every --group-by, add up to the list totals."""
+    rows = state.get("lmtp_rows") or skip_test("no deliveries")
+    want_msgs, want_pass, want_records = totals(rows, "messages", "dmarc_pass", "records")
+    records = doveadm_json(dc, ["dmarc", "query"], "lmtp")
+    check_equal(len(records), want_records, "query rows = records")
+    check_equal(sum(r["count"] for r in records), want_msgs, "query counts")
+    check_equal(sum(r["count"] for r in records if r["dmarc"] == "pass"), want_pass,
+                "query counts passing")
+    for group in ("source", "domain", "org", "header_from", "day", "disposition"):
+        groups = doveadm_json(dc, ["dmarc", "query", "--group-by", group], "lmtp")
+        check_equal(totals(groups, "messages", "pass"), (want_msgs, want_pass),
+                    f"--group-by {group}: messages, pass")
+        for g in groups:
+            check_equal(g["pass"] + g["fail"], g["messages"], f"{group} {g[group]!r}")
+            check(0 <= g["pass_rate"] <= 100, f"{group} {g[group]!r} pass_rate")
+        keys = [g[group] for g in groups]
+        check_equal(len(keys), len(set(keys)), f"--group-by {group}: distinct keys")
+
+
+def test_summary(dc):
+    """summary: one row per policy domain, its messages as in list, a
+    verdict of the documented forms."""
+    rows = state.get("lmtp_rows") or skip_test("no deliveries")
+    per_domain = {}
+    for r in rows:
+        per_domain[r["domain"]] = per_domain.get(r["domain"], 0) + r["messages"]
+    summary = doveadm_json(dc, ["dmarc", "summary"], "lmtp")
+    check_equal({s["domain"]: s["messages"] for s in summary}, per_domain,
+                "summary messages per domain")
+    for s in summary:
+        check(re.fullmatch(r"ready for p=reject|too little data \(\d+ msgs\)|"
+                           r"fix first: .+ \(\d+ msgs failing\)(, .+ \(\d+ msgs failing\))*",
+                           s["verdict"]), f"{s['domain']}: verdict {s['verdict']!r}")
+        if s["messages"] < 100:
+            check(s["verdict"].startswith("too little data"), f"{s['domain']}: {s}")
+        for f in ("pass_rate", "dkim_aligned_rate", "spf_aligned_rate"):
+            check(0 <= s[f] <= 100, f"{s['domain']} {f}")
+
+
+def test_filters(dc):
+    """Filters select what they say; a bad one is a usage error naming it."""
+    rows = state.get("lmtp_rows") or skip_test("no deliveries")
+    domain = rows[0]["domain"]
+    got = doveadm_json(dc, ["dmarc", "list", "domain", domain.upper()], "lmtp")
+    check_equal(comparable(got), comparable([r for r in rows if r["domain"] == domain]),
+                f"list domain {domain}")
+    v4 = doveadm_json(dc, ["dmarc", "query", "source", "0.0.0.0/0"], "lmtp")
+    v6 = doveadm_json(dc, ["dmarc", "query", "source", "::/0"], "lmtp")
+    check(all(":" not in r["source_ip"] for r in v4), "source 0.0.0.0/0 gave IPv6 rows")
+    check_equal(sum(r["count"] for r in v6), totals(rows, "messages")[0],
+                "::/0 covers IPv4 (as ::ffff:0:0/96) and IPv6")
+    fails = doveadm_json(dc, ["dmarc", "query", "result", "fail"], "lmtp")
+    check(all(r["dmarc"] == "fail" for r in fails), "result fail")
+    passes = doveadm_json(dc, ["dmarc", "list", "result", "pass"], "lmtp")
+    check_equal(totals(passes, "messages")[0], totals(rows, "dmarc_pass")[0],
+                "list result pass counts the passing messages")
+    check_equal(doveadm_json(dc, ["dmarc", "list", "since", "2090-01-01"], "lmtp"), [],
+                "since a future day")
+    for args, word in ((["dmarc", "list", "colour", "red"], "colour"),
+                       (["dmarc", "list", "since", "tomorrow"], "tomorrow"),
+                       (["dmarc", "query", "source", "192.0.2.0/40"], "192.0.2.0/40"),
+                       (["dmarc", "query", "--group-by", "ip"], "ip"),
+                       (["dmarc", "summary", "domain"], "domain")):
+        r = dc.doveadm(args, user="lmtp")
+        check_equal(r.returncode, EX_USAGE, f"exit of {args}")
+        check(word in r.stderr, f"{args}: error does not name {word!r}: {r.stderr!r}")
+
+
+# --- import ---------------------------------------------------------------------
+
+def import_counts(dc, args, user):
+    rows = doveadm_json(dc, ["dmarc", "import"] + args, user)
+    check_equal(len(rows), 1, "import output rows")
+    return rows[0]
+
+
+def test_import_dir_same_as_lmtp(dc):
+    """The aggregate/ files imported from a directory give the same list
+    as their delivery over LMTP."""
+    rows = state.get("lmtp_rows") or skip_test("no deliveries")
+    src = copy_for_user(dc, reportmail.corpus_files(CORPUS, "aggregate"), "import-src")
+    counts = import_counts(dc, [src], "imp")
+    check_equal(counts["new"], len(rows), "import: new")
+    check_equal(counts["duplicate"], state["repeats"], "import: duplicates")
+    check_equal(counts["records"], totals(rows, "records")[0], "import: records")
+    check_equal(counts["failed"], 0, "import: failed")
+    check_equal(comparable(doveadm_json(dc, ["dmarc", "list"], "imp")), comparable(rows),
+                "list after import = list after delivery")
+
+
+def test_import_twice(dc):
+    """Importing the same files again adds nothing."""
+    rows = state.get("lmtp_rows") or skip_test("no deliveries")
+    counts = import_counts(dc, [dc.path("import-src")], "imp")
+    check_equal((counts["new"], counts["records"]), (0, 0), "second import: new, records")
+    check_equal(counts["duplicate"], len(rows) + state["repeats"], "second import: duplicates")
+    check_equal(comparable(doveadm_json(dc, ["dmarc", "list"], "imp")), comparable(rows),
+                "list after the second import")
+
+
+def eml_expectations(paths):
+    import email
+    expected = {}
+    for path in paths:
+        msg = email.message_from_bytes(open(path, "rb").read())
+        for part in msg.walk():
+            if part.is_multipart() or (part.get_content_type() in ("text/plain", "text/html")
+                                       and not part.get_filename()):
+                continue
+            for facts in reportmail.attachment_facts(part.get_payload(decode=True)):
+                expected[facts["key"]] = facts
+    return expected
+
+
+def test_import_eml_files(dc):
+    """Whole mails (.eml) given as files: each report attachment is taken."""
+    need_corpus()
+    paths = [p for p in reportmail.corpus_files(CORPUS, "email") if p.endswith(".eml")]
+    expected = eml_expectations(paths)
+    src = copy_for_user(dc, paths, "import-eml")
+    counts = import_counts(dc, [src], "eml")
+    check_equal(counts["inputs"], len(paths), "eml import: inputs")
+    check_equal(counts["new"], len(expected), "eml import: new")
+    got = {report_key(r): r for r in doveadm_json(dc, ["dmarc", "list"], "eml")}
+    check_equal(sorted(got), sorted(expected), "eml import: reports")
+    for key, facts in expected.items():
+        check_equal((got[key]["records"], got[key]["messages"]),
+                    (facts["records"], facts["messages"]), f"{key}")
+
+
+def test_import_mailbox(dc):
+    """import --mailbox INBOX from a user whose INBOX holds report mails
+    that the Sieve action never saw; a search query picks some of them."""
+    need_corpus()
+    paths = [p for p in reportmail.corpus_files(CORPUS, "email") if p.endswith(".eml")]
+    for path in paths:
+        dc.lmtp_deliver_ok(open(path, "rb").read(), "mbox")
+    chosen = reportmail.report_mail(
+        [("chosen.xml", reportmail.report_xml("mbox-chosen", domain="chosen.example"))],
+        "<mbox-chosen@e2e.test>", subject="e2e-chosen report")
+    dc.lmtp_deliver_ok(chosen, "mbox")
+    check_equal(doveadm_json(dc, ["dmarc", "list"], "mbox"), [],
+                "list before import (the script only keeps)")
+    counts = import_counts(dc, ["--mailbox", "INBOX", "subject", "e2e-chosen"], "mbox")
+    check_equal((counts["inputs"], counts["new"]), (1, 1), "import of the chosen mail")
+    counts = import_counts(dc, ["--mailbox", "INBOX"], "mbox")
+    expected = eml_expectations(paths)
+    check_equal(counts["inputs"], len(paths) + 1, "import --mailbox INBOX: inputs")
+    check_equal((counts["new"], counts["duplicate"]), (len(expected), 1),
+                "import --mailbox INBOX: new, duplicate")
+    listed = doveadm_json(dc, ["dmarc", "list"], "mbox")
+    check_equal(len(listed), len(expected) + 1, "reports after import --mailbox")
+    r = dc.doveadm(["dmarc", "import", "--mailbox", "No/Such/Box"], user="mbox")
+    check(r.returncode != 0, "import from a missing mailbox succeeded")
+
+
+# --- expire ---------------------------------------------------------------------
+
+def test_expire(dc):
+    """expire --before removes the reports that ended before the date,
+    their records, and with --archive their files."""
+    days = {"old1": 1577836800, "old2": 1609459200, "new": 4102444800}  # 2020, 2021, 2100
+    for rid, begin in days.items():
+        xml = reportmail.report_xml(f"exp-{rid}", records=(("192.0.2.9", 3), ("2001:db8::9", 4)),
+                                    begin=begin, end=begin + 86399)
+        dc.lmtp_deliver_ok(reportmail.report_mail([(f"exp-{rid}.xml", xml)],
+                                                  f"<exp-{rid}@e2e.test>"), "exp")
+    before = doveadm_json(dc, ["dmarc", "list"], "exp")
+    check_equal(len(before), 3, "reports before expire")
+    archives = {r["report_id"]: r["archive"] for r in before}
+    check(all(os.path.isfile(a) for a in archives.values()), f"archive files: {archives}")
+    r = dc.doveadm(["dmarc", "expire"], user="exp")
+    check_equal(r.returncode, EX_USAGE, "expire without --before")
+    out = doveadm_json(dc, ["dmarc", "expire", "--before", "2022-01-01", "--archive"], "exp")
+    check_equal(out, [{"reports": 2, "archive_files": 2}], "expire output")
+    after = doveadm_json(dc, ["dmarc", "list"], "exp")
+    check_equal([r["report_id"] for r in after], ["exp-new"], "reports after expire")
+    check(not os.path.exists(archives["exp-old1"]) and not os.path.exists(archives["exp-old2"]),
+          "expired archive files still there")
+    check(os.path.isfile(archives["exp-new"]), "the kept report's file was removed")
+    check_equal(dc.query("exp", "SELECT count(*) FROM records")[0][0], 2,
+                "records left (ON DELETE CASCADE)")
+    check_equal(dc.query("exp", "SELECT count(*) FROM auth_results WHERE record_ref NOT IN "
+                                "(SELECT id FROM records)")[0][0], 0, "orphan auth_results")
+    out = doveadm_json(dc, ["dmarc", "expire", "--before", "2022-01-01"], "exp")
+    check_equal(out, [{"reports": 0, "archive_files": 0}], "expire again")
+
+
+# --- no database, a newer database, all users ---------------------------------------
+
+def test_no_database(dc):
+    """A user without a database has no reports: empty output, exit 0."""
+    for cmd in (["dmarc", "list"], ["dmarc", "query"], ["dmarc", "summary"],
+                ["dmarc", "query", "--group-by", "day"]):
+        check_equal(doveadm_json(dc, cmd, "nodb"), [], f"{cmd} without a database")
+    check(not os.path.exists(dc.db_path("nodb")), "a read created the database")
+
+
+def test_newer_schema(dc):
+    """A database of a newer schema is refused with the store's error."""
+    path = dc.db_path("newer")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    schema = open(os.path.join(dovetest.TOP_SRCDIR, "src", "lib-dmarcreport",
+                               "dmarc-store-schema.sql")).read()
+    con = sqlite3.connect(path)
+    con.executescript(schema)
+    con.execute("UPDATE schema_version SET version = 999")
+    con.commit()
+    con.close()
+    for p in (os.path.dirname(path), path):
+        os.chown(p, dc.uid, dc.uid)
+    r = dc.doveadm(["dmarc", "list"], user="newer", fmt="json")
+    check(r.returncode != 0, f"a newer database was read: {r.stdout!r}")
+    check("newer" in r.stderr.lower() or "999" in r.stderr or "schema" in r.stderr.lower(),
+          f"the error does not say why: {r.stderr!r}")
+
+
+def test_all_users(dc):
+    """-A: a username column; every user's rows; users without a database
+    are empty, not an error."""
+    rows = doveadm_json(dc, ["dmarc", "list", "-A"])
+    by_user = {}
+    for r in rows:
+        by_user.setdefault(r["username"], []).append(r)
+    check("nodb" not in by_user, "rows for a user without a database")
+    for user in ("lmtp", "imp", "exp"):
+        check_equal(len(by_user.get(user, [])),
+                    len(doveadm_json(dc, ["dmarc", "list"], user)), f"-A rows of {user}")
+
+
+def test_no_crash(dc):
+    bad = [l for l in dc.log_text().splitlines()
+           if re.search(r"Panic:|Fatal:|killed with signal|dumped core", l)]
+    check(not bad, f"crashes in the log: {bad}")
+
+
+TESTS = [
+    test_list_after_lmtp,
+    test_list_tab,
+    test_query_totals,
+    test_summary,
+    test_filters,
+    test_import_dir_same_as_lmtp,
+    test_import_twice,
+    test_import_eml_files,
+    test_import_mailbox,
+    test_expire,
+    test_no_database,
+    test_newer_schema,
+    test_all_users,
+    test_no_crash,
+]
+
+
+class DoveadmDovecot(dovetest.Dovecot):
+    def start(self):
+        super().start()
+        # mbox keeps its report mails untouched: import --mailbox reads them
+        self.write_script("mbox", KEEP_ONLY)
+
+
+if __name__ == "__main__":
+    if not dovetest.have_doveadm_plugin():
+        dovetest.skip("the doveadm plugin is not built")
+    dovetest.main(TESTS, lambda: DoveadmDovecot("doveadm", users={u: {} for u in USERS}))

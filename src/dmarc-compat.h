@@ -50,4 +50,28 @@ dmarc_compat_sieve_extension_register(struct sieve_instance *svinst,
 }
 #endif
 
+/* --- doveadm (2.3) ---
+   Compiled only into the doveadm door, which includes doveadm-mail.h
+   first. In 2.3 every named option of a mail command is passed through
+   getopt_args and parse_arg, or doveadm answers "invalid parameter"; the
+   values are read with doveadm_cmd_param_*(), which 2.4 keeps. (Dovecot
+   2.4: getopt_args and parse_arg are gone, so this does nothing, and
+   v.init takes no args.) */
+#ifdef DOVEADM_MAIL_H
+static inline bool
+dmarc_compat_doveadm_accept_option(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+				   int c ATTR_UNUSED)
+{
+	return TRUE;
+}
+
+static inline void
+dmarc_compat_doveadm_named_options(struct doveadm_mail_cmd_context *ctx,
+				   const char *short_opts)
+{
+	ctx->getopt_args = short_opts;
+	ctx->v.parse_arg = dmarc_compat_doveadm_accept_option;
+}
+#endif
+
 #endif

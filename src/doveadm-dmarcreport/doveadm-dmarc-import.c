@@ -10,7 +10,6 @@
 #include "mail-namespace.h"
 #include "mail-search-build.h"
 #include "doveadm-print.h"
-#include "dmarc-compat.h"
 #include "dmarc-ingest.h"
 #include "doveadm-dmarc.h"
 

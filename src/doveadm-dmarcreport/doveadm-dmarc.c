@@ -6,6 +6,7 @@
 #include "ioloop.h"
 #include "module-dir.h"
 #include "doveadm-print.h"
+#include "doveadm-mail.h"
 #include "dmarc-compat.h"
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
@@ -24,15 +25,6 @@ static struct doveadm_cmd_ver2 *const dmarc_cmds[] = {
 	&doveadm_dmarc_cmd_expire,
 };
 
-static bool
-dmarc_cmd_parse_arg(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-		    int c ATTR_UNUSED)
-{
-	/* Doveadm 2.3 wants each named option accepted here; the commands
-	   read the values with doveadm_cmd_param_*(), as 2.4 does. */
-	return TRUE;
-}
-
 struct doveadm_dmarc_cmd_context *
 doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args)
 {
@@ -41,8 +33,8 @@ doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args)
 	i_assert(size >= sizeof(*dctx));
 	dctx = (struct doveadm_dmarc_cmd_context *)
 		doveadm_mail_cmd_alloc_size(size);
-	dctx->ctx.getopt_args = getopt_args;
-	dctx->ctx.v.parse_arg = dmarc_cmd_parse_arg;
+	/* options are read with doveadm_cmd_param_*() */
+	dmarc_compat_doveadm_named_options(&dctx->ctx, getopt_args);
 	/* The commands read one SQLite file: they need the user's home and
 	   plugin {} settings, not its mailboxes. import --mailbox clears
 	   this flag again. */

@@ -6,6 +6,8 @@
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
 
+#include <ctype.h>
+
 struct query_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
 	bool grouped;
@@ -89,7 +91,9 @@ cmd_dmarc_query_init(struct doveadm_mail_cmd_context *_ctx,
 	if (ctx->grouped) {
 		const char *name = dmarc_query_group_name(ctx->group);
 
-		doveadm_print_header(name, name, 0);
+		/* "source" -> "Source", as the other titles */
+		doveadm_print_header(name, p_strdup_printf(_ctx->pool, "%c%s",
+				     i_toupper(name[0]), name + 1), 0);
 		doveadm_print_header("messages", "Messages",
 				     DOVEADM_DMARC_NUMBER_FLAGS);
 		doveadm_print_header("pass", "Pass", DOVEADM_DMARC_NUMBER_FLAGS);

@@ -1,6 +1,24 @@
 /* XML stream -> one DMARC aggregate report, record by record: libxml2's
    xmlTextReader, fed through a byte filter that refuses DTDs and repairs
-   the real-world breakage that leaves the data unambiguous. */
+   the real-world breakage that leaves the data unambiguous.
+
+   Decisions (tested in tests/test-dmarc-parse.c):
+   - Rejected: any DOCTYPE; a root other than <feedback> (in no namespace,
+     urn:ietf:params:xml:ns:dmarc-2.0 or the old dmarc.org draft one); no
+     report_id, policy domain or date_range; no record; a record without a
+     valid source_ip or count; p/sp/np other than none|quarantine|reject,
+     disposition other than none|pass|quarantine|reject (RFC 9990 adds
+     pass), policy_evaluated dkim/spf other than pass|fail. An empty p or
+     disposition/dkim/spf is such an unknown value; an empty sp/np is
+     "not given".
+   - Accepted, normalised: case of all enumerated values and domains
+     (lower-cased), surrounding whitespace, auth_results result words as
+     found ("hardfail"), empty org_name (""), begin > end (a warning).
+   - Repaired, with a warning: invalid UTF-8 and control characters
+     (U+FFFD), a '<' or '&' that starts no markup (kept as text), a stray
+     <xs:schema> start tag before <feedback>, whitespace before the XML
+     declaration, data after </feedback>, values longer than
+     dmarcreport_max_value_length (cut). */
 
 #include "lib.h"
 #include "array.h"
@@ -485,6 +503,12 @@ static void lex_copy_tag(struct dmarc_parser *parser,
 	size_t i, skip;
 	int ret;
 
+	/* the common case: nothing to repair */
+	if (memchr(data + 1, '<', len - 1) == NULL &&
+	    memchr(data, '&', len) == NULL) {
+		buffer_append(parser->out, data, len);
+		return;
+	}
 	for (i = 0; i < len; ) {
 		unsigned char c = data[i];
 
@@ -642,7 +666,11 @@ static ssize_t lex_markup(struct dmarc_parser *parser,
 	}
 	if (len < 0)
 		goto bogus;
-	T_BEGIN {
+	if (parser->root_seen) {
+		/* only the root needs temporary memory */
+		if (!lex_tag(parser, data, len, is_end, is_empty, name_len))
+			len = -1;
+	} else T_BEGIN {
 		if (!lex_tag(parser, data, len, is_end, is_empty, name_len))
 			len = -1;
 	} T_END;

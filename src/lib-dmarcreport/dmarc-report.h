@@ -37,7 +37,8 @@ ARRAY_DEFINE_TYPE(dmarc_policy_override, struct dmarc_policy_override);
 struct dmarc_record {
 	const char *source_ip;    /* normalised text form */
 	int64_t count;
-	const char *disposition;  /* "none", "quarantine", "reject" */
+	/* "none", "quarantine", "reject"; RFC 9990 adds "pass" */
+	const char *disposition;
 	const char *dkim;         /* policy_evaluated: "pass" or "fail" */
 	const char *spf;          /* policy_evaluated: "pass" or "fail" */
 	ARRAY_TYPE(dmarc_policy_override) reasons;
@@ -66,7 +67,7 @@ struct dmarc_report {
 	bool is_dmarc2_namespace;
 
 	/* report_metadata */
-	const char *org_name;
+	const char *org_name;     /* never NULL: "" when empty or absent */
 	const char *email;
 	const char *extra_contact_info;
 	const char *report_id;

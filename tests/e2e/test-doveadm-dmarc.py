@@ -29,6 +29,7 @@ USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer"]
 KEEP_ONLY = "keep;\n"
 
 EX_USAGE = 64
+EX_NOTFOUND = 68  # doveadm's DOVEADM_EX_NOTFOUND
 
 state = {}
 
@@ -293,8 +294,9 @@ def test_import_mailbox(dc):
                 "import --mailbox INBOX: new, duplicate")
     listed = doveadm_json(dc, ["dmarc", "list"], "mbox")
     check_equal(len(listed), len(expected) + 1, "reports after import --mailbox")
-    r = dc.doveadm(["dmarc", "import", "--mailbox", "No/Such/Box"], user="mbox")
-    check(r.returncode != 0, "import from a missing mailbox succeeded")
+    r = dc.doveadm(["dmarc", "import", "--mailbox", "NoSuchBox"], user="mbox")
+    check_equal(r.returncode, EX_NOTFOUND, "import from a missing mailbox")
+    check("NoSuchBox" in r.stderr, f"the error does not name the mailbox: {r.stderr!r}")
 
 
 # --- expire ---------------------------------------------------------------------

@@ -883,6 +883,65 @@ static void test_parse_begin_after_end_warning(void)
 	test_end();
 }
 
+static void test_parse_namespaces(void)
+{
+	static const char *const prefixed =
+		"<d:feedback xmlns:d=\"urn:ietf:params:xml:ns:dmarc-2.0\">"
+		"<d:report_metadata><d:org_name>O</d:org_name>"
+		"<x:org_name xmlns:x=\"urn:example:other\">Evil</x:org_name>"
+		"<d:report_id>r</d:report_id><d:date_range><d:begin>1</d:begin>"
+		"<d:end>2</d:end></d:date_range></d:report_metadata>"
+		"<d:policy_published><d:domain>d</d:domain>"
+		"</d:policy_published><d:record><d:row>"
+		"<d:source_ip>192.0.2.1</d:source_ip><d:count>4</d:count>"
+		"</d:row></d:record></d:feedback>";
+	static const char *const draft =
+		"<feedback xmlns=\"http://dmarc.org/dmarc-xml/0.1\">"
+		"<report_metadata><org_name>O</org_name>"
+		"<report_id>r</report_id><date_range><begin>1</begin>"
+		"<end>2</end></date_range></report_metadata>"
+		"<policy_published><domain>d</domain></policy_published>"
+		"<record><row><source_ip>192.0.2.1</source_ip><count>4</count>"
+		"</row></record>"
+		"<report_metadata><report_id>changed</report_id>"
+		"</report_metadata></feedback>";
+	struct test_mem_reader reader;
+	const struct dmarc_report *report;
+	const struct dmarc_record *record;
+	struct dmarc_parser *parser;
+	const char *error;
+
+	test_begin("parse: namespaces, foreign elements, late header");
+	i_zero(&reader);
+	reader.data = (const void *)prefixed;
+	reader.size = strlen(prefixed);
+	parser = dmarc_parser_init(test_mem_read, &reader,
+				   test_default_limits());
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	test_assert(report->is_dmarc2_namespace);
+	test_assert_strcmp(report->org_name, "O");
+	test_assert(dmarc_parser_next_record(parser, &record, &error) == 1);
+	test_assert(record->count == 4);
+	test_assert(dmarc_parser_next_record(parser, &record, &error) == 0);
+	dmarc_parser_deinit(&parser);
+
+	i_zero(&reader);
+	reader.data = (const void *)draft;
+	reader.size = strlen(draft);
+	parser = dmarc_parser_init(test_mem_read, &reader,
+				   test_default_limits());
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	test_assert(!report->is_dmarc2_namespace);
+	test_assert(dmarc_parser_next_record(parser, &record, &error) == 1);
+	test_assert(dmarc_parser_next_record(parser, &record, &error) == 0);
+	/* a header after the records cannot change the stored report */
+	test_assert_strcmp(report->report_id, "r");
+	test_assert(strstr(t_strarray_join(dmarc_parser_get_warnings(parser),
+			   " "), "ignored <report_metadata> after") != NULL);
+	dmarc_parser_deinit(&parser);
+	test_end();
+}
+
 /* billion laughs */
 static const char *billion_laughs(void)
 {
@@ -1362,6 +1421,7 @@ int main(void)
 		test_parse_header_errors,
 		test_parse_record_enums,
 		test_parse_begin_after_end_warning,
+		test_parse_namespaces,
 		test_parse_hostile_dtd,
 		test_parse_org_name_repairs,
 		test_parse_limits,

@@ -1482,6 +1482,14 @@ static enum step_result parser_element(struct dmarc_parser *parser)
 			strcmp((const char *)ns, DMARC2_NAMESPACE) == 0;
 	}
 	id = def == NULL ? E_UNKNOWN : def->id;
+	if (parser->header_done && (id == E_VERSION ||
+	    id == E_REPORT_METADATA || id == E_POLICY_PUBLISHED)) {
+		/* the report may already be stored under its header */
+		parser_warning(parser, "ignored <%s> after the first record",
+			       elem_name(id));
+		id = E_UNKNOWN;
+		def = NULL;
+	}
 	ret = element_start(parser, id);
 	if (ret == STEP_ERROR)
 		return ret;

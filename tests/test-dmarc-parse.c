@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <archive.h>
 #include <archive_entry.h>
 
@@ -760,6 +761,7 @@ static void test_parse_header_errors(void)
 	static const struct {
 		const char *doc;
 		const char *error;
+		size_t size;	/* 0: strlen(doc) */
 	} tests[] = {
 		{ "<feedback><report_metadata><org_name>o</org_name>"
 		  "<date_range><begin>1</begin><end>2</end></date_range>"
@@ -794,8 +796,11 @@ static void test_parse_header_errors(void)
 		{ "<x:feedback xmlns:x=\"urn:example:other\"></x:feedback>",
 		  "not a DMARC aggregate report (root element <feedback> in "
 		  "namespace urn:example:other)" },
+		{ "<feedback><a></b></feedback>",
+		  "XML error at line 1: Opening and ending tag mismatch" },
 		{ "hello", "not an XML document" },
-		{ "\xff\xfe<\0f\0", "not an XML document" },
+		/* UTF-16 */
+		{ "\xff\xfe<\0f\0", "not an XML document", 6 },
 		{ " \n\t ", "empty document" },
 		{ "", "empty document" },
 	};
@@ -805,7 +810,8 @@ static void test_parse_header_errors(void)
 	for (i = 0; i < N_ELEMENTS(tests); i++) {
 		struct parse_result res;
 
-		parse_data(tests[i].doc, i == 10 ? 6 : strlen(tests[i].doc),
+		parse_data(tests[i].doc, tests[i].size != 0 ? tests[i].size :
+			   strlen(tests[i].doc),
 			   test_default_limits(), &res);
 		test_assert_idx(res.ret == -1, i);
 		test_assert_idx(res.error != NULL &&
@@ -1298,6 +1304,44 @@ static void test_parse_read_errors(void)
 	test_end();
 }
 
+/* libxml2 must never write to stderr: catch fd 2 while parsing broken
+   documents. */
+static void test_parse_no_stderr(void)
+{
+	static const char *const docs[] = {
+		"<feedback><a></b></feedback>",
+		"<?xml version=\"1.0\" encoding=\"x-nope\"?><feedback/>",
+		"<?xml version=\"1.0\" encoding=\"UTF-16\"?><feedback/>",
+		"<feedback><report_metadata attr=\"1\" attr=\"2\"/></feedback>",
+		"<feedback xmlns:a=\"\"><a:x/></feedback>",
+		"<feedback><report_metadata><org_name>x</org_name></report_metadata>",
+	};
+	char path[] = "/tmp/test-dmarc-parse-stderr.XXXXXX";
+	struct parse_result res;
+	struct stat st;
+	unsigned int i;
+	int fd, old_stderr;
+
+	test_begin("parse: libxml2 errors never reach stderr");
+	fd = mkstemp(path);
+	if (fd == -1)
+		i_fatal("mkstemp(%s) failed: %m", path);
+	i_unlink(path);
+	old_stderr = dup(STDERR_FILENO);
+	if (old_stderr == -1 || dup2(fd, STDERR_FILENO) == -1)
+		i_fatal("dup2() failed: %m");
+	for (i = 0; i < N_ELEMENTS(docs); i++) {
+		parse_string(docs[i], &res);
+		test_assert_idx(res.ret == -1 && res.error != NULL, i);
+	}
+	if (dup2(old_stderr, STDERR_FILENO) == -1)
+		i_fatal("dup2() failed: %m");
+	i_close_fd(&old_stderr);
+	test_assert(fstat(fd, &st) == 0 && st.st_size == 0);
+	i_close_fd(&fd);
+	test_end();
+}
+
 static size_t rss_bytes(void)
 {
 	unsigned long pages_total, pages_rss;
@@ -1430,6 +1474,7 @@ int main(void)
 		test_parse_windows_1252,
 		test_parse_aol_windows_1252_zip,
 		test_parse_read_errors,
+		test_parse_no_stderr,
 		test_parse_generated_200k,
 		NULL
 	};

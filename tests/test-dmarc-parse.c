@@ -767,42 +767,42 @@ static void test_parse_header_errors(void)
 		  "<date_range><begin>1</begin><end>2</end></date_range>"
 		  "</report_metadata><policy_published><domain>d</domain>"
 		  "</policy_published>" DOC_RECORD DOC_TAIL,
-		  "no <report_id>" },
+		  "no <report_id>", 0 },
 		{ "<feedback><report_metadata><report_id>r</report_id>"
 		  "<date_range><begin>1</begin><end>2</end></date_range>"
 		  "</report_metadata><policy_published><p>none</p>"
 		  "</policy_published>" DOC_RECORD DOC_TAIL,
-		  "no <domain> in policy_published" },
+		  "no <domain> in policy_published", 0 },
 		{ "<feedback><report_metadata><report_id>r</report_id>"
 		  "</report_metadata><policy_published><domain>d</domain>"
 		  "</policy_published>" DOC_RECORD DOC_TAIL,
-		  "no <date_range>" },
+		  "no <date_range>", 0 },
 		{ "<feedback><report_metadata><report_id>r</report_id>"
 		  "<date_range><begin>x</begin><end>2</end></date_range>"
 		  "</report_metadata><policy_published><domain>d</domain>"
 		  "</policy_published>" DOC_RECORD DOC_TAIL,
-		  "<begin> \"x\" is not a Unix time" },
+		  "<begin> \"x\" is not a Unix time", 0 },
 		{ "<feedback><report_metadata><report_id>r</report_id>"
 		  "<date_range><begin>1</begin><end>2</end></date_range>"
 		  "</report_metadata><policy_published><domain>d</domain>"
 		  "<p>none</p><sp>Maybe</sp></policy_published>"
 		  DOC_RECORD DOC_TAIL,
-		  "<sp> \"Maybe\" is not one of none, quarantine, reject" },
+		  "<sp> \"Maybe\" is not one of none, quarantine, reject", 0 },
 		{ "<html><body><p>Hello</p></body></html>",
-		  "not a DMARC aggregate report (root element <html>)" },
+		  "not a DMARC aggregate report (root element <html>)", 0 },
 		{ "<html><head><meta charset=utf-8></head></html>",
-		  "not a DMARC aggregate report (root element <html>)" },
-		{ "<!DOCTYPE html><html></html>", "DOCTYPE not allowed" },
+		  "not a DMARC aggregate report (root element <html>)", 0 },
+		{ "<!DOCTYPE html><html></html>", "DOCTYPE not allowed", 0 },
 		{ "<x:feedback xmlns:x=\"urn:example:other\"></x:feedback>",
 		  "not a DMARC aggregate report (root element <feedback> in "
-		  "namespace urn:example:other)" },
+		  "namespace urn:example:other)", 0 },
 		{ "<feedback><a></b></feedback>",
-		  "XML error at line 1: Opening and ending tag mismatch" },
-		{ "hello", "not an XML document" },
+		  "XML error at line 1: Opening and ending tag mismatch", 0 },
+		{ "hello", "not an XML document", 0 },
 		/* UTF-16 */
 		{ "\xff\xfe<\0f\0", "not an XML document", 6 },
-		{ " \n\t ", "empty document" },
-		{ "", "empty document" },
+		{ " \n\t ", "empty document", 0 },
+		{ "", "empty document", 0 },
 	};
 	unsigned int i;
 

@@ -1,4 +1,579 @@
-#include "lib.h"
-#include "dmarc-store.h"
+/* reports -> SQLite. The schema is dmarc-store-schema.sql, embedded at
+   build time. Statements are prepared once per store and reused: the
+   import path stores tens of thousands of records a second. */
 
-/* stub: to be written */
+#include "lib.h"
+#include "str.h"
+#include "mkdir-parents.h"
+#include "dmarc-store.h"
+#include "dmarc-store-schema.h"
+
+#include <sqlite3.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
+
+/* Concurrent deliveries to one user wait this long for each other. */
+#define DMARC_STORE_BUSY_TIMEOUT_MSECS (30*1000)
+
+enum store_stmt {
+	STMT_INSERT_REPORT,
+	STMT_INSERT_RECORD,
+	STMT_INSERT_AUTH,
+	STMT_UPDATE_REPORT,
+	STMT_COUNT
+};
+
+static const char *const store_stmt_sql[STMT_COUNT] = {
+	[STMT_INSERT_REPORT] =
+		"INSERT INTO reports (org_name, report_id, policy_domain,"
+		" date_begin, date_end, email, extra_contact_info, generator,"
+		" errors, format_version, policy_adkim, policy_aspf, policy_p,"
+		" policy_sp, policy_np, policy_pct, policy_fo, policy_testing,"
+		" policy_discovery_method, archive_path, message_id, received)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		" ON CONFLICT (org_name, report_id, policy_domain) DO NOTHING",
+	[STMT_INSERT_RECORD] =
+		"INSERT INTO records (report_ref, source_ip, source_ip_key, count,"
+		" disposition, dkim, spf, dmarc_pass, reasons, header_from,"
+		" envelope_from, envelope_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+	[STMT_INSERT_AUTH] =
+		"INSERT INTO auth_results (record_ref, type, domain, selector,"
+		" scope, result, human_result) VALUES (?,?,?,?,?,?,?)",
+	[STMT_UPDATE_REPORT] =
+		"UPDATE reports SET record_count = ?, message_count = ?,"
+		" pass_count = ? WHERE id = ?",
+};
+
+struct dmarc_store {
+	char *path;
+	sqlite3 *db;
+	sqlite3_stmt *stmts[STMT_COUNT];
+	bool in_batch;
+	struct dmarc_store_report *report;
+};
+
+struct dmarc_store_report {
+	struct dmarc_store *store;
+	int64_t report_ref;
+	int64_t records, messages, pass;
+};
+
+static const char *
+store_error(struct dmarc_store *store, const char *what)
+{
+	int code = sqlite3_errcode(store->db);
+
+	if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+		return t_strdup_printf("%s: %s: database busy for more than "
+				       "%u seconds: %s", store->path, what,
+				       DMARC_STORE_BUSY_TIMEOUT_MSECS/1000,
+				       sqlite3_errmsg(store->db));
+	}
+	return t_strdup_printf("%s: %s: %s", store->path, what,
+			       sqlite3_errmsg(store->db));
+}
+
+static int store_exec(struct dmarc_store *store, const char *sql,
+		      const char **error_r)
+{
+	if (sqlite3_exec(store->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		*error_r = store_error(store, sql);
+		return -1;
+	}
+	return 0;
+}
+
+/* The file and its directory, with the modes we promise (0600/0700),
+   before SQLite creates anything: its -wal and -shm files copy the
+   database file's mode. */
+static int store_create_file(const char *path, const char **error_r)
+{
+	const char *dir, *p;
+	int fd;
+
+	p = strrchr(path, '/');
+	if (p != NULL && p != path) {
+		dir = t_strdup_until(path, p);
+		if (mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
+			*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
+			return -1;
+		}
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+	if (fd == -1) {
+		if (errno == EEXIST)
+			return 0;
+		*error_r = t_strdup_printf("open(%s) failed: %m", path);
+		return -1;
+	}
+	i_close_fd(&fd);
+	return 0;
+}
+
+static int store_get_version(struct dmarc_store *store, int *version_r,
+			     const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	*version_r = 0;
+	if (sqlite3_prepare_v2(store->db,
+		"SELECT 1 FROM sqlite_master WHERE type = 'table'"
+		" AND name = 'schema_version'", -1, &stmt, NULL) != SQLITE_OK) {
+		*error_r = store_error(store, "reading the schema");
+		return -1;
+	}
+	ret = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (ret == SQLITE_DONE)
+		return 0;
+	if (ret != SQLITE_ROW) {
+		*error_r = store_error(store, "reading the schema");
+		return -1;
+	}
+	if (sqlite3_prepare_v2(store->db,
+		"SELECT max(version) FROM schema_version", -1, &stmt,
+		NULL) != SQLITE_OK) {
+		*error_r = store_error(store, "reading schema_version");
+		return -1;
+	}
+	ret = sqlite3_step(stmt);
+	if (ret == SQLITE_ROW)
+		*version_r = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (ret != SQLITE_ROW) {
+		*error_r = store_error(store, "reading schema_version");
+		return -1;
+	}
+	return 0;
+}
+
+static int store_check_schema(struct dmarc_store *store, bool readonly,
+			      const char **error_r)
+{
+	int version;
+
+	if (store_get_version(store, &version, error_r) < 0)
+		return -1;
+	if (version == 0 && !readonly) {
+		/* IMMEDIATE: two first deliveries must not both create it */
+		if (store_exec(store, "BEGIN IMMEDIATE", error_r) < 0)
+			return -1;
+		if (store_get_version(store, &version, error_r) < 0 ||
+		    (version == 0 &&
+		     store_exec(store, dmarc_store_schema_sql, error_r) < 0) ||
+		    store_exec(store, "COMMIT", error_r) < 0) {
+			(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+		if (version == 0)
+			version = DMARC_STORE_SCHEMA_VERSION;
+	}
+	if (version == 0) {
+		*error_r = t_strdup_printf("%s: not a dovecot-dmarcreport "
+					   "database (no schema_version)",
+					   store->path);
+		return -1;
+	}
+	if (version > DMARC_STORE_SCHEMA_VERSION) {
+		*error_r = t_strdup_printf("%s: database schema version %d is "
+			"newer than this build knows (%d)", store->path,
+			version, DMARC_STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	/* version < current: migrations go here when version 2 exists */
+	return 0;
+}
+
+int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
+		     struct dmarc_store **store_r, const char **error_r)
+{
+	bool readonly = (flags & DMARC_STORE_OPEN_READONLY) != 0;
+	struct dmarc_store *store;
+	struct stat st;
+	int sqlite_flags;
+
+	*store_r = NULL;
+	if ((flags & DMARC_STORE_OPEN_CREATE) != 0 && !readonly) {
+		if (store_create_file(path, error_r) < 0)
+			return -1;
+	} else if (stat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = t_strdup_printf("stat(%s) failed: %m", path);
+		return -1;
+	}
+
+	store = i_new(struct dmarc_store, 1);
+	store->path = i_strdup(path);
+	sqlite_flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+		SQLITE_OPEN_NOMUTEX;
+	if (sqlite3_open_v2(path, &store->db, sqlite_flags, NULL) != SQLITE_OK) {
+		*error_r = store->db == NULL ?
+			t_strdup_printf("%s: cannot open the database", path) :
+			store_error(store, "opening the database");
+		dmarc_store_close(&store);
+		return -1;
+	}
+	sqlite3_extended_result_codes(store->db, 0);
+	(void)sqlite3_busy_timeout(store->db, DMARC_STORE_BUSY_TIMEOUT_MSECS);
+	/* WAL: readers (doveadm) never block a delivery. synchronous=NORMAL:
+	   the mail and the archive are the durable copies; a power cut may
+	   lose the last transactions, never consistency. */
+	if ((!readonly && store_exec(store, "PRAGMA journal_mode = WAL", error_r) < 0) ||
+	    store_exec(store, "PRAGMA synchronous = NORMAL", error_r) < 0 ||
+	    store_exec(store, "PRAGMA foreign_keys = ON", error_r) < 0 ||
+	    store_check_schema(store, readonly, error_r) < 0) {
+		dmarc_store_close(&store);
+		return -1;
+	}
+	*store_r = store;
+	return 1;
+}
+
+void dmarc_store_close(struct dmarc_store **_store)
+{
+	struct dmarc_store *store = *_store;
+	unsigned int i;
+
+	*_store = NULL;
+	if (store == NULL)
+		return;
+	if (store->report != NULL)
+		dmarc_store_report_rollback(&store->report);
+	if (store->in_batch)
+		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+	for (i = 0; i < STMT_COUNT; i++)
+		sqlite3_finalize(store->stmts[i]);
+	if (store->db != NULL)
+		(void)sqlite3_close(store->db);
+	i_free(store->path);
+	i_free(store);
+}
+
+struct sqlite3 *dmarc_store_get_db(struct dmarc_store *store)
+{
+	return store->db;
+}
+
+static sqlite3_stmt *
+store_stmt(struct dmarc_store *store, enum store_stmt id,
+	   const char **error_r)
+{
+	sqlite3_stmt *stmt = store->stmts[id];
+
+	if (stmt == NULL) {
+		if (sqlite3_prepare_v3(store->db, store_stmt_sql[id], -1,
+				       SQLITE_PREPARE_PERSISTENT, &stmt,
+				       NULL) != SQLITE_OK) {
+			*error_r = store_error(store, "preparing a statement");
+			return NULL;
+		}
+		store->stmts[id] = stmt;
+	} else {
+		sqlite3_reset(stmt);
+		sqlite3_clear_bindings(stmt);
+	}
+	return stmt;
+}
+
+/* Runs a prepared INSERT/UPDATE to its end. */
+static int store_step(struct dmarc_store *store, sqlite3_stmt *stmt,
+		      const char *what, const char **error_r)
+{
+	int ret = sqlite3_step(stmt);
+
+	sqlite3_reset(stmt);
+	if (ret != SQLITE_DONE) {
+		*error_r = store_error(store, what);
+		return -1;
+	}
+	return 0;
+}
+
+static void bind_text(sqlite3_stmt *stmt, int idx, const char *value)
+{
+	/* SQLITE_STATIC: the strings outlive the step that reads them */
+	if (value == NULL)
+		sqlite3_bind_null(stmt, idx);
+	else
+		sqlite3_bind_text(stmt, idx, value, -1, SQLITE_STATIC);
+}
+
+int dmarc_store_batch_begin(struct dmarc_store *store, const char **error_r)
+{
+	i_assert(!store->in_batch && store->report == NULL);
+	if (store_exec(store, "BEGIN IMMEDIATE", error_r) < 0)
+		return -1;
+	store->in_batch = TRUE;
+	return 0;
+}
+
+int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r)
+{
+	i_assert(store->in_batch && store->report == NULL);
+	store->in_batch = FALSE;
+	if (store_exec(store, "COMMIT", error_r) < 0) {
+		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static int store_tx_begin(struct dmarc_store *store, const char **error_r)
+{
+	return store_exec(store, store->in_batch ?
+			  "SAVEPOINT report" : "BEGIN IMMEDIATE", error_r);
+}
+
+static int store_tx_commit(struct dmarc_store *store, const char **error_r)
+{
+	return store_exec(store, store->in_batch ?
+			  "RELEASE report" : "COMMIT", error_r);
+}
+
+static void store_tx_rollback(struct dmarc_store *store)
+{
+	const char *sql = store->in_batch ?
+		"ROLLBACK TO report; RELEASE report" : "ROLLBACK";
+
+	(void)sqlite3_exec(store->db, sql, NULL, NULL, NULL);
+}
+
+static const char *join_errors(const struct dmarc_report *report)
+{
+	const char *error;
+	string_t *str;
+
+	if (!array_is_created(&report->errors) ||
+	    array_count(&report->errors) == 0)
+		return NULL;
+	str = t_str_new(128);
+	array_foreach_elem(&report->errors, error) {
+		if (str_len(str) > 0)
+			str_append_c(str, '\n');
+		str_append(str, error);
+	}
+	return str_c(str);
+}
+
+int dmarc_store_report_begin(struct dmarc_store *store,
+			     const struct dmarc_report *report,
+			     const struct dmarc_store_report_info *info,
+			     struct dmarc_store_report **ctx_r,
+			     const char **error_r)
+{
+	const struct dmarc_policy_published *pol = &report->policy;
+	struct dmarc_store_report *ctx;
+	sqlite3_stmt *stmt;
+
+	i_assert(store->report == NULL);
+	*ctx_r = NULL;
+	if (store_tx_begin(store, error_r) < 0)
+		return -1;
+	if ((stmt = store_stmt(store, STMT_INSERT_REPORT, error_r)) == NULL) {
+		store_tx_rollback(store);
+		return -1;
+	}
+	bind_text(stmt, 1, report->org_name == NULL ? "" : report->org_name);
+	bind_text(stmt, 2, report->report_id);
+	bind_text(stmt, 3, pol->domain);
+	sqlite3_bind_int64(stmt, 4, report->date_begin);
+	sqlite3_bind_int64(stmt, 5, report->date_end);
+	bind_text(stmt, 6, report->email);
+	bind_text(stmt, 7, report->extra_contact_info);
+	bind_text(stmt, 8, report->generator);
+	bind_text(stmt, 9, join_errors(report));
+	bind_text(stmt, 10, report->version == NULL ? "1.0" : report->version);
+	bind_text(stmt, 11, pol->adkim);
+	bind_text(stmt, 12, pol->aspf);
+	bind_text(stmt, 13, pol->p);
+	bind_text(stmt, 14, pol->sp);
+	bind_text(stmt, 15, pol->np);
+	if (pol->pct == DMARC_UNSET)
+		sqlite3_bind_null(stmt, 16);
+	else
+		sqlite3_bind_int(stmt, 16, pol->pct);
+	bind_text(stmt, 17, pol->fo);
+	bind_text(stmt, 18, pol->testing);
+	bind_text(stmt, 19, pol->discovery_method);
+	bind_text(stmt, 20, info->archive_path);
+	bind_text(stmt, 21, info->message_id);
+	sqlite3_bind_int64(stmt, 22, info->received);
+	if (store_step(store, stmt, "storing the report", error_r) < 0) {
+		store_tx_rollback(store);
+		return -1;
+	}
+	if (sqlite3_changes(store->db) == 0) {
+		/* (org_name, report_id, policy_domain) is stored already */
+		store_tx_rollback(store);
+		return 0;
+	}
+	ctx = i_new(struct dmarc_store_report, 1);
+	ctx->store = store;
+	ctx->report_ref = sqlite3_last_insert_rowid(store->db);
+	store->report = ctx;
+	*ctx_r = ctx;
+	return 1;
+}
+
+bool dmarc_store_ip_key(const char *ip, unsigned char key_r[16])
+{
+	struct in_addr addr4;
+
+	if (inet_pton(AF_INET6, ip, key_r) == 1)
+		return TRUE;
+	if (inet_pton(AF_INET, ip, &addr4) != 1)
+		return FALSE;
+	/* ::ffff:a.b.c.d, so v4 and v6 sort in one key space */
+	memset(key_r, 0, 10);
+	key_r[10] = 0xff;
+	key_r[11] = 0xff;
+	memcpy(key_r + 12, &addr4, 4);
+	return TRUE;
+}
+
+static const char *join_reasons(const struct dmarc_record *record)
+{
+	const struct dmarc_policy_override *reason;
+	string_t *str;
+
+	if (!array_is_created(&record->reasons) ||
+	    array_count(&record->reasons) == 0)
+		return NULL;
+	str = t_str_new(64);
+	array_foreach(&record->reasons, reason) {
+		if (str_len(str) > 0)
+			str_append_c(str, '\n');
+		str_append(str, reason->type == NULL ? "" : reason->type);
+		if (reason->comment != NULL && *reason->comment != '\0') {
+			str_append(str, ": ");
+			str_append(str, reason->comment);
+		}
+	}
+	return str_c(str);
+}
+
+static int
+store_auth_results(struct dmarc_store *store, int64_t record_ref,
+		   const struct dmarc_record *record, const char **error_r)
+{
+	const struct dmarc_auth_result *auth;
+	sqlite3_stmt *stmt;
+
+	if (!array_is_created(&record->auth_results))
+		return 0;
+	array_foreach(&record->auth_results, auth) {
+		if ((stmt = store_stmt(store, STMT_INSERT_AUTH, error_r)) == NULL)
+			return -1;
+		sqlite3_bind_int64(stmt, 1, record_ref);
+		bind_text(stmt, 2, auth->type == DMARC_AUTH_DKIM ? "dkim" : "spf");
+		bind_text(stmt, 3, auth->domain);
+		bind_text(stmt, 4, auth->selector);
+		bind_text(stmt, 5, auth->scope);
+		bind_text(stmt, 6, auth->result);
+		bind_text(stmt, 7, auth->human_result);
+		if (store_step(store, stmt, "storing an auth result", error_r) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int dmarc_store_report_add_record(struct dmarc_store_report *ctx,
+				  const struct dmarc_record *record,
+				  const char **error_r)
+{
+	struct dmarc_store *store = ctx->store;
+	unsigned char key[16];
+	sqlite3_stmt *stmt;
+	bool dmarc_pass;
+	int ret;
+
+	if (record->count < 0 || ctx->messages > INT64_MAX - record->count) {
+		*error_r = t_strdup_printf("%s: the report's message count "
+					   "overflows", store->path);
+		return -1;
+	}
+	dmarc_pass = null_strcmp(record->dkim, "pass") == 0 ||
+		null_strcmp(record->spf, "pass") == 0;
+
+	T_BEGIN {
+		if ((stmt = store_stmt(store, STMT_INSERT_RECORD, error_r)) == NULL)
+			ret = -1;
+		else {
+			sqlite3_bind_int64(stmt, 1, ctx->report_ref);
+			bind_text(stmt, 2, record->source_ip);
+			if (record->source_ip != NULL &&
+			    dmarc_store_ip_key(record->source_ip, key))
+				sqlite3_bind_blob(stmt, 3, key, sizeof(key),
+						  SQLITE_STATIC);
+			sqlite3_bind_int64(stmt, 4, record->count);
+			bind_text(stmt, 5, record->disposition);
+			bind_text(stmt, 6, record->dkim);
+			bind_text(stmt, 7, record->spf);
+			sqlite3_bind_int(stmt, 8, dmarc_pass ? 1 : 0);
+			bind_text(stmt, 9, join_reasons(record));
+			bind_text(stmt, 10, record->header_from);
+			bind_text(stmt, 11, record->envelope_from);
+			bind_text(stmt, 12, record->envelope_to);
+			ret = store_step(store, stmt, "storing a record", error_r);
+		}
+		if (ret == 0) {
+			ret = store_auth_results(store,
+				sqlite3_last_insert_rowid(store->db),
+				record, error_r);
+		}
+	} T_END_PASS_STR_IF(ret < 0, error_r);
+	if (ret < 0)
+		return -1;
+
+	ctx->records++;
+	ctx->messages += record->count;
+	if (dmarc_pass)
+		ctx->pass += record->count;
+	return 0;
+}
+
+static void store_report_free(struct dmarc_store_report **_ctx)
+{
+	struct dmarc_store_report *ctx = *_ctx;
+
+	*_ctx = NULL;
+	ctx->store->report = NULL;
+	i_free(ctx);
+}
+
+int dmarc_store_report_commit(struct dmarc_store_report **_ctx,
+			      const char **error_r)
+{
+	struct dmarc_store_report *ctx = *_ctx;
+	struct dmarc_store *store = ctx->store;
+	sqlite3_stmt *stmt;
+
+	if ((stmt = store_stmt(store, STMT_UPDATE_REPORT, error_r)) == NULL) {
+		dmarc_store_report_rollback(_ctx);
+		return -1;
+	}
+	sqlite3_bind_int64(stmt, 1, ctx->records);
+	sqlite3_bind_int64(stmt, 2, ctx->messages);
+	sqlite3_bind_int64(stmt, 3, ctx->pass);
+	sqlite3_bind_int64(stmt, 4, ctx->report_ref);
+	if (store_step(store, stmt, "updating the report's totals",
+		       error_r) < 0 ||
+	    store_tx_commit(store, error_r) < 0) {
+		dmarc_store_report_rollback(_ctx);
+		return -1;
+	}
+	store_report_free(_ctx);
+	return 0;
+}
+
+void dmarc_store_report_rollback(struct dmarc_store_report **_ctx)
+{
+	struct dmarc_store_report *ctx = *_ctx;
+
+	store_tx_rollback(ctx->store);
+	store_report_free(_ctx);
+}

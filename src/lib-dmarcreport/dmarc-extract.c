@@ -1,4 +1,216 @@
+/* message -> attachments, with Dovecot's lib-mail: message-parser splits
+   the MIME structure (bounded by its nesting and part-count limits),
+   message-decoder removes the transfer encoding and decodes RFC 2047 in
+   headers, rfc2231_parse() reads the parameters. Data is streamed to the
+   callbacks; nothing is buffered whole. */
+
 #include "lib.h"
+#include "str.h"
+#include "istream.h"
+#include "rfc822-parser.h"
+#include "rfc2231-parser.h"
+#include "message-parser.h"
+#include "message-decoder.h"
+#include "dmarc-settings.h"
 #include "dmarc-extract.h"
 
-/* stub: to be written */
+struct extract_part {
+	struct message_part *part;
+	const char *content_type;
+	const char *ct_name;      /* Content-Type name= */
+	const char *cd_filename;  /* Content-Disposition filename= */
+	bool is_attachment;
+	bool skipped;
+	bool truncated;
+	uoff_t size;
+};
+
+struct extract_ctx {
+	pool_t pool;
+	const struct dmarc_limits *limits;
+	const struct dmarc_extract_callbacks *callbacks;
+	void *context;
+
+	const char *message_id;
+	unsigned int attachments, skipped;
+	struct extract_part cur;
+	struct dmarc_attachment att;
+};
+
+/* "type/subtype; key=value ..." -> lower-case type and the parameter
+   named key (RFC 2231 continuations and charsets merged). */
+static void
+parse_param_header(const struct message_header_line *hdr, bool is_content_type,
+		   const char *key, pool_t pool, const char **type_r,
+		   const char **value_r)
+{
+	struct rfc822_parser_context parser;
+	const char *const *params;
+	string_t *str = t_str_new(64);
+
+	rfc822_parser_init(&parser, hdr->full_value, hdr->full_value_len, NULL);
+	rfc822_skip_lwsp(&parser);
+	if (is_content_type) {
+		if (rfc822_parse_content_type(&parser, str) < 0)
+			str_truncate(str, 0);
+	} else {
+		if (rfc822_parse_mime_token(&parser, str) < 0)
+			str_truncate(str, 0);
+	}
+	if (type_r != NULL)
+		*type_r = p_strdup(pool, t_str_lcase(str_c(str)));
+	/* -1 only says some parameter was invalid: the rest are usable */
+	(void)rfc2231_parse(&parser, &params);
+	for (; *params != NULL; params += 2) {
+		if (strcasecmp(params[0], key) == 0 && params[1][0] != '\0') {
+			*value_r = p_strdup(pool, params[1]);
+			break;
+		}
+	}
+	rfc822_parser_deinit(&parser);
+}
+
+static void extract_header(struct extract_ctx *ctx,
+			   const struct message_header_line *hdr)
+{
+	const char *type = NULL;
+
+	if (strcasecmp(hdr->name, "Content-Type") == 0) {
+		parse_param_header(hdr, TRUE, "name", ctx->pool, &type,
+				   &ctx->cur.ct_name);
+		if (type != NULL && *type != '\0')
+			ctx->cur.content_type = type;
+	} else if (strcasecmp(hdr->name, "Content-Disposition") == 0) {
+		parse_param_header(hdr, FALSE, "filename", ctx->pool, NULL,
+				   &ctx->cur.cd_filename);
+	} else if (ctx->cur.part->parent == NULL && ctx->message_id == NULL &&
+		   strcasecmp(hdr->name, "Message-ID") == 0) {
+		ctx->message_id = p_strndup(ctx->pool, hdr->full_value,
+					    hdr->full_value_len);
+		ctx->message_id = p_strdup(ctx->pool,
+					   t_str_trim(ctx->message_id, " \t"));
+	}
+}
+
+static bool is_container(const char *content_type)
+{
+	return strncmp(content_type, "multipart/", 10) == 0 ||
+		strcmp(content_type, "message/rfc822") == 0 ||
+		strcmp(content_type, "message/global") == 0;
+}
+
+/* At the end of a part's headers: is it an attachment? */
+static void extract_headers_done(struct extract_ctx *ctx)
+{
+	struct extract_part *cur = &ctx->cur;
+	const char *filename;
+
+	if (is_container(cur->content_type))
+		return;
+	filename = cur->cd_filename != NULL ? cur->cd_filename : cur->ct_name;
+	if (filename == NULL &&
+	    (strcmp(cur->content_type, "text/plain") == 0 ||
+	     strcmp(cur->content_type, "text/html") == 0))
+		return;
+
+	cur->is_attachment = TRUE;
+	if (ctx->attachments >= ctx->limits->max_attachments) {
+		ctx->skipped++;
+		cur->skipped = TRUE;
+		return;
+	}
+	ctx->attachments++;
+	i_zero(&ctx->att);
+	ctx->att.index = ctx->attachments;
+	ctx->att.filename = filename;
+	ctx->att.content_type = cur->content_type;
+	ctx->att.message_id = ctx->message_id;
+	if (!ctx->callbacks->begin(&ctx->att, ctx->context))
+		cur->skipped = TRUE;
+}
+
+static void extract_part_end(struct extract_ctx *ctx)
+{
+	struct extract_part *cur = &ctx->cur;
+
+	if (cur->part != NULL && cur->is_attachment && !cur->skipped)
+		ctx->callbacks->end(&ctx->att, cur->truncated, ctx->context);
+	i_zero(cur);
+}
+
+static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
+			 size_t size)
+{
+	struct extract_part *cur = &ctx->cur;
+	uoff_t max = ctx->limits->max_attachment_size;
+
+	if (!cur->is_attachment || cur->skipped || cur->truncated)
+		return;
+	if (cur->size + size > max) {
+		size = max - cur->size;
+		cur->truncated = TRUE;
+	}
+	cur->size += size;
+	if (size > 0)
+		ctx->callbacks->data(data, size, ctx->context);
+}
+
+int dmarc_extract_message(struct istream *input,
+			  const struct dmarc_limits *limits,
+			  const struct dmarc_extract_callbacks *callbacks,
+			  void *context, unsigned int *skipped_r,
+			  const char **error_r)
+{
+	const struct message_parser_settings parser_set = {
+		.hdr_flags = MESSAGE_HEADER_PARSER_FLAG_CLEAN_ONELINE,
+		/* lib-mail's defaults bound nesting and the part count */
+	};
+	struct message_parser_ctx *parser;
+	struct message_decoder_context *decoder;
+	struct message_block raw, block;
+	struct message_part *parts;
+	struct extract_ctx ctx;
+	int ret;
+
+	i_zero(&ctx);
+	ctx.pool = pool_alloconly_create("dmarc extract", 1024);
+	ctx.limits = limits;
+	ctx.callbacks = callbacks;
+	ctx.context = context;
+
+	parser = message_parser_init(ctx.pool, input, &parser_set);
+	/* binary: attachments come out as sent, not charset-converted
+	   (text parts still are: that is the decoder's rule) */
+	decoder = message_decoder_init(NULL, MESSAGE_DECODER_FLAG_RETURN_BINARY);
+	while ((ret = message_parser_parse_next_block(parser, &raw)) > 0) {
+		if (!message_decoder_decode_next_block(decoder, &raw, &block))
+			continue;
+		if (block.part != ctx.cur.part) {
+			extract_part_end(&ctx);
+			ctx.cur.part = block.part;
+			ctx.cur.content_type = "text/plain";
+		}
+		if (block.hdr != NULL) {
+			if (!block.hdr->eoh)
+				extract_header(&ctx, block.hdr);
+		}
+		else if (block.size == 0)
+			extract_headers_done(&ctx);
+		else
+			extract_body(&ctx, block.data, block.size);
+	}
+	extract_part_end(&ctx);
+	message_decoder_deinit(&decoder);
+	message_parser_deinit(&parser, &parts);
+
+	if (skipped_r != NULL)
+		*skipped_r = ctx.skipped;
+	pool_unref(&ctx.pool);
+	if (input->stream_errno != 0) {
+		*error_r = t_strdup_printf("read(%s) failed: %s",
+					   i_stream_get_name(input),
+					   i_stream_get_error(input));
+		return -1;
+	}
+	return 0;
+}

@@ -93,9 +93,9 @@ int doveadm_dmarc_store_open(struct doveadm_mail_cmd_context *ctx,
 		return -1;
 	ret = dmarc_store_open(set_r->db_path, flags, store_r, &error);
 	if (ret < 0) {
-		/* e.g. a database from a newer version: refuse, say why */
-		i_error("dmarc: user %s: %s: %s", user->username,
-			set_r->db_path, error);
+		/* e.g. a database from a newer version: refuse, say why
+		   (the store's error names the file) */
+		i_error("dmarc: user %s: %s", user->username, error);
 		ctx->exit_code = DOVEADM_EX_NOTPOSSIBLE;
 		return -1;
 	}

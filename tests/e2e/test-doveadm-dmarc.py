@@ -29,6 +29,7 @@ USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer"]
 KEEP_ONLY = "keep;\n"
 
 EX_USAGE = 64
+EX_DATAERR = 65  # DOVEADM_EX_NOTPOSSIBLE
 EX_NOTFOUND = 68  # doveadm's DOVEADM_EX_NOTFOUND
 
 state = {}
@@ -355,15 +356,19 @@ def test_newer_schema(dc):
     for p in (os.path.dirname(path), path):
         os.chown(p, dc.uid, dc.uid)
     r = dc.doveadm(["dmarc", "list"], user="newer", fmt="json")
-    check(r.returncode != 0, f"a newer database was read: {r.stdout!r}")
+    check_equal(r.returncode, EX_DATAERR, f"a newer database: {r.stdout!r}")
     check("newer" in r.stderr.lower() or "999" in r.stderr or "schema" in r.stderr.lower(),
           f"the error does not say why: {r.stderr!r}")
 
 
 def test_all_users(dc):
     """-A: a username column; every user's rows; users without a database
-    are empty, not an error."""
-    rows = doveadm_json(dc, ["dmarc", "list", "-A"])
+    are empty, not an error. The user with a newer database fails (exit
+    65), the others are still listed."""
+    r = dc.doveadm(["dmarc", "list", "-A"], fmt="json")
+    check_equal(r.returncode, EX_DATAERR, f"-A with one newer database: {r.stderr!r}")
+    check("newer" in r.stderr, f"-A: the error does not name the user: {r.stderr!r}")
+    rows = json.loads(r.stdout)
     by_user = {}
     for r in rows:
         by_user.setdefault(r["username"], []).append(r)

@@ -440,6 +440,7 @@ static void test_query_summary(void)
 	test_assert(rate_is(c.com.pass_rate, 83.8));
 	test_assert(rate_is(c.com.spf_rate, 81.1));
 	test_assert(c.com.top_failing_count == 1);
+	test_assert(c.com.failing_sources == 1);
 	test_assert_strcmp(c.com_top, "198.51.100.7:30");
 	test_assert_strcmp(c.com.verdict,
 			   "fix first: 198.51.100.7 (30 msgs failing)");

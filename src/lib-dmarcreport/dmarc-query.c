@@ -566,6 +566,10 @@ query_verdict(const struct dmarc_query_summary_row *row)
 			    row->top_failing[i].source_ip,
 			    row->top_failing[i].messages);
 	}
+	if (row->failing_sources > row->top_failing_count) {
+		str_printfa(str, ", and %"PRIu64" more sources",
+			    row->failing_sources - row->top_failing_count);
+	}
 	return str_c(str);
 }
 
@@ -582,7 +586,9 @@ int dmarc_query_summary(struct dmarc_store *store,
 		"SELECT r.policy_domain, count(DISTINCT r.id), sum(rec.count),"
 		" coalesce(sum(CASE WHEN rec.dmarc_pass THEN rec.count END), 0),"
 		" coalesce(sum(CASE WHEN rec.dkim = 'pass' THEN rec.count END), 0),"
-		" coalesce(sum(CASE WHEN rec.spf = 'pass' THEN rec.count END), 0)"
+		" coalesce(sum(CASE WHEN rec.spf = 'pass' THEN rec.count END), 0),"
+		" count(DISTINCT CASE WHEN NOT rec.dmarc_pass AND rec.count > 0"
+		"  THEN rec.source_ip END)"
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
 		" WHERE 1");
 	query_add_filter(&q, filter);
@@ -602,6 +608,7 @@ int dmarc_query_summary(struct dmarc_store *store,
 		row.pass = col_u64(stmt, 3);
 		row.dkim_aligned = col_u64(stmt, 4);
 		row.spf_aligned = col_u64(stmt, 5);
+		row.failing_sources = col_u64(stmt, 6);
 		row.pass_rate = query_rate(row.pass, row.messages);
 		row.dkim_rate = query_rate(row.dkim_aligned, row.messages);
 		row.spf_rate = query_rate(row.spf_aligned, row.messages);

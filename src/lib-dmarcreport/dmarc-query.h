@@ -132,11 +132,14 @@ struct dmarc_query_summary_row {
 	const char *policy_domain;
 	uint64_t reports, messages, pass, dkim_aligned, spf_aligned;
 	double pass_rate, dkim_rate, spf_rate; /* percent */
+	/* sources with messages failing DMARC */
+	uint64_t failing_sources;
 	/* most failing messages first, at most _TOP_SOURCES */
 	const struct dmarc_query_source_count *top_failing;
 	unsigned int top_failing_count;
 	/* "ready for p=reject", "fix first: 192.0.2.1 (120 msgs failing), ..."
-	   or "too little data (12 msgs)" */
+	   (", and 12 more sources" when there are more than those named) or
+	   "too little data (12 msgs)" */
 	const char *verdict;
 };
 typedef int dmarc_query_summary_callback_t(

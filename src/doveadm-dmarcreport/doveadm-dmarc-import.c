@@ -254,8 +254,15 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	if (ret == 0 && ctx->mailbox != NULL)
 		ret = import_mailbox(ctx, user);
 	else if (ret == 0) {
-		for (path = ctx->paths; *path != NULL && ret == 0; path++)
+		for (path = ctx->paths; *path != NULL && ret == 0; path++) {
+			/* a path given on the command line must exist */
+			if (access(*path, F_OK) < 0) {
+				i_error("dmarc import: %s: %m", *path);
+				_ctx->exit_code = EX_NOINPUT;
+				continue;
+			}
 			ret = import_path(ctx, *path);
+		}
 	}
 	if (dmarc_ingest_batch_commit(ctx->ingest) < 0)
 		ret = -1;

@@ -29,6 +29,7 @@ USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer"]
 KEEP_ONLY = "keep;\n"
 
 EX_USAGE = 64
+EX_NOINPUT = 66
 EX_DATAERR = 65  # DOVEADM_EX_NOTPOSSIBLE
 EX_NOTFOUND = 68  # doveadm's DOVEADM_EX_NOTFOUND
 
@@ -258,6 +259,19 @@ def eml_expectations(paths):
     return expected
 
 
+def test_import_missing_path(dc):
+    """A path that does not exist: named in the error, exit 66; the other
+    paths are still imported (here: nothing new)."""
+    rows = state.get("lmtp_rows") or skip_test("no deliveries")
+    r = dc.doveadm(["dmarc", "import", dc.path("no-such-dir"), dc.path("import-src")],
+                   user="imp", fmt="json")
+    check_equal(r.returncode, EX_NOINPUT, f"import of a missing path: {r.stderr!r}")
+    check("no-such-dir" in r.stderr, f"the error does not name the path: {r.stderr!r}")
+    counts = json.loads(r.stdout)[0]
+    check_equal((counts["new"], counts["duplicate"]), (0, len(rows) + state["repeats"]),
+                "the existing path was imported")
+
+
 def test_import_eml_files(dc):
     """Whole mails (.eml) given as files: each report attachment is taken."""
     need_corpus()
@@ -393,6 +407,7 @@ TESTS = [
     test_filters,
     test_import_dir_same_as_lmtp,
     test_import_twice,
+    test_import_missing_path,
     test_import_eml_files,
     test_import_mailbox,
     test_expire,

@@ -110,6 +110,27 @@ enum dmarc_container dmarc_unpack_get_container(struct dmarc_unpack *unpack)
 	return unpack->container;
 }
 
+static ssize_t
+unpack_count(struct dmarc_unpack *unpack, ssize_t size, const char **error_r);
+
+static int unpack_drain(struct dmarc_unpack *unpack, const char **error_r)
+{
+	unsigned char buf[IO_BLOCK_SIZE];
+	ssize_t ret;
+
+	while ((ret = archive_read_data(unpack->archive, buf, sizeof(buf))) > 0) {
+		if (unpack_count(unpack, ret, error_r) < 0)
+			return -1;
+	}
+	if (ret < 0) {
+		*error_r = t_strdup_printf("broken zip: %s",
+					   archive_error(unpack->archive));
+		unpack->failed = TRUE;
+		return -1;
+	}
+	return 0;
+}
+
 int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
 		      const char **error_r)
 {
@@ -153,6 +174,11 @@ int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
 		break;
 	}
 
+	/* libarchive would skip the rest of an entry the parser left
+	   unread by decompressing it uncounted: a bomb entry would cost
+	   unbounded time. Drain it here, under the limits. */
+	if (unpack->documents > 0 && unpack_drain(unpack, error_r) < 0)
+		return -1;
 	for (;;) {
 		ret = archive_read_next_header(unpack->archive, &entry);
 		if (ret == ARCHIVE_EOF) {

@@ -1,0 +1,227 @@
+"""Hostile report mails, generated at test time (nothing big is committed).
+
+Each case is a Case(name, mail bytes, expected reports stored, a regular
+expression the server log must match for it). Bombs are built streaming, so
+generating them needs no memory to speak of.
+"""
+
+import gzip
+import io
+import os
+import tempfile
+import zipfile
+import zlib
+from collections import namedtuple
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+
+Case = namedtuple("Case", "name mail stored log_re")
+
+GIB = 1024 ** 3
+
+
+def report_xml(report_id="hostile-1", records=1, count="1", org="hostile.example",
+               domain="example.com", extra_record=""):
+    rec = (
+        "<record><row><source_ip>192.0.2.1</source_ip>"
+        f"<count>{count}</count><policy_evaluated><disposition>none</disposition>"
+        "<dkim>pass</dkim><spf>fail</spf></policy_evaluated></row>"
+        f"<identifiers><header_from>{domain}</header_from></identifiers>"
+        f"<auth_results><dkim><domain>{domain}</domain><result>pass</result></dkim>"
+        f"<spf><domain>{domain}</domain><result>fail</result></spf></auth_results>"
+        f"{extra_record}</record>\n")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<feedback>\n'
+        f"<report_metadata><org_name>{org}</org_name>"
+        f"<email>dmarc@{org}</email><report_id>{report_id}</report_id>"
+        "<date_range><begin>1700000000</begin><end>1700086399</end></date_range>"
+        "</report_metadata>\n"
+        f"<policy_published><domain>{domain}</domain><p>none</p></policy_published>\n"
+        + rec * records + "</feedback>\n").encode()
+
+
+def mail(name, attachments, body="DMARC report\n", raw_filename_params=None):
+    """attachments: list of (filename, mime type, bytes). raw_filename_params
+    replaces the Content-Disposition parameters of the first attachment with
+    the given raw text (for RFC 2231 tricks Python would escape)."""
+    msg = MIMEMultipart()
+    msg["From"] = "reporter@hostile.example"
+    msg["To"] = "dmarc@example.com"
+    msg["Subject"] = f"hostile case {name}"
+    msg["Message-ID"] = f"<{name}@hostile.example>"
+    msg.set_boundary(f"=_hostile_{name}")
+    msg.attach(MIMEText(body))
+    for i, (filename, mime, data) in enumerate(attachments):
+        maintype, subtype = mime.split("/", 1)
+        part = MIMEApplication(data, subtype)
+        if maintype != "application":
+            part.replace_header("Content-Type", mime)
+        if i == 0 and raw_filename_params is not None:
+            part["Content-Disposition"] = "attachment; " + raw_filename_params
+        else:
+            part.add_header("Content-Disposition", "attachment",
+                            filename=filename)
+        msg.attach(part)
+    return msg.as_bytes()
+
+
+# Bomb content that stays well-formed XML, so that what stops it is the
+# decompressed-size limit and not the parser.
+BOMB_HEAD = b'<?xml version="1.0"?><feedback>'
+BOMB_CHUNK = b"<a/>" * (256 * 1024)
+
+
+def gzip_bomb(size):
+    """gzip of about `size` bytes of XML, compressed in 1 MiB steps."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = BOMB_CHUNK
+    out = [comp.compress(BOMB_HEAD)]
+    for _ in range(size // len(chunk)):
+        out.append(comp.compress(chunk))
+    out.append(comp.flush())
+    return b"".join(out)
+
+
+def zip_bomb(size):
+    with tempfile.TemporaryFile() as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            with z.open("bomb.xml", "w", force_zip64=True) as f:
+                chunk = BOMB_CHUNK
+                f.write(BOMB_HEAD)
+                for _ in range(size // len(chunk)):
+                    f.write(chunk)
+        tmp.seek(0)
+        return tmp.read()
+
+
+def zip_of(entries):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def huge_report_gz(path, records):
+    """A valid gzip'ed report of `records` records, streamed to path."""
+    head = report_xml("huge-200k", records=0).decode()
+    head = head[: head.rindex("</feedback>")]
+    with gzip.open(path, "wb", compresslevel=6) as out:
+        out.write(head.encode())
+        for i in range(records):
+            ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+            out.write(
+                ("<record><row><source_ip>%s</source_ip><count>2</count>"
+                 "<policy_evaluated><disposition>none</disposition><dkim>pass</dkim>"
+                 "<spf>pass</spf></policy_evaluated></row><identifiers>"
+                 "<header_from>example.com</header_from></identifiers>"
+                 "<auth_results><spf><domain>example.com</domain>"
+                 "<result>pass</result></spf></auth_results></record>\n"
+                 % ip).encode())
+        out.write(b"</feedback>\n")
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE feedback [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<feedback><report_metadata><org_name>&lol9;</org_name><report_id>laughs</report_id>
+<date_range><begin>1</begin><end>2</end></date_range></report_metadata>
+<policy_published><domain>example.com</domain><p>none</p></policy_published>
+<record><row><source_ip>192.0.2.1</source_ip><count>1</count><policy_evaluated>
+<disposition>none</disposition><dkim>pass</dkim><spf>pass</spf></policy_evaluated>
+</row><identifiers><header_from>example.com</header_from></identifiers></record>
+</feedback>
+"""
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE feedback [ <!ENTITY xxe SYSTEM "file:///etc/passwd"> ]>
+<feedback><report_metadata><org_name>&xxe;</org_name><report_id>xxe</report_id>
+<date_range><begin>1</begin><end>2</end></date_range></report_metadata>
+<policy_published><domain>example.com</domain><p>none</p></policy_published>
+<record><row><source_ip>192.0.2.1</source_ip><count>1</count><policy_evaluated>
+<disposition>none</disposition><dkim>pass</dkim><spf>pass</spf></policy_evaluated>
+</row><identifiers><header_from>example.com</header_from></identifiers></record>
+</feedback>
+"""
+
+
+def cases(tmpdir):
+    """All cases but the big ones that have their own tests."""
+    deep = (b'<?xml version="1.0"?><feedback>' + b"<a>" * 100000 +
+            b"</a>" * 100000 + b"</feedback>")
+    bad_utf8 = report_xml("bad-utf8").replace(
+        b"<email>dmarc@hostile.example</email>",
+        b"<email>dmarc@hostile\xff\xfe.example</email>")
+    many_entries = zip_of([(f"r{i}.xml", report_xml(f"entry-{i}"))
+                           for i in range(5000)])
+    gz = gzip.compress(report_xml("truncated-gz"))
+    traversal_zip = zip_of([("../../../../tmp/evil-entry.xml",
+                             report_xml("traversal-entry")),
+                            ("/etc/evil-abs.xml", report_xml("traversal-abs"))])
+    return [
+        Case("gzip-bomb", mail("gzip-bomb", [("bomb.xml.gz", "application/gzip",
+                                              gzip_bomb(GIB + 64 * 1024 ** 2))]),
+             0, r"attachment 'bomb\.xml\.gz'.*decompressed size exceeds"),
+        Case("zip-bomb", mail("zip-bomb", [("bomb.zip", "application/zip",
+                                            zip_bomb(GIB + 64 * 1024 ** 2))]),
+             0, r"attachment 'bomb\.zip'.*decompressed size exceeds"),
+        Case("entity-expansion", mail("entity-expansion", [
+            ("laughs.xml", "text/xml", BILLION_LAUGHS)]),
+             0, r"attachment 'laughs\.xml'.*DOCTYPE"),
+        Case("external-entity", mail("external-entity", [
+            ("xxe.xml", "text/xml", XXE)]),
+             0, r"attachment 'xxe\.xml'.*DOCTYPE"),
+        Case("deep-nesting", mail("deep-nesting", [
+            ("deep.xml", "text/xml", deep)]),
+             0, r"attachment 'deep\.xml'.*(depth|nest)"),
+        Case("count-overflow", mail("count-overflow", [
+            ("overflow.xml", "text/xml",
+             report_xml("overflow", count="99999999999999999999"))]),
+             0, r"attachment 'overflow\.xml'.*count"),
+        Case("negative-count", mail("negative-count", [
+            ("negative.xml", "text/xml", report_xml("negative", count="-5"))]),
+             0, r"attachment 'negative\.xml'.*count"),
+        Case("invalid-utf8", mail("invalid-utf8", [
+            ("badutf8.xml", "text/xml", bad_utf8)]),
+             1, r"attachment 'badutf8\.xml'.*Stored report bad-utf8"),
+        Case("truncated-gzip", mail("truncated-gzip", [
+            ("trunc.xml.gz", "application/gzip", gz[: len(gz) // 2])]),
+             0, r"attachment 'trunc\.xml\.gz'.*Not stored"),
+        Case("corrupt-zip", mail("corrupt-zip", [
+            ("corrupt.zip", "application/zip",
+             b"PK\x03\x04" + os.urandom(64) + b"garbage" * 50)]),
+             0, r"attachment 'corrupt\.zip'.*Not stored"),
+        Case("not-a-report", mail("not-a-report", [],
+                                  body="Hello, just a normal mail.\n"),
+             0, r"No attachment in the message"),
+        Case("html-as-xml", mail("html-as-xml", [
+            ("report.xml", "text/xml",
+             b"<!DOCTYPE html><html><body>nope</body></html>")]),
+             0, r"attachment 'report\.xml'.*Not stored"),
+        Case("html-no-doctype", mail("html-no-doctype", [
+            ("page.xml", "text/xml", b"<html><body>nope</body></html>")]),
+             0, r"attachment 'page\.xml'.*Not stored.*(root|not a DMARC)"),
+        Case("many-zip-entries", mail("many-zip-entries", [
+            ("many.zip", "application/zip", many_entries)]),
+             100, r"attachment 'many\.zip'.*more than 100 entries"),
+        Case("path-traversal-names", mail("path-traversal-names", [
+            ("../../../../tmp/evil.xml", "text/xml", report_xml("traversal-1")),
+            ("/etc/cron.d/evil.xml", "text/xml", report_xml("traversal-2")),
+            ("traversal.zip", "application/zip", traversal_zip)]),
+             4, r"Stored report traversal-abs"),
+        Case("rfc2231-traversal", mail("rfc2231-traversal", [
+            ("x.xml", "text/xml", report_xml("traversal-2231"))],
+            raw_filename_params="filename*=UTF-8''..%2F..%2F..%2Fevil%00.xml"),
+             1, r"Stored report traversal-2231"),
+    ]

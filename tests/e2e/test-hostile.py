@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Hostile input through real LMTP delivery: bombs, entity expansion,
+external entities, deep nesting, bad numbers, invalid UTF-8, broken
+containers, path traversal, thousands of zip entries, a 200,000-record
+report. For each: the mail is delivered, the expected reports (and only
+those) are stored, the log has the line naming the attachment and the
+reason, nothing is written outside the user's own dirs, and the lmtp
+process stays under 64 MiB. The inputs are generated here
+(hostile_inputs.py); nothing big is committed."""
+
+import os
+import re
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dovetest  # noqa: E402
+import hostile_inputs  # noqa: E402
+from dovetest import check, check_equal  # noqa: E402
+
+USER = "hostile"
+LMTP_RSS_LIMIT_KIB = 64 * 1024
+HUGE_RECORDS = 200000
+
+state = {"delivered": 0}
+
+
+def lmtp_peak_kib(dc):
+    """The highest VmHWM among the lmtp processes (they live on between
+    deliveries, so this covers every case delivered so far)."""
+    peak = 0
+    for pid in dovetest.Dovecot._children(dc.master_pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if not f.read().split(b"\0")[0].endswith(b"lmtp"):
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+    return peak
+
+
+def outside_user_dirs(dc, before):
+    """Files that appeared anywhere in the temp dir but below the user's
+    home and Dovecot's own run/state/log dirs."""
+    allowed = (os.path.join("home", USER) + os.sep, "run" + os.sep,
+               "state" + os.sep, "log" + os.sep)
+    return sorted(f for f in dc.file_set() - before if not f.startswith(allowed))
+
+
+def reports_count(dc):
+    rows = dc.query(USER, "SELECT count(*) FROM reports")
+    return rows[0][0] if rows else 0
+
+
+def test_hostile_cases(dc):
+    cases = hostile_inputs.cases(tempfile.gettempdir())
+    before = dc.file_set()
+    archive = dc.archive_dir(USER)
+    failures = []
+    for case in cases:
+        mark = dc.log_mark()
+        stored_before = reports_count(dc)
+        dc.lmtp_deliver_ok(case.mail, USER)
+        state["delivered"] += 1
+        stored = reports_count(dc) - stored_before
+        if stored != case.stored:
+            failures.append(f"{case.name}: {stored} reports stored, expected {case.stored}")
+        lines = dc.wait_log(case.log_re, mark)
+        if not lines:
+            failures.append(f"{case.name}: no log line matching {case.log_re!r}; "
+                            f"log: {dc.log_since(mark)[-800:]}")
+        # every line about this mail names it (Pigeonhole's msgid prefix)
+        for line in dc.log_since(mark).splitlines():
+            if "dmarcreport:" in line and f"<{case.name}@hostile.example>" not in line:
+                failures.append(f"{case.name}: a log line without the message-id: {line}")
+                break
+        # a rejection is one warning per attachment, not a cascade
+        warnings = [l for l in dc.log_since(mark).splitlines()
+                    if "Warning:" in l and "Not stored" in l]
+        if case.stored == 0 and len(warnings) > 1:
+            failures.append(f"{case.name}: {len(warnings)} warnings: {warnings}")
+    check(not failures, "\n".join(failures))
+    check_equal(len(dc.mail_files(USER)), state["delivered"], "mails in the INBOX")
+    stray = outside_user_dirs(dc, before)
+    check(not stray, f"files written outside the user's dirs: {stray}")
+    # the archive holds only plain files in YYYY/MM, whatever the names were
+    for root, dirs, files in os.walk(archive):
+        rel = os.path.relpath(root, archive)
+        check(rel == "." or re.fullmatch(r"\d{4}(/\d{2})?", rel),
+              f"unexpected archive dir {rel}")
+        for name in files:
+            path = os.path.join(root, name)
+            check(os.path.isfile(path) and not os.path.islink(path),
+                  f"archive entry {path} is not a plain file")
+            check(not name.startswith("."), f"hidden archive file {name}")
+    check(not os.path.exists("/tmp/evil.xml") and
+          not os.path.exists("/etc/cron.d/evil.xml") and
+          not os.path.exists("/tmp/evil-entry.xml"),
+          "a traversal name escaped to the file system")
+    # what the XXE would have read never reaches the database
+    rows = dc.query(USER, "SELECT count(*) FROM reports WHERE org_name LIKE '%root:%'"
+                          " OR email LIKE '%root:%'")
+    check_equal(rows[0][0], 0, "reports containing /etc/passwd")
+    # the repaired UTF-8 is valid UTF-8 in the database
+    rows = dc.query(USER, "SELECT email FROM reports WHERE report_id = 'bad-utf8'")
+    check(rows and "\ufffd" in rows[0][0], f"invalid UTF-8 not repaired: {rows}")
+
+
+def test_bombs_bounded_memory(dc):
+    peak = lmtp_peak_kib(dc)
+    print(f"# lmtp peak RSS after the hostile cases: {peak / 1024:.1f} MiB")
+    check(0 < peak < LMTP_RSS_LIMIT_KIB, f"lmtp peak RSS {peak} KiB")
+
+
+def test_huge_report_accepted(dc):
+    """200,000 records: accepted, all stored, memory flat."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "huge.xml.gz")
+        hostile_inputs.huge_report_gz(path, HUGE_RECORDS)
+        with open(path, "rb") as f:
+            mail = hostile_inputs.mail("huge", [("huge.xml.gz", "application/gzip",
+                                                 f.read())])
+    mark = dc.log_mark()
+    dc.lmtp_deliver_ok(mail, USER)
+    state["delivered"] += 1
+    rows = dc.query(USER, "SELECT record_count, message_count FROM reports"
+                          " WHERE report_id = 'huge-200k'")
+    check_equal(rows, [(HUGE_RECORDS, 2 * HUGE_RECORDS)], "the huge report's figures")
+    check_equal(dc.query(USER, "SELECT count(*) FROM records r JOIN reports p"
+                               " ON r.report_ref = p.id WHERE p.report_id = 'huge-200k'"),
+                [(HUGE_RECORDS,)], "stored records")
+    check(dc.wait_log(r"Stored report huge-200k", mark), "no 'Stored' line")
+    peak = lmtp_peak_kib(dc)
+    print(f"# lmtp peak RSS after the 200,000-record report: {peak / 1024:.1f} MiB")
+    check(peak < LMTP_RSS_LIMIT_KIB, f"lmtp peak RSS {peak} KiB")
+
+
+def test_no_crash(dc):
+    check_equal(len(dc.mail_files(USER)), state["delivered"], "mails in the INBOX")
+    bad = [l for l in dc.log_text().splitlines()
+           if re.search(r"Panic:|Fatal:|killed with signal|dumped core|"
+                        r"Out of memory", l)]
+    check(not bad, f"crashes in the log: {bad}")
+
+
+TESTS = [test_hostile_cases, test_bombs_bounded_memory, test_huge_report_accepted,
+         test_no_crash]
+
+if __name__ == "__main__":
+    dovetest.main(TESTS, lambda: dovetest.Dovecot("hostile", users={USER: {}}))

@@ -161,8 +161,9 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 				"re-import it with `doveadm dmarc import "
 				"--mailbox`");
 		}
+	} else {
+		act_dmarcreport_log_summary(aenv, &counts);
 	}
-	act_dmarcreport_log_summary(aenv, &counts);
 	event_unref(&event);
 }
 

@@ -49,6 +49,7 @@ static const char *const store_stmt_sql[STMT_COUNT] = {
 struct dmarc_store {
 	char *path;
 	sqlite3 *db;
+	unsigned int busy_timeout_msecs;
 	sqlite3_stmt *stmts[STMT_COUNT];
 	bool in_batch;
 	struct dmarc_store_report *report;
@@ -67,19 +68,20 @@ store_error(struct dmarc_store *store, const char *what)
 
 	if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
 		return t_strdup_printf("%s: %s: database busy for more than "
-				       "%u seconds: %s", store->path, what,
-				       DMARC_STORE_BUSY_TIMEOUT_MSECS/1000,
+				       "%u ms: %s", store->path, what,
+				       store->busy_timeout_msecs,
 				       sqlite3_errmsg(store->db));
 	}
 	return t_strdup_printf("%s: %s: %s", store->path, what,
 			       sqlite3_errmsg(store->db));
 }
 
+/* what names the step in the error (the SQL may be the whole schema). */
 static int store_exec(struct dmarc_store *store, const char *sql,
-		      const char **error_r)
+		      const char *what, const char **error_r)
 {
 	if (sqlite3_exec(store->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-		*error_r = store_error(store, sql);
+		*error_r = store_error(store, what);
 		return -1;
 	}
 	return 0;
@@ -97,7 +99,8 @@ static int store_create_file(const char *path, const char **error_r)
 	if (p != NULL && p != path) {
 		dir = t_strdup_until(path, p);
 		if (mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
-			*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
+			*error_r = t_strdup_printf("%s: mkdir(%s) failed: %m",
+						   path, dir);
 			return -1;
 		}
 	}
@@ -112,66 +115,81 @@ static int store_create_file(const char *path, const char **error_r)
 	return 0;
 }
 
-static int store_get_version(struct dmarc_store *store, int *version_r,
-			     const char **error_r)
+/* Runs a one-column integer query, *value_r = 0 when it returns no row. */
+static int store_query_int(struct dmarc_store *store, const char *sql,
+			   const char *what, int *value_r,
+			   const char **error_r)
 {
 	sqlite3_stmt *stmt;
 	int ret;
 
-	*version_r = 0;
-	if (sqlite3_prepare_v2(store->db,
-		"SELECT 1 FROM sqlite_master WHERE type = 'table'"
-		" AND name = 'schema_version'", -1, &stmt, NULL) != SQLITE_OK) {
-		*error_r = store_error(store, "reading the schema");
-		return -1;
-	}
-	ret = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (ret == SQLITE_DONE)
-		return 0;
-	if (ret != SQLITE_ROW) {
-		*error_r = store_error(store, "reading the schema");
-		return -1;
-	}
-	if (sqlite3_prepare_v2(store->db,
-		"SELECT max(version) FROM schema_version", -1, &stmt,
-		NULL) != SQLITE_OK) {
-		*error_r = store_error(store, "reading schema_version");
+	*value_r = 0;
+	if (sqlite3_prepare_v2(store->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		*error_r = store_error(store, what);
 		return -1;
 	}
 	ret = sqlite3_step(stmt);
 	if (ret == SQLITE_ROW)
-		*version_r = sqlite3_column_int(stmt, 0);
+		*value_r = sqlite3_column_int(stmt, 0);
+	else if (ret != SQLITE_DONE)
+		*error_r = store_error(store, what);
 	sqlite3_finalize(stmt);
-	if (ret != SQLITE_ROW) {
-		*error_r = store_error(store, "reading schema_version");
-		return -1;
-	}
-	return 0;
+	return ret == SQLITE_ROW || ret == SQLITE_DONE ? 0 : -1;
 }
 
+/* *version_r = 0 when there is no schema_version table; *tables_r counts
+   all tables, to tell an empty file from somebody else's database. */
+static int store_get_version(struct dmarc_store *store, int *version_r,
+			     int *tables_r, const char **error_r)
+{
+	int have_version;
+
+	*version_r = 0;
+	if (store_query_int(store,
+		"SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+		"reading the schema", tables_r, error_r) < 0 ||
+	    store_query_int(store,
+		"SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+		" AND name = 'schema_version'",
+		"reading the schema", &have_version, error_r) < 0)
+		return -1;
+	if (have_version == 0)
+		return 0;
+	return store_query_int(store, "SELECT max(version) FROM schema_version",
+			       "reading schema_version", version_r, error_r);
+}
+
+/* Returns 1 when the schema is usable, 0 for an empty file opened
+   read-only (a first delivery is still creating it, or failed to), -1 on
+   error. */
 static int store_check_schema(struct dmarc_store *store, bool readonly,
 			      const char **error_r)
 {
-	int version;
+	int version, tables;
 
-	if (store_get_version(store, &version, error_r) < 0)
+	if (store_get_version(store, &version, &tables, error_r) < 0)
 		return -1;
-	if (version == 0 && !readonly) {
+	if (version == 0 && tables == 0) {
+		if (readonly)
+			return 0;
 		/* IMMEDIATE: two first deliveries must not both create it */
-		if (store_exec(store, "BEGIN IMMEDIATE", error_r) < 0)
+		if (store_exec(store, "BEGIN IMMEDIATE",
+			       "creating the schema", error_r) < 0)
 			return -1;
-		if (store_get_version(store, &version, error_r) < 0 ||
-		    (version == 0 &&
-		     store_exec(store, dmarc_store_schema_sql, error_r) < 0) ||
-		    store_exec(store, "COMMIT", error_r) < 0) {
+		if (store_get_version(store, &version, &tables, error_r) < 0 ||
+		    (version == 0 && tables == 0 &&
+		     store_exec(store, dmarc_store_schema_sql,
+				"creating the schema", error_r) < 0) ||
+		    store_exec(store, "COMMIT", "creating the schema",
+			       error_r) < 0) {
 			(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
-		if (version == 0)
+		if (version == 0 && tables == 0)
 			version = DMARC_STORE_SCHEMA_VERSION;
 	}
 	if (version == 0) {
+		/* never add our tables to some other application's file */
 		*error_r = t_strdup_printf("%s: not a dovecot-dmarcreport "
 					   "database (no schema_version)",
 					   store->path);
@@ -184,7 +202,7 @@ static int store_check_schema(struct dmarc_store *store, bool readonly,
 		return -1;
 	}
 	/* version < current: migrations go here when version 2 exists */
-	return 0;
+	return 1;
 }
 
 int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
@@ -193,7 +211,7 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 	bool readonly = (flags & DMARC_STORE_OPEN_READONLY) != 0;
 	struct dmarc_store *store;
 	struct stat st;
-	int sqlite_flags;
+	int sqlite_flags, ret;
 
 	*store_r = NULL;
 	if ((flags & DMARC_STORE_OPEN_CREATE) != 0 && !readonly) {
@@ -208,6 +226,7 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 
 	store = i_new(struct dmarc_store, 1);
 	store->path = i_strdup(path);
+	store->busy_timeout_msecs = DMARC_STORE_BUSY_TIMEOUT_MSECS;
 	sqlite_flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
 		SQLITE_OPEN_NOMUTEX;
 	if (sqlite3_open_v2(path, &store->db, sqlite_flags, NULL) != SQLITE_OK) {
@@ -218,19 +237,35 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		return -1;
 	}
 	sqlite3_extended_result_codes(store->db, 0);
-	(void)sqlite3_busy_timeout(store->db, DMARC_STORE_BUSY_TIMEOUT_MSECS);
+	(void)sqlite3_busy_timeout(store->db, store->busy_timeout_msecs);
 	/* WAL: readers (doveadm) never block a delivery. synchronous=NORMAL:
 	   the mail and the archive are the durable copies; a power cut may
-	   lose the last transactions, never consistency. */
-	if ((!readonly && store_exec(store, "PRAGMA journal_mode = WAL", error_r) < 0) ||
-	    store_exec(store, "PRAGMA synchronous = NORMAL", error_r) < 0 ||
-	    store_exec(store, "PRAGMA foreign_keys = ON", error_r) < 0 ||
-	    store_check_schema(store, readonly, error_r) < 0) {
+	   lose the last transactions, never consistency. A file that is not
+	   a database fails here with SQLite's "file is not a database". */
+	if ((!readonly &&
+	     store_exec(store, "PRAGMA journal_mode = WAL",
+			"opening the database", error_r) < 0) ||
+	    store_exec(store, "PRAGMA synchronous = NORMAL",
+		       "opening the database", error_r) < 0 ||
+	    store_exec(store, "PRAGMA foreign_keys = ON",
+		       "opening the database", error_r) < 0 ||
+	    (ret = store_check_schema(store, readonly, error_r)) < 0) {
 		dmarc_store_close(&store);
 		return -1;
 	}
+	if (ret == 0) {
+		dmarc_store_close(&store);
+		return 0;
+	}
 	*store_r = store;
 	return 1;
+}
+
+void dmarc_store_set_busy_timeout(struct dmarc_store *store,
+				  unsigned int msecs)
+{
+	store->busy_timeout_msecs = msecs;
+	(void)sqlite3_busy_timeout(store->db, msecs);
 }
 
 void dmarc_store_close(struct dmarc_store **_store)
@@ -264,6 +299,7 @@ store_stmt(struct dmarc_store *store, enum store_stmt id,
 {
 	sqlite3_stmt *stmt = store->stmts[id];
 
+	/* prepared on first use: a read-only store never needs them */
 	if (stmt == NULL) {
 		if (sqlite3_prepare_v3(store->db, store_stmt_sql[id], -1,
 				       SQLITE_PREPARE_PERSISTENT, &stmt,
@@ -272,30 +308,31 @@ store_stmt(struct dmarc_store *store, enum store_stmt id,
 			return NULL;
 		}
 		store->stmts[id] = stmt;
-	} else {
-		sqlite3_reset(stmt);
-		sqlite3_clear_bindings(stmt);
 	}
 	return stmt;
 }
 
-/* Runs a prepared INSERT/UPDATE to its end. */
+/* Runs a prepared INSERT/UPDATE to its end and leaves it ready for the
+   next use. The bindings are cleared at once: they are SQLITE_STATIC
+   pointers into strings that die with the caller's frame. */
 static int store_step(struct dmarc_store *store, sqlite3_stmt *stmt,
 		      const char *what, const char **error_r)
 {
 	int ret = sqlite3_step(stmt);
 
-	sqlite3_reset(stmt);
 	if (ret != SQLITE_DONE) {
+		/* before reset: reset would replace the message */
 		*error_r = store_error(store, what);
-		return -1;
 	}
-	return 0;
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+	return ret == SQLITE_DONE ? 0 : -1;
 }
 
 static void bind_text(sqlite3_stmt *stmt, int idx, const char *value)
 {
-	/* SQLITE_STATIC: the strings outlive the step that reads them */
+	/* SQLITE_STATIC: the strings outlive the step that reads them,
+	   and store_step() clears the binding right after */
 	if (value == NULL)
 		sqlite3_bind_null(stmt, idx);
 	else
@@ -305,7 +342,8 @@ static void bind_text(sqlite3_stmt *stmt, int idx, const char *value)
 int dmarc_store_batch_begin(struct dmarc_store *store, const char **error_r)
 {
 	i_assert(!store->in_batch && store->report == NULL);
-	if (store_exec(store, "BEGIN IMMEDIATE", error_r) < 0)
+	if (store_exec(store, "BEGIN IMMEDIATE", "starting a batch",
+		       error_r) < 0)
 		return -1;
 	store->in_batch = TRUE;
 	return 0;
@@ -315,7 +353,7 @@ int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r)
 {
 	i_assert(store->in_batch && store->report == NULL);
 	store->in_batch = FALSE;
-	if (store_exec(store, "COMMIT", error_r) < 0) {
+	if (store_exec(store, "COMMIT", "committing a batch", error_r) < 0) {
 		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
@@ -325,13 +363,15 @@ int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r)
 static int store_tx_begin(struct dmarc_store *store, const char **error_r)
 {
 	return store_exec(store, store->in_batch ?
-			  "SAVEPOINT report" : "BEGIN IMMEDIATE", error_r);
+			  "SAVEPOINT report" : "BEGIN IMMEDIATE",
+			  "starting a transaction", error_r);
 }
 
 static int store_tx_commit(struct dmarc_store *store, const char **error_r)
 {
 	return store_exec(store, store->in_batch ?
-			  "RELEASE report" : "COMMIT", error_r);
+			  "RELEASE report" : "COMMIT",
+			  "committing the report", error_r);
 }
 
 static void store_tx_rollback(struct dmarc_store *store)
@@ -491,7 +531,13 @@ int dmarc_store_report_add_record(struct dmarc_store_report *ctx,
 	bool dmarc_pass;
 	int ret;
 
-	if (record->count < 0 || ctx->messages > INT64_MAX - record->count) {
+	if (record->count < 0) {
+		*error_r = t_strdup_printf("%s: record count %"PRId64" is "
+					   "negative", store->path,
+					   record->count);
+		return -1;
+	}
+	if (ctx->messages > INT64_MAX - record->count) {
 		*error_r = t_strdup_printf("%s: the report's message count "
 					   "overflows", store->path);
 		return -1;

@@ -21,11 +21,19 @@ enum dmarc_store_open_flags {
 };
 
 /* Returns 1 and the store, 0 when the file does not exist and CREATE was
-   not given (callers treat that as an empty database), -1 on error (cannot
-   open, corrupt, or a schema newer than this build knows). */
+   not given, or when READONLY finds an empty file whose schema a first
+   delivery has not written yet (callers treat both as an empty database),
+   -1 on error (cannot open, corrupt, not ours, or a schema newer than this
+   build knows). Errors name the database file. */
 int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		     struct dmarc_store **store_r, const char **error_r);
 void dmarc_store_close(struct dmarc_store **store);
+
+/* How long to wait for another process's write transaction before failing
+   with "database busy" (default 30 s: concurrent deliveries to one user
+   wait for each other). */
+void dmarc_store_set_busy_timeout(struct dmarc_store *store,
+				  unsigned int msecs);
 
 /* For the query module only (dmarc-query.c): the doors never see SQL. */
 struct sqlite3 *dmarc_store_get_db(struct dmarc_store *store);

@@ -140,6 +140,35 @@ def check_equal(actual, expected, what):
         raise TestFailure(f"{what}: expected {expected!r}, got {actual!r}")
 
 
+# A build with --enable-sanitizers puts ASan/UBSan into the plugins, which
+# the (uninstrumented) Dovecot processes load: E2E_PRELOAD names the ASan
+# runtime to preload into them (tools/test.sh --sanitizers sets it).
+SANITIZER_OPTIONS = ("ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:"
+                     "verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1:"
+                     "halt_on_error=1")
+
+
+def sanitizer_config():
+    preload = os.environ.get("E2E_PRELOAD")
+    if not preload:
+        return ""
+    # every process may load the plugins (config does too); ASan reserves
+    # terabytes of address space: no vsz limit
+    return (f"import_environment = $import_environment LD_PRELOAD={preload} "
+            f"{SANITIZER_OPTIONS}\ndefault_vsz_limit = 0\n")
+
+
+def sanitizer_env():
+    preload = os.environ.get("E2E_PRELOAD")
+    if not preload:
+        return None
+    env = dict(os.environ, LD_PRELOAD=preload)
+    for kv in SANITIZER_OPTIONS.split():
+        k, v = kv.split("=", 1)
+        env[k] = v
+    return env
+
+
 CONFIG_TEMPLATE = """\
 # Written by tests/e2e/dovetest.py for one test run.
 base_dir = {T}/run
@@ -290,7 +319,8 @@ class Dovecot:
             mail_debug="yes" if os.environ.get("E2E_DEBUG") == "1" else "no",
             uid=self.uid, lmtp_port=self.lmtp_port,
             sieve_plugin_dir=SIEVE_PLUGIN_DIR, extensions=ext,
-            plugin_settings=plugin_settings, extra_config=self.extra_config)
+            plugin_settings=plugin_settings,
+            extra_config=self.extra_config + sanitizer_config())
         with open(self.conf, "w") as f:
             f.write(text)
 
@@ -505,7 +535,8 @@ class Dovecot:
         """dovecot-lda -d user, as an MTA would run it (needs the master:
         it asks auth for the user)."""
         return subprocess.run([DOVECOT_LDA, "-c", self.conf, "-d", user, "-f", sender],
-                              input=message, capture_output=True, timeout=120)
+                              input=message, capture_output=True, timeout=120,
+                              env=sanitizer_env())
 
     # --- doveadm -----------------------------------------------------------
 
@@ -523,7 +554,8 @@ class Dovecot:
         shell = ('mount --bind "$1" "$2" || exit 99; shift 2; exec "$@"')
         return subprocess.run(["unshare", "-m", "sh", "-c", shell, "sh",
                                DOVEADM_PLUGIN_DIR, SYSTEM_DOVEADM_MODULE_DIR] + cmd,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120,
+                              env=sanitizer_env())
 
     # --- what was stored ---------------------------------------------------
 

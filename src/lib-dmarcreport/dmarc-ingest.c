@@ -83,6 +83,19 @@ void dmarc_ingest_deinit(struct dmarc_ingest **_ingest)
 	pool_unref(&ingest->pool);
 }
 
+/* How the reports can still be stored once the cause is fixed: the log
+   line of a storage failure says it, as the only line about it. */
+static const char *ingest_recovery_hint(struct dmarc_ingest *ingest)
+{
+	if (ingest->set.archive_dir == NULL) {
+		return "the mail is kept; store its reports later with "
+			"`doveadm dmarc import --mailbox`";
+	}
+	return t_strdup_printf("the mail is kept and its attachments are in "
+			       "%s; store them later with `doveadm dmarc "
+			       "import`", ingest->set.archive_dir);
+}
+
 static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 {
 	const char *error;
@@ -91,9 +104,8 @@ static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 		return ingest->store;
 	if (dmarc_store_open(ingest->set.db_path, DMARC_STORE_OPEN_CREATE,
 			     &ingest->store, &error) <= 0) {
-		e_error(ingest->event, "Cannot open the report database, "
-			"reports stay in the archive for `doveadm dmarc import`: %s",
-			error);
+		e_error(ingest->event, "Cannot open the report database (%s): %s",
+			ingest_recovery_hint(ingest), error);
 		ingest->store = NULL;
 		ingest->store_failed = TRUE;
 		return NULL;
@@ -110,9 +122,8 @@ static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 
 static void ingest_store_failed(struct dmarc_ingest *ingest, const char *error)
 {
-	e_error(ingest->event, "Storing the report failed, "
-		"it stays in the archive for `doveadm dmarc import`: %s",
-		error);
+	e_error(ingest->event, "Storing the report failed (%s): %s",
+		ingest_recovery_hint(ingest), error);
 	ingest->store_failed = TRUE;
 }
 

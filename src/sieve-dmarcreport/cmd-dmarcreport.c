@@ -145,25 +145,10 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 	dmarc_ingest_deinit(&ingest);
 	i_stream_unref(&input);
 
-	if (ret < 0) {
-		/* The core has logged the cause. The mail is delivered all
-		   the same: losing it would lose the report for good. */
-		if (set.archive_dir != NULL) {
-			sieve_result_global_error(aenv,
-				"storing the reports failed (see "
-				"the errors above); the mail is delivered and "
-				"its attachments are in %s: re-import them with "
-				"`doveadm dmarc import`", set.archive_dir);
-		} else {
-			sieve_result_global_error(aenv,
-				"storing the reports failed (see "
-				"the errors above); the mail is delivered: "
-				"re-import it with `doveadm dmarc import "
-				"--mailbox`");
-		}
-	} else {
+	/* After a storage failure the core's one error line says the cause
+	   and how to recover; the counts would say nothing more. */
+	if (ret == 0)
 		act_dmarcreport_log_summary(aenv, &counts);
-	}
 	event_unref(&event);
 }
 

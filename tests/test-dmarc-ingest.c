@@ -226,6 +226,73 @@ static void test_ingest_not_a_report(void)
 	test_end();
 }
 
+/* A mail with one plain XML report of n records, built in memory. */
+static struct istream *big_report_mail(unsigned int n)
+{
+	string_t *mail = str_new(default_pool, n * 200 + 1024);
+	unsigned int i;
+
+	str_append(mail,
+		"From: a@example.com\n"
+		"Message-ID: <big@example.com>\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\n"
+		"\n--b\n"
+		"Content-Type: text/xml; name=\"big.xml\"\n\n"
+		"<feedback><report_metadata><org_name>big.example</org_name>"
+		"<report_id>big-1</report_id><date_range><begin>1</begin>"
+		"<end>2</end></date_range></report_metadata>"
+		"<policy_published><domain>example.com</domain><p>none</p>"
+		"</policy_published>\n");
+	for (i = 0; i < n; i++) {
+		str_printfa(mail, "<record><row><source_ip>192.0.2.%u</source_ip>"
+			    "<count>1</count><policy_evaluated><disposition>none"
+			    "</disposition><dkim>pass</dkim><spf>pass</spf>"
+			    "</policy_evaluated></row><identifiers><header_from>"
+			    "example.com</header_from></identifiers></record>\n",
+			    i % 250 + 1);
+	}
+	str_append(mail, "</feedback>\n--b--\n");
+	/* the stream owns a copy; the string goes */
+	struct istream *input = i_stream_create_copy_from_data(
+		str_data(mail), str_len(mail));
+	str_free(&mail);
+	return input;
+}
+
+static void test_ingest_without_archive(void)
+{
+	const char *const *names = test_corpus_list("email");
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set;
+	struct istream *input;
+	unsigned int i;
+
+	test_begin("ingest: archive off, in memory and spilled to a temp file");
+	test_settings("noarchive", &set);
+	set.archive_dir = NULL;
+	i_zero(&counts);
+	for (i = 0; names[i] != NULL; i++) {
+		test_assert_idx(ingest_mail_file(&set, t_strconcat(
+			test_corpus_dir(), "/email/", names[i], NULL),
+			&counts) == 0, i);
+	}
+	/* 12,000 records, ~2.4 MB: more than is kept in memory */
+	input = big_report_mail(12000);
+	ingest = dmarc_ingest_init(&set, test_event);
+	test_assert(dmarc_ingest_message(ingest, input, 1700000000, &counts) == 0);
+	dmarc_ingest_deinit(&ingest);
+	i_stream_unref(&input);
+
+	test_assert(counts.reports_new == i + 1);
+	test_assert(counts.failed == 0);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports "
+			   "WHERE archive_path IS NOT NULL") == 0);
+	test_assert(db_int(set.db_path, "SELECT record_count FROM reports "
+			   "WHERE report_id = 'big-1'") == 12000);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -235,6 +302,7 @@ int main(void)
 		test_ingest_files,
 		test_ingest_db_unwritable,
 		test_ingest_not_a_report,
+		test_ingest_without_archive,
 		test_ingest_teardown,
 		NULL
 	};

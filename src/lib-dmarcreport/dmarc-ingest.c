@@ -18,6 +18,11 @@
 #include "dmarc-store.h"
 #include "dmarc-ingest.h"
 
+/* Without an archive, attachments up to this size stay in memory; larger
+   ones spill to an unlinked temp file. Creating a file per attachment is
+   what costs most when backfilling thousands of small reports. */
+#define INGEST_MEMORY_MAX_BYTES (1024*1024)
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -28,6 +33,8 @@ struct dmarc_ingest {
 	struct event *event;
 
 	struct dmarc_store *store;
+	/* reused for every attachment kept in memory */
+	buffer_t *mem;
 	/* Set once the database could not be used: later reports of this
 	   run are not tried again, and the error is logged only once. */
 	bool store_failed;
@@ -38,7 +45,9 @@ struct dmarc_ingest {
 struct ingest_attachment {
 	struct event *event;
 	const char *message_id;
+	/* the attachment's bytes: in fd, or in mem when fd is -1 */
 	int fd;
+	buffer_t *mem;
 	/* relative to the archive dir, NULL when not archived */
 	const char *archive_path;
 	bool write_failed;
@@ -79,6 +88,8 @@ void dmarc_ingest_deinit(struct dmarc_ingest **_ingest)
 		(void)dmarc_ingest_batch_commit(ingest);
 	if (ingest->store != NULL)
 		dmarc_store_close(&ingest->store);
+	if (ingest->mem != NULL)
+		buffer_free(&ingest->mem);
 	event_unref(&ingest->event);
 	pool_unref(&ingest->pool);
 }
@@ -263,13 +274,18 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 	struct event *parent_event = att->event;
 	int ret = 0, result = 0;
 
-	if (lseek(att->fd, 0, SEEK_SET) < 0) {
+	if (att->fd == -1) {
+		unpack = dmarc_unpack_init_data(att->mem->data, att->mem->used,
+						&ingest->set.limits,
+						message_budget);
+	} else if (lseek(att->fd, 0, SEEK_SET) < 0) {
 		e_error(att->event, "lseek() failed: %m");
 		counts->failed++;
 		return 0;
+	} else {
+		unpack = dmarc_unpack_init_fd(att->fd, &ingest->set.limits,
+					      message_budget);
 	}
-	unpack = dmarc_unpack_init_fd(att->fd, &ingest->set.limits,
-				      message_budget);
 	while (result == 0 &&
 	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) > 0) {
 		documents++;
@@ -301,13 +317,13 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 
 /* Where the attachment's bytes go: the archive, or a temp file that
    disappears on close when archiving is off (or the archive is broken). */
+static int ingest_open_temp(struct ingest_attachment *att);
+
 static int
 ingest_open_target(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 		   const char *filename, time_t when)
 {
 	const char *error;
-	string_t *prefix;
-	const char *tmpdir;
 	int fd;
 
 	att->archive_path = NULL;
@@ -322,6 +338,15 @@ ingest_open_target(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 			error);
 		att->archive_path = NULL;
 	}
+
+	return ingest_open_temp(att);
+}
+
+static int ingest_open_temp(struct ingest_attachment *att)
+{
+	string_t *prefix;
+	const char *tmpdir;
+	int fd;
 
 	tmpdir = getenv("TMPDIR");
 	if (tmpdir == NULL || *tmpdir == '\0')
@@ -360,6 +385,15 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	event_add_str(ctx->att.event, "attachment", label);
 	event_set_append_log_prefix(ctx->att.event,
 		t_strdup_printf("attachment '%s': ", label));
+	if (ctx->ingest->set.archive_dir == NULL) {
+		/* nothing to keep: start in memory */
+		if (ctx->ingest->mem == NULL)
+			ctx->ingest->mem = buffer_create_dynamic(default_pool, 8192);
+		buffer_set_used_size(ctx->ingest->mem, 0);
+		ctx->att.mem = ctx->ingest->mem;
+		ctx->att.fd = -1;
+		return TRUE;
+	}
 	ctx->att.fd = ingest_open_target(ctx->ingest, &ctx->att,
 					 att->filename, ctx->received);
 	if (ctx->att.fd == -1) {
@@ -378,6 +412,22 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 
 	if (ctx->att.write_failed)
 		return;
+	if (ctx->att.fd == -1) {
+		if (ctx->att.mem->used + size <= INGEST_MEMORY_MAX_BYTES) {
+			buffer_append(ctx->att.mem, data, size);
+			return;
+		}
+		/* too big for memory: move what we have to a temp file */
+		ctx->att.fd = ingest_open_temp(&ctx->att);
+		if (ctx->att.fd == -1 ||
+		    write_full(ctx->att.fd, ctx->att.mem->data,
+			       ctx->att.mem->used) < 0) {
+			if (ctx->att.fd != -1)
+				e_error(ctx->att.event, "write(temp file) failed: %m");
+			ctx->att.write_failed = TRUE;
+			return;
+		}
+	}
 	if (write_full(ctx->att.fd, data, size) < 0) {
 		e_error(ctx->att.event, "write(%s) failed: %m",
 			ctx->att.archive_path != NULL ?
@@ -406,7 +456,8 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 					  ctx->counts) < 0) {
 		ctx->ret = -1;
 	}
-	i_close_fd(&ctx->att.fd);
+	if (ctx->att.fd != -1)
+		i_close_fd(&ctx->att.fd);
 	event_unref(&ctx->att.event);
 }
 

@@ -14,7 +14,10 @@
 #define UNPACK_READ_BLOCK_SIZE (64*1024)
 
 struct dmarc_unpack {
+	/* the source: an fd, or bytes in memory (fd == -1) */
 	int fd;
+	const unsigned char *data;
+	size_t data_size, data_pos;
 	const struct dmarc_limits *limits;
 	uoff_t *message_budget;
 
@@ -37,14 +40,9 @@ static const char *archive_error(struct archive *archive)
 	return error != NULL ? error : "unknown libarchive error";
 }
 
-static enum dmarc_container unpack_sniff(int fd)
+static enum dmarc_container
+unpack_sniff(const unsigned char *magic, ssize_t ret)
 {
-	unsigned char magic[4];
-	ssize_t ret;
-
-	ret = read(fd, magic, sizeof(magic));
-	if (ret > 0 && lseek(fd, -ret, SEEK_CUR) < 0)
-		i_error("lseek() failed: %m");
 	if (ret >= 2 && magic[0] == 0x1f && magic[1] == 0x8b)
 		return DMARC_CONTAINER_GZIP;
 	if (ret >= 4 && memcmp(magic, "PK\x03\x04", 4) == 0)
@@ -52,18 +50,30 @@ static enum dmarc_container unpack_sniff(int fd)
 	return DMARC_CONTAINER_PLAIN;
 }
 
-struct dmarc_unpack *dmarc_unpack_init_fd(int fd,
-					  const struct dmarc_limits *limits,
-					  uoff_t *message_budget)
+static struct dmarc_unpack *
+unpack_init(int fd, const unsigned char *data, size_t size,
+	    const struct dmarc_limits *limits, uoff_t *message_budget)
 {
 	struct dmarc_unpack *unpack;
+	unsigned char magic[4];
+	ssize_t magic_size;
 	int ret;
 
 	unpack = i_new(struct dmarc_unpack, 1);
 	unpack->fd = fd;
+	unpack->data = data;
+	unpack->data_size = size;
 	unpack->limits = limits;
 	unpack->message_budget = message_budget;
-	unpack->container = unpack_sniff(fd);
+	if (fd == -1) {
+		magic_size = I_MIN(size, sizeof(magic));
+		memcpy(magic, data, magic_size);
+	} else {
+		magic_size = read(fd, magic, sizeof(magic));
+		if (magic_size > 0 && lseek(fd, -magic_size, SEEK_CUR) < 0)
+			i_error("lseek() failed: %m");
+	}
+	unpack->container = unpack_sniff(magic, magic_size);
 
 	if (unpack->container == DMARC_CONTAINER_PLAIN)
 		return unpack;
@@ -79,11 +89,13 @@ struct dmarc_unpack *dmarc_unpack_init_fd(int fd,
 		ret = archive_read_support_format_zip(unpack->archive);
 	}
 	if (ret == ARCHIVE_OK) {
-		/* a regular file: libarchive may seek, so a zip is read from
-		   its central directory (entries with data descriptors and
-		   empty names too) */
-		ret = archive_read_open_fd(unpack->archive, fd,
-					   UNPACK_READ_BLOCK_SIZE);
+		/* a regular file or memory: libarchive may seek, so a zip is
+		   read from its central directory (entries with data
+		   descriptors and empty names too) */
+		ret = fd == -1 ?
+			archive_read_open_memory(unpack->archive, data, size) :
+			archive_read_open_fd(unpack->archive, fd,
+					     UNPACK_READ_BLOCK_SIZE);
 	}
 	if (ret != ARCHIVE_OK) {
 		unpack->open_error = i_strdup(t_strdup_printf("%s: %s",
@@ -92,6 +104,21 @@ struct dmarc_unpack *dmarc_unpack_init_fd(int fd,
 			archive_error(unpack->archive)));
 	}
 	return unpack;
+}
+
+struct dmarc_unpack *dmarc_unpack_init_fd(int fd,
+					  const struct dmarc_limits *limits,
+					  uoff_t *message_budget)
+{
+	i_assert(fd != -1);
+	return unpack_init(fd, NULL, 0, limits, message_budget);
+}
+
+struct dmarc_unpack *dmarc_unpack_init_data(const void *data, size_t size,
+					    const struct dmarc_limits *limits,
+					    uoff_t *message_budget)
+{
+	return unpack_init(-1, data, size, limits, message_budget);
 }
 
 void dmarc_unpack_deinit(struct dmarc_unpack **_unpack)
@@ -246,7 +273,11 @@ ssize_t dmarc_unpack_read(void *context, void *buf, size_t size,
 		*error_r = "reading stopped after an earlier error";
 		return -1;
 	}
-	if (unpack->container == DMARC_CONTAINER_PLAIN) {
+	if (unpack->container == DMARC_CONTAINER_PLAIN && unpack->fd == -1) {
+		ret = I_MIN(size, unpack->data_size - unpack->data_pos);
+		memcpy(buf, unpack->data + unpack->data_pos, ret);
+		unpack->data_pos += ret;
+	} else if (unpack->container == DMARC_CONTAINER_PLAIN) {
 		ret = read(unpack->fd, buf, size);
 		if (ret < 0) {
 			*error_r = t_strdup_printf("read() failed: %m");

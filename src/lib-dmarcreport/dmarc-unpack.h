@@ -22,6 +22,10 @@ enum dmarc_container {
 struct dmarc_unpack *dmarc_unpack_init_fd(int fd,
 					  const struct dmarc_limits *limits,
 					  uoff_t *message_budget);
+/* The same over bytes in memory, which must stay valid until deinit. */
+struct dmarc_unpack *dmarc_unpack_init_data(const void *data, size_t size,
+					    const struct dmarc_limits *limits,
+					    uoff_t *message_budget);
 void dmarc_unpack_deinit(struct dmarc_unpack **unpack);
 
 enum dmarc_container dmarc_unpack_get_container(struct dmarc_unpack *unpack);

@@ -342,7 +342,11 @@ static void bind_text(sqlite3_stmt *stmt, int idx, const char *value)
 int dmarc_store_batch_begin(struct dmarc_store *store, const char **error_r)
 {
 	i_assert(!store->in_batch && store->report == NULL);
-	if (store_exec(store, "BEGIN IMMEDIATE", "starting a batch",
+	/* A batch's pages stay in the cache until COMMIT instead of spilling
+	   to the WAL again and again: 8 MiB, bounded, for an import. */
+	if (store_exec(store, "PRAGMA cache_size = -8192", "sizing the cache",
+		       error_r) < 0 ||
+	    store_exec(store, "BEGIN IMMEDIATE", "starting a batch",
 		       error_r) < 0)
 		return -1;
 	store->in_batch = TRUE;

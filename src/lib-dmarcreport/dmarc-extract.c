@@ -9,6 +9,10 @@
 #include "istream.h"
 #include "rfc822-parser.h"
 #include "rfc2231-parser.h"
+#include "charset-utf8.h"
+#include "hex-dec.h"
+
+#include <ctype.h>
 #include "message-parser.h"
 #include "message-decoder.h"
 #include "dmarc-settings.h"
@@ -37,6 +41,44 @@ struct extract_ctx {
 	struct dmarc_attachment att;
 };
 
+/* RFC 2231 extended value "charset'lang'%XX..." -> UTF-8. rfc2231_parse()
+   merges the continuations but leaves this decoding to us. A NUL ends the
+   name; a charset we cannot convert leaves the bytes as they are (the
+   archive makes any name safe). */
+static const char *rfc2231_decode_value(const char *value)
+{
+	const char *p, *charset, *quote1, *quote2;
+	string_t *raw, *utf8;
+	enum charset_result result;
+
+	quote1 = strchr(value, '\'');
+	quote2 = quote1 == NULL ? NULL : strchr(quote1 + 1, '\'');
+	if (quote2 == NULL)
+		return value;
+	charset = t_strdup_until(value, quote1);
+	raw = t_str_new(strlen(value));
+	for (p = quote2 + 1; *p != '\0'; p++) {
+		if (*p == '%' && i_isxdigit(p[1]) && i_isxdigit(p[2])) {
+			unsigned char c = hex2dec((const unsigned char *)p + 1, 2);
+
+			if (c == '\0')
+				break;
+			str_append_c(raw, c);
+			p += 2;
+		} else {
+			str_append_c(raw, *p);
+		}
+	}
+	if (*charset == '\0' || charset_is_utf8(charset) ||
+	    strcasecmp(charset, "us-ascii") == 0)
+		return str_c(raw);
+	utf8 = t_str_new(str_len(raw) + 16);
+	if (charset_to_utf8_str(charset, NULL, str_c(raw), utf8, &result) < 0 ||
+	    result != CHARSET_RET_OK)
+		return str_c(raw);
+	return str_c(utf8);
+}
+
 /* "type/subtype; key=value ..." -> lower-case type and the parameter
    named key (RFC 2231 continuations and charsets merged). */
 static void
@@ -62,8 +104,18 @@ parse_param_header(const struct message_header_line *hdr, bool is_content_type,
 	/* -1 only says some parameter was invalid: the rest are usable */
 	(void)rfc2231_parse(&parser, &params);
 	for (; *params != NULL; params += 2) {
-		if (strcasecmp(params[0], key) == 0 && params[1][0] != '\0') {
+		const char *pkey = params[0];
+		size_t key_len = strlen(key);
+
+		if (strncasecmp(pkey, key, key_len) != 0 ||
+		    params[1][0] == '\0')
+			continue;
+		if (pkey[key_len] == '\0') {
 			*value_r = p_strdup(pool, params[1]);
+			break;
+		}
+		if (strcmp(pkey + key_len, "*") == 0) {
+			*value_r = p_strdup(pool, rfc2231_decode_value(params[1]));
 			break;
 		}
 	}

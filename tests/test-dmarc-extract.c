@@ -1,12 +1,248 @@
-/* Unit tests for dmarc-extract.c. */
+/* Unit tests for dmarc-extract.c: the corpus mails and generated MIME. */
 
 #include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "istream.h"
 #include "test-dmarc-common.h"
+#include "dmarc-settings.h"
 #include "dmarc-extract.h"
+
+#include <fcntl.h>
+
+struct extracted {
+	ARRAY_TYPE(const_string) names, types;
+	const char *message_id;
+	unsigned int ends, truncated;
+	size_t first_size;
+	unsigned char first_bytes[4];
+};
+
+static bool test_begin_cb(const struct dmarc_attachment *att, void *context)
+{
+	struct extracted *ex = context;
+	const char *name = att->filename == NULL ? "" : t_strdup(att->filename);
+	const char *type = t_strdup(att->content_type);
+
+	array_push_back(&ex->names, &name);
+	array_push_back(&ex->types, &type);
+	if (att->message_id != NULL)
+		ex->message_id = t_strdup(att->message_id);
+	return TRUE;
+}
+
+static void test_data_cb(const unsigned char *data, size_t size, void *context)
+{
+	struct extracted *ex = context;
+
+	if (array_count(&ex->names) == 1) {
+		if (ex->first_size < sizeof(ex->first_bytes))
+			memcpy(ex->first_bytes + ex->first_size, data,
+			       I_MIN(size, sizeof(ex->first_bytes) - ex->first_size));
+		ex->first_size += size;
+	}
+}
+
+static void test_end_cb(const struct dmarc_attachment *att ATTR_UNUSED,
+			bool truncated, void *context)
+{
+	struct extracted *ex = context;
+
+	ex->ends++;
+	if (truncated)
+		ex->truncated++;
+}
+
+static const struct dmarc_extract_callbacks test_callbacks = {
+	.begin = test_begin_cb,
+	.data = test_data_cb,
+	.end = test_end_cb,
+};
+
+static int extract(struct istream *input, const struct dmarc_limits *limits,
+		   struct extracted *ex_r, unsigned int *skipped_r)
+{
+	const char *error;
+
+	i_zero(ex_r);
+	t_array_init(&ex_r->names, 4);
+	t_array_init(&ex_r->types, 4);
+	return dmarc_extract_message(input, limits, &test_callbacks, ex_r,
+				     skipped_r, &error);
+}
+
+static int extract_str(const char *mail, const struct dmarc_limits *limits,
+		       struct extracted *ex_r, unsigned int *skipped_r)
+{
+	struct istream *input = i_stream_create_from_data(mail, strlen(mail));
+	int ret = extract(input, limits, ex_r, skipped_r);
+
+	i_stream_unref(&input);
+	return ret;
+}
+
+static void test_extract_corpus(void)
+{
+	static const struct {
+		const char *file, *name, *type;
+	} tests[] = {
+		/* single-part bodies that are the attachment */
+		{ "mail-auth--100.eml", "google.com!stalw.art!1669507200!1669593599.zip",
+		  "application/zip" },
+		{ "parsedmarc--mimecast-weird-gzip.eml", NULL, "application/gzip" },
+		/* .xml.gz labelled application/octet-stream */
+		{ "mail-auth--104.eml", "amazonses.com!stalw.art!1663545600!1663632000.xml.gz",
+		  "application/octet-stream" },
+		/* multipart/related with an HTML body: only the gzip */
+		{ "mox--outlook.eml", "protection.outlook.com!ueber.net!1634256000!1634342400.xml.gz",
+		  "application/gzip" },
+	};
+	const char *const *names = test_corpus_list("email");
+	struct extracted ex;
+	unsigned int i, j, skipped;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("extract: each corpus mail has exactly one report attachment");
+	for (i = 0; names[i] != NULL; i++) {
+		const char *path = t_strconcat(test_corpus_dir(), "/email/",
+					       names[i], NULL);
+		int fd = open(path, O_RDONLY);
+		struct istream *input = i_stream_create_fd_autoclose(&fd, 4096);
+
+		test_assert_idx(extract(input, test_default_limits(), &ex,
+					&skipped) == 0, i);
+		i_stream_unref(&input);
+		test_assert_idx(array_count(&ex.names) == 1 && ex.ends == 1, i);
+		test_assert_idx(ex.message_id != NULL && ex.message_id[0] == '<', i);
+		/* decoded: gzip or zip magic, not base64 text */
+		test_assert_idx(ex.first_size > 4 &&
+				((ex.first_bytes[0] == 0x1f && ex.first_bytes[1] == 0x8b) ||
+				 memcmp(ex.first_bytes, "PK\x03\x04", 4) == 0), i);
+		for (j = 0; j < N_ELEMENTS(tests); j++) {
+			if (strcmp(tests[j].file, names[i]) != 0)
+				continue;
+			if (tests[j].name != NULL) {
+				test_assert_strcmp_idx(array_idx_elem(&ex.names, 0),
+						       tests[j].name, j);
+			}
+			test_assert_strcmp_idx(array_idx_elem(&ex.types, 0),
+					       tests[j].type, j);
+		}
+	}
+	test_end();
+}
+
+static const char multi_mail[] =
+	"From: r@example.com\n"
+	"Message-ID: <multi@example.com>\n"
+	"Content-Type: multipart/mixed; boundary=\"b\"\n"
+	"\n"
+	"--b\n"
+	"Content-Type: text/plain\n"
+	"\n"
+	"the body, not an attachment\n"
+	"--b\n"
+	"Content-Type: text/html\n"
+	"\n"
+	"<p>neither is this</p>\n"
+	"--b\n"
+	"Content-Type: application/gzip\n"
+	"Content-Disposition: attachment;\n"
+	" filename*0*=UTF-8''r%C3%A9port%2F..%2F;\n"
+	" filename*1=\"x.xml.gz\"\n"
+	"Content-Transfer-Encoding: base64\n"
+	"\n"
+	"H4sIAAAAAAAAAwMAAAAAAAAAAAA=\n"
+	"--b\n"
+	"Content-Type: text/xml; name=\"=?UTF-8?B?csOpcG9ydC54bWw=?=\"\n"
+	"\n"
+	"<feedback/>\n"
+	"--b\n"
+	"Content-Type: application/zip\n"
+	"\n"
+	"PK\x03\x04\n"
+	"--b--\n";
+
+static void test_extract_names_and_parts(void)
+{
+	struct extracted ex;
+	unsigned int skipped;
+
+	test_begin("extract: text bodies skipped, RFC 2231 and 2047 names");
+	test_assert(extract_str(multi_mail, test_default_limits(), &ex,
+				&skipped) == 0);
+	test_assert(array_count(&ex.names) == 3 && ex.ends == 3 && skipped == 0);
+	/* decoded, untrusted: the archive makes it safe, not the extractor */
+	test_assert_strcmp(array_idx_elem(&ex.names, 0), "r\xc3\xa9port/../x.xml.gz");
+	test_assert_strcmp(array_idx_elem(&ex.names, 1), "r\xc3\xa9port.xml");
+	test_assert_strcmp(array_idx_elem(&ex.names, 2), "");
+	test_assert_strcmp(array_idx_elem(&ex.types, 2), "application/zip");
+	test_assert_strcmp(ex.message_id, "<multi@example.com>");
+	/* base64 decoded: the gzip magic */
+	test_assert(ex.first_bytes[0] == 0x1f && ex.first_bytes[1] == 0x8b);
+	test_end();
+}
+
+static void test_extract_limits(void)
+{
+	struct dmarc_limits limits = *test_default_limits();
+	struct extracted ex;
+	unsigned int skipped;
+
+	test_begin("extract: attachment size and count limits");
+	limits.max_attachment_size = 3;
+	test_assert(extract_str(multi_mail, &limits, &ex, &skipped) == 0);
+	test_assert(ex.truncated == 3 && ex.first_size == 3);
+
+	limits = *test_default_limits();
+	limits.max_attachments = 2;
+	test_assert(extract_str(multi_mail, &limits, &ex, &skipped) == 0);
+	test_assert(array_count(&ex.names) == 2 && ex.ends == 2 && skipped == 1);
+	test_end();
+}
+
+static void test_extract_deep_nesting(void)
+{
+	string_t *mail = t_str_new(65536);
+	struct extracted ex;
+	unsigned int i, skipped;
+
+	test_begin("extract: deep nesting and many parts stay bounded");
+	str_append(mail, "Content-Type: multipart/mixed; boundary=\"b0\"\n\n");
+	for (i = 1; i < 500; i++) {
+		str_printfa(mail, "--b%u\nContent-Type: multipart/mixed; "
+			    "boundary=\"b%u\"\n\n", i - 1, i);
+	}
+	str_printfa(mail, "--b499\nContent-Type: application/gzip; "
+		    "name=\"deep.gz\"\n\nx\n");
+	for (i = 500; i > 0; i--)
+		str_printfa(mail, "--b%u--\n", i - 1);
+	test_assert(extract_str(str_c(mail), test_default_limits(), &ex,
+				&skipped) == 0);
+	/* lib-mail stops nesting at its limit: whatever comes out is few */
+	test_assert(array_count(&ex.names) <= 1);
+
+	str_truncate(mail, 0);
+	str_append(mail, "Content-Type: multipart/mixed; boundary=\"b\"\n\n");
+	for (i = 0; i < 20000; i++)
+		str_printfa(mail, "--b\nContent-Type: application/zip\n\nPK\n");
+	str_append(mail, "--b--\n");
+	test_assert(extract_str(str_c(mail), test_default_limits(), &ex,
+				&skipped) == 0);
+	test_assert(array_count(&ex.names) ==
+		    test_default_limits()->max_attachments);
+	test_assert(skipped > 0);
+	test_end();
+}
 
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
+		test_extract_corpus,
+		test_extract_names_and_parts,
+		test_extract_limits,
+		test_extract_deep_nesting,
 		NULL
 	};
 	return test_run(test_functions);

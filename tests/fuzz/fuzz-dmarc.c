@@ -1,5 +1,5 @@
-/* libFuzzer target for the core: bytes of one attachment -> unpack ->
-   parse -> store into a throw-away database. Build with
+/* libFuzzer target for the core: bytes of one attachment -> unpack (from
+   a file and from memory) -> parse -> store into a throw-away database. Build with
    ./configure --enable-fuzzer CC=clang; seed with ../shared/corpus. */
 
 #include "lib.h"
@@ -79,6 +79,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		i_fatal("write() failed: %m");
 	T_BEGIN {
 		unpack = dmarc_unpack_init_fd(fd, &limits, &budget);
+		while (dmarc_unpack_next(unpack, &name, &error) > 0)
+			fuzz_document(unpack);
+		dmarc_unpack_deinit(&unpack);
+		/* the same bytes through the in-memory reader */
+		budget = limits.max_message_decompressed_size;
+		unpack = dmarc_unpack_init_data(data, size, &limits, &budget);
 		while (dmarc_unpack_next(unpack, &name, &error) > 0)
 			fuzz_document(unpack);
 		dmarc_unpack_deinit(&unpack);

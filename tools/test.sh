@@ -27,8 +27,8 @@ run_check() {
 	dir=$1; label=$2
 	rc=0
 	(cd "$dir" && make -j"$(nproc)" check >check.out 2>&1) || rc=$?
-	sed -n '/^=\{10,\}$/,/^=\{10,\}$/p' "$dir/check.out" | grep -E '^# (TOTAL|PASS|FAIL|ERROR|SKIP)' |
-		sed "s/^/$label /" || true
+	grep -E '^(PASS|FAIL|SKIP|ERROR|XFAIL|XPASS): |^# (TOTAL|PASS|FAIL|ERROR|SKIP):' \
+		"$dir/check.out" | sed "s/^/$label /" || true
 	for log in $(grep -l '^:test-result: \(FAIL\|ERROR\)' "$dir"/tests/*.trs "$dir"/tests/e2e/*.trs 2>/dev/null); do
 		echo "---- $label ${log%.trs}.log"
 		tail -60 "${log%.trs}.log"

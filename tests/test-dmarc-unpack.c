@@ -155,6 +155,32 @@ static void test_unpack_corpus(void)
 	test_end();
 }
 
+static void test_unpack_double_gzip_and_zlib(void)
+{
+	struct unpacked result;
+	uoff_t budget = 1024*1024;
+	buffer_t *data;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("unpack: double gzip is unwrapped, raw zlib is not a container");
+	/* accepted: libarchive stacks the gzip filter; limits apply to the
+	   final bytes */
+	data = test_read_file(t_strconcat(test_corpus_dir(), "/aggregate-invalid/"
+		"dmarc-report-converter--test.xml.gz.gz", NULL));
+	unpack_all(-1, data, test_default_limits(), &budget, &result);
+	test_assert(result.documents == 1 && result.error == NULL);
+	test_assert(looks_like_xml(result.first));
+	/* raw zlib has no magic we accept: it comes out as it is, and the
+	   parser rejects it as not XML */
+	data = test_read_file(t_strconcat(test_corpus_dir(), "/aggregate-invalid/"
+		"dmarcgo--aol.com!georgestarcher.com!1342497600!1342584000.zlib", NULL));
+	unpack_all(-1, data, test_default_limits(), &budget, &result);
+	test_assert(result.documents == 1 && result.error == NULL);
+	test_assert(!looks_like_xml(result.first));
+	test_end();
+}
+
 static void test_unpack_same_report_three_containers(void)
 {
 	static const char *const files[] = {
@@ -308,6 +334,7 @@ int main(void)
 	static void (*const test_functions[])(void) = {
 		test_unpack_corpus,
 		test_unpack_same_report_three_containers,
+		test_unpack_double_gzip_and_zlib,
 		test_unpack_zip_entries,
 		test_unpack_bomb,
 		test_unpack_broken,

@@ -983,18 +983,12 @@ static void test_parse_hostile_dtd(void)
 		"<!doctype feedback SYSTEM \"http://127.0.0.1:1/x.dtd\">\n"
 		"<feedback/>";
 	struct parse_result res;
-	struct timespec start, end;
-	long msecs;
 
 	test_begin("parse: DTDs refused (billion laughs, external entity)");
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	/* refused before libxml2 sees any entity, so nothing expands */
 	parse_string(billion_laughs(), &res);
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	msecs = (end.tv_sec - start.tv_sec) * 1000 +
-		(end.tv_nsec - start.tv_nsec) / 1000000;
 	test_assert(res.ret == -1);
 	test_assert_strcmp(res.error, "DOCTYPE not allowed");
-	test_assert(msecs < 1000);
 
 	parse_string(xxe, &res);
 	test_assert(res.ret == -1);
@@ -1300,7 +1294,12 @@ static void test_parse_read_errors(void)
 	parse_string(t_strconcat("<?xml version=\"1.0\" encoding=\"x-nope\"?>",
 				 strchr(doc, '\n'), NULL), &res);
 	test_assert(res.ret == -1);
-	test_assert(strstr(res.error, "Unsupported encoding x-nope") != NULL);
+	test_assert(strstr(res.error, "unsupported encoding \"x-nope\"") != NULL);
+	/* UTF-7 would hide markup from the filter: "+ADw-" is '<' */
+	parse_string("<?xml version=\"1.0\" encoding=\"UTF-7\"?>"
+		     "+ADw-+ACE-DOCTYPE feedback +AFs-+AF0-+AD4-<feedback/>", &res);
+	test_assert(res.ret == -1);
+	test_assert(strstr(res.error, "unsupported encoding \"UTF-7\"") != NULL);
 	test_end();
 }
 

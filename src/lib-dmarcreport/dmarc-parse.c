@@ -830,6 +830,25 @@ static const char *xml_decl_encoding(const unsigned char *data, size_t size)
 	return t_strndup(p + 1, q - p - 1);
 }
 
+/* The filter reads the bytes as ASCII: a declared charset must encode
+   ASCII as ASCII, or markup could hide from it (UTF-7 writes '<' as
+   "+ADw-"). Reports are UTF-8, Latin-1 or a Windows code page. */
+static bool encoding_is_ascii_compatible(const char *encoding)
+{
+	static const char *const prefixes[] = {
+		"us-ascii", "ascii", "iso-8859-", "iso8859-", "latin",
+		"windows-125", "cp125", "koi8-",
+	};
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(prefixes); i++) {
+		if (strncasecmp(encoding, prefixes[i],
+				strlen(prefixes[i])) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* Look at the start of the document: BOM, leading space, encoding. */
 static int filter_prefetch(struct dmarc_parser *parser)
 {
@@ -877,13 +896,15 @@ static int filter_prefetch(struct dmarc_parser *parser)
 		/* the XML declaration must come first: drop what precedes */
 		parser->leading_space_removed = TRUE;
 	}
-	T_BEGIN {
-		encoding = xml_decl_encoding(data + skip,
-					     parser->raw->used - skip);
-		parser->utf8_mode = have_bom || encoding == NULL ||
-			strcasecmp(encoding, "utf-8") == 0 ||
-			strcasecmp(encoding, "utf8") == 0;
-	} T_END;
+	encoding = xml_decl_encoding(data + skip, parser->raw->used - skip);
+	parser->utf8_mode = have_bom || encoding == NULL ||
+		strcasecmp(encoding, "utf-8") == 0 ||
+		strcasecmp(encoding, "utf8") == 0;
+	if (!parser->utf8_mode && !encoding_is_ascii_compatible(encoding)) {
+		filter_fail(parser, "unsupported encoding \"%s\" "
+			    "(not ASCII-compatible)", str_sanitize(encoding, 40));
+		return -1;
+	}
 	/* The BOM is dropped as well: libxml2 needs none for UTF-8, and
 	   a declared other charset wins anyway. */
 	buffer_delete(parser->raw, 0, skip);

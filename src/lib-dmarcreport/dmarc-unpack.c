@@ -24,7 +24,7 @@ struct dmarc_unpack {
 	enum dmarc_container container;
 	struct archive *archive;
 
-	unsigned int documents;
+	unsigned int documents, entries;
 	uoff_t decompressed;
 	bool finished;
 	/* An error is reported once, by the call that hit it (open errors by
@@ -218,16 +218,17 @@ int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
 			unpack->failed = TRUE;
 			return -1;
 		}
-		if (archive_entry_filetype(entry) == AE_IFDIR)
-			continue;
-		if (unpack->documents >= unpack->limits->max_zip_entries) {
+		/* every entry counts, directories too: a zip of nothing but
+		   directory entries is no cheaper to walk */
+		if (unpack->entries++ >= unpack->limits->max_zip_entries) {
 			*error_r = t_strdup_printf("zip has more than %u entries "
 				"(dmarcreport_max_zip_entries): the rest is "
 				"not read", unpack->limits->max_zip_entries);
 			unpack->failed = TRUE;
 			return -1;
 		}
-		break;
+		if (archive_entry_filetype(entry) != AE_IFDIR)
+			break;
 	}
 	unpack->documents++;
 	name = archive_entry_pathname(entry);

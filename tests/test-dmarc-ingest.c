@@ -293,6 +293,29 @@ static void test_ingest_without_archive(void)
 	test_end();
 }
 
+static void test_ingest_too_big_not_archived(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	struct stat st;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: an attachment over the size limit leaves no stub");
+	test_settings("toobig", &set);
+	set.limits.max_attachment_size = 100;
+	i_zero(&counts);
+	test_expect_errors(1);
+	test_assert(ingest_mail_file(&set, t_strconcat(test_corpus_dir(),
+		"/email/mox--google.eml", NULL), &counts) == 0);
+	test_expect_no_more_errors();
+	test_assert(counts.failed == 1 && counts.reports_new == 0);
+	/* the dated dir was made, the cut-off copy is gone */
+	test_assert(stat(t_strconcat(set.archive_dir, "/2023/11", NULL), &st) == 0);
+	test_assert(rmdir(t_strconcat(set.archive_dir, "/2023/11", NULL)) == 0);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -303,6 +326,7 @@ int main(void)
 		test_ingest_db_unwritable,
 		test_ingest_not_a_report,
 		test_ingest_without_archive,
+		test_ingest_too_big_not_archived,
 		test_ingest_teardown,
 		NULL
 	};

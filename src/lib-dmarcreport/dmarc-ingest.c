@@ -436,6 +436,18 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 	}
 }
 
+/* A cut-off copy in the archive would only be re-imported as garbage
+   later: the mail is the copy to go back to. */
+static void ingest_archive_remove(struct dmarc_ingest *ingest,
+				  struct ingest_attachment *att)
+{
+	if (att->archive_path == NULL)
+		return;
+	i_unlink_if_exists(t_strconcat(ingest->set.archive_dir, "/",
+				       att->archive_path, NULL));
+	att->archive_path = NULL;
+}
+
 static void
 ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 		      bool truncated, void *context)
@@ -444,12 +456,14 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 
 	if (ctx->att.write_failed) {
 		/* disk full or similar: the mail itself is the copy left */
+		ingest_archive_remove(ctx->ingest, &ctx->att);
 		ctx->counts->failed++;
 		ctx->ret = -1;
 	} else if (truncated) {
 		e_warning(ctx->att.event, "Not stored: attachment larger than "
 			  "dmarcreport_max_attachment_size (%"PRIuUOFF_T" bytes)",
 			  ctx->ingest->set.limits.max_attachment_size);
+		ingest_archive_remove(ctx->ingest, &ctx->att);
 		ctx->counts->failed++;
 	} else if (ingest_attachment_data(ctx->ingest, &ctx->att,
 					  ctx->received, &ctx->message_budget,

@@ -328,10 +328,9 @@ ingest_open_target(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 
 	att->archive_path = NULL;
 	if (ingest->set.archive_dir != NULL) {
-		const char *safe_name =
-			dmarc_archive_safe_name(filename, "report");
+		/* dmarc_archive_create() makes the sender's name safe */
 		if (dmarc_archive_create(ingest->set.archive_dir, when,
-					 safe_name, &fd,
+					 filename, &fd,
 					 &att->archive_path, &error) == 0)
 			return fd;
 		e_error(att->event, "Archiving failed, processing it anyway: %s",

@@ -54,26 +54,21 @@ static int list_report(const struct dmarc_query_report_row *row, void *context)
 }
 
 static int
+list_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
+	  const struct dmarc_settings *set, const char **error_r)
+{
+	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
+
+	ctx->archive_dir = set->archive_dir;
+	return dmarc_query_list(store, &ctx->dctx.filter, list_report, ctx,
+				error_r);
+}
+
+static int
 cmd_dmarc_list_run(struct doveadm_mail_cmd_context *_ctx,
 		   struct mail_user *user)
 {
-	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
-	struct dmarc_settings set;
-	struct dmarc_store *store;
-	const char *error;
-	int ret;
-
-	ret = doveadm_dmarc_store_open(_ctx, user, DMARC_STORE_OPEN_READONLY,
-				       &set, &store);
-	if (ret <= 0)
-		return ret;
-	ctx->archive_dir = set.archive_dir;
-	ret = dmarc_query_list(store, &ctx->dctx.filter, list_report, ctx,
-			       &error);
-	dmarc_store_close(&store);
-	if (ret < 0)
-		return doveadm_dmarc_query_failed(_ctx, user, error);
-	return 0;
+	return doveadm_dmarc_read(_ctx, user, list_read);
 }
 
 static void

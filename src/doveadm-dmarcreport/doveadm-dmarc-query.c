@@ -44,30 +44,24 @@ static int query_group(const struct dmarc_query_group_row *row,
 }
 
 static int
+query_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
+	   const struct dmarc_settings *set ATTR_UNUSED, const char **error_r)
+{
+	struct query_cmd_context *ctx = (struct query_cmd_context *)_ctx;
+
+	if (ctx->grouped) {
+		return dmarc_query_groups(store, &ctx->dctx.filter, ctx->group,
+					  query_group, ctx, error_r);
+	}
+	return dmarc_query_records(store, &ctx->dctx.filter, query_record,
+				   ctx, error_r);
+}
+
+static int
 cmd_dmarc_query_run(struct doveadm_mail_cmd_context *_ctx,
 		    struct mail_user *user)
 {
-	struct query_cmd_context *ctx = (struct query_cmd_context *)_ctx;
-	struct dmarc_settings set;
-	struct dmarc_store *store;
-	const char *error;
-	int ret;
-
-	ret = doveadm_dmarc_store_open(_ctx, user, DMARC_STORE_OPEN_READONLY,
-				       &set, &store);
-	if (ret <= 0)
-		return ret;
-	if (ctx->grouped) {
-		ret = dmarc_query_groups(store, &ctx->dctx.filter, ctx->group,
-					 query_group, ctx, &error);
-	} else {
-		ret = dmarc_query_records(store, &ctx->dctx.filter,
-					  query_record, ctx, &error);
-	}
-	dmarc_store_close(&store);
-	if (ret < 0)
-		return doveadm_dmarc_query_failed(_ctx, user, error);
-	return 0;
+	return doveadm_dmarc_read(_ctx, user, query_read);
 }
 
 static void

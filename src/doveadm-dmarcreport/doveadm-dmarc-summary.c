@@ -30,26 +30,21 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 }
 
 static int
-cmd_dmarc_summary_run(struct doveadm_mail_cmd_context *_ctx,
-		      struct mail_user *user)
+summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
+	     const struct dmarc_settings *set ATTR_UNUSED, const char **error_r)
 {
 	struct doveadm_dmarc_cmd_context *dctx =
 		(struct doveadm_dmarc_cmd_context *)_ctx;
-	struct dmarc_settings set;
-	struct dmarc_store *store;
-	const char *error;
-	int ret;
 
-	ret = doveadm_dmarc_store_open(_ctx, user, DMARC_STORE_OPEN_READONLY,
-				       &set, &store);
-	if (ret <= 0)
-		return ret;
-	ret = dmarc_query_summary(store, &dctx->filter, summary_domain, dctx,
-				  &error);
-	dmarc_store_close(&store);
-	if (ret < 0)
-		return doveadm_dmarc_query_failed(_ctx, user, error);
-	return 0;
+	return dmarc_query_summary(store, &dctx->filter, summary_domain, dctx,
+				   error_r);
+}
+
+static int
+cmd_dmarc_summary_run(struct doveadm_mail_cmd_context *_ctx,
+		      struct mail_user *user)
+{
+	return doveadm_dmarc_read(_ctx, user, summary_read);
 }
 
 static void

@@ -102,6 +102,26 @@ int doveadm_dmarc_store_open(struct doveadm_mail_cmd_context *ctx,
 	return ret;
 }
 
+int doveadm_dmarc_read(struct doveadm_mail_cmd_context *ctx,
+		       struct mail_user *user,
+		       doveadm_dmarc_read_func_t *read_func)
+{
+	struct dmarc_settings set;
+	struct dmarc_store *store;
+	const char *error;
+	int ret;
+
+	ret = doveadm_dmarc_store_open(ctx, user, DMARC_STORE_OPEN_READONLY,
+				       &set, &store);
+	if (ret <= 0)
+		return ret;
+	ret = read_func(ctx, store, &set, &error);
+	dmarc_store_close(&store);
+	if (ret < 0)
+		return doveadm_dmarc_query_failed(ctx, user, error);
+	return 0;
+}
+
 int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 			       struct mail_user *user, const char *error)
 {

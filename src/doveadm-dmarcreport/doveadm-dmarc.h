@@ -61,6 +61,17 @@ int doveadm_dmarc_store_open(struct doveadm_mail_cmd_context *ctx,
 			     struct dmarc_settings *set_r,
 			     struct dmarc_store **store_r);
 
+/* The read commands' one sequence: open the user's database read-only,
+   run read_func on it, close it. A user without a database reads as
+   empty. Returns 0, or -1 with the error logged and the exit code set. */
+typedef int doveadm_dmarc_read_func_t(struct doveadm_mail_cmd_context *ctx,
+				      struct dmarc_store *store,
+				      const struct dmarc_settings *set,
+				      const char **error_r);
+int doveadm_dmarc_read(struct doveadm_mail_cmd_context *ctx,
+		       struct mail_user *user,
+		       doveadm_dmarc_read_func_t *read_func);
+
 /* A query failed: log it and set the exit code. Returns -1. */
 int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 			       struct mail_user *user, const char *error);

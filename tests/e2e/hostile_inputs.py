@@ -6,7 +6,6 @@ generating them needs no memory to speak of.
 """
 
 import gzip
-import io
 import os
 import tempfile
 import zipfile
@@ -15,6 +14,8 @@ from collections import namedtuple
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+
+from reportmail import zip_bytes
 
 Case = namedtuple("Case", "name mail stored log_re")
 
@@ -95,14 +96,6 @@ def zip_bomb(size):
         return tmp.read()
 
 
-def zip_of(entries):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in entries:
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
 def huge_report_gz(path, records):
     """A valid gzip'ed report of `records` records, streamed to path."""
     head = report_xml("huge-200k", records=0).decode()
@@ -163,10 +156,10 @@ def cases(tmpdir):
     bad_utf8 = report_xml("bad-utf8").replace(
         b"<email>dmarc@hostile.example</email>",
         b"<email>dmarc@hostile\xff\xfe.example</email>")
-    many_entries = zip_of([(f"r{i}.xml", report_xml(f"entry-{i}"))
+    many_entries = zip_bytes([(f"r{i}.xml", report_xml(f"entry-{i}"))
                            for i in range(5000)])
     gz = gzip.compress(report_xml("truncated-gz"))
-    traversal_zip = zip_of([("../../../../tmp/evil-entry.xml",
+    traversal_zip = zip_bytes([("../../../../tmp/evil-entry.xml",
                              report_xml("traversal-entry")),
                             ("/etc/evil-abs.xml", report_xml("traversal-abs"))])
     return [

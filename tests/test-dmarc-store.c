@@ -504,6 +504,52 @@ static void test_store_duplicate(void)
 	test_end();
 }
 
+static off_t test_file_size(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		i_fatal("stat(%s) failed: %m", path);
+	return st.st_size;
+}
+
+static void test_store_deferred_checkpoint(void)
+{
+	const char *path = test_db_path("checkpoint");
+	const char *wal = t_strconcat(path, "-wal", NULL);
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	const char *error = NULL;
+	off_t wal_size, max_wal_size = 0;
+	unsigned int i, checkpoints = 0;
+
+	test_begin("store: the WAL outlives a delivery, checkpointed when big");
+	/* one open/store/close per report, as deliveries do */
+	for (i = 0; i < 300; i++) {
+		store = test_open(path);
+		test_report_init(&report, t_strdup_printf("r%u", i));
+		test_assert_idx(test_store_report(store, &report, &error) == 1, i);
+		dmarc_store_close(&store);
+		wal_size = test_file_size(wal);
+		if (wal_size == 0)
+			checkpoints++;
+		max_wal_size = I_MAX(max_wal_size, wal_size);
+		if (i == 0) {
+			/* kept, not checkpointed: readable by the next
+			   connection all the same */
+			test_assert(wal_size > 0);
+			test_assert_strcmp(test_counts(path), "1|3|3;\n");
+		}
+	}
+	/* checkpointed and truncated every few hundred KiB, not on every
+	   close and never left to grow */
+	test_assert(checkpoints > 0 && checkpoints < 100);
+	test_assert(max_wal_size < 2*1024*1024);
+	test_assert_strcmp(test_counts(path), "300|900|900;\n");
+	test_assert_strcmp(test_sql(path, "PRAGMA integrity_check"), "ok;\n");
+	test_end();
+}
+
 static void test_store_rollback(void)
 {
 	const char *path = test_db_path("rollback");
@@ -846,6 +892,7 @@ int main(void)
 		test_store_optional_fields_null,
 		test_store_duplicate,
 		test_store_rollback,
+		test_store_deferred_checkpoint,
 		test_store_batch,
 		test_store_count_limits,
 		test_store_readonly_refuses_writes,

@@ -53,6 +53,8 @@ struct dmarc_store {
 	sqlite3_stmt *stmts[STMT_COUNT];
 	bool in_batch;
 	struct dmarc_store_report *report;
+	/* frames in the WAL after our last commit */
+	int wal_frames;
 };
 
 struct dmarc_store_report {
@@ -205,6 +207,46 @@ static int store_check_schema(struct dmarc_store *store, bool readonly,
 	return 1;
 }
 
+/* A delivery opens the database, stores one report and closes it. By
+   default SQLite then checkpoints the WAL into the database on every close
+   (two fsyncs), deletes the -wal and -shm files and creates them again for
+   the next delivery (a third and fourth fsync for the new file and its
+   directory). Instead the WAL is left for the next connection (which
+   reads it back in, cheap while it is small) and checkpointed on close
+   only once it has grown past STORE_WAL_CHECKPOINT_FRAMES; it is then
+   truncated, not deleted. Durability stays that of synchronous=NORMAL in
+   WAL mode: a power cut may lose the last commits, never consistency. */
+#define STORE_WAL_CHECKPOINT_FRAMES 256
+/* SQLite's own automatic checkpoint, for long-lived connections (import) */
+#define STORE_WAL_AUTOCHECKPOINT_FRAMES 1000
+
+static int store_wal_hook(void *context, sqlite3 *db, const char *name,
+			  int frames)
+{
+	struct dmarc_store *store = context;
+
+	store->wal_frames = frames;
+	if (frames >= STORE_WAL_AUTOCHECKPOINT_FRAMES) {
+		/* what SQLite's default hook does; a failure (readers in
+		   the way) is retried at the next commit */
+		(void)sqlite3_wal_checkpoint_v2(db, name,
+						SQLITE_CHECKPOINT_PASSIVE,
+						NULL, NULL);
+	}
+	return SQLITE_OK;
+}
+
+static void store_defer_checkpoints(struct dmarc_store *store)
+{
+	int persist = 1;
+
+	(void)sqlite3_db_config(store->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+				1, NULL);
+	(void)sqlite3_file_control(store->db, "main",
+				   SQLITE_FCNTL_PERSIST_WAL, &persist);
+	(void)sqlite3_wal_hook(store->db, store_wal_hook, store);
+}
+
 int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		     struct dmarc_store **store_r, const char **error_r)
 {
@@ -237,14 +279,19 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		return -1;
 	}
 	sqlite3_extended_result_codes(store->db, 0);
+	if (!readonly)
+		store_defer_checkpoints(store);
 	(void)sqlite3_busy_timeout(store->db, store->busy_timeout_msecs);
 	/* WAL: readers (doveadm) never block a delivery. synchronous=NORMAL:
 	   the mail and the archive are the durable copies; a power cut may
 	   lose the last transactions, never consistency. A file that is not
 	   a database fails here with SQLite's "file is not a database". */
 	if ((!readonly &&
-	     store_exec(store, "PRAGMA journal_mode = WAL",
-			"opening the database", error_r) < 0) ||
+	     (store_exec(store, "PRAGMA journal_mode = WAL",
+			 "opening the database", error_r) < 0 ||
+	      /* the kept WAL is truncated after a checkpoint */
+	      store_exec(store, "PRAGMA journal_size_limit = 0",
+			 "opening the database", error_r) < 0)) ||
 	    store_exec(store, "PRAGMA synchronous = NORMAL",
 		       "opening the database", error_r) < 0 ||
 	    store_exec(store, "PRAGMA foreign_keys = ON",
@@ -282,6 +329,13 @@ void dmarc_store_close(struct dmarc_store **_store)
 		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 	for (i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(store->stmts[i]);
+	if (store->wal_frames >= STORE_WAL_CHECKPOINT_FRAMES) {
+		/* SQLite checkpoints on close unless another connection is
+		   open, which then keeps the WAL in its memory anyway */
+		(void)sqlite3_db_config(store->db,
+					SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+					0, NULL);
+	}
 	if (store->db != NULL)
 		(void)sqlite3_close(store->db);
 	i_free(store->path);

@@ -22,6 +22,8 @@ struct import_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
 	const char *mailbox;
 	const char *const *paths;
+	/* copy what is imported into the archive dir */
+	bool archive;
 
 	/* of the current user */
 	struct dmarc_ingest *ingest;
@@ -247,6 +249,8 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	i_zero(&ctx->total);
 	ctx->inputs = 0;
 	ctx->ingest = dmarc_ingest_init(&set, user->event);
+	/* the files or mails imported exist already: copies only on request */
+	dmarc_ingest_set_archiving(ctx->ingest, ctx->archive);
 	/* one transaction: a backfill of thousands of reports stays fast,
 	   and each report is still a savepoint of its own */
 	if (dmarc_ingest_batch_begin(ctx->ingest) < 0)
@@ -299,6 +303,7 @@ cmd_dmarc_import_init(struct doveadm_mail_cmd_context *_ctx,
 {
 	struct import_cmd_context *ctx = (struct import_cmd_context *)_ctx;
 
+	(void)doveadm_cmd_param_bool(_ctx->cctx, "archive", &ctx->archive);
 	if (ctx->mailbox != NULL) {
 		if (args[0] == NULL) {
 			_ctx->search_args = mail_search_build_init();
@@ -339,7 +344,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_import_alloc(void)
 {
 	struct import_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct import_cmd_context, "m:");
+	ctx = doveadm_dmarc_cmd_alloc(struct import_cmd_context, "m:a");
 	ctx->dctx.ctx.v.preinit = cmd_dmarc_import_preinit;
 	ctx->dctx.ctx.v.init = cmd_dmarc_import_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_import_run;
@@ -351,10 +356,11 @@ struct doveadm_cmd_ver2 doveadm_dmarc_cmd_import = {
 	.name = "dmarc import",
 	.mail_cmd = cmd_dmarc_import_alloc,
 	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
-		"--mailbox <mailbox> [<search query>] | <file|dir> [...]",
+		"[--archive] --mailbox <mailbox> [<search query>] | [--archive] <file|dir> [...]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('m', "mailbox", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('a', "archive", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "args", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

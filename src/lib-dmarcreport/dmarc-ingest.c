@@ -39,6 +39,8 @@ struct dmarc_ingest {
 	   run are not tried again, and the error is logged only once. */
 	bool store_failed;
 	bool in_batch;
+	/* copy attachments into set.archive_dir */
+	bool archiving;
 };
 
 /* One attachment (or one imported file) on its way through the pipeline. */
@@ -76,6 +78,7 @@ struct dmarc_ingest *dmarc_ingest_init(const struct dmarc_settings *set,
 	ingest->set.archive_dir = p_strdup(pool, set->archive_dir);
 	ingest->event = event_create(event);
 	event_set_append_log_prefix(ingest->event, "dmarcreport: ");
+	ingest->archiving = ingest->set.archive_dir != NULL;
 	return ingest;
 }
 
@@ -94,11 +97,16 @@ void dmarc_ingest_deinit(struct dmarc_ingest **_ingest)
 	pool_unref(&ingest->pool);
 }
 
+void dmarc_ingest_set_archiving(struct dmarc_ingest *ingest, bool archive)
+{
+	ingest->archiving = archive && ingest->set.archive_dir != NULL;
+}
+
 /* How the reports can still be stored once the cause is fixed: the log
    line of a storage failure says it, as the only line about it. */
 static const char *ingest_recovery_hint(struct dmarc_ingest *ingest)
 {
-	if (ingest->set.archive_dir == NULL) {
+	if (!ingest->archiving) {
 		return "the mail is kept; store its reports later with "
 			"`doveadm dmarc import --mailbox`";
 	}
@@ -327,7 +335,7 @@ ingest_open_target(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	int fd;
 
 	att->archive_path = NULL;
-	if (ingest->set.archive_dir != NULL) {
+	if (ingest->archiving) {
 		/* dmarc_archive_create() makes the sender's name safe */
 		if (dmarc_archive_create(ingest->set.archive_dir, when,
 					 filename, &fd,
@@ -384,7 +392,7 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	event_add_str(ctx->att.event, "attachment", label);
 	event_set_append_log_prefix(ctx->att.event,
 		t_strdup_printf("attachment '%s': ", label));
-	if (ctx->ingest->set.archive_dir == NULL) {
+	if (!ctx->ingest->archiving) {
 		/* nothing to keep: start in memory */
 		if (ctx->ingest->mem == NULL)
 			ctx->ingest->mem = buffer_create_dynamic(default_pool, 8192);
@@ -582,7 +590,7 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 	}
 
 	att.archive_path = archive_relative_path(ingest, path);
-	if (att.archive_path != NULL || ingest->set.archive_dir == NULL) {
+	if (att.archive_path != NULL || !ingest->archiving) {
 		att.fd = fd;
 	} else {
 		/* backfilled reports go to the archive like delivered ones,

@@ -25,6 +25,12 @@ struct dmarc_ingest *dmarc_ingest_init(const struct dmarc_settings *set,
 				       struct event *event);
 void dmarc_ingest_deinit(struct dmarc_ingest **ingest);
 
+/* Whether attachments and report files are copied into the archive dir.
+   On by default when dmarcreport_archive_dir is set: a delivered mail may
+   be deleted later. An import reads files or mails that exist already and
+   copies them only when asked. */
+void dmarc_ingest_set_archiving(struct dmarc_ingest *ingest, bool archive);
+
 /* Group the following reports in one transaction (doveadm import). */
 int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest);
 int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest);
@@ -35,8 +41,9 @@ int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest);
 int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			 time_t received, struct dmarc_ingest_counts *counts);
 
-/* A bare report file (.xml, .xml.gz, .zip) as from doveadm import. It is
-   archived unless it already lies inside the archive dir. Returns as
+/* A bare report file (.xml, .xml.gz, .zip) as from doveadm import. When
+   archiving, it is copied into the archive dir unless it lies inside it
+   already (then its stored archive path is its own). Returns as
    dmarc_ingest_message(). */
 int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		      struct dmarc_ingest_counts *counts);

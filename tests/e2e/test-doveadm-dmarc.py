@@ -24,8 +24,8 @@ CORPUS = dovetest.CORPUS_DIR
 # lmtp: corpus delivered over LMTP; imp: the same files imported;
 # eml: corpus mails imported as files; mbox: mails kept in INBOX without
 # the action, then imported from there; exp: expire; nodb: never gets a
-# database; newer: a database of a future schema
-USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer"]
+# database; newer: a database of a future schema; arch: import --archive
+USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer", "arch"]
 KEEP_ONLY = "keep;\n"
 
 EX_USAGE = 64
@@ -315,6 +315,42 @@ def test_import_mailbox(dc):
     check("NoSuchBox" in r.stderr, f"the error does not name the mailbox: {r.stderr!r}")
 
 
+def archived_files(dc, user):
+    found = []
+    for root, _dirs, files in os.walk(dc.archive_dir(user)):
+        found += [os.path.join(root, f) for f in files]
+    return sorted(found)
+
+
+def test_import_archive_only_on_request(dc):
+    """import copies nothing into the archive dir; with --archive it copies
+    each report file and each attachment of a mail, as delivery does."""
+    need_corpus()
+    for user in ("imp", "eml"):
+        listed = doveadm_json(dc, ["dmarc", "list"], user)
+        check(listed, f"{user}: nothing imported")
+        check_equal([r["archive"] for r in listed if r["archive"]], [],
+                    f"{user}: archive paths after import without --archive")
+        check_equal(archived_files(dc, user), [], f"{user}: files in the archive dir")
+
+    bare = copy_for_user(dc, reportmail.corpus_files(CORPUS, "aggregate")[:3], "import-arch")
+    mails = dc.path("import-eml")
+    counts = import_counts(dc, ["--archive", bare, mails], "arch")
+    check(counts["new"] > 0, f"import --archive stored nothing: {counts}")
+    listed = doveadm_json(dc, ["dmarc", "list"], "arch")
+    prefix = dc.archive_dir("arch") + "/"
+    paths = [r["archive"] for r in listed]
+    check(all(p.startswith(prefix) and os.path.isfile(p) for p in paths),
+          f"import --archive: archive paths {paths}")
+    check(set(paths) <= set(archived_files(dc, "arch")), "archive paths are the copies")
+    for name in os.listdir(bare):
+        with open(os.path.join(bare, name), "rb") as f:
+            data = f.read()
+        copies = [p for p in archived_files(dc, "arch") if os.path.basename(p) == name]
+        check(len(copies) == 1 and open(copies[0], "rb").read() == data,
+              f"{name}: not copied byte for byte into the archive: {copies}")
+
+
 # --- expire ---------------------------------------------------------------------
 
 def test_expire(dc):
@@ -410,6 +446,7 @@ TESTS = [
     test_import_missing_path,
     test_import_eml_files,
     test_import_mailbox,
+    test_import_archive_only_on_request,
     test_expire,
     test_no_database,
     test_newer_schema,

@@ -1,6 +1,7 @@
 /* Unit tests for dmarc-archive.c. */
 
 #include "lib.h"
+#include "array.h"
 #include "test-dmarc-common.h"
 #include "unichar.h"
 #include "str.h"
@@ -67,6 +68,45 @@ static void test_archive_safe_name_long(void)
 	test_end();
 }
 
+static void test_archive_same_name_many_times(void)
+{
+	const char *dir = t_strconcat(test_tmpdir(), "/same-name", NULL);
+	const char *path, *error;
+	ARRAY_TYPE(const_string) paths;
+	const char *const *p;
+	unsigned int i, j;
+	int fd;
+
+	test_begin("archive: a name used 30 times, numbered then random");
+	t_array_init(&paths, 30);
+	for (i = 0; i < 30; i++) {
+		test_assert_idx(dmarc_archive_create(dir, 1700000000,
+			"same.xml.gz", &fd, &path, &error) == 0, i);
+		i_close_fd(&fd);
+		path = t_strdup(path);
+		array_push_back(&paths, &path);
+		if (i == 0)
+			test_assert_strcmp(path, "2023/11/same.xml.gz");
+		else if (i < 10) {
+			test_assert_strcmp(path, t_strdup_printf(
+				"2023/11/same-%u.xml.gz", i));
+		} else {
+			size_t len = strlen(path);
+
+			/* "same-<random>.xml.gz", not "same-10.xml.gz" */
+			test_assert_idx(str_begins(path, "2023/11/same-") &&
+					len > strlen("2023/11/same-1234.xml.gz") &&
+					strcmp(path + len - 7, ".xml.gz") == 0, i);
+		}
+	}
+	p = array_front(&paths);
+	for (i = 0; i < 30; i++) {
+		for (j = i + 1; j < 30; j++)
+			test_assert_idx(strcmp(p[i], p[j]) != 0, i * 100 + j);
+	}
+	test_end();
+}
+
 static void test_archive_create(void)
 {
 	const char *dir = t_strconcat(test_tmpdir(), "/archive", NULL);
@@ -115,6 +155,7 @@ int main(void)
 		test_archive_safe_name,
 		test_archive_safe_name_long,
 		test_archive_create,
+		test_archive_same_name_many_times,
 		test_tmpdir_cleanup,
 		NULL
 	};

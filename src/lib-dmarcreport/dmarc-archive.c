@@ -15,8 +15,9 @@
 #include <sys/stat.h>
 
 #define ARCHIVE_NAME_MAX_BYTES 200
-/* then a random suffix instead of -N */
-#define ARCHIVE_NUMBERED_TRIES 1000
+/* name-1 ... name-9, then a random suffix: a name that many mails share
+   (a reporter resending) must not cost one failed open per earlier copy */
+#define ARCHIVE_NUMBERED_TRIES 9
 
 static const char *const device_names[] = {
 	"con", "prn", "aux", "nul",

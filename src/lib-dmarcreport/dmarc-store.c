@@ -22,6 +22,7 @@ enum store_stmt {
 	STMT_INSERT_RECORD,
 	STMT_INSERT_AUTH,
 	STMT_UPDATE_REPORT,
+	STMT_DELETE_REPORT,
 	STMT_COUNT
 };
 
@@ -44,6 +45,7 @@ static const char *const store_stmt_sql[STMT_COUNT] = {
 	[STMT_UPDATE_REPORT] =
 		"UPDATE reports SET record_count = ?, message_count = ?,"
 		" pass_count = ? WHERE id = ?",
+	[STMT_DELETE_REPORT] = "DELETE FROM reports WHERE id = ?",
 };
 
 struct dmarc_store {
@@ -52,6 +54,9 @@ struct dmarc_store {
 	unsigned int busy_timeout_msecs;
 	sqlite3_stmt *stmts[STMT_COUNT];
 	bool in_batch;
+	/* why the batch cannot be committed any more (a failed report could
+	   not be removed), or NULL */
+	char *batch_error;
 	struct dmarc_store_report *report;
 	/* frames in the WAL after our last commit */
 	int wal_frames;
@@ -338,6 +343,7 @@ void dmarc_store_close(struct dmarc_store **_store)
 	}
 	if (store->db != NULL)
 		(void)sqlite3_close(store->db);
+	i_free(store->batch_error);
 	i_free(store->path);
 	i_free(store);
 }
@@ -411,6 +417,17 @@ int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r)
 {
 	i_assert(store->in_batch && store->report == NULL);
 	store->in_batch = FALSE;
+	if (store->batch_error == NULL && sqlite3_get_autocommit(store->db) != 0) {
+		store->batch_error = i_strdup_printf(
+			"%s: the import transaction was rolled back",
+			store->path);
+	}
+	if (store->batch_error != NULL) {
+		*error_r = t_strdup(store->batch_error);
+		i_free(store->batch_error);
+		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
 	if (store_exec(store, "COMMIT", "committing a batch", error_r) < 0) {
 		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
@@ -418,26 +435,57 @@ int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r)
 	return 0;
 }
 
+/* Outside a batch each report is a transaction of its own. Inside one,
+   a report that fails half-way is deleted again (its records and auth
+   results go with it, ON DELETE CASCADE) instead of being a savepoint:
+   savepoints journal every page they touch, which made imports slow. */
 static int store_tx_begin(struct dmarc_store *store, const char **error_r)
 {
-	return store_exec(store, store->in_batch ?
-			  "SAVEPOINT report" : "BEGIN IMMEDIATE",
-			  "starting a transaction", error_r);
+	if (store->in_batch) {
+		/* SQLite ends the whole transaction on some errors (disk
+		   full): later reports must not be committed one by one */
+		if (store->batch_error == NULL &&
+		    sqlite3_get_autocommit(store->db) != 0) {
+			store->batch_error = i_strdup_printf(
+				"%s: the import transaction was rolled back",
+				store->path);
+		}
+		if (store->batch_error != NULL) {
+			*error_r = t_strdup(store->batch_error);
+			return -1;
+		}
+		return 0;
+	}
+	return store_exec(store, "BEGIN IMMEDIATE", "starting a transaction",
+			  error_r);
 }
 
 static int store_tx_commit(struct dmarc_store *store, const char **error_r)
 {
-	return store_exec(store, store->in_batch ?
-			  "RELEASE report" : "COMMIT",
-			  "committing the report", error_r);
+	if (store->in_batch)
+		return 0;
+	return store_exec(store, "COMMIT", "committing the report", error_r);
 }
 
-static void store_tx_rollback(struct dmarc_store *store)
+/* report_ref: the report's row, 0 when none was inserted */
+static void store_tx_rollback(struct dmarc_store *store, int64_t report_ref)
 {
-	const char *sql = store->in_batch ?
-		"ROLLBACK TO report; RELEASE report" : "ROLLBACK";
+	const char *error;
+	sqlite3_stmt *stmt;
 
-	(void)sqlite3_exec(store->db, sql, NULL, NULL, NULL);
+	if (!store->in_batch) {
+		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+		return;
+	}
+	if (report_ref == 0)
+		return;
+	if ((stmt = store_stmt(store, STMT_DELETE_REPORT, &error)) == NULL ||
+	    (sqlite3_bind_int64(stmt, 1, report_ref),
+	     store_step(store, stmt, "removing a failed report", &error) < 0)) {
+		/* half a report would stay: the batch must not commit */
+		if (store->batch_error == NULL)
+			store->batch_error = i_strdup(error);
+	}
 }
 
 static const char *join_errors(const struct dmarc_report *report)
@@ -472,7 +520,7 @@ int dmarc_store_report_begin(struct dmarc_store *store,
 	if (store_tx_begin(store, error_r) < 0)
 		return -1;
 	if ((stmt = store_stmt(store, STMT_INSERT_REPORT, error_r)) == NULL) {
-		store_tx_rollback(store);
+		store_tx_rollback(store, 0);
 		return -1;
 	}
 	bind_text(stmt, 1, report->org_name == NULL ? "" : report->org_name);
@@ -501,12 +549,12 @@ int dmarc_store_report_begin(struct dmarc_store *store,
 	bind_text(stmt, 21, info->message_id);
 	sqlite3_bind_int64(stmt, 22, info->received);
 	if (store_step(store, stmt, "storing the report", error_r) < 0) {
-		store_tx_rollback(store);
+		store_tx_rollback(store, 0);
 		return -1;
 	}
 	if (sqlite3_changes(store->db) == 0) {
 		/* (org_name, report_id, policy_domain) is stored already */
-		store_tx_rollback(store);
+		store_tx_rollback(store, 0);
 		return 0;
 	}
 	ctx = i_new(struct dmarc_store_report, 1);
@@ -678,6 +726,6 @@ void dmarc_store_report_rollback(struct dmarc_store_report **_ctx)
 {
 	struct dmarc_store_report *ctx = *_ctx;
 
-	store_tx_rollback(ctx->store);
+	store_tx_rollback(ctx->store, ctx->report_ref);
 	store_report_free(_ctx);
 }

@@ -251,6 +251,8 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	ctx->ingest = dmarc_ingest_init(&set, user->event);
 	/* the files or mails imported exist already: copies only on request */
 	dmarc_ingest_set_archiving(ctx->ingest, ctx->archive);
+	/* the totals are printed; -D shows each report */
+	dmarc_ingest_set_quiet(ctx->ingest, TRUE);
 	/* one transaction: a backfill of thousands of reports stays fast,
 	   and each report is still a savepoint of its own */
 	if (dmarc_ingest_batch_begin(ctx->ingest) < 0)

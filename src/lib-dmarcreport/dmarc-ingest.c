@@ -41,6 +41,8 @@ struct dmarc_ingest {
 	bool in_batch;
 	/* copy attachments into set.archive_dir */
 	bool archiving;
+	/* "Stored" and "Duplicate" lines at debug level */
+	bool quiet;
 };
 
 /* One attachment (or one imported file) on its way through the pipeline. */
@@ -100,6 +102,11 @@ void dmarc_ingest_deinit(struct dmarc_ingest **_ingest)
 void dmarc_ingest_set_archiving(struct dmarc_ingest *ingest, bool archive)
 {
 	ingest->archiving = archive && ingest->set.archive_dir != NULL;
+}
+
+void dmarc_ingest_set_quiet(struct dmarc_ingest *ingest, bool quiet)
+{
+	ingest->quiet = quiet;
 }
 
 /* How the reports can still be stored once the cause is fixed: the log
@@ -228,8 +235,8 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 		return -1;
 	}
 	if (ret == 0) {
-		e_info(att->event, "Duplicate, already stored: %s",
-		       report_label(report));
+		e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
+		      "Duplicate, already stored: %s", report_label(report));
 		counts->reports_duplicate++;
 		dmarc_parser_deinit(&parser);
 		return 0;
@@ -261,8 +268,8 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	warnings = dmarc_parser_get_warnings(parser);
 	for (; warnings != NULL && *warnings != NULL; warnings++)
 		e_debug(att->event, "%s: %s", report_label(report), *warnings);
-	e_info(att->event, "Stored %s (%"PRIu64" records)",
-	       report_label(report), records);
+	e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
+	      "Stored %s (%"PRIu64" records)", report_label(report), records);
 	counts->reports_new++;
 	counts->records += records;
 	dmarc_parser_deinit(&parser);

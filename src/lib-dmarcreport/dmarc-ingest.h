@@ -31,6 +31,11 @@ void dmarc_ingest_deinit(struct dmarc_ingest **ingest);
    copies them only when asked. */
 void dmarc_ingest_set_archiving(struct dmarc_ingest *ingest, bool archive);
 
+/* Log stored and duplicate reports at debug level instead of info: an
+   import of thousands prints its totals instead. Problems are logged
+   either way. */
+void dmarc_ingest_set_quiet(struct dmarc_ingest *ingest, bool quiet);
+
 /* Group the following reports in one transaction (doveadm import). */
 int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest);
 int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest);

@@ -1,6 +1,8 @@
 /* XML stream -> one DMARC aggregate report, record by record: libxml2's
-   xmlTextReader, fed through a byte filter that refuses DTDs and repairs
-   the real-world breakage that leaves the data unambiguous.
+   SAX2 push parser, fed through a byte filter that refuses DTDs and
+   repairs the real-world breakage that leaves the data unambiguous. The
+   SAX callbacks run the element machine; records completed while one
+   chunk is parsed wait in a short queue for dmarc_parser_next_record().
 
    Decisions (tested in tests/test-dmarc-parse.c):
    - Rejected: any DOCTYPE; a root other than <feedback> (in no namespace,
@@ -31,7 +33,9 @@
 
 #include <stdarg.h>
 #include <arpa/inet.h>
-#include <libxml/xmlreader.h>
+#include <libxml/parser.h>
+#include <libxml/SAX2.h>
+#include <libxml/dict.h>
 
 #define DMARC2_NAMESPACE "urn:ietf:params:xml:ns:dmarc-2.0"
 /* the namespace of the pre-RFC drafts; some reporters still declare it */
@@ -39,6 +43,9 @@
 
 /* Bytes asked from the read function at a time. */
 #define PARSE_READ_BLOCK_SIZE 16384
+/* Bytes given to libxml2 at a time: the records one chunk completes are
+   queued, so this bounds the queue (a record is 60 bytes at least). */
+#define PARSE_CHUNK_SIZE 4096
 /* The filter must see a whole tag to judge it; a real DMARC tag is a few
    hundred bytes at most, so a longer one is hostile. */
 #define PARSE_MAX_TAG_LENGTH 65536
@@ -163,9 +170,14 @@ enum step_result {
 	STEP_ERROR,
 };
 
+/* One record and the memory of its strings. */
+struct record_slot {
+	pool_t pool;
+	struct dmarc_record record;
+};
+
 struct dmarc_parser {
 	pool_t pool;		/* report header, warnings, errors */
-	pool_t record_pool;	/* strings of the current record */
 	struct dmarc_limits limits;
 
 	dmarc_read_func_t *read_func;
@@ -185,14 +197,18 @@ struct dmarc_parser {
 	unsigned int n_utf8_repaired, n_lt_escaped, n_amp_escaped;
 	unsigned int n_charref_repaired, n_values_cut;
 
-	xmlTextReaderPtr reader;
+	xmlParserCtxtPtr ctxt;
 	const xmlChar *names[ELEM_DEF_COUNT];
 	ARRAY(enum elem) stack;
 	string_t *text;
 	const char *xml_error;
 
 	struct dmarc_report report;
-	struct dmarc_record record;
+	/* the record being parsed; completed ones wait in slots[head..tail-1]
+	   and cur is slots[tail] */
+	ARRAY(struct record_slot *) slots;
+	unsigned int queue_head, queue_tail;
+	struct record_slot *cur;
 	unsigned int records;
 	const char *error;
 	ARRAY_TYPE(const_string) warnings;
@@ -207,7 +223,8 @@ struct dmarc_parser {
 	bool have_begin:1;
 	bool have_end:1;
 	bool header_done:1;
-	bool pending_record_end:1;
+	bool end_seen:1;
+	bool xml_terminated:1;
 	bool finished:1;
 	bool wrapper_removed:1;
 	bool leading_space_removed:1;
@@ -933,26 +950,6 @@ static int filter_fill(struct dmarc_parser *parser)
 	return 0;
 }
 
-static int parser_ioread(void *context, char *buffer, int len)
-{
-	struct dmarc_parser *parser = context;
-	size_t avail;
-
-	if (parser->filter_error != NULL)
-		return -1;
-	if (parser->out_pos == parser->out->used) {
-		buffer_set_used_size(parser->out, 0);
-		parser->out_pos = 0;
-		if (filter_fill(parser) < 0)
-			return -1;
-	}
-	avail = I_MIN(parser->out->used - parser->out_pos, (size_t)len);
-	memcpy(buffer, CONST_PTR_OFFSET(parser->out->data, parser->out_pos),
-	       avail);
-	parser->out_pos += avail;
-	return avail;
-}
-
 /* ---------------------------------------------------------------------
    libxml2 errors: kept, never printed. */
 
@@ -1008,9 +1005,7 @@ static void generic_error_pop(struct generic_error_save *save)
 
 static long parser_line(struct dmarc_parser *parser)
 {
-	xmlNodePtr node = xmlTextReaderCurrentNode(parser->reader);
-
-	return node == NULL ? 0 : xmlGetLineNo(node);
+	return parser->ctxt == NULL ? 0 : xmlSAX2GetLineNumber(parser->ctxt);
 }
 
 static enum step_result ATTR_FORMAT(2, 3)
@@ -1126,9 +1121,10 @@ static const char *text_value(struct dmarc_parser *parser)
 	return data;
 }
 
-static void text_append(struct dmarc_parser *parser, const char *value)
+static void text_append(struct dmarc_parser *parser, const char *value,
+			size_t len)
 {
-	size_t len = strlen(value), used = str_len(parser->text);
+	size_t used = str_len(parser->text);
 	unsigned int max = parser->limits.max_value_length;
 
 	if (parser->text_cut)
@@ -1149,12 +1145,12 @@ static void text_append(struct dmarc_parser *parser, const char *value)
 
 static struct dmarc_auth_result *current_auth(struct dmarc_parser *parser)
 {
-	return array_back_modifiable(&parser->record.auth_results);
+	return array_back_modifiable(&parser->cur->record.auth_results);
 }
 
 static struct dmarc_policy_override *current_reason(struct dmarc_parser *parser)
 {
-	return array_back_modifiable(&parser->record.reasons);
+	return array_back_modifiable(&parser->cur->record.reasons);
 }
 
 /* A leaf element ended with its (trimmed) value. */
@@ -1163,8 +1159,8 @@ leaf_end(struct dmarc_parser *parser, enum elem id, const char *value)
 {
 	struct dmarc_report *report = &parser->report;
 	struct dmarc_policy_published *policy = &report->policy;
-	struct dmarc_record *record = &parser->record;
-	pool_t pool = parser->pool, rpool = parser->record_pool;
+	struct dmarc_record *record = &parser->cur->record;
+	pool_t pool = parser->pool, rpool = parser->cur->pool;
 	uint64_t count;
 	int pct;
 
@@ -1336,7 +1332,7 @@ static enum step_result header_check(struct dmarc_parser *parser)
 
 static enum step_result record_begin(struct dmarc_parser *parser)
 {
-	struct dmarc_record *record = &parser->record;
+	struct dmarc_record *record = &parser->cur->record;
 
 	if (parser->limits.max_records > 0 &&
 	    parser->records >= parser->limits.max_records) {
@@ -1345,7 +1341,7 @@ static enum step_result record_begin(struct dmarc_parser *parser)
 				   parser->limits.max_records);
 	}
 	parser->records++;
-	p_clear(parser->record_pool);
+	p_clear(parser->cur->pool);
 	record->source_ip = NULL;
 	record->count = DMARC_UNSET;
 	record->disposition = record->dkim = record->spf = NULL;
@@ -1358,9 +1354,9 @@ static enum step_result record_begin(struct dmarc_parser *parser)
 
 static enum step_result record_check(struct dmarc_parser *parser)
 {
-	if (parser->record.source_ip == NULL)
+	if (parser->cur->record.source_ip == NULL)
 		return parser_fail(parser, "no <source_ip> in the record");
-	if (parser->record.count == DMARC_UNSET)
+	if (parser->cur->record.count == DMARC_UNSET)
 		return parser_fail(parser, "no <count> in the record");
 	return STEP_RECORD_DONE;
 }
@@ -1381,16 +1377,16 @@ static enum step_result element_start(struct dmarc_parser *parser,
 		}
 		return record_begin(parser);
 	case E_REASON:
-		if (array_count(&parser->record.reasons) >= PARSE_MAX_ITEMS)
+		if (array_count(&parser->cur->record.reasons) >= PARSE_MAX_ITEMS)
 			return parser_fail(parser, "too many <reason>s");
-		(void)array_append_space(&parser->record.reasons);
+		(void)array_append_space(&parser->cur->record.reasons);
 		break;
 	case E_AR_DKIM:
 	case E_AR_SPF:
-		if (array_count(&parser->record.auth_results) >=
+		if (array_count(&parser->cur->record.auth_results) >=
 		    PARSE_MAX_ITEMS)
 			return parser_fail(parser, "too many auth_results");
-		auth = array_append_space(&parser->record.auth_results);
+		auth = array_append_space(&parser->cur->record.auth_results);
 		auth->type = id == E_AR_DKIM ? DMARC_AUTH_DKIM : DMARC_AUTH_SPF;
 		break;
 	default:
@@ -1416,7 +1412,7 @@ static enum step_result element_end(struct dmarc_parser *parser,
 		reason = current_reason(parser);
 		if ((reason->type == NULL || *reason->type == '\0') &&
 		    (reason->comment == NULL || *reason->comment == '\0')) {
-			array_pop_back(&parser->record.reasons);
+			array_pop_back(&parser->cur->record.reasons);
 		} else if (reason->type == NULL) {
 			reason->type = "";
 		}
@@ -1473,14 +1469,90 @@ static bool elem_is_leaf(enum elem id)
 		id != E_AR_DKIM && id != E_AR_SPF;
 }
 
-static enum step_result parser_element(struct dmarc_parser *parser)
+/* --- the record queue --- */
+
+static struct record_slot *record_slot_new(void)
+{
+	struct record_slot *slot = i_new(struct record_slot, 1);
+
+	slot->pool = pool_alloconly_create("dmarc record", 1024);
+	i_array_init(&slot->record.reasons, 2);
+	i_array_init(&slot->record.auth_results, 4);
+	slot->record.count = DMARC_UNSET;
+	return slot;
+}
+
+static void record_slot_free(struct record_slot **_slot)
+{
+	struct record_slot *slot = *_slot;
+
+	*_slot = NULL;
+	array_free(&slot->record.reasons);
+	array_free(&slot->record.auth_results);
+	pool_unref(&slot->pool);
+	i_free(slot);
+}
+
+/* The current record is complete: queue it, build the next in a free
+   slot. */
+static void record_queue_push(struct dmarc_parser *parser)
+{
+	struct record_slot *slot;
+
+	parser->queue_tail++;
+	if (parser->queue_tail == array_count(&parser->slots)) {
+		slot = record_slot_new();
+		array_push_back(&parser->slots, &slot);
+	}
+	parser->cur = array_idx_elem(&parser->slots, parser->queue_tail);
+}
+
+/* All queued records were handed out: their slots are free again. The
+   record in progress moves to the first slot. */
+static void record_queue_reset(struct dmarc_parser *parser)
+{
+	struct record_slot **slots;
+
+	i_assert(parser->queue_head == parser->queue_tail);
+	if (parser->queue_tail == 0)
+		return;
+	slots = array_front_modifiable(&parser->slots);
+	slots[parser->queue_tail] = slots[0];
+	slots[0] = parser->cur;
+	parser->queue_head = parser->queue_tail = 0;
+}
+
+/* --- SAX callbacks --- */
+
+/* What a callback's step means for the caller; after an error libxml2 is
+   stopped and calls nothing more. */
+static void parser_step_done(struct dmarc_parser *parser,
+			     enum step_result ret)
+{
+	switch (ret) {
+	case STEP_CONTINUE:
+	case STEP_HEADER_DONE:	/* header_done is set */
+		break;
+	case STEP_RECORD_DONE:
+		record_queue_push(parser);
+		break;
+	case STEP_END:
+		parser->end_seen = TRUE;
+		xmlStopParser(parser->ctxt);
+		break;
+	case STEP_ERROR:
+		xmlStopParser(parser->ctxt);
+		break;
+	}
+}
+
+static enum step_result
+parser_element_start(struct dmarc_parser *parser, const xmlChar *name,
+		     const xmlChar *ns)
 {
 	const struct elem_def *def;
-	const xmlChar *name = xmlTextReaderConstLocalName(parser->reader);
-	const xmlChar *ns = xmlTextReaderConstNamespaceUri(parser->reader);
 	enum elem parent = stack_top(parser), id;
 	enum step_result ret;
-	bool is_empty = xmlTextReaderIsEmptyElement(parser->reader) == 1;
 
 	if (parent == E_UNKNOWN || elem_is_leaf(parent))
 		def = NULL;
@@ -1509,79 +1581,138 @@ static enum step_result parser_element(struct dmarc_parser *parser)
 		parser_warning(parser, "ignored <%s> after the first record",
 			       elem_name(id));
 		id = E_UNKNOWN;
-		def = NULL;
 	}
 	ret = element_start(parser, id);
-	if (ret == STEP_ERROR)
-		return ret;
-	if (!is_empty) {
+	if (ret != STEP_ERROR)
 		array_push_back(&parser->stack, &id);
-		return ret;
-	}
-	if (ret == STEP_HEADER_DONE) {
-		/* <record/>: end it on the next call */
-		parser->pending_record_end = TRUE;
-		return ret;
-	}
-	return def == NULL ? STEP_CONTINUE :
-		element_end(parser, id, def->is_leaf);
+	return ret;
 }
 
-/* Run until something the caller wants happens. */
-static enum step_result parser_run(struct dmarc_parser *parser)
+static void
+sax_start_element(void *context, const xmlChar *localname,
+		  const xmlChar *prefix ATTR_UNUSED, const xmlChar *uri,
+		  int nb_namespaces ATTR_UNUSED,
+		  const xmlChar **namespaces ATTR_UNUSED,
+		  int nb_attributes ATTR_UNUSED, int nb_defaulted ATTR_UNUSED,
+		  const xmlChar **attributes ATTR_UNUSED)
 {
-	enum step_result ret = STEP_CONTINUE;
-	enum elem id;
-	int type;
+	struct dmarc_parser *parser = context;
 
-	if (parser->pending_record_end) {
-		parser->pending_record_end = FALSE;
-		return element_end(parser, E_RECORD, FALSE);
+	parser_step_done(parser, parser_element_start(parser, localname, uri));
+}
+
+static void
+sax_end_element(void *context, const xmlChar *localname ATTR_UNUSED,
+		const xmlChar *prefix ATTR_UNUSED,
+		const xmlChar *uri ATTR_UNUSED)
+{
+	struct dmarc_parser *parser = context;
+	enum elem id = stack_top(parser);
+
+	array_pop_back(&parser->stack);
+	if (id != E_UNKNOWN)
+		parser_step_done(parser, element_end(parser, id, elem_is_leaf(id)));
+}
+
+static void sax_characters(void *context, const xmlChar *text, int len)
+{
+	struct dmarc_parser *parser = context;
+
+	if (elem_is_leaf(stack_top(parser)))
+		text_append(parser, (const char *)text, len);
+}
+
+static void
+sax_internal_subset(void *context, const xmlChar *name ATTR_UNUSED,
+		    const xmlChar *external_id ATTR_UNUSED,
+		    const xmlChar *system_id ATTR_UNUSED)
+{
+	/* the filter refuses these already */
+	parser_step_done(context, parser_fail(context, "DOCTYPE not allowed"));
+}
+
+static void sax_reference(void *context, const xmlChar *name ATTR_UNUSED)
+{
+	parser_step_done(context, parser_fail(context, "entity references "
+					      "not allowed"));
+}
+
+static xmlSAXHandler parser_sax = {
+	.initialized = XML_SAX2_MAGIC,
+	.startElementNs = sax_start_element,
+	.endElementNs = sax_end_element,
+	.characters = sax_characters,
+	.ignorableWhitespace = sax_characters,
+	.cdataBlock = sax_characters,
+	.internalSubset = sax_internal_subset,
+	.reference = sax_reference,
+	.serror = parser_xml_structured_error,
+};
+
+/* --- feeding libxml2 --- */
+
+/* Give libxml2 the next chunk of filtered input, or the end. Returns -1
+   with parser->error set when the document cannot go on. */
+static int parser_feed(struct dmarc_parser *parser)
+{
+	size_t size;
+	int ret;
+
+	if (parser->out_pos == parser->out->used) {
+		buffer_set_used_size(parser->out, 0);
+		parser->out_pos = 0;
+		if (!parser->filter_done && filter_fill(parser) < 0) {
+			parser->error = parser->filter_error;
+			return -1;
+		}
 	}
-	while (ret == STEP_CONTINUE) {
-		int rret = xmlTextReaderRead(parser->reader);
+	size = I_MIN(parser->out->used - parser->out_pos, PARSE_CHUNK_SIZE);
+	if (size == 0) {
+		i_assert(parser->filter_done);
+		parser->xml_terminated = TRUE;
+		ret = xmlParseChunk(parser->ctxt, NULL, 0, 1);
+	} else {
+		ret = xmlParseChunk(parser->ctxt, CONST_PTR_OFFSET(
+			parser->out->data, parser->out_pos), size, 0);
+		parser->out_pos += size;
+	}
+	if (parser->error != NULL)
+		return -1;	/* a callback failed */
+	if (ret != 0 && !parser->end_seen) {
+		parser->error = parser->xml_error != NULL ?
+			parser->xml_error : "XML parse error";
+		return -1;
+	}
+	if (parser->xml_terminated && !parser->end_seen) {
+		parser->error = parser->xml_error != NULL ?
+			parser->xml_error : "document ended before </feedback>";
+		return -1;
+	}
+	return 0;
+}
 
-		if (rret <= 0) {
-			if (parser->filter_error != NULL)
-				parser->error = parser->filter_error;
-			else if (rret == 0)
-				parser->error = "document ended before </feedback>";
-			else if (parser->xml_error != NULL)
-				parser->error = parser->xml_error;
-			else
-				parser->error = "XML parse error";
+/* Parse until the header is complete (want_header), or a record is
+   queued, or the report ended. */
+static enum step_result parser_run(struct dmarc_parser *parser,
+				   bool want_header)
+{
+	for (;;) {
+		if (want_header ? parser->header_done :
+		    parser->queue_head < parser->queue_tail)
+			return want_header ? STEP_HEADER_DONE : STEP_RECORD_DONE;
+		if (parser->error != NULL)
 			return STEP_ERROR;
+		if (parser->end_seen) {
+			/* </feedback> before any record fails in
+			   element_end(); so this is after the header */
+			return STEP_END;
 		}
-		type = xmlTextReaderNodeType(parser->reader);
-		switch (type) {
-		case XML_READER_TYPE_ELEMENT:
-			ret = parser_element(parser);
-			break;
-		case XML_READER_TYPE_END_ELEMENT:
-			id = stack_top(parser);
-			array_pop_back(&parser->stack);
-			if (id != E_UNKNOWN)
-				ret = element_end(parser, id, elem_is_leaf(id));
-			break;
-		case XML_READER_TYPE_TEXT:
-		case XML_READER_TYPE_CDATA:
-		case XML_READER_TYPE_SIGNIFICANT_WHITESPACE:
-			if (elem_is_leaf(stack_top(parser))) {
-				text_append(parser, (const char *)
-					xmlTextReaderConstValue(parser->reader));
-			}
-			break;
-		case XML_READER_TYPE_DOCUMENT_TYPE:
-			/* the filter refuses these already */
-			return parser_fail(parser, "DOCTYPE not allowed");
-		case XML_READER_TYPE_ENTITY_REFERENCE:
-			return parser_fail(parser, "entity references not "
-					   "allowed");
-		default:
-			break;
-		}
+		if (!want_header)
+			record_queue_reset(parser);
+		/* on failure parser->error is set: what the chunk completed
+		   before it is still handed out first */
+		(void)parser_feed(parser);
 	}
-	return ret;
 }
 
 struct dmarc_parser *
@@ -1595,7 +1726,6 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	pool = pool_alloconly_create("dmarc parser", 4096);
 	parser = p_new(pool, struct dmarc_parser, 1);
 	parser->pool = pool;
-	parser->record_pool = pool_alloconly_create("dmarc record", 1024);
 	parser->limits = *limits;
 	parser->read_func = read_func;
 	parser->context = context;
@@ -1607,13 +1737,13 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 					    PARSE_READ_BLOCK_SIZE * 2);
 	parser->text = str_new(default_pool, 256);
 	i_array_init(&parser->stack, 16);
-	i_array_init(&parser->record.reasons, 2);
-	i_array_init(&parser->record.auth_results, 4);
+	i_array_init(&parser->slots, 4);
+	parser->cur = record_slot_new();
+	array_push_back(&parser->slots, &parser->cur);
 	p_array_init(&parser->report.errors, pool, 2);
 	p_array_init(&parser->warnings, pool, 4);
 	parser->report.version = "1.0";
 	parser->report.policy.pct = DMARC_UNSET;
-	parser->record.count = DMARC_UNSET;
 	return parser;
 }
 
@@ -1621,23 +1751,24 @@ void dmarc_parser_deinit(struct dmarc_parser **_parser)
 {
 	struct dmarc_parser *parser = *_parser;
 	struct generic_error_save save;
+	struct record_slot *slot;
 
 	*_parser = NULL;
 	if (parser == NULL)
 		return;
-	if (parser->reader != NULL) {
+	if (parser->ctxt != NULL) {
 		generic_error_push(parser, &save);
-		xmlFreeTextReader(parser->reader);
+		xmlFreeParserCtxt(parser->ctxt);
 		generic_error_pop(&save);
 	}
+	array_foreach_elem(&parser->slots, slot)
+		record_slot_free(&slot);
+	array_free(&parser->slots);
 	array_free(&parser->stack);
-	array_free(&parser->record.reasons);
-	array_free(&parser->record.auth_results);
 	str_free(&parser->text);
 	buffer_free(&parser->raw);
 	buffer_free(&parser->clean);
 	buffer_free(&parser->out);
-	pool_unref(&parser->record_pool);
 	pool_unref(&parser->pool);
 }
 
@@ -1651,24 +1782,23 @@ static int parser_open(struct dmarc_parser *parser)
 		parser->error = parser->filter_error;
 		return -1;
 	}
-	/* NONET and no NOENT/DTDLOAD/DTDATTR: nothing is ever fetched or
-	   expanded (the filter refuses DTDs anyway). */
-	parser->reader = xmlReaderForIO(parser_ioread, NULL, parser, NULL,
-		NULL, XML_PARSE_NONET | XML_PARSE_NOERROR |
-		XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS |
-		XML_PARSE_NOCDATA | XML_PARSE_COMPACT |
-		XML_PARSE_BIG_LINES);
-	if (parser->reader == NULL) {
-		parser->error = parser->filter_error != NULL ?
-			parser->filter_error : parser->xml_error != NULL ?
-			parser->xml_error : "cannot create an XML reader";
+	parser->ctxt = xmlCreatePushParserCtxt(&parser_sax, parser,
+					       NULL, 0, NULL);
+	if (parser->ctxt == NULL) {
+		parser->error = parser->xml_error != NULL ?
+			parser->xml_error : "cannot create an XML parser";
 		return -1;
 	}
-	xmlTextReaderSetStructuredErrorHandler(parser->reader,
-		parser_xml_structured_error, parser);
+	/* NONET and no NOENT/DTDLOAD/DTDATTR: nothing is ever fetched or
+	   expanded (the filter refuses DTDs anyway). */
+	(void)xmlCtxtUseOptions(parser->ctxt, XML_PARSE_NONET |
+		XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS |
+		XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES);
+	/* names are interned in the parser's dictionary: element names
+	   are then compared as pointers */
 	for (i = 0; i < ELEM_DEF_COUNT; i++) {
-		parser->names[i] = xmlTextReaderConstString(parser->reader,
-			(const xmlChar *)elem_defs[i].name);
+		parser->names[i] = xmlDictLookup(parser->ctxt->dict,
+			(const xmlChar *)elem_defs[i].name, -1);
 	}
 	return 0;
 }
@@ -1680,13 +1810,13 @@ int dmarc_parser_read_header(struct dmarc_parser *parser,
 	struct generic_error_save save;
 	enum step_result ret;
 
-	i_assert(parser->reader == NULL && parser->error == NULL);
+	i_assert(parser->ctxt == NULL && parser->error == NULL);
 
 	generic_error_push(parser, &save);
 	if (parser_open(parser) < 0)
 		ret = STEP_ERROR;
 	else T_BEGIN {
-		ret = parser_run(parser);
+		ret = parser_run(parser, TRUE);
 	} T_END;
 	generic_error_pop(&save);
 
@@ -1704,25 +1834,23 @@ int dmarc_parser_next_record(struct dmarc_parser *parser,
 			     const char **error_r)
 {
 	struct generic_error_save save;
+	struct record_slot *slot;
 	enum step_result ret;
 
-	if (parser->error != NULL) {
-		*error_r = parser->error;
-		return -1;
-	}
 	i_assert(parser->header_done);
 	if (parser->finished)
 		return 0;
 
 	generic_error_push(parser, &save);
 	T_BEGIN {
-		ret = parser_run(parser);
+		ret = parser_run(parser, FALSE);
 	} T_END;
 	generic_error_pop(&save);
 
 	switch (ret) {
 	case STEP_RECORD_DONE:
-		*record_r = &parser->record;
+		slot = array_idx_elem(&parser->slots, parser->queue_head++);
+		*record_r = &slot->record;
 		return 1;
 	case STEP_END:
 		parser->finished = TRUE;

@@ -81,6 +81,7 @@ enum elem {
 	E_AR_DKIM, E_AR_SPF,
 	E_DKIM_DOMAIN, E_DKIM_SELECTOR, E_DKIM_RESULT, E_DKIM_HUMAN_RESULT,
 	E_SPF_DOMAIN, E_SPF_SCOPE, E_SPF_RESULT, E_SPF_HUMAN_RESULT,
+	ELEM_ID_COUNT
 };
 
 struct elem_def {
@@ -1437,17 +1438,35 @@ static bool namespace_is_known(const xmlChar *ns)
 		strcmp((const char *)ns, DMARC_DRAFT_NAMESPACE) == 0;
 }
 
+/* elem_defs lists the children of one parent together: where each
+   parent's run starts, ELEM_DEF_COUNT for a parent without children */
+static unsigned int elem_first_child[ELEM_ID_COUNT];
+
+static void elem_index_init(void)
+{
+	static bool initialized = FALSE;
+	unsigned int i;
+
+	if (initialized)
+		return;
+	for (i = 0; i < ELEM_ID_COUNT; i++)
+		elem_first_child[i] = ELEM_DEF_COUNT;
+	for (i = ELEM_DEF_COUNT; i > 0; i--)
+		elem_first_child[elem_defs[i - 1].parent] = i - 1;
+	initialized = TRUE;
+}
+
 static const struct elem_def *
 elem_lookup(struct dmarc_parser *parser, enum elem parent,
 	    const xmlChar *name)
 {
 	unsigned int i;
 
-	/* names are interned in the reader's dictionary: compare
+	/* names are interned in the parser's dictionary: compare
 	   pointers */
-	for (i = 0; i < ELEM_DEF_COUNT; i++) {
-		if (elem_defs[i].parent == parent &&
-		    parser->names[i] == name)
+	for (i = elem_first_child[parent];
+	     i < ELEM_DEF_COUNT && elem_defs[i].parent == parent; i++) {
+		if (parser->names[i] == name)
 			return &elem_defs[i];
 	}
 	return NULL;
@@ -1723,6 +1742,7 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	pool_t pool;
 
 	xmlInitParser();
+	elem_index_init();
 	pool = pool_alloconly_create("dmarc parser", 4096);
 	parser = p_new(pool, struct dmarc_parser, 1);
 	parser->pool = pool;

@@ -258,16 +258,63 @@ static inline bool is_xml_space(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Byte classes of the filter's hot loops, filled by
+   parse_tables_init(). */
+#define BYTE_NAME_START 0x01
+#define BYTE_NAME_CHAR 0x02
+#define BYTE_PLAIN 0x04	/* valid as it is: printable ASCII, TAB, LF, CR */
+static unsigned char byte_class[256];
+
 static inline bool is_name_start(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		c == '_' || c == ':' || c >= 0x80;
+	return (byte_class[c] & BYTE_NAME_START) != 0;
 }
 
 static inline bool is_name_char(unsigned char c)
 {
-	return is_name_start(c) || (c >= '0' && c <= '9') ||
-		c == '-' || c == '.';
+	return (byte_class[c] & BYTE_NAME_CHAR) != 0;
+}
+
+static void byte_class_init(void)
+{
+	unsigned int c;
+
+	for (c = 0; c < 256; c++) {
+		bool start = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			c == '_' || c == ':' || c >= 0x80;
+		bool name = start || (c >= '0' && c <= '9') ||
+			c == '-' || c == '.';
+		bool plain = (c >= 0x20 && c < 0x80) ||
+			c == '\t' || c == '\n' || c == '\r';
+
+		byte_class[c] = (start ? BYTE_NAME_START : 0) |
+			(name ? BYTE_NAME_CHAR : 0) | (plain ? BYTE_PLAIN : 0);
+	}
+}
+
+/* Length of the run of BYTE_PLAIN bytes at data, 8 at a time while
+   there are no line breaks or tabs. */
+static size_t plain_run_length(const unsigned char *data, size_t size)
+{
+	const uint64_t high = 0x8080808080808080ULL;
+	const uint64_t below_space = 0x2020202020202020ULL;
+	size_t pos = 0;
+	uint64_t word;
+
+	for (;;) {
+		while (pos + sizeof(word) <= size) {
+			memcpy(&word, data + pos, sizeof(word));
+			/* no byte >= 0x80 and none < 0x20 */
+			if (((word | ((word - below_space) & ~word)) & high) != 0)
+				break;
+			pos += sizeof(word);
+		}
+		if (pos < size && (byte_class[data[pos]] & BYTE_PLAIN) != 0) {
+			pos++;
+			continue;
+		}
+		return pos;
+	}
 }
 
 static bool is_xml_char(uint32_t chr)
@@ -329,8 +376,7 @@ static void filter_utf8(struct dmarc_parser *parser)
 	while (pos < size) {
 		/* the common case: a run of plain ASCII */
 		start = pos;
-		while (pos < size && data[pos] >= 0x20 && data[pos] < 0x80)
-			pos++;
+		pos += plain_run_length(data + pos, size - pos);
 		buffer_append(parser->clean, data + start, pos - start);
 		if (pos == size)
 			break;
@@ -701,6 +747,17 @@ bogus:
 	return 1;
 }
 
+/* Bytes up to the next '<' or '&' (text runs are short: a loop beats
+   memchr) */
+static size_t text_run_length(const unsigned char *data, size_t size)
+{
+	size_t pos = 0;
+
+	while (pos < size && data[pos] != '<' && data[pos] != '&')
+		pos++;
+	return pos;
+}
+
 /* Stage 2: parser->clean -> parser->out. */
 static void filter_lex(struct dmarc_parser *parser)
 {
@@ -723,8 +780,7 @@ static void filter_lex(struct dmarc_parser *parser)
 		switch (parser->lex_state) {
 		case LEX_TEXT:
 			start = pos;
-			while (pos < size && data[pos] != '<' && data[pos] != '&')
-				pos++;
+			pos += text_run_length(data + pos, size - pos);
 			buffer_append(parser->out, data + start, pos - start);
 			if (pos == size)
 				break;
@@ -1442,13 +1498,14 @@ static bool namespace_is_known(const xmlChar *ns)
    parent's run starts, ELEM_DEF_COUNT for a parent without children */
 static unsigned int elem_first_child[ELEM_ID_COUNT];
 
-static void elem_index_init(void)
+static void parse_tables_init(void)
 {
 	static bool initialized = FALSE;
 	unsigned int i;
 
 	if (initialized)
 		return;
+	byte_class_init();
 	for (i = 0; i < ELEM_ID_COUNT; i++)
 		elem_first_child[i] = ELEM_DEF_COUNT;
 	for (i = ELEM_DEF_COUNT; i > 0; i--)
@@ -1742,7 +1799,7 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	pool_t pool;
 
 	xmlInitParser();
-	elem_index_init();
+	parse_tables_init();
 	pool = pool_alloconly_create("dmarc parser", 4096);
 	parser = p_new(pool, struct dmarc_parser, 1);
 	parser->pool = pool;

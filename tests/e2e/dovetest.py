@@ -359,10 +359,19 @@ class Dovecot:
             raise RuntimeError(f"dovecot -c {self.conf} failed ({r.returncode}): "
                                f"{output}\n{self.log_tail()}")
         pidfile = self.path("run", "master.pid")
-        if not wait_for(lambda: os.path.exists(pidfile), 10):
+
+        def read_pid():
+            # the file appears before the master has written its pid
+            try:
+                with open(pidfile) as f:
+                    text = f.read().strip()
+            except FileNotFoundError:
+                return None
+            return int(text) if text.isdigit() else None
+
+        if not wait_for(lambda: read_pid() is not None, 10):
             raise RuntimeError(f"Dovecot wrote no {pidfile}\n{self.log_tail()}")
-        with open(pidfile) as f:
-            self.master_pid = int(f.read().strip())
+        self.master_pid = read_pid()
         if not wait_for(self._lmtp_listening, 15):
             raise RuntimeError(f"LMTP not listening on port {self.lmtp_port}\n"
                                f"{self.log_tail()}")

@@ -123,9 +123,10 @@ int dmarc_archive_create(const char *archive_dir, time_t when,
 			 const char *filename, int *fd_r,
 			 const char **relpath_r, const char **error_r)
 {
-	const char *name, *subdir, *dir, *relpath;
+	const char *name, *subdir, *dir, *relpath, *path;
 	struct tm tm;
 	unsigned int i;
+	bool dir_created = FALSE;
 	int fd;
 
 	if (gmtime_r(&when, &tm) == NULL) {
@@ -134,10 +135,6 @@ int dmarc_archive_create(const char *archive_dir, time_t when,
 	}
 	subdir = t_strdup_printf("%04d/%02d", tm.tm_year + 1900, tm.tm_mon + 1);
 	dir = t_strconcat(archive_dir, "/", subdir, NULL);
-	if (mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
-		*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
-		return -1;
-	}
 	name = dmarc_archive_safe_name(filename, "attachment");
 	for (i = 0;; i++) {
 		const char *try_name = name;
@@ -149,8 +146,20 @@ int dmarc_archive_create(const char *archive_dir, time_t when,
 				"%lx%x", (long)time(NULL), i_rand()));
 		}
 		relpath = t_strconcat(subdir, "/", try_name, NULL);
-		fd = open(t_strconcat(archive_dir, "/", relpath, NULL),
-			  O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+		path = t_strconcat(archive_dir, "/", relpath, NULL);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+		if (fd == -1 && errno == ENOENT && !dir_created) {
+			/* the month's first report: its directory, then
+			   again */
+			if (mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
+				*error_r = t_strdup_printf(
+					"mkdir(%s) failed: %m", dir);
+				return -1;
+			}
+			dir_created = TRUE;
+			fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW,
+				  0600);
+		}
 		if (fd != -1)
 			break;
 		if (errno != EEXIST || i > ARCHIVE_NUMBERED_TRIES + 10) {

@@ -49,7 +49,8 @@ struct dmarc_ingest {
 struct ingest_attachment {
 	struct event *event;
 	const char *message_id;
-	/* the attachment's bytes: in fd, or in mem when fd is -1 */
+	/* the attachment's bytes: in mem while they fit (also written to fd
+	   when archiving), else only in fd (archive or temp file) */
 	int fd;
 	buffer_t *mem;
 	/* relative to the archive dir, NULL when not archived */
@@ -276,7 +277,8 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	return 0;
 }
 
-/* Unpack the attachment (already in att->fd) and ingest each document. */
+/* Unpack the attachment (in att->mem, else in att->fd) and ingest each
+   document. */
 static int
 ingest_attachment_data(struct dmarc_ingest *ingest,
 		       struct ingest_attachment *att, time_t received,
@@ -289,7 +291,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 	struct event *parent_event = att->event;
 	int ret = 0, result = 0;
 
-	if (att->fd == -1) {
+	if (att->mem != NULL) {
 		unpack = dmarc_unpack_init_data(att->mem->data, att->mem->used,
 						&ingest->set.limits,
 						message_budget);
@@ -399,13 +401,15 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	event_add_str(ctx->att.event, "attachment", label);
 	event_set_append_log_prefix(ctx->att.event,
 		t_strdup_printf("attachment '%s': ", label));
+	/* A copy in memory as well while small: it is unpacked from
+	   there instead of being read back from the archive file. */
+	if (ctx->ingest->mem == NULL)
+		ctx->ingest->mem = buffer_create_dynamic(default_pool, 8192);
+	buffer_set_used_size(ctx->ingest->mem, 0);
+	ctx->att.mem = ctx->ingest->mem;
+	ctx->att.fd = -1;
 	if (!ctx->ingest->archiving) {
-		/* nothing to keep: start in memory */
-		if (ctx->ingest->mem == NULL)
-			ctx->ingest->mem = buffer_create_dynamic(default_pool, 8192);
-		buffer_set_used_size(ctx->ingest->mem, 0);
-		ctx->att.mem = ctx->ingest->mem;
-		ctx->att.fd = -1;
+		/* nothing to keep: memory, or a temp file when too big */
 		return TRUE;
 	}
 	ctx->att.fd = ingest_open_target(ctx->ingest, &ctx->att,
@@ -426,20 +430,29 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 
 	if (ctx->att.write_failed)
 		return;
-	if (ctx->att.fd == -1) {
+	if (ctx->att.mem != NULL) {
 		if (ctx->att.mem->used + size <= INGEST_MEMORY_MAX_BYTES) {
 			buffer_append(ctx->att.mem, data, size);
-			return;
-		}
-		/* too big for memory: move what we have to a temp file */
-		ctx->att.fd = ingest_open_temp(&ctx->att);
-		if (ctx->att.fd == -1 ||
-		    write_full(ctx->att.fd, ctx->att.mem->data,
-			       ctx->att.mem->used) < 0) {
-			if (ctx->att.fd != -1)
-				e_error(ctx->att.event, "write(temp file) failed: %m");
-			ctx->att.write_failed = TRUE;
-			return;
+			if (ctx->att.fd == -1)
+				return;
+		} else if (ctx->att.fd != -1) {
+			/* too big: unpacked from the archive file */
+			ctx->att.mem = NULL;
+		} else {
+			/* too big for memory: move what we have to a temp
+			   file */
+			ctx->att.fd = ingest_open_temp(&ctx->att);
+			if (ctx->att.fd == -1 ||
+			    write_full(ctx->att.fd, ctx->att.mem->data,
+				       ctx->att.mem->used) < 0) {
+				if (ctx->att.fd != -1) {
+					e_error(ctx->att.event,
+						"write(temp file) failed: %m");
+				}
+				ctx->att.write_failed = TRUE;
+				return;
+			}
+			ctx->att.mem = NULL;
 		}
 	}
 	if (write_full(ctx->att.fd, data, size) < 0) {

@@ -5,10 +5,13 @@
 #include "array.h"
 #include "str.h"
 #include "hex-binary.h"
+#include "ioloop.h"
 #include "test-dmarc-common.h"
 #include "dmarc-store.h"
+#include "dmarc-store-cache.h"
 
 #include <sqlite3.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -504,49 +507,121 @@ static void test_store_duplicate(void)
 	test_end();
 }
 
-static off_t test_file_size(const char *path)
+static void test_store_closed_file_complete(void)
 {
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		i_fatal("stat(%s) failed: %m", path);
-	return st.st_size;
-}
-
-static void test_store_deferred_checkpoint(void)
-{
-	const char *path = test_db_path("checkpoint");
-	const char *wal = t_strconcat(path, "-wal", NULL);
+	const char *path = test_db_path("complete");
+	const char *copy = test_db_path("complete-copy");
 	struct dmarc_store *store;
 	struct dmarc_report report;
 	const char *error = NULL;
-	off_t wal_size, max_wal_size = 0;
-	unsigned int i, checkpoints = 0;
+	unsigned int i;
+	struct stat st;
 
-	test_begin("store: the WAL outlives a delivery, checkpointed when big");
-	/* one open/store/close per report, as deliveries do */
-	for (i = 0; i < 300; i++) {
+	test_begin("store: once closed, the database file alone is complete");
+	/* one open/store/close per report, as dovecot-lda does */
+	for (i = 0; i < 50; i++) {
 		store = test_open(path);
 		test_report_init(&report, t_strdup_printf("r%u", i));
 		test_assert_idx(test_store_report(store, &report, &error) == 1, i);
 		dmarc_store_close(&store);
-		wal_size = test_file_size(wal);
-		if (wal_size == 0)
-			checkpoints++;
-		max_wal_size = I_MAX(max_wal_size, wal_size);
-		if (i == 0) {
-			/* kept, not checkpointed: readable by the next
-			   connection all the same */
-			test_assert(wal_size > 0);
-			test_assert_strcmp(test_counts(path), "1|3|3;\n");
-		}
+		/* nothing is left in a WAL an admin could lose by moving
+		   or copying the file alone */
+		test_assert_idx(stat(t_strconcat(path, "-wal", NULL), &st) < 0 ||
+				st.st_size == 0, i);
 	}
-	/* checkpointed and truncated every few hundred KiB, not on every
-	   close and never left to grow */
-	test_assert(checkpoints > 0 && checkpoints < 100);
-	test_assert(max_wal_size < 2*1024*1024);
-	test_assert_strcmp(test_counts(path), "300|900|900;\n");
-	test_assert_strcmp(test_sql(path, "PRAGMA integrity_check"), "ok;\n");
+	test_db_mkdir(copy);
+	test_assert(link(path, copy) == 0);
+	test_assert_strcmp(test_counts(copy), "50|150|150;\n");
+	test_assert_strcmp(test_sql(copy, "PRAGMA integrity_check"), "ok;\n");
+	test_end();
+}
+
+static void test_store_cache(void)
+{
+	const char *path = test_db_path("cache");
+	const char *other = test_db_path("cache-other");
+	struct dmarc_store_cache *cache;
+	struct dmarc_store *store, *kept;
+	struct dmarc_report report;
+	const char *error = NULL;
+
+	test_begin("store cache: same file reused, another path or file not");
+	cache = dmarc_store_cache_init(60*1000);
+	test_assert(dmarc_store_cache_take(cache, path) == NULL);
+	store = test_open(path);
+	kept = store;
+	dmarc_store_cache_put(cache, path, &store);
+	test_assert(store == NULL);
+	/* the same path and file: the same open store */
+	store = dmarc_store_cache_take(cache, path);
+	test_assert(store == kept);
+	test_report_init(&report, "c1");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_cache_put(cache, path, &store);
+	/* committed: other connections see it while the store is kept */
+	test_assert_strcmp(test_counts(path), "1|3|3;\n");
+
+	/* another path: the kept store is closed, nothing is returned */
+	test_assert(dmarc_store_cache_take(cache, other) == NULL);
+	test_assert(dmarc_store_cache_take(cache, path) == NULL);
+
+	/* the file moved away and a new one in its place: not reused */
+	store = test_open(path);
+	dmarc_store_cache_put(cache, path, &store);
+	test_assert(rename(path, t_strconcat(path, ".old", NULL)) == 0);
+	store = test_open(path);
+	kept = store;
+	test_assert(dmarc_store_cache_take(cache, path) == NULL);
+	dmarc_store_cache_put(cache, path, &store);
+	/* and removed */
+	test_assert(unlink(path) == 0);
+	test_assert(dmarc_store_cache_take(cache, path) == NULL);
+	dmarc_store_cache_deinit(&cache);
+	test_assert(cache == NULL);
+	test_end();
+}
+
+static void test_store_cache_stop(struct ioloop *ioloop)
+{
+	io_loop_stop(ioloop);
+}
+
+static void test_store_cache_idle(void)
+{
+	const char *path = test_db_path("cache-idle");
+	const char *wal = t_strconcat(path, "-wal", NULL);
+	struct dmarc_store_cache *cache;
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	struct ioloop *ioloop;
+	struct timeout *to;
+	const char *error = NULL;
+	struct stat st;
+
+	test_begin("store cache: closed when idle or when its ioloop goes");
+	ioloop = io_loop_create();
+	cache = dmarc_store_cache_init(20);
+	store = test_open(path);
+	test_report_init(&report, "idle-1");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_cache_put(cache, path, &store);
+	/* kept open: the report is still in the WAL */
+	test_assert(stat(wal, &st) == 0 && st.st_size > 0);
+	to = timeout_add_short(500, test_store_cache_stop, ioloop);
+	io_loop_run(ioloop);
+	timeout_remove(&to);
+	/* idle: closed, checkpointed into the file */
+	test_assert(stat(wal, &st) < 0 && errno == ENOENT);
+	test_assert(dmarc_store_cache_take(cache, path) == NULL);
+
+	/* kept when the ioloop is destroyed: closed then, no timeout leak */
+	store = test_open(path);
+	dmarc_store_cache_put(cache, path, &store);
+	io_loop_destroy(&ioloop);
+	test_assert(stat(wal, &st) < 0 && errno == ENOENT);
+	test_assert(dmarc_store_cache_take(cache, path) == NULL);
+	dmarc_store_cache_deinit(&cache);
+	test_assert_strcmp(test_counts(path), "1|3|3;\n");
 	test_end();
 }
 
@@ -892,7 +967,9 @@ int main(void)
 		test_store_optional_fields_null,
 		test_store_duplicate,
 		test_store_rollback,
-		test_store_deferred_checkpoint,
+		test_store_closed_file_complete,
+		test_store_cache,
+		test_store_cache_idle,
 		test_store_batch,
 		test_store_count_limits,
 		test_store_readonly_refuses_writes,

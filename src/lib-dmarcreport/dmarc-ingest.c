@@ -16,6 +16,7 @@
 #include "dmarc-unpack.h"
 #include "dmarc-parse.h"
 #include "dmarc-store.h"
+#include "dmarc-store-cache.h"
 #include "dmarc-ingest.h"
 
 /* Without an archive, attachments up to this size stay in memory; larger
@@ -33,6 +34,7 @@ struct dmarc_ingest {
 	struct event *event;
 
 	struct dmarc_store *store;
+	struct dmarc_store_cache *store_cache;
 	/* reused for every attachment kept in memory */
 	buffer_t *mem;
 	/* Set once the database could not be used: later reports of this
@@ -92,6 +94,11 @@ void dmarc_ingest_deinit(struct dmarc_ingest **_ingest)
 	*_ingest = NULL;
 	if (ingest->in_batch)
 		(void)dmarc_ingest_batch_commit(ingest);
+	if (ingest->store != NULL && ingest->store_cache != NULL &&
+	    !ingest->store_failed) {
+		dmarc_store_cache_put(ingest->store_cache, ingest->set.db_path,
+				      &ingest->store);
+	}
 	if (ingest->store != NULL)
 		dmarc_store_close(&ingest->store);
 	if (ingest->mem != NULL)
@@ -103,6 +110,13 @@ void dmarc_ingest_deinit(struct dmarc_ingest **_ingest)
 void dmarc_ingest_set_archiving(struct dmarc_ingest *ingest, bool archive)
 {
 	ingest->archiving = archive && ingest->set.archive_dir != NULL;
+}
+
+void dmarc_ingest_set_store_cache(struct dmarc_ingest *ingest,
+				  struct dmarc_store_cache *cache)
+{
+	i_assert(ingest->store == NULL);
+	ingest->store_cache = cache;
 }
 
 void dmarc_ingest_set_quiet(struct dmarc_ingest *ingest, bool quiet)
@@ -129,6 +143,12 @@ static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 
 	if (ingest->store != NULL || ingest->store_failed)
 		return ingest->store;
+	if (ingest->store_cache != NULL && !ingest->in_batch) {
+		ingest->store = dmarc_store_cache_take(ingest->store_cache,
+						       ingest->set.db_path);
+		if (ingest->store != NULL)
+			return ingest->store;
+	}
 	if (dmarc_store_open(ingest->set.db_path, DMARC_STORE_OPEN_CREATE,
 			     &ingest->store, &error) <= 0) {
 		e_error(ingest->event, "Cannot open the report database (%s): %s",

@@ -31,6 +31,12 @@ void dmarc_ingest_deinit(struct dmarc_ingest **ingest);
    copies them only when asked. */
 void dmarc_ingest_set_archiving(struct dmarc_ingest *ingest, bool archive);
 
+/* Take the database from cache, and give it back at deinit, instead of
+   opening and closing it (not in a batch). */
+struct dmarc_store_cache;
+void dmarc_ingest_set_store_cache(struct dmarc_ingest *ingest,
+				  struct dmarc_store_cache *cache);
+
 /* Log stored and duplicate reports at debug level instead of info: an
    import of thousands prints its totals instead. Problems are logged
    either way. */

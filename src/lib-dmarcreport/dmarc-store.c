@@ -5,6 +5,7 @@
 #include "lib.h"
 #include "str.h"
 #include "mkdir-parents.h"
+#include "hostpid.h"
 #include "dmarc-store.h"
 #include "dmarc-store-schema.h"
 
@@ -16,6 +17,8 @@
 
 /* Concurrent deliveries to one user wait this long for each other. */
 #define DMARC_STORE_BUSY_TIMEOUT_MSECS (30*1000)
+/* How long closing a moved database waits for its readers. */
+#define STORE_MOVED_CHECKPOINT_MSECS 1000
 
 enum store_stmt {
 	STMT_INSERT_REPORT,
@@ -61,13 +64,15 @@ struct dmarc_store {
 	sqlite3 *db;
 	unsigned int busy_timeout_msecs;
 	sqlite3_stmt *stmts[STMT_COUNT];
+	bool readonly;
 	bool in_batch;
 	/* why the batch cannot be committed any more (a failed report could
 	   not be removed), or NULL */
 	char *batch_error;
 	struct dmarc_store_report *report;
-	/* frames in the WAL after our last commit */
-	int wal_frames;
+	/* the file opened, to tell whether the path still names it */
+	dev_t dev;
+	ino_t ino;
 };
 
 struct dmarc_store_report {
@@ -102,32 +107,65 @@ static int store_exec(struct dmarc_store *store, const char *sql,
 	return 0;
 }
 
-/* The file and its directory, with the modes we promise (0600/0700),
-   before SQLite creates anything: its -wal and -shm files copy the
-   database file's mode. */
+/* A new database is made whole under a temporary name (mode 0600, WAL,
+   schema) and then linked into place, so that no process ever opens it
+   half made. Otherwise one opening it before its creator switched it to
+   WAL would try the switch itself, which waits for every other
+   connection to close: with lmtp keeping its connection between
+   deliveries, that is forever. */
 static int store_create_file(const char *path, const char **error_r)
 {
-	const char *dir, *p;
-	int fd;
+	const char *dir, *p, *tmp_path;
+	struct stat st;
+	sqlite3 *db = NULL;
+	int fd, ret = 0;
 
+	if (stat(path, &st) == 0)
+		return 0;
 	p = strrchr(path, '/');
-	if (p != NULL && p != path) {
-		dir = t_strdup_until(path, p);
-		if (mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
-			*error_r = t_strdup_printf("%s: mkdir(%s) failed: %m",
-						   path, dir);
-			return -1;
-		}
+	dir = p == NULL ? "." : p == path ? "/" : t_strdup_until(path, p);
+	if (p != NULL && p != path &&
+	    mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
+		*error_r = t_strdup_printf("%s: mkdir(%s) failed: %m",
+					   path, dir);
+		return -1;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+	tmp_path = t_strdup_printf("%s/.%s.new.%s", dir,
+				   p == NULL ? path : p + 1, my_pid);
+	/* left by a process of the same pid that died making it */
+	(void)unlink(tmp_path);
+	fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
 	if (fd == -1) {
-		if (errno == EEXIST)
-			return 0;
-		*error_r = t_strdup_printf("open(%s) failed: %m", path);
+		*error_r = t_strdup_printf("open(%s) failed: %m", tmp_path);
 		return -1;
 	}
 	i_close_fd(&fd);
-	return 0;
+	if (sqlite3_open_v2(tmp_path, &db, SQLITE_OPEN_READWRITE |
+			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL,
+			 NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, t_strconcat("BEGIN;", dmarc_store_schema_sql,
+					 "COMMIT;", NULL),
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		*error_r = t_strdup_printf("%s: creating the database: %s",
+			tmp_path, db == NULL ? "out of memory" :
+			sqlite3_errmsg(db));
+		ret = -1;
+	}
+	/* checkpoints and removes the temporary -wal and -shm */
+	if (db != NULL && sqlite3_close(db) != SQLITE_OK && ret == 0) {
+		*error_r = t_strdup_printf("%s: closing the new database "
+					   "failed", tmp_path);
+		ret = -1;
+	}
+	if (ret == 0 && link(tmp_path, path) < 0 && errno != EEXIST) {
+		/* EEXIST: another process made it first, which is as good */
+		*error_r = t_strdup_printf("link(%s, %s) failed: %m",
+					   tmp_path, path);
+		ret = -1;
+	}
+	i_unlink_if_exists(tmp_path);
+	return ret;
 }
 
 /* Runs a one-column integer query, *value_r = 0 when it returns no row. */
@@ -220,46 +258,6 @@ static int store_check_schema(struct dmarc_store *store, bool readonly,
 	return 1;
 }
 
-/* A delivery opens the database, stores one report and closes it. By
-   default SQLite then checkpoints the WAL into the database on every close
-   (two fsyncs), deletes the -wal and -shm files and creates them again for
-   the next delivery (a third and fourth fsync for the new file and its
-   directory). Instead the WAL is left for the next connection (which
-   reads it back in, cheap while it is small) and checkpointed on close
-   only once it has grown past STORE_WAL_CHECKPOINT_FRAMES; it is then
-   truncated, not deleted. Durability stays that of synchronous=NORMAL in
-   WAL mode: a power cut may lose the last commits, never consistency. */
-#define STORE_WAL_CHECKPOINT_FRAMES 256
-/* SQLite's own automatic checkpoint, for long-lived connections (import) */
-#define STORE_WAL_AUTOCHECKPOINT_FRAMES 1000
-
-static int store_wal_hook(void *context, sqlite3 *db, const char *name,
-			  int frames)
-{
-	struct dmarc_store *store = context;
-
-	store->wal_frames = frames;
-	if (frames >= STORE_WAL_AUTOCHECKPOINT_FRAMES) {
-		/* what SQLite's default hook does; a failure (readers in
-		   the way) is retried at the next commit */
-		(void)sqlite3_wal_checkpoint_v2(db, name,
-						SQLITE_CHECKPOINT_PASSIVE,
-						NULL, NULL);
-	}
-	return SQLITE_OK;
-}
-
-static void store_defer_checkpoints(struct dmarc_store *store)
-{
-	int persist = 1;
-
-	(void)sqlite3_db_config(store->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-				1, NULL);
-	(void)sqlite3_file_control(store->db, "main",
-				   SQLITE_FCNTL_PERSIST_WAL, &persist);
-	(void)sqlite3_wal_hook(store->db, store_wal_hook, store);
-}
-
 int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		     struct dmarc_store **store_r, const char **error_r)
 {
@@ -282,6 +280,7 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 	store = i_new(struct dmarc_store, 1);
 	store->path = i_strdup(path);
 	store->busy_timeout_msecs = DMARC_STORE_BUSY_TIMEOUT_MSECS;
+	store->readonly = readonly;
 	sqlite_flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
 		SQLITE_OPEN_NOMUTEX;
 	if (sqlite3_open_v2(path, &store->db, sqlite_flags, NULL) != SQLITE_OK) {
@@ -292,19 +291,14 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		return -1;
 	}
 	sqlite3_extended_result_codes(store->db, 0);
-	if (!readonly)
-		store_defer_checkpoints(store);
 	(void)sqlite3_busy_timeout(store->db, store->busy_timeout_msecs);
 	/* WAL: readers (doveadm) never block a delivery. synchronous=NORMAL:
 	   the mail and the archive are the durable copies; a power cut may
 	   lose the last transactions, never consistency. A file that is not
 	   a database fails here with SQLite's "file is not a database". */
 	if ((!readonly &&
-	     (store_exec(store, "PRAGMA journal_mode = WAL",
-			 "opening the database", error_r) < 0 ||
-	      /* the kept WAL is truncated after a checkpoint */
-	      store_exec(store, "PRAGMA journal_size_limit = 0",
-			 "opening the database", error_r) < 0)) ||
+	     store_exec(store, "PRAGMA journal_mode = WAL",
+			"opening the database", error_r) < 0) ||
 	    store_exec(store, "PRAGMA synchronous = NORMAL",
 		       "opening the database", error_r) < 0 ||
 	    store_exec(store, "PRAGMA foreign_keys = ON",
@@ -317,8 +311,23 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		dmarc_store_close(&store);
 		return 0;
 	}
+	if (stat(path, &st) < 0) {
+		*error_r = t_strdup_printf("stat(%s) failed: %m", path);
+		dmarc_store_close(&store);
+		return -1;
+	}
+	store->dev = st.st_dev;
+	store->ino = st.st_ino;
 	*store_r = store;
 	return 1;
+}
+
+bool dmarc_store_is_current(struct dmarc_store *store)
+{
+	struct stat st;
+
+	return stat(store->path, &st) == 0 &&
+		st.st_dev == store->dev && st.st_ino == store->ino;
 }
 
 void dmarc_store_set_busy_timeout(struct dmarc_store *store,
@@ -326,6 +335,23 @@ void dmarc_store_set_busy_timeout(struct dmarc_store *store,
 {
 	store->busy_timeout_msecs = msecs;
 	(void)sqlite3_busy_timeout(store->db, msecs);
+}
+
+/* The file was moved away (or replaced) while open. SQLite then skips
+   its checkpoint on close and leaves the WAL under the old name, where the
+   database next created at the path would find it: its reports would be
+   lost from the moved file, and a database restored to the path could be
+   corrupted. Write them into the moved file and empty the WAL first. */
+static void store_checkpoint_moved(struct dmarc_store *store)
+{
+	(void)sqlite3_busy_timeout(store->db, STORE_MOVED_CHECKPOINT_MSECS);
+	if (sqlite3_wal_checkpoint_v2(store->db, NULL,
+				      SQLITE_CHECKPOINT_TRUNCATE,
+				      NULL, NULL) != SQLITE_OK) {
+		i_warning("%s: moved away while open, and its last reports "
+			  "could not be written into it: %s", store->path,
+			  sqlite3_errmsg(store->db));
+	}
 }
 
 void dmarc_store_close(struct dmarc_store **_store)
@@ -342,13 +368,9 @@ void dmarc_store_close(struct dmarc_store **_store)
 		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 	for (i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(store->stmts[i]);
-	if (store->wal_frames >= STORE_WAL_CHECKPOINT_FRAMES) {
-		/* SQLite checkpoints on close unless another connection is
-		   open, which then keeps the WAL in its memory anyway */
-		(void)sqlite3_db_config(store->db,
-					SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-					0, NULL);
-	}
+	if (store->db != NULL && !store->readonly && store->ino != 0 &&
+	    !dmarc_store_is_current(store))
+		store_checkpoint_moved(store);
 	if (store->db != NULL)
 		(void)sqlite3_close(store->db);
 	i_free(store->batch_error);

@@ -29,6 +29,10 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		     struct dmarc_store **store_r, const char **error_r);
 void dmarc_store_close(struct dmarc_store **store);
 
+/* TRUE while the store's path still names the file it has open: not
+   removed, moved away or replaced since. */
+bool dmarc_store_is_current(struct dmarc_store *store);
+
 /* How long to wait for another process's write transaction before failing
    with "database busy" (default 30 s: concurrent deliveries to one user
    wait for each other). */

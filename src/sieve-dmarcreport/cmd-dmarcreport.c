@@ -27,6 +27,7 @@
 #include "dmarc-settings.h"
 #include "dmarc-ingest.h"
 #include "ext-dmarcreport.h"
+#include "sieve-dmarcreport-plugin.h"
 
 /*
  * Command
@@ -141,6 +142,7 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 
 	i_zero(&counts);
 	ingest = dmarc_ingest_init(&set, event);
+	dmarc_ingest_set_store_cache(ingest, sieve_dmarcreport_store_cache());
 	ret = dmarc_ingest_message(ingest, input, received, &counts);
 	dmarc_ingest_deinit(&ingest);
 	i_stream_unref(&input);

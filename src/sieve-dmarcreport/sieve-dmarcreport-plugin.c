@@ -1,18 +1,64 @@
 /* Pigeonhole plugin entry points: registers vnd.dovecot.dmarcreport with
    each Sieve instance (sieve_plugins = sieve_dmarcreport). */
 
+/* dladdr() and RTLD_NODELETE */
+#define _GNU_SOURCE
 #include "lib.h"
 #include "sieve-common.h"
 #include "sieve-extensions.h"
 #include "sieve-config.h"
 
 #include "dmarc-compat.h"
+#include "dmarc-store-cache.h"
 #include "ext-dmarcreport.h"
 #include "sieve-dmarcreport-plugin.h"
 
+#include <dlfcn.h>
 #include <libxml/parser.h>
 
 const char *sieve_dmarcreport_plugin_version = PIGEONHOLE_ABI_VERSION;
+
+/* Pigeonhole loads and unloads sieve_plugins around every delivery. The
+   module is linked -z nodelete; pinned says that it is indeed still the
+   same copy, so that what it keeps between deliveries survives. */
+static bool module_pinned;
+static struct dmarc_store_cache *store_cache;
+
+/* How long lmtp keeps a database open after a delivery. */
+#define STORE_CACHE_IDLE_MSECS (10*1000)
+
+static bool module_pin(void)
+{
+	Dl_info info;
+	void *handle;
+
+	/* RTLD_NODELETE on an object already loaded (RTLD_NOLOAD) makes
+	   it stay, whatever it was linked with */
+	if (dladdr((void *)sieve_dmarcreport_plugin_init, &info) == 0 ||
+	    info.dli_fname == NULL)
+		return FALSE;
+	handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+	if (handle == NULL)
+		return FALSE;
+	(void)dlclose(handle);
+	return TRUE;
+}
+
+static void store_cache_atexit(void)
+{
+	dmarc_store_cache_deinit(&store_cache);
+}
+
+struct dmarc_store_cache *sieve_dmarcreport_store_cache(void)
+{
+	if (!module_pinned)
+		return NULL;
+	if (store_cache == NULL) {
+		store_cache = dmarc_store_cache_init(STORE_CACHE_IDLE_MSECS);
+		lib_atexit(store_cache_atexit);
+	}
+	return store_cache;
+}
 
 struct dmarcreport_plugin_context {
 	const struct sieve_extension *ext;
@@ -23,6 +69,9 @@ void sieve_dmarcreport_plugin_load(struct sieve_instance *svinst,
 {
 	struct dmarcreport_plugin_context *pctx;
 
+	/* here: Pigeonhole never calls the module's init function */
+	if (!module_pinned)
+		module_pinned = module_pin();
 	pctx = i_new(struct dmarcreport_plugin_context, 1);
 	/* Not loaded by default: an admin enables it with sieve_extensions
 	   or sieve_global_extensions, as with vnd.dovecot.pipe. */

@@ -14,4 +14,8 @@ void sieve_dmarcreport_plugin_unload(struct sieve_instance *svinst,
 void sieve_dmarcreport_plugin_init(void);
 void sieve_dmarcreport_plugin_deinit(void);
 
+/* The database kept open between the deliveries of this process, or NULL
+   when this module cannot stay loaded between them. */
+struct dmarc_store_cache *sieve_dmarcreport_store_cache(void);
+
 #endif

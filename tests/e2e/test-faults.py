@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ USERS = {
     "corrupt": {},
     "noarch": {"dmarcreport_archive_dir": "{T}/noarch-archive"},
     "crash": {},
+    "moved": {},
 }
 
 
@@ -223,6 +225,39 @@ def test_crash_mid_transaction(dc):
                 "the next delivery after the crash")
 
 
+def open_by_lmtp(dc, path):
+    """lmtp processes that have path open."""
+    found = []
+    for pid in lmtp_pids(dc):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                    found.append(pid)
+                    break
+            except OSError:
+                pass
+    return found
+
+
+def test_database_moved_away(dc):
+    """lmtp keeps the database open between deliveries; once the admin
+    moves the file away, the next delivery writes a new one at the path,
+    not into the moved file."""
+    db = dc.db_path("moved")
+    dc.lmtp_deliver_ok(report_mail("moved-1"), "moved")
+    check(open_by_lmtp(dc, db), "no lmtp process keeps the database open")
+    os.rename(db, db + ".old")
+    dc.lmtp_deliver_ok(report_mail("moved-2"), "moved")
+    check_equal(reports(dc, "moved"), [("moved-2", 1)], "the new database")
+    with sqlite3.connect(f"file:{db}.old?mode=ro", uri=True) as old:
+        check_equal(old.execute("SELECT report_id FROM reports").fetchall(),
+                    [("moved-1",)], "the moved database")
+
+
 def test_no_other_crash(dc):
     """Nothing crashed but what test_crash_mid_transaction killed."""
     bad = [l for l in dc.log_text().splitlines()
@@ -233,7 +268,7 @@ def test_no_other_crash(dc):
 
 TESTS = [test_concurrent_2000, test_database_cannot_be_created, test_disk_full,
          test_corrupt_database, test_archive_unwritable, test_crash_mid_transaction,
-         test_no_other_crash]
+         test_database_moved_away, test_no_other_crash]
 
 if __name__ == "__main__":
     dovetest.main(TESTS, lambda: dovetest.Dovecot("faults", users=USERS))

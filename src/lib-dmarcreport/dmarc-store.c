@@ -122,6 +122,14 @@ static int store_create_file(const char *path, const char **error_r)
 
 	if (stat(path, &st) == 0)
 		return 0;
+	if (stat(t_strconcat(path, "-wal", NULL), &st) == 0 && st.st_size > 0) {
+		/* the last writes of a database that is gone from here:
+		   SQLite would read them into the new one */
+		*error_r = t_strdup_printf("%s-wal exists without its database"
+			" (moved away while in use?): move it and %s-shm to "
+			"where the database went, or remove them", path, path);
+		return -1;
+	}
 	p = strrchr(path, '/');
 	dir = p == NULL ? "." : p == path ? "/" : t_strdup_until(path, p);
 	if (p != NULL && p != path &&

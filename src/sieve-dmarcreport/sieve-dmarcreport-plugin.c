@@ -24,8 +24,10 @@ const char *sieve_dmarcreport_plugin_version = PIGEONHOLE_ABI_VERSION;
 static bool module_pinned;
 static struct dmarc_store_cache *store_cache;
 
-/* How long lmtp keeps a database open after a delivery. */
-#define STORE_CACHE_IDLE_MSECS (10*1000)
+/* How long lmtp keeps a database open after a delivery: long enough for
+   a burst of reports, short enough that the file is complete again soon
+   after it. */
+#define STORE_CACHE_IDLE_MSECS (3*1000)
 
 static bool module_pin(void)
 {

@@ -244,18 +244,34 @@ def open_by_lmtp(dc, path):
 
 
 def test_database_moved_away(dc):
-    """lmtp keeps the database open between deliveries; once the admin
-    moves the file away, the next delivery writes a new one at the path,
-    not into the moved file."""
+    """lmtp keeps the database open between deliveries. The file moved
+    away right after a delivery loses nothing: it gets its reports when
+    the keeping process notices or goes idle. The next delivery starts a
+    new database, or, when another lmtp process still keeps the old one,
+    logs why and leaves the report in the archive. Once idle, new
+    deliveries start the new database."""
     db = dc.db_path("moved")
     dc.lmtp_deliver_ok(report_mail("moved-1"), "moved")
     check(open_by_lmtp(dc, db), "no lmtp process keeps the database open")
     os.rename(db, db + ".old")
+    mark = dc.log_mark()
     dc.lmtp_deliver_ok(report_mail("moved-2"), "moved")
-    check_equal(reports(dc, "moved"), [("moved-2", 1)], "the new database")
+    errs = errors_since(dc, mark, "moved")
+    # the keeping process closes the moved file when idle
+    check(dovetest.wait_for(lambda: not open_by_lmtp(dc, db + ".old"), 15),
+          "the moved database is still open")
     with sqlite3.connect(f"file:{db}.old?mode=ro", uri=True) as old:
         check_equal(old.execute("SELECT report_id FROM reports").fetchall(),
                     [("moved-1",)], "the moved database")
+        check_equal(old.execute("PRAGMA integrity_check").fetchall(), [("ok",)],
+                    "the moved database's integrity")
+    if errs:
+        check(len(errs) == 1 and "-wal exists without its database" in errs[0],
+              f"expected one error about the old -wal, got {errs}")
+    dc.lmtp_deliver_ok(report_mail("moved-3"), "moved")
+    doveadm_ok(dc, ["dmarc", "import", dc.archive_dir("moved")], "moved")
+    check_equal(reports(dc, "moved"), [("moved-1", 1), ("moved-2", 1), ("moved-3", 1)],
+                "the new database after importing the archive")
 
 
 def test_no_other_crash(dc):

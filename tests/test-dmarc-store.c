@@ -544,6 +544,7 @@ static void test_store_cache(void)
 	struct dmarc_store *store, *kept;
 	struct dmarc_report report;
 	const char *error = NULL;
+	struct stat st;
 
 	test_begin("store cache: same file reused, another path or file not");
 	cache = dmarc_store_cache_init(60*1000);
@@ -561,8 +562,11 @@ static void test_store_cache(void)
 	/* committed: other connections see it while the store is kept */
 	test_assert_strcmp(test_counts(path), "1|3|3;\n");
 
-	/* another path: the kept store is closed, nothing is returned */
+	/* another path: the kept store is closed, its WAL written into the
+	   file and emptied, nothing is returned */
 	test_assert(dmarc_store_cache_take(cache, other) == NULL);
+	test_assert(stat(t_strconcat(path, "-wal", NULL), &st) < 0 ||
+		    st.st_size == 0);
 	test_assert(dmarc_store_cache_take(cache, path) == NULL);
 
 	/* the file moved away and a new one in its place: not reused */

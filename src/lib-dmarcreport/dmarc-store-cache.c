@@ -22,8 +22,12 @@ static void store_cache_clear(struct dmarc_store_cache *cache)
 {
 	timeout_remove(&cache->to_idle);
 	cache->ioloop = NULL;
-	if (cache->store != NULL)
+	if (cache->store != NULL) {
+		/* lmtp may be serving another user now, who cannot remove
+		   this user's -wal: leave it empty at least */
+		dmarc_store_checkpoint(cache->store);
 		dmarc_store_close(&cache->store);
+	}
 	i_free_and_null(cache->path);
 }
 

@@ -17,8 +17,8 @@
 
 /* Concurrent deliveries to one user wait this long for each other. */
 #define DMARC_STORE_BUSY_TIMEOUT_MSECS (30*1000)
-/* How long closing a moved database waits for its readers. */
-#define STORE_MOVED_CHECKPOINT_MSECS 1000
+/* How long an explicit checkpoint waits for other connections. */
+#define STORE_CHECKPOINT_BUSY_MSECS 1000
 
 enum store_stmt {
 	STMT_INSERT_REPORT,
@@ -345,6 +345,26 @@ void dmarc_store_set_busy_timeout(struct dmarc_store *store,
 	(void)sqlite3_busy_timeout(store->db, msecs);
 }
 
+/* Write the WAL into the database file and empty it (truncated through
+   the open file, so even a -wal that cannot be removed afterwards is
+   harmless), waiting briefly for other connections. */
+static int store_checkpoint_truncate(struct dmarc_store *store)
+{
+	int ret;
+
+	(void)sqlite3_busy_timeout(store->db, STORE_CHECKPOINT_BUSY_MSECS);
+	ret = sqlite3_wal_checkpoint_v2(store->db, NULL,
+					SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	(void)sqlite3_busy_timeout(store->db, store->busy_timeout_msecs);
+	return ret == SQLITE_OK ? 0 : -1;
+}
+
+void dmarc_store_checkpoint(struct dmarc_store *store)
+{
+	if (!store->readonly)
+		(void)store_checkpoint_truncate(store);
+}
+
 /* The file was moved away (or replaced) while open. SQLite then skips
    its checkpoint on close and leaves the WAL under the old name, where the
    database next created at the path would find it: its reports would be
@@ -352,10 +372,7 @@ void dmarc_store_set_busy_timeout(struct dmarc_store *store,
    corrupted. Write them into the moved file and empty the WAL first. */
 static void store_checkpoint_moved(struct dmarc_store *store)
 {
-	(void)sqlite3_busy_timeout(store->db, STORE_MOVED_CHECKPOINT_MSECS);
-	if (sqlite3_wal_checkpoint_v2(store->db, NULL,
-				      SQLITE_CHECKPOINT_TRUNCATE,
-				      NULL, NULL) != SQLITE_OK) {
+	if (store_checkpoint_truncate(store) < 0) {
 		i_warning("%s: moved away while open, and its last reports "
 			  "could not be written into it: %s", store->path,
 			  sqlite3_errmsg(store->db));

@@ -33,6 +33,12 @@ void dmarc_store_close(struct dmarc_store **store);
    removed, moved away or replaced since. */
 bool dmarc_store_is_current(struct dmarc_store *store);
 
+/* Write the WAL into the database file and empty it, when no other
+   connection is in the way within a second (else left to the next
+   checkpoint). For a store about to be closed by a process that may no
+   longer be allowed to remove its -wal file. */
+void dmarc_store_checkpoint(struct dmarc_store *store);
+
 /* How long to wait for another process's write transaction before failing
    with "database busy" (default 30 s: concurrent deliveries to one user
    wait for each other). */

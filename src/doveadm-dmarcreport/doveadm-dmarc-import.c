@@ -7,11 +7,14 @@
 #include "ioloop.h"
 #include "istream.h"
 #include "path-util.h"
+#include "read-full.h"
 #include "mail-namespace.h"
 #include "mail-search-build.h"
 #include "doveadm-print.h"
 #include "dmarc-ingest.h"
 #include "doveadm-dmarc.h"
+
+#define IMPORT_READ_WHOLE_MAX_BYTES (1024*1024)
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -28,6 +31,8 @@ struct import_cmd_context {
 	/* of the current user */
 	struct dmarc_ingest *ingest;
 	struct dmarc_ingest_counts total;
+	/* the current mail file when read whole */
+	buffer_t *file_buf;
 	unsigned int inputs;
 	bool storage_failed;
 };
@@ -82,6 +87,37 @@ import_counts_add(struct import_cmd_context *ctx,
 	ctx->total.records += counts->records;
 }
 
+/* A mail file as a stream: read whole when small (one read instead of a
+   pread and an fstat per block, which add up over thousands of files),
+   else streamed. *fd stays the caller's to close, or is taken (-1). */
+static struct istream *
+import_file_stream(struct import_cmd_context *ctx, const char *path,
+		   int *fd, const struct stat *st)
+{
+	struct istream *input;
+	ssize_t ret;
+
+	if (st->st_size > 0 && st->st_size <= IMPORT_READ_WHOLE_MAX_BYTES) {
+		if (ctx->file_buf == NULL)
+			ctx->file_buf = buffer_create_dynamic(default_pool, 65536);
+		buffer_set_used_size(ctx->file_buf, 0);
+		ret = read_full(*fd, buffer_append_space_unsafe(
+			ctx->file_buf, st->st_size), st->st_size);
+		if (ret > 0) {
+			input = i_stream_create_from_data(ctx->file_buf->data,
+							  ctx->file_buf->used);
+			i_stream_set_name(input, path);
+			return input;
+		}
+		/* changed meanwhile, or an error: the stream reports it */
+		if (lseek(*fd, 0, SEEK_SET) < 0)
+			i_error("dmarc import: lseek(%s) failed: %m", path);
+	}
+	input = i_stream_create_fd_autoclose(fd, IO_BLOCK_SIZE);
+	i_stream_set_name(input, path);
+	return input;
+}
+
 static int import_file(struct import_cmd_context *ctx, const char *path)
 {
 	struct dmarc_ingest_counts counts;
@@ -103,19 +139,27 @@ static int import_file(struct import_cmd_context *ctx, const char *path)
 		i_close_fd(&fd);
 		ret = dmarc_ingest_file(ctx->ingest, path, &counts);
 	} else {
-		input = i_stream_create_fd_autoclose(&fd, IO_BLOCK_SIZE);
-		i_stream_set_name(input, path);
+		input = import_file_stream(ctx, path, &fd, &st);
 		ret = dmarc_ingest_message(ctx->ingest, input, st.st_mtime,
 					   &counts);
 		i_stream_unref(&input);
+		if (fd != -1)
+			i_close_fd(&fd);
 	}
 	import_counts_add(ctx, &counts);
 	return ret;
 }
 
-static int path_cmp(const char *const *p1, const char *const *p2)
+struct import_dir_entry {
+	const char *path;
+	/* DT_* from readdir(), DT_UNKNOWN when it did not say */
+	unsigned char type;
+};
+
+static int import_dir_entry_cmp(const struct import_dir_entry *e1,
+				const struct import_dir_entry *e2)
 {
-	return strcmp(*p1, *p2);
+	return strcmp(e1->path, e2->path);
 }
 
 /* A directory: its files and subdirectories in name order, dot files
@@ -140,8 +184,9 @@ static int import_path(struct import_cmd_context *ctx, const char *path)
 
 static int import_dir(struct import_cmd_context *ctx, const char *dir)
 {
-	ARRAY_TYPE(const_string) names;
-	const char *name;
+	ARRAY(struct import_dir_entry) entries;
+	const struct import_dir_entry *entry;
+	struct import_dir_entry *new_entry;
 	struct dirent *d;
 	DIR *dirp;
 	int ret = 0;
@@ -152,19 +197,25 @@ static int import_dir(struct import_cmd_context *ctx, const char *dir)
 		ctx->total.failed++;
 		return 0;
 	}
-	t_array_init(&names, 64);
+	t_array_init(&entries, 64);
 	while ((d = readdir(dirp)) != NULL) {
 		if (d->d_name[0] == '.' || strcmp(d->d_name, "tmp") == 0)
 			continue;
-		name = t_strconcat(dir, "/", d->d_name, NULL);
-		array_push_back(&names, &name);
+		new_entry = array_append_space(&entries);
+		new_entry->path = t_strconcat(dir, "/", d->d_name, NULL);
+		new_entry->type = d->d_type;
 	}
 	if (closedir(dirp) < 0)
 		i_error("dmarc import: closedir(%s) failed: %m", dir);
-	array_sort(&names, path_cmp);
-	array_foreach_elem(&names, name) {
+	array_sort(&entries, import_dir_entry_cmp);
+	array_foreach(&entries, entry) {
 		T_BEGIN {
-			ret = import_path(ctx, name);
+			/* a regular file needs no stat() of its own: the
+			   open file is looked at */
+			if (entry->type == DT_REG)
+				ret = import_file(ctx, entry->path);
+			else
+				ret = import_path(ctx, entry->path);
 		} T_END;
 		if (ret < 0)
 			break;
@@ -273,6 +324,8 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	if (dmarc_ingest_batch_commit(ctx->ingest) < 0)
 		ret = -1;
 	dmarc_ingest_deinit(&ctx->ingest);
+	if (ctx->file_buf != NULL)
+		buffer_free(&ctx->file_buf);
 
 	doveadm_dmarc_print_num(ctx->inputs);
 	doveadm_dmarc_print_num(ctx->total.reports_new);

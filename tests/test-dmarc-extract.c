@@ -4,6 +4,7 @@
 #include "array.h"
 #include "str.h"
 #include "istream.h"
+#include "base64.h"
 #include "test-dmarc-common.h"
 #include "dmarc-settings.h"
 #include "dmarc-extract.h"
@@ -16,6 +17,8 @@ struct extracted {
 	unsigned int ends, truncated;
 	size_t first_size;
 	unsigned char first_bytes[4];
+	/* all of the first attachment, when not NULL */
+	buffer_t *first_data;
 };
 
 static bool test_begin_cb(const struct dmarc_attachment *att, void *context)
@@ -40,6 +43,8 @@ static void test_data_cb(const unsigned char *data, size_t size, void *context)
 			memcpy(ex->first_bytes + ex->first_size, data,
 			       I_MIN(size, sizeof(ex->first_bytes) - ex->first_size));
 		ex->first_size += size;
+		if (ex->first_data != NULL)
+			buffer_append(ex->first_data, data, size);
 	}
 }
 
@@ -184,6 +189,75 @@ static void test_extract_names_and_parts(void)
 	test_end();
 }
 
+/* Bytes that are no text in any charset: a gzip header and invalid
+   UTF-8. */
+static const unsigned char binary_bytes[] = {
+	0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x80, 0x81, 0xc3, 0x28, 0x00,
+	0x0a, 0x0d, 0xe2, 0x82, 0xf0, 0x9f, 0x92, 0x3d, 0x20, 0x09, 0x7f,
+};
+
+static void test_extract_binary_with_charset(void)
+{
+	static const char *const headers[] = {
+		"Content-Type: application/gzip; charset=\"us-ascii\";\n"
+		" name=\"r.xml.gz\"\nContent-Transfer-Encoding: base64\n",
+		"Content-Type: application/octet-stream; charset=utf-8\n"
+		"Content-Disposition: attachment; filename=r.zip\n"
+		"Content-Transfer-Encoding: quoted-printable\n",
+		"Content-Type: application/gzip; charset=iso-8859-1\n"
+		"Content-Disposition: attachment; filename=r.gz\n"
+		"Content-Transfer-Encoding: binary\n",
+	};
+	unsigned int i, j;
+
+	test_begin("extract: binary attachments with a charset parameter "
+		   "come out byte for byte");
+	for (i = 0; i < N_ELEMENTS(headers); i++) T_BEGIN {
+		string_t *mail = t_str_new(1024), *body = t_str_new(256);
+		struct extracted ex;
+
+		if (i == 0) {
+			base64_encode(binary_bytes, sizeof(binary_bytes), body);
+			str_append_c(body, '\n');
+		} else if (i == 1) {
+			for (j = 0; j < sizeof(binary_bytes); j++)
+				str_printfa(body, "=%02X", binary_bytes[j]);
+			str_append(body, "\n");
+		} else {
+			str_append_data(body, binary_bytes,
+					sizeof(binary_bytes));
+			str_append_c(body, '\n');
+		}
+		str_append(mail, "From: a@example.com\nMessage-ID: <b@x>\n"
+			   "MIME-Version: 1.0\n"
+			   "Content-Type: multipart/mixed; boundary=\"B\"\n\n"
+			   "--B\nContent-Type: text/plain\n\nreport\n--B\n");
+		str_append(mail, headers[i]);
+		str_append_c(mail, '\n');
+		str_append_str(mail, body);
+		str_append(mail, "--B--\n");
+
+		struct istream *input;
+		const char *error;
+
+		i_zero(&ex);
+		t_array_init(&ex.names, 4);
+		t_array_init(&ex.types, 4);
+		ex.first_data = t_buffer_create(64);
+		input = i_stream_create_from_data(str_data(mail), str_len(mail));
+		test_assert_idx(dmarc_extract_message(input,
+			test_default_limits(), &test_callbacks, &ex, NULL,
+			&error) == 0, i);
+		i_stream_unref(&input);
+		test_assert_idx(array_count(&ex.names) == 1, i);
+		/* binary: the trailing line break of the MIME body stays */
+		test_assert_idx(ex.first_data->used >= sizeof(binary_bytes) &&
+				memcmp(ex.first_data->data, binary_bytes,
+				       sizeof(binary_bytes)) == 0, i);
+	} T_END;
+	test_end();
+}
+
 static void test_extract_limits(void)
 {
 	struct dmarc_limits limits = *test_default_limits();
@@ -241,6 +315,7 @@ int main(void)
 	static void (*const test_functions[])(void) = {
 		test_extract_corpus,
 		test_extract_names_and_parts,
+		test_extract_binary_with_charset,
 		test_extract_limits,
 		test_extract_deep_nesting,
 		NULL

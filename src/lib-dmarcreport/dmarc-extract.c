@@ -1,7 +1,10 @@
 /* message -> attachments, with Dovecot's lib-mail: message-parser splits
    the MIME structure (bounded by its nesting and part-count limits),
-   message-decoder removes the transfer encoding and decodes RFC 2047 in
-   headers, rfc2231_parse() reads the parameters. Data is streamed to the
+   message-decoder decodes RFC 2047 in headers and the bodies of text parts,
+   rfc2231_parse() reads the parameters. The body of any other attachment
+   only loses its transfer encoding here (base64 / qp-decoder): the message
+   decoder would convert it as text as soon as its Content-Type has a
+   charset parameter, which mangles a gzip or zip. Data is streamed to the
    callbacks; nothing is buffered whole. */
 
 #include "lib.h"
@@ -13,6 +16,8 @@
 #include "hex-dec.h"
 
 #include <ctype.h>
+#include "base64.h"
+#include "qp-decoder.h"
 #include "message-parser.h"
 #include "message-decoder.h"
 #include "dmarc-settings.h"
@@ -23,10 +28,17 @@ struct extract_part {
 	const char *content_type;
 	const char *ct_name;      /* Content-Type name= */
 	const char *cd_filename;  /* Content-Disposition filename= */
+	enum message_cte cte;
 	bool is_attachment;
 	bool skipped;
 	bool truncated;
 	uoff_t size;
+
+	/* not text: the transfer encoding is removed here */
+	bool raw_body;
+	bool raw_body_ended;	/* end of base64 data, or broken data */
+	struct base64_decoder base64;
+	struct qp_decoder *qp;
 };
 
 struct extract_ctx {
@@ -39,6 +51,8 @@ struct extract_ctx {
 	unsigned int attachments, skipped;
 	struct extract_part cur;
 	struct dmarc_attachment att;
+	/* transfer-decoded body data of raw_body parts */
+	buffer_t *decoded;
 };
 
 /* RFC 2231 extended value "charset'lang'%XX..." -> UTF-8. rfc2231_parse()
@@ -132,6 +146,8 @@ static void extract_header(struct extract_ctx *ctx,
 				   &ctx->cur.ct_name);
 		if (type != NULL && *type != '\0')
 			ctx->cur.content_type = type;
+	} else if (strcasecmp(hdr->name, "Content-Transfer-Encoding") == 0) {
+		ctx->cur.cte = message_decoder_parse_cte(hdr);
 	} else if (strcasecmp(hdr->name, "Content-Disposition") == 0) {
 		parse_param_header(hdr, FALSE, "filename", ctx->pool, NULL,
 				   &ctx->cur.cd_filename);
@@ -177,14 +193,34 @@ static void extract_headers_done(struct extract_ctx *ctx)
 	ctx->att.filename = filename;
 	ctx->att.content_type = cur->content_type;
 	ctx->att.message_id = ctx->message_id;
-	if (!ctx->callbacks->begin(&ctx->att, ctx->context))
+	if (!ctx->callbacks->begin(&ctx->att, ctx->context)) {
 		cur->skipped = TRUE;
+		return;
+	}
+	if (strncmp(cur->content_type, "text/", 5) != 0) {
+		cur->raw_body = TRUE;
+		if (cur->cte == MESSAGE_CTE_BASE64)
+			base64_decode_init(&cur->base64, &base64_scheme, 0);
+		else if (cur->cte == MESSAGE_CTE_QP)
+			cur->qp = qp_decoder_init(ctx->decoded);
+	}
 }
+
+static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
+			 size_t size);
 
 static void extract_part_end(struct extract_ctx *ctx)
 {
 	struct extract_part *cur = &ctx->cur;
+	const char *error;
 
+	if (cur->qp != NULL) {
+		/* what the last line held back */
+		buffer_set_used_size(ctx->decoded, 0);
+		(void)qp_decoder_finish(cur->qp, &error);
+		extract_body(ctx, ctx->decoded->data, ctx->decoded->used);
+		qp_decoder_deinit(&cur->qp);
+	}
 	if (cur->part != NULL && cur->is_attachment && !cur->skipped)
 		ctx->callbacks->end(&ctx->att, cur->truncated, ctx->context);
 	i_zero(cur);
@@ -205,6 +241,41 @@ static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
 	cur->size += size;
 	if (size > 0)
 		ctx->callbacks->data(data, size, ctx->context);
+}
+
+/* A body block of a raw_body part, still transfer-encoded. Broken base64
+   ends the data there (as message-decoder does); the parser then finds
+   the report cut short and says so. */
+static void extract_raw_body(struct extract_ctx *ctx, const unsigned char *data,
+			     size_t size)
+{
+	struct extract_part *cur = &ctx->cur;
+	const char *error;
+	size_t pos;
+	int ret;
+
+	if (cur->skipped || cur->truncated || cur->raw_body_ended)
+		return;
+	switch (cur->cte) {
+	case MESSAGE_CTE_BASE64:
+		buffer_set_used_size(ctx->decoded, 0);
+		ret = base64_decode_more(&cur->base64, data, size, &pos,
+					 ctx->decoded);
+		if (ret <= 0)
+			cur->raw_body_ended = TRUE;
+		extract_body(ctx, ctx->decoded->data, ctx->decoded->used);
+		break;
+	case MESSAGE_CTE_QP:
+		buffer_set_used_size(ctx->decoded, 0);
+		/* invalid sequences are skipped, as message-decoder does */
+		(void)qp_decoder_more(cur->qp, data, size, &pos, &error);
+		extract_body(ctx, ctx->decoded->data, ctx->decoded->used);
+		break;
+	default:
+		/* 7bit, 8bit, binary, or unknown: as it is */
+		extract_body(ctx, data, size);
+		break;
+	}
 }
 
 int dmarc_extract_message(struct istream *input,
@@ -230,11 +301,15 @@ int dmarc_extract_message(struct istream *input,
 	ctx.callbacks = callbacks;
 	ctx.context = context;
 
+	ctx.decoded = buffer_create_dynamic(default_pool, IO_BLOCK_SIZE);
 	parser = message_parser_init(ctx.pool, input, &parser_set);
-	/* binary: attachments come out as sent, not charset-converted
-	   (text parts still are: that is the decoder's rule) */
 	decoder = message_decoder_init(NULL, MESSAGE_DECODER_FLAG_RETURN_BINARY);
 	while ((ret = message_parser_parse_next_block(parser, &raw)) > 0) {
+		if (raw.hdr == NULL && raw.size > 0 &&
+		    raw.part == ctx.cur.part && ctx.cur.raw_body) {
+			extract_raw_body(&ctx, raw.data, raw.size);
+			continue;
+		}
 		if (!message_decoder_decode_next_block(decoder, &raw, &block))
 			continue;
 		if (block.part != ctx.cur.part) {
@@ -254,6 +329,7 @@ int dmarc_extract_message(struct istream *input,
 	extract_part_end(&ctx);
 	message_decoder_deinit(&decoder);
 	message_parser_deinit(&parser, &parts);
+	buffer_free(&ctx.decoded);
 
 	if (skipped_r != NULL)
 		*skipped_r = ctx.skipped;

@@ -27,7 +27,7 @@ INVALID_ACCEPTED = {
     "parsedmarc--report_with_upper_cased_pass.xml",
 }
 
-USERS = ["agg", "eml", "inv", "dup", "multi", "trav", "conc"]
+USERS = ["agg", "eml", "inv", "dup", "multi", "trav", "conc", "charset"]
 delivered = {u: 0 for u in USERS}
 
 
@@ -216,6 +216,41 @@ def test_multiple_attachments(dc):
     check_mailbox(dc, "multi")
 
 
+def test_binary_with_charset(dc):
+    """A gzip and a zip whose Content-Type carries a charset parameter:
+    stored, and archived byte for byte, not converted as text."""
+    import gzip
+    from email import encoders
+    from email.mime.base import MIMEBase
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+    gz = gzip.compress(reportmail.report_xml("charset-gz"))
+    zp = reportmail.zip_bytes([("z.xml", reportmail.report_xml("charset-zip"))])
+    msg = MIMEMultipart()
+    msg["From"] = "noreply-dmarc@reports.example"
+    msg["Message-ID"] = msgid("charset", 0)
+    msg.attach(MIMEText("report\n"))
+    for name, data, subtype, charset in (("r.xml.gz", gz, "gzip", "utf-8"),
+                                         ("r.zip", zp, "zip", "iso-8859-1")):
+        part = MIMEBase("application", subtype, charset=charset)
+        part.set_payload(data)
+        encoders.encode_base64(part)
+        part.add_header("Content-Disposition", "attachment", filename=name)
+        msg.attach(part)
+    deliver(dc, "charset", msg.as_bytes())
+    check_reports(dc, "charset", {
+        ("e2e.example", "charset-gz", "example.com"): {"records": 1, "messages": 1},
+        ("e2e.example", "charset-zip", "example.com"): {"records": 1, "messages": 1}})
+    archived = {}
+    for root, _dirs, files in os.walk(dc.archive_dir("charset")):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                archived[f] = fh.read()
+    check(archived.get("r.xml.gz") == gz, "r.xml.gz not archived byte for byte")
+    check(archived.get("r.zip") == zp, "r.zip not archived byte for byte")
+    check_mailbox(dc, "charset")
+
+
 def test_archive_and_hostile_names(dc):
     """(f) attachment and zip entry names with ../ or absolute paths create
     nothing outside the archive; the archive holds the raw attachments
@@ -311,6 +346,7 @@ TESTS = [
     test_corpus_invalid,
     test_duplicate_delivery,
     test_multiple_attachments,
+    test_binary_with_charset,
     test_archive_and_hostile_names,
     test_concurrent_deliveries,
     test_every_mail_delivered,

@@ -14,7 +14,6 @@
 #include "sieve-dmarcreport-plugin.h"
 
 #include <dlfcn.h>
-#include <libxml/parser.h>
 
 const char *sieve_dmarcreport_plugin_version = PIGEONHOLE_ABI_VERSION;
 
@@ -96,11 +95,10 @@ void sieve_dmarcreport_plugin_unload(struct sieve_instance *svinst ATTR_UNUSED,
 
 void sieve_dmarcreport_plugin_init(void)
 {
-	/* Only libxml2's global tables: the config process dlopens this
-	   module just to list the extension, so nothing else happens here.
-	   xmlCleanupParser() is never called: another module of the same
-	   process may still be using libxml2. */
-	xmlInitParser();
+	/* Dovecot's module loader wants this symbol, but Pigeonhole calls
+	   only _load and _unload. libxml2 is set up by the parser itself
+	   (xmlInitParser()); xmlCleanupParser() is never called, another
+	   module of the same process may still be using libxml2. */
 }
 
 void sieve_dmarcreport_plugin_deinit(void)

@@ -6,6 +6,7 @@
 #include "ioloop.h"
 #include "doveadm-print.h"
 #include "dmarc-query.h"
+#include "dmarc-log.h"
 #include "doveadm-dmarc.h"
 
 #include <unistd.h>
@@ -43,7 +44,7 @@ expire_archive_files(struct mail_user *user, const char *archive_dir,
 		if (!archive_path_is_safe(path)) {
 			i_warning("dmarc: user %s: Not removing '%s': "
 				  "not a path inside the archive dir",
-				  user->username, path);
+				  user->username, dmarc_log_text(path));
 			continue;
 		}
 		full = t_strconcat(archive_dir, "/", path, NULL);
@@ -51,7 +52,7 @@ expire_archive_files(struct mail_user *user, const char *archive_dir,
 			removed++;
 		else if (errno != ENOENT) {
 			i_error("dmarc: user %s: unlink(%s) failed: %m",
-				user->username, full);
+				user->username, dmarc_log_text(full));
 		}
 	}
 	return removed;

@@ -12,6 +12,7 @@
 #include "mail-search-build.h"
 #include "doveadm-print.h"
 #include "dmarc-ingest.h"
+#include "dmarc-log.h"
 #include "doveadm-dmarc.h"
 
 #define IMPORT_READ_WHOLE_MAX_BYTES (1024*1024)
@@ -111,7 +112,8 @@ import_file_stream(struct import_cmd_context *ctx, const char *path,
 		}
 		/* changed meanwhile, or an error: the stream reports it */
 		if (lseek(*fd, 0, SEEK_SET) < 0)
-			i_error("dmarc import: lseek(%s) failed: %m", path);
+			i_error("dmarc import: lseek(%s) failed: %m",
+				dmarc_log_text(path));
 	}
 	input = i_stream_create_fd_autoclose(fd, IO_BLOCK_SIZE);
 	i_stream_set_name(input, path);
@@ -129,7 +131,8 @@ static int import_file(struct import_cmd_context *ctx, const char *path)
 	ctx->inputs++;
 	fd = open(path, O_RDONLY);
 	if (fd == -1 || fstat(fd, &st) < 0) {
-		i_error("dmarc import: open(%s) failed: %m", path);
+		i_error("dmarc import: open(%s) failed: %m",
+			dmarc_log_text(path));
 		ctx->total.failed++;
 		if (fd != -1)
 			i_close_fd(&fd);
@@ -171,7 +174,8 @@ static int import_path(struct import_cmd_context *ctx, const char *path)
 	struct stat st;
 
 	if (stat(path, &st) < 0) {
-		i_error("dmarc import: stat(%s) failed: %m", path);
+		i_error("dmarc import: stat(%s) failed: %m",
+			dmarc_log_text(path));
 		ctx->total.failed++;
 		return 0;
 	}
@@ -193,7 +197,8 @@ static int import_dir(struct import_cmd_context *ctx, const char *dir)
 
 	dirp = opendir(dir);
 	if (dirp == NULL) {
-		i_error("dmarc import: opendir(%s) failed: %m", dir);
+		i_error("dmarc import: opendir(%s) failed: %m",
+			dmarc_log_text(dir));
 		ctx->total.failed++;
 		return 0;
 	}
@@ -206,7 +211,8 @@ static int import_dir(struct import_cmd_context *ctx, const char *dir)
 		new_entry->type = d->d_type;
 	}
 	if (closedir(dirp) < 0)
-		i_error("dmarc import: closedir(%s) failed: %m", dir);
+		i_error("dmarc import: closedir(%s) failed: %m",
+			dmarc_log_text(dir));
 	array_sort(&entries, import_dir_entry_cmp);
 	array_foreach(&entries, entry) {
 		T_BEGIN {
@@ -314,7 +320,8 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 		for (path = ctx->paths; *path != NULL && ret == 0; path++) {
 			/* a path given on the command line must exist */
 			if (access(*path, F_OK) < 0) {
-				i_error("dmarc import: %s: %m", *path);
+				i_error("dmarc import: %s: %m",
+					dmarc_log_text(*path));
 				_ctx->exit_code = EX_NOINPUT;
 				continue;
 			}

@@ -9,6 +9,7 @@
 #include "doveadm-mail.h"
 #include "dmarc-compat.h"
 #include "doveadm-dmarc-filter.h"
+#include "dmarc-log.h"
 #include "doveadm-dmarc.h"
 
 #include <stdio.h>
@@ -95,7 +96,8 @@ int doveadm_dmarc_store_open(struct doveadm_mail_cmd_context *ctx,
 	if (ret < 0) {
 		/* e.g. a database from a newer version: refuse, say why
 		   (the store's error names the file) */
-		i_error("dmarc: user %s: %s", user->username, error);
+		i_error("dmarc: user %s: %s", user->username,
+			dmarc_log_text(error));
 		ctx->exit_code = DOVEADM_EX_NOTPOSSIBLE;
 		return -1;
 	}
@@ -125,7 +127,7 @@ int doveadm_dmarc_read(struct doveadm_mail_cmd_context *ctx,
 int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 			       struct mail_user *user, const char *error)
 {
-	i_error("dmarc: user %s: %s", user->username, error);
+	i_error("dmarc: user %s: %s", user->username, dmarc_log_text(error));
 	ctx->exit_code = EX_TEMPFAIL;
 	return -1;
 }

@@ -7,9 +7,9 @@
 #include "ioloop.h"
 #include "istream.h"
 #include "str.h"
-#include "str-sanitize.h"
 #include "safe-mkstemp.h"
 #include "write-full.h"
+#include "dmarc-log.h"
 #include "dmarc-settings.h"
 #include "dmarc-extract.h"
 #include "dmarc-archive.h"
@@ -152,14 +152,14 @@ static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 	if (dmarc_store_open(ingest->set.db_path, DMARC_STORE_OPEN_CREATE,
 			     &ingest->store, &error) <= 0) {
 		e_error(ingest->event, "Cannot open the report database (%s): %s",
-			ingest_recovery_hint(ingest), error);
+			ingest_recovery_hint(ingest), dmarc_log_text(error));
 		ingest->store = NULL;
 		ingest->store_failed = TRUE;
 		return NULL;
 	}
 	if (ingest->in_batch &&
 	    dmarc_store_batch_begin(ingest->store, &error) < 0) {
-		e_error(ingest->event, "%s", error);
+		e_error(ingest->event, "%s", dmarc_log_text(error));
 		dmarc_store_close(&ingest->store);
 		ingest->store_failed = TRUE;
 		return NULL;
@@ -170,7 +170,7 @@ static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 static void ingest_store_failed(struct dmarc_ingest *ingest, const char *error)
 {
 	e_error(ingest->event, "Storing the report failed (%s): %s",
-		ingest_recovery_hint(ingest), error);
+		ingest_recovery_hint(ingest), dmarc_log_text(error));
 	ingest->store_failed = TRUE;
 }
 
@@ -205,13 +205,14 @@ int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest)
 	return 0;
 }
 
+/* For log lines: each value sanitised (see dmarc-log.h). */
 static const char *report_label(const struct dmarc_report *report)
 {
 	return t_strdup_printf("report %s from %s for %s",
-			       report->report_id,
+			       dmarc_log_value(report->report_id),
 			       report->org_name == NULL || *report->org_name == '\0' ?
-			       "(no org_name)" : report->org_name,
-			       report->policy.domain);
+			       "(no org_name)" : dmarc_log_value(report->org_name),
+			       dmarc_log_value(report->policy.domain));
 }
 
 /* Parse one XML document and store it. Returns -1 only when storage failed;
@@ -234,7 +235,7 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	parser = dmarc_parser_init(dmarc_unpack_read, unpack,
 				   &ingest->set.limits);
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
-		e_warning(att->event, "Not stored: %s", error);
+		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
 		counts->failed++;
 		dmarc_parser_deinit(&parser);
 		return 0;
@@ -276,7 +277,7 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 		/* all or nothing: a report cut short is not stored */
 		dmarc_store_report_rollback(&sreport);
 		e_warning(att->event, "Not stored: %s: %s",
-			  report_label(report), error);
+			  report_label(report), dmarc_log_text(error));
 		counts->failed++;
 		dmarc_parser_deinit(&parser);
 		return 0;
@@ -288,7 +289,8 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	}
 	warnings = dmarc_parser_get_warnings(parser);
 	for (; warnings != NULL && *warnings != NULL; warnings++)
-		e_debug(att->event, "%s: %s", report_label(report), *warnings);
+		e_debug(att->event, "%s: %s", report_label(report),
+			dmarc_log_text(*warnings));
 	e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
 	      "Stored %s (%"PRIu64" records)", report_label(report), records);
 	counts->reports_new++;
@@ -328,9 +330,10 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 		documents++;
 		if (entry_name != NULL) {
 			att->event = event_create(parent_event);
+			entry_name = dmarc_log_value(entry_name);
 			event_add_str(att->event, "zip_entry", entry_name);
 			event_set_append_log_prefix(att->event, t_strdup_printf(
-				"zip entry '%s': ", str_sanitize_utf8(entry_name, 120)));
+				"zip entry '%s': ", entry_name));
 		}
 		T_BEGIN {
 			result = ingest_document(ingest, att, unpack,
@@ -342,7 +345,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 		}
 	}
 	if (result == 0 && ret < 0) {
-		e_warning(att->event, "Not stored: %s", error);
+		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
 		counts->failed++;
 	} else if (result == 0 && documents == 0) {
 		e_warning(att->event, "Not stored: no document in the container");
@@ -371,7 +374,7 @@ ingest_open_target(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 					 &att->archive_path, &error) == 0)
 			return fd;
 		e_error(att->event, "Archiving failed, processing it anyway: %s",
-			error);
+			dmarc_log_text(error));
 		att->archive_path = NULL;
 	}
 
@@ -402,9 +405,9 @@ static int ingest_open_temp(struct ingest_attachment *att)
 static const char *attachment_label(const struct dmarc_attachment *att)
 {
 	if (att->filename != NULL && *att->filename != '\0')
-		return str_sanitize_utf8(att->filename, 120);
+		return dmarc_log_value(att->filename);
 	return t_strdup_printf("#%u (%s, no name)", att->index,
-			       att->content_type);
+			       dmarc_log_value(att->content_type));
 }
 
 static bool
@@ -478,7 +481,7 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 	if (write_full(ctx->att.fd, data, size) < 0) {
 		e_error(ctx->att.event, "write(%s) failed: %m",
 			ctx->att.archive_path != NULL ?
-			ctx->att.archive_path : "temp file");
+			dmarc_log_value(ctx->att.archive_path) : "temp file");
 		ctx->att.write_failed = TRUE;
 	}
 }
@@ -544,7 +547,8 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 	if (dmarc_extract_message(input, &ingest->set.limits,
 				  &ingest_extract_callbacks, &ctx,
 				  &skipped, &error) < 0) {
-		e_error(ingest->event, "Reading the message failed: %s", error);
+		e_error(ingest->event, "Reading the message failed: %s",
+			dmarc_log_text(error));
 		ctx.ret = -1;
 	}
 	if (skipped > 0) {
@@ -606,9 +610,9 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 	base = strrchr(path, '/');
 	base = base == NULL ? path : base + 1;
 	att.event = event_create(ingest->event);
-	event_add_str(att.event, "file", path);
+	event_add_str(att.event, "file", dmarc_log_value(path));
 	event_set_append_log_prefix(att.event, t_strdup_printf(
-		"file '%s': ", str_sanitize_utf8(path, 120)));
+		"file '%s': ", dmarc_log_value(path)));
 	counts->attachments++;
 
 	fd = open(path, O_RDONLY);
@@ -638,7 +642,8 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		att.fd = ingest_open_target(ingest, &att, base, st.st_mtime);
 		if (att.fd == -1 || copy_fd(fd, att.fd, &error) < 0) {
 			if (att.fd != -1) {
-				e_error(att.event, "Archiving failed: %s", error);
+				e_error(att.event, "Archiving failed: %s",
+					dmarc_log_text(error));
 				i_close_fd(&att.fd);
 			}
 			/* process the original instead */

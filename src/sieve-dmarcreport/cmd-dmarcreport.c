@@ -24,6 +24,7 @@
 #include "sieve-result.h"
 
 #include "dmarc-compat.h"
+#include "dmarc-log.h"
 #include "dmarc-settings.h"
 #include "dmarc-ingest.h"
 #include "ext-dmarcreport.h"
@@ -131,8 +132,10 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 		received = ioloop_time;
 
 	event = event_create(aenv->event);
+	/* the sender's text: sanitised like every value a log line or an
+	   event exporter may show */
 	if (message_id != NULL)
-		event_add_str(event, "message_id", message_id);
+		event_add_str(event, "message_id", dmarc_log_value(message_id));
 
 	/* A child stream of its own, so that end-of-stream or an error of
 	   the parse is not left on the mail's stream that other actions and

@@ -699,6 +699,38 @@ static void test_query_expire(void)
 	dmarc_store_close(&store);
 }
 
+static void test_query_escape(void)
+{
+	static const struct {
+		const char *in, *out;
+	} tests[] = {
+		{ "", "" },
+		{ "google.com", "google.com" },
+		{ "r1\nFORGED\tcell", "r1\\nFORGED\\tcell" },
+		{ "a\r\nb", "a\\r\\nb" },
+		{ "\x1b[2Jclear", "\\x1b[2Jclear" },
+		{ "del\x7f", "del\\x7f" },
+		{ "\x01\x1f", "\\x01\\x1f" },
+		/* U+009B (CSI) in UTF-8 */
+		{ "c1\xc2\x9b" "31m", "c1\\xc2\\x9b" "31m" },
+		/* printable UTF-8 around it stays: U+00E9, U+00A0, U+2028 */
+		{ "caf\xc3\xa9 \xc2\xa0 \xe2\x80\xa8", "caf\xc3\xa9 \xc2\xa0 \xe2\x80\xa8" },
+		/* a backslash is not a control character */
+		{ "a\\nb", "a\\nb" },
+	};
+	unsigned int i;
+
+	test_begin("query: escaping values for output");
+	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		test_assert_strcmp_idx(dmarc_query_escape(tests[i].in),
+				       tests[i].out, i);
+	} T_END;
+	test_assert(dmarc_query_escape(NULL) == NULL);
+	/* nothing to escape: the value itself, no copy */
+	test_assert(dmarc_query_escape(tests[1].in) == tests[1].in);
+	test_end();
+}
+
 /* test_run() owns lib_init(): set-up and tear-down run inside it. */
 static void fixture_teardown(void)
 {
@@ -724,6 +756,7 @@ int main(void)
 		test_query_parse_date,
 		test_query_missing_db,
 		test_query_expire,
+		test_query_escape,
 		fixture_teardown,
 		NULL
 	};

@@ -41,14 +41,12 @@ static int list_report(const struct dmarc_query_report_row *row, void *context)
 	doveadm_dmarc_print_num(row->records);
 	doveadm_dmarc_print_num(row->messages);
 	doveadm_dmarc_print_num(row->pass);
-	doveadm_print(list_policy(row));
-	if (row->archive_path == NULL)
-		doveadm_print("");
-	else if (ctx->archive_dir == NULL)
-		doveadm_print(row->archive_path);
+	doveadm_dmarc_print_str(list_policy(row));
+	if (row->archive_path == NULL || ctx->archive_dir == NULL)
+		doveadm_dmarc_print_str(row->archive_path);
 	else {
-		doveadm_print(t_strconcat(ctx->archive_dir, "/",
-					  row->archive_path, NULL));
+		doveadm_dmarc_print_str(t_strconcat(ctx->archive_dir, "/",
+						    row->archive_path, NULL));
 	}
 	return 0;
 }

@@ -35,7 +35,7 @@ static int query_record(const struct dmarc_query_record_row *row,
 static int query_group(const struct dmarc_query_group_row *row,
 		       void *context ATTR_UNUSED)
 {
-	doveadm_print(row->key);
+	doveadm_dmarc_print_str(row->key);
 	doveadm_dmarc_print_num(row->messages);
 	doveadm_dmarc_print_num(row->pass);
 	doveadm_dmarc_print_num(row->fail);

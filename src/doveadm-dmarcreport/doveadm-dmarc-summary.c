@@ -18,14 +18,14 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 		str_printfa(top, "%s (%"PRIu64")", row->top_failing[i].source_ip,
 			    row->top_failing[i].messages);
 	}
-	doveadm_print(row->policy_domain);
+	doveadm_dmarc_print_str(row->policy_domain);
 	doveadm_dmarc_print_num(row->reports);
 	doveadm_dmarc_print_num(row->messages);
 	doveadm_dmarc_print_rate(row->pass_rate);
 	doveadm_dmarc_print_rate(row->dkim_rate);
 	doveadm_dmarc_print_rate(row->spf_rate);
-	doveadm_print(str_c(top));
-	doveadm_print(row->verdict);
+	doveadm_dmarc_print_str(str_c(top));
+	doveadm_dmarc_print_str(row->verdict);
 	return 0;
 }
 

@@ -156,7 +156,7 @@ void doveadm_dmarc_print_rate(double percent)
 
 void doveadm_dmarc_print_str(const char *str)
 {
-	doveadm_print(str == NULL ? "" : str);
+	doveadm_print(str == NULL ? "" : dmarc_query_escape(str));
 }
 
 void doveadm_dmarcreport_plugin_init(struct module *module ATTR_UNUSED)

@@ -81,7 +81,9 @@ const char *doveadm_dmarc_time(int64_t t);
 /* Print helpers for numeric columns (DOVEADM_PRINT_HEADER_FLAG_NUMBER). */
 void doveadm_dmarc_print_num(uint64_t num);
 void doveadm_dmarc_print_rate(double percent);
-/* NULL prints as "" */
+/* A text cell, escaped with dmarc_query_escape(): whatever the database
+   holds, one value is one cell. NULL prints as "". Every text cell goes
+   through this. */
 void doveadm_dmarc_print_str(const char *str);
 
 #define DOVEADM_DMARC_NUMBER_FLAGS \

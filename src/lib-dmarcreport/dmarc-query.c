@@ -190,6 +190,53 @@ static double query_rate(uint64_t part, uint64_t total)
 
 static const char *query_callback_error = "callback failed";
 
+/* --- output --- */
+
+static size_t escape_len(const unsigned char *p)
+{
+	if (p[0] < 0x20 || p[0] == 0x7f)
+		return 1;
+	/* U+0080..U+009F: C1 controls, CSI (U+009B) among them */
+	if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+		return 2;
+	return 0;
+}
+
+const char *dmarc_query_escape(const char *value)
+{
+	const unsigned char *p;
+	string_t *str;
+	size_t i, len;
+
+	if (value == NULL)
+		return NULL;
+	for (p = (const unsigned char *)value; *p != '\0'; p++) {
+		if (escape_len(p) > 0)
+			break;
+	}
+	if (*p == '\0')
+		return value;
+
+	str = t_str_new(strlen(value) + 16);
+	str_append_data(str, value, p - (const unsigned char *)value);
+	while (*p != '\0') {
+		len = escape_len(p);
+		if (len == 0) {
+			str_append_c(str, *p++);
+			continue;
+		}
+		for (i = 0; i < len; i++, p++) {
+			switch (*p) {
+			case '\t': str_append(str, "\\t"); break;
+			case '\n': str_append(str, "\\n"); break;
+			case '\r': str_append(str, "\\r"); break;
+			default: str_printfa(str, "\\x%02x", *p); break;
+			}
+		}
+	}
+	return str_c(str);
+}
+
 void dmarc_query_filter_init(struct dmarc_query_filter *filter_r)
 {
 	i_zero(filter_r);

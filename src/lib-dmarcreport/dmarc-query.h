@@ -44,6 +44,14 @@ int dmarc_query_parse_date(const char *str, time_t now,
 int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
 			     unsigned char max_r[16], const char **error_r);
 
+/* A stored value for doveadm's output: control characters (C0, DEL and
+   the C1 range U+0080..U+009F) become "\t", "\n", "\r" or "\xHH" per
+   byte, so that one value stays one cell of a tab, table or flow line and
+   prints no terminal escape sequence. The parser stores no such character,
+   but a database written by an older version may hold them. Returns value
+   itself when there is nothing to escape (NULL stays NULL). */
+const char *dmarc_query_escape(const char *value);
+
 /* --- list: one row per report --- */
 struct dmarc_query_report_row {
 	int64_t id;

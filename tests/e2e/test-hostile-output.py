@@ -131,6 +131,87 @@ def test_log_names(dc):
     check(any(f"{FORGED}-8" in l for l in lines), f"file name not named: {log}")
 
 
+# --- doveadm output ----------------------------------------------------------
+
+def check_one_line_per_row(dc, user, args, rows, columns):
+    """tab: a title line and one line per row with `columns` cells; table:
+    a title line and one line per row; flow: one line per row. No control
+    character but the separators; json: the same rows."""
+    for fmt in FORMATS:
+        out = doveadm_ok(dc, args, user, fmt)
+        lines = out.rstrip("\n").split("\n") if out.strip() else []
+        expected = rows + (0 if fmt == "flow" else 1)
+        check_equal(len(lines), expected, f"-f {fmt} {' '.join(args)} lines: {out!r}")
+        for line in lines:
+            check(not re.search(r"[\x00-\x08\x0a-\x1f\x7f\x80-\x9f]", line),
+                  f"-f {fmt} {' '.join(args)}: control character in {line!r}")
+            if fmt == "tab":
+                check_equal(len(line.split("\t")), columns,
+                            f"-f tab {' '.join(args)} cells in {line!r}")
+    out = json.loads(doveadm_ok(dc, args, user, "json") or "[]")
+    check_equal(len(out), rows, f"-f json {' '.join(args)} rows")
+
+
+def report_count(dc, user):
+    return dc.query(user, "SELECT count(*) FROM reports")[0][0]
+
+
+def test_tab_output_of_delivered(dc):
+    """The reports delivered above: one row each, whatever they held."""
+    need_doveadm()
+    n = report_count(dc, "inject")
+    check(n >= 2, f"{n} reports stored for inject")
+    check_one_line_per_row(dc, "inject", ["dmarc", "list"], n, 10)
+    check_one_line_per_row(dc, "inject", ["dmarc", "query"], n, 12)
+    check_one_line_per_row(dc, "inject", ["dmarc", "query", "--group-by", "org"], n, 5)
+
+
+def write_db(dc, user, statements):
+    """Runs SQL as root on the user's database, which the plugin made;
+    the files stay the user's."""
+    path = dc.db_path(user)
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        for sql, params in statements:
+            con.execute(sql, params)
+        con.commit()
+    finally:
+        con.close()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.chown(path + suffix, dc.uid, dc.uid)
+
+
+def test_control_characters_in_database(dc):
+    """A database written before values were cleaned at parse time: every
+    text column the commands print holds CR, LF, TAB, ESC, DEL or a C1."""
+    need_doveadm()
+    deliver(dc, "olddb", "old-1", [("old.xml", "text/xml", xml("old-1", "old.example"))])
+    deliver(dc, "olddb", "old-2", [("old2.xml", "text/xml",
+                                    xml("old-2", "old.example", domain="example.org"))])
+    bad = "\r\nFORGED\trow\x1b[2J\x7f\u009b"
+    write_db(dc, "olddb", [
+        ("UPDATE reports SET org_name = org_name || ?, report_id = report_id || ?,"
+         " policy_domain = policy_domain || ?, policy_p = ?, policy_np = ?,"
+         " archive_path = archive_path || ?", (bad, bad, bad, "none" + bad, bad, bad)),
+        ("UPDATE records SET source_ip = source_ip || ?, disposition = ?,"
+         " header_from = header_from || ?, envelope_from = ?", (bad, "none" + bad, bad, bad)),
+        ("UPDATE auth_results SET domain = domain || ?, result = ?", (bad, "pass" + bad)),
+    ])
+    check_one_line_per_row(dc, "olddb", ["dmarc", "list"], 2, 10)
+    check_one_line_per_row(dc, "olddb", ["dmarc", "query"], 2, 12)
+    for group in ("source", "domain", "org", "header_from", "disposition", "day"):
+        rows = 2 if group in ("domain", "header_from") else 1
+        check_one_line_per_row(dc, "olddb", ["dmarc", "query", "--group-by", group],
+                               rows, 5)
+    check_one_line_per_row(dc, "olddb", ["dmarc", "summary"], 2, 8)
+    # the escaped form, and json holds the same text as tab
+    out = doveadm_ok(dc, ["dmarc", "list"], "olddb", "tab")
+    check("old-1\\r\\nFORGED\\trow\\x1b[2J\\x7f\\xc2\\x9b" in out, f"escaped form: {out!r}")
+    rows = json.loads(doveadm_ok(dc, ["dmarc", "list"], "olddb", "json"))
+    check(rows[0]["report_id"].startswith("old-1\\r\\nFORGED"), f"json: {rows}")
+
+
 def test_no_crash(dc):
     bad = [l for l in dc.log_text().splitlines()
            if re.search(r"Panic:|Fatal:|killed with signal|dumped core", l)]
@@ -138,7 +219,8 @@ def test_no_crash(dc):
 
 
 TESTS = [test_log_crlf_raw, test_log_crlf_entities, test_log_rejected_report,
-         test_log_names, test_no_crash]
+         test_log_names, test_tab_output_of_delivered,
+         test_control_characters_in_database, test_no_crash]
 
 if __name__ == "__main__":
     dovetest.main(TESTS, lambda: dovetest.Dovecot(

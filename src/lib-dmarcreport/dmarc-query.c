@@ -183,9 +183,30 @@ static uint64_t col_u64(sqlite3_stmt *stmt, int col)
 	return n < 0 ? 0 : (uint64_t)n;
 }
 
-static double query_rate(uint64_t part, uint64_t total)
+/* Sums of counts are SQLite's total(), not sum(): a record's count may be
+   anything up to INT64_MAX, and sum() fails the whole query with "integer
+   overflow" once they add up past it. total() is a double: exact while the
+   sum stays below 2^53, close beyond. As a count it saturates at
+   INT64_MAX, the largest a single record can hold (and what every JSON
+   reader takes as a 64-bit integer). */
+static uint64_t total_to_count(double total)
 {
-	return total == 0 ? 0.0 : 100.0 * (double)part / (double)total;
+	if (!(total > 0.0))
+		return 0;
+	if (total >= (double)INT64_MAX)
+		return INT64_MAX;
+	return (uint64_t)total;
+}
+
+static uint64_t col_total(sqlite3_stmt *stmt, int col)
+{
+	return total_to_count(sqlite3_column_double(stmt, col));
+}
+
+/* Rates come from the unsaturated totals: still right past INT64_MAX. */
+static double query_rate(double part, double total)
+{
+	return total <= 0.0 ? 0.0 : 100.0 * part / total;
 }
 
 static const char *query_callback_error = "callback failed";
@@ -378,8 +399,8 @@ int dmarc_query_list(struct dmarc_store *store,
 		" r.date_begin, r.date_end, r.policy_p, r.policy_sp,"
 		" r.policy_np, r.policy_testing, r.policy_pct,"
 		" r.archive_path, r.received, count(rec.id),"
-		" coalesce(sum(rec.count), 0),"
-		" coalesce(sum(CASE WHEN rec.dmarc_pass THEN rec.count END), 0)"
+		" total(rec.count),"
+		" total(CASE WHEN rec.dmarc_pass THEN rec.count END)"
 		" FROM reports r LEFT JOIN records rec ON rec.report_ref = r.id"
 		" WHERE 1");
 	query_add_filter(&q, filter);
@@ -405,8 +426,8 @@ int dmarc_query_list(struct dmarc_store *store,
 		row.archive_path = col_str(stmt, 11);
 		row.received = sqlite3_column_int64(stmt, 12);
 		row.records = col_u64(stmt, 13);
-		row.messages = col_u64(stmt, 14);
-		row.pass = col_u64(stmt, 15);
+		row.messages = col_total(stmt, 14);
+		row.pass = col_total(stmt, 15);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
 			*error_r = query_callback_error;
@@ -531,8 +552,8 @@ int dmarc_query_groups(struct dmarc_store *store,
 	int ret = 0;
 
 	query_sql_init(&q, t_strdup_printf(
-		"SELECT coalesce(%s, '') AS k, sum(rec.count),"
-		" coalesce(sum(CASE WHEN rec.dmarc_pass THEN rec.count END), 0)"
+		"SELECT coalesce(%s, '') AS k, total(rec.count),"
+		" total(CASE WHEN rec.dmarc_pass THEN rec.count END)"
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
 		" WHERE 1", query_group_expr(group)));
 	query_add_filter(&q, filter);
@@ -541,13 +562,15 @@ int dmarc_query_groups(struct dmarc_store *store,
 		return -1;
 	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
 		struct dmarc_query_group_row row;
+		double messages = sqlite3_column_double(stmt, 1);
+		double pass = sqlite3_column_double(stmt, 2);
 
 		i_zero(&row);
 		row.key = col_str(stmt, 0);
-		row.messages = col_u64(stmt, 1);
-		row.pass = col_u64(stmt, 2);
-		row.fail = row.messages - row.pass;
-		row.pass_rate = query_rate(row.pass, row.messages);
+		row.messages = total_to_count(messages);
+		row.pass = total_to_count(pass);
+		row.fail = total_to_count(messages - pass);
+		row.pass_rate = query_rate(pass, messages);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
 			*error_r = query_callback_error;
@@ -573,7 +596,7 @@ query_top_failing(struct dmarc_store *store,
 
 	dfilter.domain = domain;
 	query_sql_init(&q,
-		"SELECT rec.source_ip, sum(rec.count) AS n"
+		"SELECT rec.source_ip, total(rec.count) AS n"
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
 		" WHERE rec.dmarc_pass = 0");
 	query_add_filter(&q, &dfilter);
@@ -586,7 +609,7 @@ query_top_failing(struct dmarc_store *store,
 		struct dmarc_query_source_count *src = array_append_space(top);
 
 		src->source_ip = col_str(stmt, 0);
-		src->messages = col_u64(stmt, 1);
+		src->messages = col_total(stmt, 1);
 	}
 	sqlite3_finalize(stmt);
 	return ret;
@@ -630,10 +653,10 @@ int dmarc_query_summary(struct dmarc_store *store,
 	int ret = 0;
 
 	query_sql_init(&q,
-		"SELECT r.policy_domain, count(DISTINCT r.id), sum(rec.count),"
-		" coalesce(sum(CASE WHEN rec.dmarc_pass THEN rec.count END), 0),"
-		" coalesce(sum(CASE WHEN rec.dkim = 'pass' THEN rec.count END), 0),"
-		" coalesce(sum(CASE WHEN rec.spf = 'pass' THEN rec.count END), 0),"
+		"SELECT r.policy_domain, count(DISTINCT r.id), total(rec.count),"
+		" total(CASE WHEN rec.dmarc_pass THEN rec.count END),"
+		" total(CASE WHEN rec.dkim = 'pass' THEN rec.count END),"
+		" total(CASE WHEN rec.spf = 'pass' THEN rec.count END),"
 		" count(DISTINCT CASE WHEN NOT rec.dmarc_pass AND rec.count > 0"
 		"  THEN rec.source_ip END)"
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
@@ -647,18 +670,19 @@ int dmarc_query_summary(struct dmarc_store *store,
 	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) {
 		struct dmarc_query_summary_row row;
 		ARRAY_TYPE(query_source_count) top;
+		double messages = sqlite3_column_double(stmt, 2);
 
 		i_zero(&row);
 		row.policy_domain = col_str(stmt, 0);
 		row.reports = col_u64(stmt, 1);
-		row.messages = col_u64(stmt, 2);
-		row.pass = col_u64(stmt, 3);
-		row.dkim_aligned = col_u64(stmt, 4);
-		row.spf_aligned = col_u64(stmt, 5);
+		row.messages = total_to_count(messages);
+		row.pass = col_total(stmt, 3);
+		row.dkim_aligned = col_total(stmt, 4);
+		row.spf_aligned = col_total(stmt, 5);
 		row.failing_sources = col_u64(stmt, 6);
-		row.pass_rate = query_rate(row.pass, row.messages);
-		row.dkim_rate = query_rate(row.dkim_aligned, row.messages);
-		row.spf_rate = query_rate(row.spf_aligned, row.messages);
+		row.pass_rate = query_rate(sqlite3_column_double(stmt, 3), messages);
+		row.dkim_rate = query_rate(sqlite3_column_double(stmt, 4), messages);
+		row.spf_rate = query_rate(sqlite3_column_double(stmt, 5), messages);
 
 		t_array_init(&top, DMARC_QUERY_SUMMARY_TOP_SOURCES);
 		ret = query_top_failing(store, filter, row.policy_domain,

@@ -3,7 +3,9 @@
 
 /* Read side of the store for doveadm dmarc: filters and result rows.
    All SQL lives in dmarc-query.c; every filter value is bound as a
-   parameter. Rows handed to a callback are valid only during the call. */
+   parameter. Rows handed to a callback are valid only during the call.
+   Message counts summed over records never fail on overflow: they
+   saturate at INT64_MAX (rates are computed before saturating). */
 
 struct dmarc_store;
 

@@ -212,6 +212,40 @@ def test_control_characters_in_database(dc):
     check(rows[0]["report_id"].startswith("old-1\\r\\nFORGED"), f"json: {rows}")
 
 
+# --- sums past INT64_MAX -----------------------------------------------------
+
+def test_sums_saturate(dc):
+    """Two reports of two records, every count INT64_MAX: list, summary and
+    every --group-by still answer, with the sums saturated at INT64_MAX."""
+    need_doveadm()
+    recs = (("192.0.2.1", "1", "none"), ("192.0.2.2", "1", "reject"))
+    deliver(dc, "big", "big-1", [("b1.xml", "text/xml", xml("big-1", "big.example",
+                                                           records=recs))])
+    deliver(dc, "big", "big-2", [("b2.xml", "text/xml", xml("big-2", "big.example",
+                                                           records=recs))])
+    write_db(dc, "big", [("UPDATE records SET count = ?", (INT64_MAX,))])
+
+    rows = json.loads(doveadm_ok(dc, ["dmarc", "list"], "big", "json"))
+    check_equal([(r["report_id"], r["messages"], r["dmarc_pass"]) for r in rows],
+                [("big-1", INT64_MAX, INT64_MAX), ("big-2", INT64_MAX, INT64_MAX)],
+                "list figures")
+    rows = json.loads(doveadm_ok(dc, ["dmarc", "summary"], "big", "json"))
+    check_equal(len(rows), 1, "summary rows")
+    check_equal((rows[0]["reports"], rows[0]["messages"], rows[0]["pass_rate"]),
+                (2, INT64_MAX, 100.0), "summary figures")
+    for group in ("source", "domain", "org", "header_from", "day", "disposition"):
+        rows = json.loads(doveadm_ok(dc, ["dmarc", "query", "--group-by", group],
+                                     "big", "json"))
+        check(rows and all(r["messages"] == INT64_MAX and r["fail"] == 0
+                           for r in rows), f"--group-by {group}: {rows}")
+    # a failing source: the summary names it, with the saturated figure
+    write_db(dc, "big", [("UPDATE records SET dkim = 'fail', dmarc_pass = 0"
+                          " WHERE source_ip = '192.0.2.2'", ())])
+    rows = json.loads(doveadm_ok(dc, ["dmarc", "summary"], "big", "json"))
+    check_equal(rows[0]["top_failing"], f"192.0.2.2 ({INT64_MAX})", "top failing")
+    check_equal(rows[0]["pass_rate"], 50.0, "pass rate of saturated sums")
+
+
 def test_no_crash(dc):
     bad = [l for l in dc.log_text().splitlines()
            if re.search(r"Panic:|Fatal:|killed with signal|dumped core", l)]
@@ -220,7 +254,7 @@ def test_no_crash(dc):
 
 TESTS = [test_log_crlf_raw, test_log_crlf_entities, test_log_rejected_report,
          test_log_names, test_tab_output_of_delivered,
-         test_control_characters_in_database, test_no_crash]
+         test_control_characters_in_database, test_sums_saturate, test_no_crash]
 
 if __name__ == "__main__":
     dovetest.main(TESTS, lambda: dovetest.Dovecot(

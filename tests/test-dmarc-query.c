@@ -487,8 +487,20 @@ static void test_query_filters(void)
 		  "r1 ", "192.0.2.1:100 2001:db8::1:5 " },
 		{ "since", { .have_since = TRUE, .since = DAY1 + DAY, .result = -1 },
 		  "r2 r3 ", NULL },
-		{ "until", { .have_until = TRUE, .until = DAY1 + DAY, .result = -1 },
+		{ "until", { .have_until = TRUE, .until = DAY1 + DAY - 1, .result = -1 },
 		  "r1 ", NULL },
+		{ "until inclusive", { .have_until = TRUE, .until = DAY1 + DAY,
+				       .result = -1 }, "r1 r2 ", NULL },
+		/* the extremes: no arithmetic on the bounds to overflow */
+		{ "until max", { .have_until = TRUE, .until = INT64_MAX,
+				 .result = -1 }, "r1 r2 r3 ", NULL },
+		{ "until 0", { .have_until = TRUE, .until = 0, .result = -1 },
+		  "", NULL },
+		{ "since max", { .have_since = TRUE, .since = INT64_MAX,
+				 .result = -1 }, "", NULL },
+		{ "since 0 until max", { .have_since = TRUE, .since = 0,
+					 .have_until = TRUE, .until = INT64_MAX,
+					 .result = -1 }, "r1 r2 r3 ", NULL },
 		{ "nothing", { .domain = "example.net", .result = -1 }, "", "" },
 	};
 	struct dmarc_store *store = fixture_open();
@@ -591,40 +603,47 @@ static void test_query_parse_date(void)
 	static const time_t now = 1706745600; /* 2024-02-01T00:00:00Z */
 	static const struct {
 		const char *str;
-		int64_t start, end;
+		int64_t start, last;
 	} tests[] = {
-		{ "2024-01-01", DAY1, DAY1 + DAY },
-		{ "2024-02-29", 1709164800, 1709164800 + DAY },
+		{ "2024-01-01", DAY1, DAY1 + DAY - 1 },
+		{ "2024-02-29", 1709164800, 1709164800 + DAY - 1 },
 		{ "2024-01-02T03:04:05Z", DAY1 + DAY + 3*3600 + 4*60 + 5,
-		  DAY1 + DAY + 3*3600 + 4*60 + 6 },
-		{ "1704067200", DAY1, DAY1 + 1 },
-		{ "0", 0, 1 },
-		{ "30d", now - 30*DAY, now - 30*DAY + 1 },
-		{ "12h", now - 12*3600, now - 12*3600 + 1 },
-		{ "2w", now - 14*DAY, now - 14*DAY + 1 },
-		{ "90m", now - 90*60, now - 90*60 + 1 },
-		{ "45s", now - 45, now - 45 + 1 },
+		  DAY1 + DAY + 3*3600 + 4*60 + 5 },
+		{ "1704067200", DAY1, DAY1 },
+		{ "0", 0, 0 },
+		{ "30d", now - 30*DAY, now - 30*DAY },
+		{ "12h", now - 12*3600, now - 12*3600 },
+		{ "2w", now - 14*DAY, now - 14*DAY },
+		{ "90m", now - 90*60, now - 90*60 },
+		{ "45s", now - 45, now - 45 },
+		/* the extremes */
+		{ "9223372036854775807", INT64_MAX, INT64_MAX },
+		{ "1970-01-01", 0, DAY - 1 },
+		{ "9999-12-31", 253402214400, 253402214400 + DAY - 1 },
+		{ "9999-12-31T23:59:59Z", 253402300799, 253402300799 },
+		{ "0s", now, now },
 	};
 	static const char *const invalid[] = {
 		"", "yesterday", "2024-02-30", "2023-02-29", "2024-13-01",
 		"2024-1-1", "30x", "d", "-5", "2024-01-01T25:00:00Z",
-		"99999999999d",
+		"99999999999d", "9223372036854775808", "18446744073709551616",
+		"1969-12-31",
 	};
-	int64_t start, end;
+	int64_t start, last;
 	const char *error;
 	unsigned int i;
 
 	test_begin("query: dates, Unix seconds and intervals");
 	for (i = 0; i < N_ELEMENTS(tests); i++) {
 		test_assert_idx(dmarc_query_parse_date(tests[i].str, now,
-						       &start, &end,
+						       &start, &last,
 						       &error) == 0, i);
 		test_assert_idx(start == tests[i].start, i);
-		test_assert_idx(end == tests[i].end, i);
+		test_assert_idx(last == tests[i].last, i);
 	}
 	for (i = 0; i < N_ELEMENTS(invalid); i++) {
 		test_assert_idx(dmarc_query_parse_date(invalid[i], now,
-						       &start, &end,
+						       &start, &last,
 						       &error) < 0, i);
 	}
 	test_end();

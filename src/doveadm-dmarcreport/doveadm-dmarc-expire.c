@@ -99,14 +99,15 @@ cmd_dmarc_expire_init(struct doveadm_mail_cmd_context *_ctx,
 {
 	struct expire_cmd_context *ctx = (struct expire_cmd_context *)_ctx;
 	const char *before, *error;
-	int64_t end;
+	int64_t last;
 
 	if (args[0] != NULL)
 		doveadm_dmarc_usage_error(_ctx, "Unexpected argument '%s'",
 					  args[0]);
 	if (!doveadm_cmd_param_str(_ctx->cctx, "before", &before))
 		doveadm_dmarc_usage_error(_ctx, "--before <date> is required");
-	if (dmarc_query_parse_date(before, ioloop_time, &ctx->before, &end,
+	/* reports that ended before its first second */
+	if (dmarc_query_parse_date(before, ioloop_time, &ctx->before, &last,
 				   &error) < 0)
 		doveadm_dmarc_usage_error(_ctx, "--before: %s", error);
 	(void)doveadm_cmd_param_bool(_ctx->cctx, "archive", &ctx->archive);

@@ -46,9 +46,9 @@ static int filter_org(struct dmarc_query_filter *filter, const char *value,
 static int filter_since(struct dmarc_query_filter *filter, const char *value,
 			time_t now, const char **error_r)
 {
-	int64_t end;
+	int64_t last;
 
-	if (dmarc_query_parse_date(value, now, &filter->since, &end,
+	if (dmarc_query_parse_date(value, now, &filter->since, &last,
 				   error_r) < 0)
 		return -1;
 	filter->have_since = TRUE;

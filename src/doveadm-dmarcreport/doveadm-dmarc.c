@@ -138,9 +138,11 @@ const char *doveadm_dmarc_time(int64_t t)
 	struct tm *tm = gmtime(&tt);
 	char buf[64];
 
+	/* past what struct tm holds (or a negative value from an old
+	   database): the number as it is */
 	if (tm == NULL ||
 	    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", tm) == 0)
-		return dec2str(t);
+		return t_strdup_printf("%"PRId64, t);
 	return t_strdup(buf);
 }
 

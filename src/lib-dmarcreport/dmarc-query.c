@@ -82,7 +82,7 @@ query_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
 		bind_int(q, f->since);
 	}
 	if (f->have_until) {
-		str_append(q->sql, " AND r.date_begin < ?");
+		str_append(q->sql, " AND r.date_begin <= ?");
 		bind_int(q, f->until);
 	}
 	if (f->have_source) {
@@ -267,7 +267,7 @@ void dmarc_query_filter_init(struct dmarc_query_filter *filter_r)
 /* --- value parsing --- */
 
 int dmarc_query_parse_date(const char *str, time_t now,
-			   int64_t *start_r, int64_t *end_r,
+			   int64_t *start_r, int64_t *last_r,
 			   const char **error_r)
 {
 	unsigned int year, month, day;
@@ -295,8 +295,7 @@ int dmarc_query_parse_date(const char *str, time_t now,
 		t = timegm(&tm);
 		if (t == (time_t)-1 || tm.tm_mday != (int)day)
 			goto invalid;
-		*start_r = t;
-		*end_r = t + 1;
+		*start_r = *last_r = t;
 		return 0;
 	}
 	if (str_parse_uintmax(str, &num, &end) == 0 && end != str) {
@@ -306,8 +305,7 @@ int dmarc_query_parse_date(const char *str, time_t now,
 			/* Unix seconds */
 			if (num > INT64_MAX)
 				goto invalid;
-			*start_r = (int64_t)num;
-			*end_r = *start_r + 1;
+			*start_r = *last_r = (int64_t)num;
 			return 0;
 		}
 		if (end[1] == '\0') {
@@ -320,8 +318,7 @@ int dmarc_query_parse_date(const char *str, time_t now,
 			}
 		}
 		if (unit != 0 && num <= (uintmax_t)now / unit) {
-			*start_r = (int64_t)now - (int64_t)(num * unit);
-			*end_r = *start_r + 1;
+			*start_r = *last_r = (int64_t)now - (int64_t)(num * unit);
 			return 0;
 		}
 		if (unit == 0 && sscanf(str, "%4u-%2u-%2u", &year, &month,
@@ -337,8 +334,9 @@ int dmarc_query_parse_date(const char *str, time_t now,
 			/* timegm() normalises 2024-02-31: refuse it */
 			if (t == (time_t)-1 || tm.tm_mday != (int)day)
 				goto invalid;
+			/* year <= 9999: far from any limit */
 			*start_r = t;
-			*end_r = t + 24*60*60;
+			*last_r = t + 24*60*60 - 1;
 			return 0;
 		}
 	}

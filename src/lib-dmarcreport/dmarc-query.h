@@ -18,7 +18,8 @@ struct dmarc_query_filter {
 	const char *org;          /* reporter org_name (case-insensitive) */
 	bool have_since, have_until;
 	int64_t since;            /* date_begin >= since */
-	int64_t until;            /* date_begin < until */
+	int64_t until;            /* date_begin <= until (inclusive: no
+				     end+1 to overflow at INT64_MAX) */
 
 	/* record fields */
 	bool have_source;
@@ -33,12 +34,13 @@ struct dmarc_query_filter {
 void dmarc_query_filter_init(struct dmarc_query_filter *filter_r);
 
 /* A date as "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC, as list prints
-   it), Unix seconds, or an interval ago like
+   it), Unix seconds (0 to INT64_MAX), or an interval ago like
    doveadm search: "30d", "12h", "2w", "90m", "45s" (relative to now).
-   *start_r is that moment; *end_r the first second after it, or after the
-   whole day for "YYYY-MM-DD" (so "until 2024-01-31" includes that day). */
+   *start_r is its first second, *last_r its last: the same second, or the
+   day's last for "YYYY-MM-DD" (so "until 2024-01-31" includes that day).
+   Both are in 0..INT64_MAX and need no arithmetic at the edges. */
 int dmarc_query_parse_date(const char *str, time_t now,
-			   int64_t *start_r, int64_t *end_r,
+			   int64_t *start_r, int64_t *last_r,
 			   const char **error_r);
 
 /* An IPv4/IPv6 address or CIDR ("192.0.2.0/24", "2001:db8::/32") as an

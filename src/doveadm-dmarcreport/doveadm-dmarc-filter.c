@@ -3,6 +3,7 @@
    only fill a struct; dmarc-query.c turns it into bound SQL. */
 
 #include "lib.h"
+#include "dmarc-parse.h"
 #include "dmarc-query.h"
 #include "doveadm-dmarc-filter.h"
 
@@ -12,21 +13,23 @@ struct filter_word {
 		     time_t now, const char **error_r);
 };
 
+/* One of the values the parser can store (any case): the filter compares
+   lower-case. */
 static int
-parse_pass_fail(const char *name, const char *value, const char **result_r,
-		const char **error_r)
+parse_enum(const char *name, const char *value, const char *const *values,
+	   const char **result_r, const char **error_r)
 {
-	if (strcasecmp(value, "pass") == 0)
-		*result_r = "pass";
-	else if (strcasecmp(value, "fail") == 0)
-		*result_r = "fail";
-	else {
-		*error_r = t_strdup_printf(
-			"Filter %s: expected pass or fail, not '%s'",
-			name, value);
-		return -1;
+	unsigned int i;
+
+	for (i = 0; values[i] != NULL; i++) {
+		if (strcasecmp(value, values[i]) == 0) {
+			*result_r = values[i];
+			return 0;
+		}
 	}
-	return 0;
+	*error_r = t_strdup_printf("Filter %s: expected %s, not '%s'",
+				   name, t_strarray_join(values, "|"), value);
+	return -1;
 }
 
 static int filter_domain(struct dmarc_query_filter *filter, const char *value,
@@ -82,29 +85,23 @@ static int
 filter_disposition(struct dmarc_query_filter *filter, const char *value,
 		   time_t now ATTR_UNUSED, const char **error_r)
 {
-	/* RFC 7489 appendix C: DispositionType */
-	if (strcasecmp(value, "none") != 0 &&
-	    strcasecmp(value, "quarantine") != 0 &&
-	    strcasecmp(value, "reject") != 0) {
-		*error_r = t_strdup_printf("Filter disposition: expected none, "
-					   "quarantine or reject, not '%s'",
-					   value);
-		return -1;
-	}
-	filter->disposition = value; /* compared lower-case */
-	return 0;
+	/* RFC 7489's none|quarantine|reject and RFC 9990's pass */
+	return parse_enum("disposition", value, dmarc_parse_disposition_values,
+			  &filter->disposition, error_r);
 }
 
 static int filter_dkim(struct dmarc_query_filter *filter, const char *value,
 		       time_t now ATTR_UNUSED, const char **error_r)
 {
-	return parse_pass_fail("dkim", value, &filter->dkim, error_r);
+	return parse_enum("dkim", value, dmarc_parse_result_values,
+			  &filter->dkim, error_r);
 }
 
 static int filter_spf(struct dmarc_query_filter *filter, const char *value,
 		      time_t now ATTR_UNUSED, const char **error_r)
 {
-	return parse_pass_fail("spf", value, &filter->spf, error_r);
+	return parse_enum("spf", value, dmarc_parse_result_values,
+			  &filter->spf, error_r);
 }
 
 static int filter_result(struct dmarc_query_filter *filter, const char *value,
@@ -112,7 +109,9 @@ static int filter_result(struct dmarc_query_filter *filter, const char *value,
 {
 	const char *result;
 
-	if (parse_pass_fail("result", value, &result, error_r) < 0)
+	/* the DMARC result is pass or fail like the dkim and spf ones */
+	if (parse_enum("result", value, dmarc_parse_result_values, &result,
+		       error_r) < 0)
 		return -1;
 	filter->result = strcmp(result, "pass") == 0 ? 1 : 0;
 	return 0;

@@ -154,6 +154,9 @@ static const char *const disposition_values[] = {
 	"none", "pass", "quarantine", "reject", NULL
 };
 static const char *const dmarc_result_values[] = { "pass", "fail", NULL };
+/* for the doveadm filters: what can be stored is what can be asked for */
+const char *const *const dmarc_parse_disposition_values = disposition_values;
+const char *const *const dmarc_parse_result_values = dmarc_result_values;
 
 enum lex_state {
 	LEX_TEXT,

@@ -13,6 +13,11 @@
 struct dmarc_limits;
 struct dmarc_parser;
 
+/* The values the parser stores for a record's policy_evaluated, lower-case
+   and NULL-terminated: its disposition, and its dkim and spf results. */
+extern const char *const *const dmarc_parse_disposition_values;
+extern const char *const *const dmarc_parse_result_values;
+
 /* Fill buf with up to size bytes: >0 bytes, 0 at the end, -1 on error
    with *error_r set. */
 typedef ssize_t dmarc_read_func_t(void *context, void *buf, size_t size,

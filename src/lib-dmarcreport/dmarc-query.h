@@ -24,7 +24,8 @@ struct dmarc_query_filter {
 	/* record fields */
 	bool have_source;
 	unsigned char source_min[16], source_max[16]; /* source_ip_key range */
-	const char *disposition;  /* "none", "quarantine", "reject" */
+	const char *disposition;  /* "none", "pass" (RFC 9990), "quarantine",
+				     "reject" */
 	const char *dkim;         /* policy_evaluated: "pass" or "fail" */
 	const char *spf;
 	int result;               /* DMARC result: -1 any, 0 fail, 1 pass */

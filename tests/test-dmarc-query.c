@@ -5,6 +5,7 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
+#include "net.h"
 #include "test-dmarc-common.h"
 #include "dmarc-store.h"
 #include "dmarc-query.h"
@@ -556,6 +557,20 @@ static void test_query_source_filters(void)
 		{ "2001:db8::/48", "2001:db8::1:5 " },
 		{ "2001:db8:1::/48", "2001:db8:1::9:2 " },
 		{ "2001:db8:1::9", "2001:db8:1::9:2 " },
+		{ "[2001:db8:1::9]", "2001:db8:1::9:2 " },
+		{ "[2001:db8::]/32", "2001:db8::1:5 2001:db8:1::9:2 " },
+		/* IPv4-mapped IPv6 is the IPv4 address, whichever way the
+		   row was stored */
+		{ "::ffff:192.0.2.1", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "::FFFF:192.0.2.1", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "::ffff:c000:201", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "[::ffff:192.0.2.1]", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "0:0:0:0:0:ffff:192.0.2.1", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "::ffff:192.0.2.0/120", "192.0.2.1:100 192.0.2.1:50 " },
+		{ "::ffff:198.51.100.0/121", "198.51.100.7:20 198.51.100.7:10 " },
+		{ "::ffff:0.0.0.0/96", "192.0.2.1:100 198.51.100.7:20 "
+				       "192.0.2.1:50 198.51.100.7:10 "
+				       "203.0.113.5:3 " },
 		{ "::/0", "192.0.2.1:100 198.51.100.7:20 2001:db8::1:5 "
 			  "192.0.2.1:50 198.51.100.7:10 203.0.113.5:3 "
 			  "2001:db8:1::9:2 " },
@@ -567,6 +582,10 @@ static void test_query_source_filters(void)
 
 	test_begin("query: source IP and CIDR filters, IPv4 and IPv6");
 	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		struct ip_addr net, ip;
+		unsigned char key[16];
+		unsigned int bits, j;
+
 		dmarc_query_filter_init(&filter);
 		test_assert_idx(dmarc_query_parse_source(tests[i].source,
 							 filter.source_min,
@@ -575,6 +594,25 @@ static void test_query_source_filters(void)
 		filter.have_source = TRUE;
 		test_assert_strcmp_idx(record_ids(store, &filter),
 				       tests[i].records, i);
+		/* the key range holds what Dovecot's net_is_in_network()
+		   says is in the network, for an address of the network's
+		   family (it keeps IPv4 out of ::/0, and out of
+		   ::ffff:0.0.0.0/96 too, where the filter lets it in) */
+		test_assert_idx(net_parse_range(tests[i].source, &net,
+						&bits) == 0, i);
+		for (j = 0; j < N_ELEMENTS(fixture_records); j++) {
+			bool in_range;
+
+			test_assert(net_addr2ip(fixture_records[j].ip, &ip) == 0);
+			test_assert(dmarc_store_ip_key(fixture_records[j].ip, key));
+			if (IPADDR_IS_V4(&ip) != IPADDR_IS_V4(&net))
+				continue;
+			in_range = memcmp(key, filter.source_min, 16) >= 0 &&
+				memcmp(key, filter.source_max, 16) <= 0;
+			test_assert_idx(in_range ==
+					net_is_in_network(&ip, &net, bits),
+					i * 100 + j);
+		}
 	} T_END;
 	test_end();
 	dmarc_store_close(&store);
@@ -585,6 +623,9 @@ static void test_query_parse_source_invalid(void)
 	static const char *const invalid[] = {
 		"", "192.0.2", "192.0.2.0/33", "192.0.2.0/", "192.0.2.0/x",
 		"2001:db8::/129", "example.com", "192.0.2.0/-1",
+		/* inet_aton() would take these */
+		"1", "0x7f.1", "192.0.2.1 ", "[192.0.2.1]",
+		"[2001:db8::1", "::ffff:192.0.2.1/129",
 	};
 	unsigned char min[16], max[16];
 	const char *error;

@@ -6,6 +6,7 @@
 #include "array.h"
 #include "str.h"
 #include "strnum.h"
+#include "net.h"
 #include "dmarc-store.h"
 #include "dmarc-query.h"
 
@@ -350,25 +351,33 @@ invalid:
 int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
 			     unsigned char max_r[16], const char **error_r)
 {
-	const char *slash, *addr = str;
-	unsigned int bits, max_bits, i;
+	struct in_addr addr4;
+	struct ip_addr ip;
+	unsigned int bits, i;
 
-	slash = strchr(str, '/');
-	if (slash != NULL)
-		addr = t_strdup_until(str, slash);
-	if (!dmarc_store_ip_key(addr, min_r)) {
-		*error_r = t_strdup_printf("Invalid IP address '%s'", addr);
+	/* Dovecot's parser: an address ("[...]" around IPv6 too) and an
+	   optional /bits no longer than the address */
+	if (net_parse_range(str, &ip, &bits) < 0) {
+		*error_r = t_strdup_printf(
+			"Invalid IP address or network '%s'", str);
 		return -1;
 	}
-	/* the store keeps IPv4 as ::ffff:a.b.c.d */
-	max_bits = strchr(addr, ':') == NULL ? 32 : 128;
-	bits = max_bits;
-	if (slash != NULL &&
-	    (str_to_uint(slash + 1, &bits) < 0 || bits > max_bits)) {
-		*error_r = t_strdup_printf("Invalid prefix length in '%s'", str);
+	/* inet_aton() behind it also takes "192.0.2" or "0x7f.1": an IPv4
+	   address must be written out as reports write it */
+	if (IPADDR_IS_V4(&ip) &&
+	    inet_pton(AF_INET, t_strcut(str, '/'), &addr4) != 1) {
+		*error_r = t_strdup_printf(
+			"Invalid IP address or network '%s'", str);
 		return -1;
 	}
-	bits += 128 - max_bits;
+	/* The key the store gives the address: IPv4 as ::ffff:a.b.c.d, so
+	   a.b.c.d/n is ::ffff:a.b.c.d/(96+n), and an IPv4-mapped filter
+	   (::ffff:192.0.2.0/120) is that same range: both match the rows
+	   whether they were stored as IPv4 or as IPv4-mapped IPv6. */
+	if (!dmarc_store_ip_key(net_ip2addr(&ip), min_r))
+		i_unreached();
+	if (IPADDR_IS_V4(&ip))
+		bits += 96;
 	for (i = 0; i < 16; i++) {
 		unsigned int keep = bits >= (i + 1) * 8 ? 8 :
 			bits <= i * 8 ? 0 : bits - i * 8;

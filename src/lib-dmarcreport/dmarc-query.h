@@ -44,8 +44,10 @@ int dmarc_query_parse_date(const char *str, time_t now,
 			   int64_t *start_r, int64_t *last_r,
 			   const char **error_r);
 
-/* An IPv4/IPv6 address or CIDR ("192.0.2.0/24", "2001:db8::/32") as an
-   inclusive range of 16-byte source_ip_key values. */
+/* An IPv4/IPv6 address or CIDR ("192.0.2.0/24", "2001:db8::/32",
+   "[2001:db8::1]") as an inclusive range of 16-byte source_ip_key values.
+   An IPv4-mapped IPv6 address or network ("::ffff:192.0.2.0/120") is the
+   IPv4 one. */
 int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
 			     unsigned char max_r[16], const char **error_r);
 

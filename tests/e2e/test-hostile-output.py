@@ -246,6 +246,43 @@ def test_sums_saturate(dc):
     check_equal(rows[0]["pass_rate"], 50.0, "pass rate of saturated sums")
 
 
+# --- filters at the extremes -------------------------------------------------
+
+def test_filters_at_extremes(dc):
+    """until INT64_MAX, disposition pass (RFC 9990), IPv4-mapped sources."""
+    need_doveadm()
+    recs = (("192.0.2.1", "3", "pass"), ("2001:db8::1", "2", "none"))
+    deliver(dc, "rfc9990", "r9990", [("r.xml", "text/xml", xml("r9990", "new.example",
+                                                              records=recs))])
+
+    def ids(args):
+        rows = json.loads(doveadm_ok(dc, ["dmarc", "list"] + args, "rfc9990", "json"))
+        return [r["report_id"] for r in rows]
+
+    def sources(args):
+        rows = json.loads(doveadm_ok(dc, ["dmarc", "query"] + args, "rfc9990", "json"))
+        return [(r["source_ip"], r["count"]) for r in rows]
+
+    check_equal(ids(["until", str(INT64_MAX)]), ["r9990"], f"until {INT64_MAX}")
+    check_equal(ids(["since", "0", "until", "1700000000"]), ["r9990"], "until its begin")
+    check_equal(ids(["until", "1699999999"]), [], "until before its begin")
+    check_equal(ids(["since", str(INT64_MAX)]), [], f"since {INT64_MAX}")
+    check_equal(sources(["disposition", "pass"]), [("192.0.2.1", 3)], "disposition pass")
+    check_equal(sources(["disposition", "PASS"]), [("192.0.2.1", 3)], "disposition PASS")
+    for src in ("::ffff:192.0.2.1", "::ffff:192.0.2.0/120", "[::ffff:192.0.2.1]",
+                "192.0.2.1", "192.0.2.0/24"):
+        check_equal(sources(["source", src]), [("192.0.2.1", 3)], f"source {src}")
+    r = dc.doveadm(["dmarc", "query", "disposition", "bogus"], user="rfc9990", fmt="json")
+    check_equal(r.returncode, 64, "an unknown disposition is a usage error")
+    check("pass" in r.stderr, f"the error lists the values: {r.stderr!r}")
+    # expire at the extremes: nothing ended before 0, all before INT64_MAX
+    out = json.loads(doveadm_ok(dc, ["dmarc", "expire", "--before", "0"], "rfc9990", "json"))
+    check_equal(out, [{"reports": 0, "archive_files": 0}], "expire --before 0")
+    out = json.loads(doveadm_ok(dc, ["dmarc", "expire", "--before", str(INT64_MAX)],
+                                "rfc9990", "json"))
+    check_equal(out[0]["reports"], 1, f"expire --before {INT64_MAX}")
+
+
 def test_no_crash(dc):
     bad = [l for l in dc.log_text().splitlines()
            if re.search(r"Panic:|Fatal:|killed with signal|dumped core", l)]
@@ -254,7 +291,8 @@ def test_no_crash(dc):
 
 TESTS = [test_log_crlf_raw, test_log_crlf_entities, test_log_rejected_report,
          test_log_names, test_tab_output_of_delivered,
-         test_control_characters_in_database, test_sums_saturate, test_no_crash]
+         test_control_characters_in_database, test_sums_saturate,
+         test_filters_at_extremes, test_no_crash]
 
 if __name__ == "__main__":
     dovetest.main(TESTS, lambda: dovetest.Dovecot(

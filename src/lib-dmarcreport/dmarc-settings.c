@@ -45,6 +45,12 @@ static const struct setting_def setting_defs[] = {
 		  max_xml_depth, "32"),
 	DEF_LIMIT("dmarcreport_max_value_length", SETTING_UINT,
 		  max_value_length, "1024"),
+	/* real records carry one or two DKIM results and one SPF result */
+	DEF_LIMIT("dmarcreport_max_auth_results", SETTING_UINT,
+		  max_auth_results, "20"),
+	/* max_records records with three auth results each */
+	DEF_LIMIT("dmarcreport_max_report_rows", SETTING_UINT,
+		  max_report_rows, "4000000"),
 };
 
 static int

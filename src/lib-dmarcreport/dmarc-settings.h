@@ -22,6 +22,8 @@ struct dmarc_limits {
 	unsigned int max_auth_results;
 	/* rows one report may add: its records and their auth results */
 	unsigned int max_report_rows;
+	/* CPU time one mail (or one imported file) may take, in ms */
+	unsigned int max_processing_time_msecs;
 };
 
 struct dmarc_settings {

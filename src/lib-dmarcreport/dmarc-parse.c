@@ -668,15 +668,15 @@ lex_tag(struct dmarc_parser *parser, const unsigned char *data, size_t len,
 		lex_copy_tag(parser, data, len);
 		return TRUE;
 	}
-	if (attributes > PARSE_MAX_ATTRIBUTES) {
-		filter_fail(parser, "more than %u attributes in one tag",
-			    PARSE_MAX_ATTRIBUTES);
-		return FALSE;
-	}
 	parser->n_namespace_decls += namespace_decls;
 	if (parser->n_namespace_decls > PARSE_MAX_NAMESPACE_DECLS) {
 		filter_fail(parser, "more than %u XML namespace declarations",
 			    PARSE_MAX_NAMESPACE_DECLS);
+		return FALSE;
+	}
+	if (attributes > PARSE_MAX_ATTRIBUTES) {
+		filter_fail(parser, "more than %u attributes in one tag",
+			    PARSE_MAX_ATTRIBUTES);
 		return FALSE;
 	}
 	if (!parser->root_seen) {

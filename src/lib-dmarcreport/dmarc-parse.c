@@ -27,10 +27,10 @@
      and newline-joined lists (errors, reasons) stay unambiguous.
    - Bounded, the report rejected past the bound: nesting depth, records,
      auth results per record, rows (records + auth results) per report,
-     attributes per tag and namespace declarations per document (what
-     libxml2's time per start tag grows with), <count> and the report's
-     total count (DMARC_MAX_COUNT). An empty <dkim/> or <spf/> is dropped
-     and counts for nothing. An IPv4-mapped IPv6 source (::ffff:a.b.c.d)
+     attributes per tag, namespace declarations and distinct names per
+     document (what libxml2's time per start tag grows with), <count> and
+     the report's total count (DMARC_MAX_COUNT). An empty <dkim/> or
+     <spf/> is dropped and counts for nothing. An IPv4-mapped IPv6 source (::ffff:a.b.c.d)
      is stored as the IPv4 address it is. */
 
 #include "lib.h"
@@ -75,6 +75,11 @@
    two namespaces in the whole document. */
 #define PARSE_MAX_ATTRIBUTES 32
 #define PARSE_MAX_NAMESPACE_DECLS 64
+/* libxml2 2.9 interns every element and attribute name in a dictionary
+   whose hash table stops growing at 16384 buckets: past that each new
+   name costs a walk of long chains, quadratic in the number of names.
+   A report uses about 50 names. */
+#define PARSE_MAX_NAMES 1000
 /* bytes of a bad value quoted in an error message */
 #define PARSE_ERROR_VALUE_MAX 64
 
@@ -1837,6 +1842,11 @@ sax_start_element(void *context, const xmlChar *localname,
 {
 	struct dmarc_parser *parser = context;
 
+	if (xmlDictSize(parser->ctxt->dict) > PARSE_MAX_NAMES) {
+		parser_step_done(parser, parser_fail(parser,
+			"more than %u distinct XML names", PARSE_MAX_NAMES));
+		return;
+	}
 	parser_step_done(parser, parser_element_start(parser, localname, uri));
 }
 

@@ -239,7 +239,8 @@ def cases(tmpdir):
              0, r"attachment 'many-dkim\.xml'.*more than 20 auth_results"
                 r".*dmarcreport_max_auth_results"),
         Case("latin1-nul", mail("latin1-nul", [
-            ("latin1.xml", "text/xml", latin1_nul)]),
+            # application/: text/ parts are still converted as text (issue 9 item 8)
+            ("latin1.xml", "application/xml", latin1_nul)]),
              1, r"attachment 'latin1\.xml'.*Stored report latin1-nul"),
         Case("truncated-xml", mail("truncated-xml", [
             ("truncated.xml", "text/xml", full[: len(full) * 2 // 3])]),

@@ -25,8 +25,25 @@
 #define INGEST_MEMORY_MAX_BYTES (1024*1024)
 
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+
+/* The CPU time one mail (or one imported file) may take:
+   dmarcreport_max_processing_time. It is checked where the work loops
+   are: on every read the parser makes (at least one per 16 KB of
+   decompressed input; the parser bounds its work per byte), which
+   covers decompression, parsing and storing the records, before each
+   document of a container and before each attachment, which covers
+   extracting it from the mail. */
+struct ingest_budget {
+	uint64_t start_usecs;
+	uint64_t limit_usecs;
+	/* the limit was reached: nothing more of this mail is processed */
+	bool exceeded;
+	/* and its one warning was logged */
+	bool logged;
+};
 
 struct dmarc_ingest {
 	pool_t pool;
@@ -45,6 +62,8 @@ struct dmarc_ingest {
 	bool archiving;
 	/* "Stored" and "Duplicate" lines at debug level */
 	bool quiet;
+	/* of the mail or file being ingested */
+	struct ingest_budget budget;
 };
 
 /* One attachment (or one imported file) on its way through the pipeline. */
@@ -122,6 +141,78 @@ void dmarc_ingest_set_store_cache(struct dmarc_ingest *ingest,
 void dmarc_ingest_set_quiet(struct dmarc_ingest *ingest, bool quiet)
 {
 	ingest->quiet = quiet;
+}
+
+static uint64_t cpu_time_usecs(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		i_fatal("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed: %m");
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void ingest_budget_start(struct dmarc_ingest *ingest)
+{
+	i_zero(&ingest->budget);
+	ingest->budget.limit_usecs =
+		(uint64_t)ingest->set.limits.max_processing_time_msecs * 1000;
+	ingest->budget.start_usecs = cpu_time_usecs();
+}
+
+static bool ingest_budget_exceeded(struct dmarc_ingest *ingest)
+{
+	struct ingest_budget *budget = &ingest->budget;
+
+	if (!budget->exceeded &&
+	    cpu_time_usecs() - budget->start_usecs > budget->limit_usecs)
+		budget->exceeded = TRUE;
+	return budget->exceeded;
+}
+
+static const char *ingest_budget_error(struct dmarc_ingest *ingest)
+{
+	return t_strdup_printf("the mail took more than %u ms of CPU time "
+		"(dmarcreport_max_processing_time); the rest of it is not "
+		"processed", ingest->set.limits.max_processing_time_msecs);
+}
+
+/* Before more work on the mail: FALSE when the budget is spent. The
+   warning is logged once per mail, naming what was about to be
+   processed; what is skipped after it is counted as failed. */
+static bool
+ingest_budget_check(struct dmarc_ingest *ingest, struct event *event,
+		    struct dmarc_ingest_counts *counts)
+{
+	if (!ingest_budget_exceeded(ingest))
+		return TRUE;
+	if (!ingest->budget.logged) {
+		e_warning(event, "Not stored: %s", ingest_budget_error(ingest));
+		ingest->budget.logged = TRUE;
+	} else {
+		e_debug(event, "Not processed: %s", ingest_budget_error(ingest));
+	}
+	counts->failed++;
+	return FALSE;
+}
+
+/* The parser's read function: the unpacked bytes, while the mail's
+   budget lasts. */
+struct ingest_reader {
+	struct dmarc_ingest *ingest;
+	struct dmarc_unpack *unpack;
+};
+
+static ssize_t ingest_read(void *context, void *buf, size_t size,
+			   const char **error_r)
+{
+	struct ingest_reader *reader = context;
+
+	if (ingest_budget_exceeded(reader->ingest)) {
+		*error_r = ingest_budget_error(reader->ingest);
+		return -1;
+	}
+	return dmarc_unpack_read(reader->unpack, buf, size, error_r);
 }
 
 /* How the reports can still be stored once the cause is fixed: the log
@@ -228,14 +319,16 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	const struct dmarc_record *record;
 	struct dmarc_parser *parser;
 	struct dmarc_store *store;
+	struct ingest_reader reader = { .ingest = ingest, .unpack = unpack };
 	const char *error, *const *warnings;
 	uint64_t records = 0;
 	int ret;
 
-	parser = dmarc_parser_init(dmarc_unpack_read, unpack,
-				   &ingest->set.limits);
+	parser = dmarc_parser_init(ingest_read, &reader, &ingest->set.limits);
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
 		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
+		/* the budget's one warning, if that was the cause */
+		ingest->budget.logged = ingest->budget.exceeded;
 		counts->failed++;
 		dmarc_parser_deinit(&parser);
 		return 0;
@@ -278,6 +371,7 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 		dmarc_store_report_rollback(&sreport);
 		e_warning(att->event, "Not stored: %s: %s",
 			  report_label(report), dmarc_log_text(error));
+		ingest->budget.logged = ingest->budget.exceeded;
 		counts->failed++;
 		dmarc_parser_deinit(&parser);
 		return 0;
@@ -325,9 +419,11 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 		unpack = dmarc_unpack_init_fd(att->fd, &ingest->set.limits,
 					      message_budget);
 	}
-	while (result == 0 &&
+	while (result == 0 && !ingest->budget.exceeded &&
 	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) > 0) {
 		documents++;
+		if (!ingest_budget_check(ingest, att->event, counts))
+			break;
 		if (entry_name != NULL) {
 			att->event = event_create(parent_event);
 			entry_name = dmarc_log_value(entry_name);
@@ -347,7 +443,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 	if (result == 0 && ret < 0) {
 		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
 		counts->failed++;
-	} else if (result == 0 && documents == 0) {
+	} else if (result == 0 && documents == 0 && !ingest->budget.exceeded) {
 		e_warning(att->event, "Not stored: no document in the container");
 		counts->failed++;
 	}
@@ -515,6 +611,9 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 			  ctx->ingest->set.limits.max_attachment_size);
 		ingest_archive_remove(ctx->ingest, &ctx->att);
 		ctx->counts->failed++;
+	} else if (!ingest_budget_check(ctx->ingest, ctx->att.event,
+					ctx->counts)) {
+		/* kept in the archive (and the mail) for a later import */
 	} else if (ingest_attachment_data(ctx->ingest, &ctx->att,
 					  ctx->received, &ctx->message_budget,
 					  ctx->counts) < 0) {
@@ -542,6 +641,7 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 	ctx.ingest = ingest;
 	ctx.counts = counts;
 	ctx.received = received;
+	ingest_budget_start(ingest);
 	ctx.message_budget = ingest->set.limits.max_message_decompressed_size;
 
 	if (dmarc_extract_message(input, &ingest->set.limits,
@@ -609,6 +709,7 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 	i_zero(&att);
 	base = strrchr(path, '/');
 	base = base == NULL ? path : base + 1;
+	ingest_budget_start(ingest);
 	att.event = event_create(ingest->event);
 	event_add_str(att.event, "file", dmarc_log_value(path));
 	event_set_append_log_prefix(att.event, t_strdup_printf(

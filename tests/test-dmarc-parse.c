@@ -23,6 +23,9 @@ struct parse_result {
 	unsigned int records;
 	uint64_t count_sum;
 	const char *warnings;	/* all joined by "; " */
+	const char *anomalies;	/* all joined by "; " */
+	/* the first record's */
+	const char *disposition, *dkim, *spf;
 };
 
 static void
@@ -43,7 +46,11 @@ parse_stream(dmarc_read_func_t *read_func, void *context,
 	} else {
 		while ((ret = dmarc_parser_next_record(parser, &record,
 						       &error)) > 0) {
-			res_r->records++;
+			if (res_r->records++ == 0) {
+				res_r->disposition = t_strdup(record->disposition);
+				res_r->dkim = t_strdup(record->dkim);
+				res_r->spf = t_strdup(record->spf);
+			}
 			res_r->count_sum += record->count;
 		}
 		res_r->ret = ret;
@@ -52,6 +59,8 @@ parse_stream(dmarc_read_func_t *read_func, void *context,
 	}
 	res_r->warnings = t_strarray_join(dmarc_parser_get_warnings(parser),
 					  "; ");
+	res_r->anomalies = t_strarray_join(dmarc_parser_get_anomalies(parser),
+					   "; ");
 	dmarc_parser_deinit(&parser);
 	test_assert(parser == NULL);
 }
@@ -284,7 +293,7 @@ static void test_parse_rfc9990_fields(void)
 	if (field_parse_open(&fp, "parsedmarc--rfc9990-sample.xml")) {
 		const struct dmarc_report *report = fp.report;
 
-		test_assert(report->is_dmarc2_namespace);
+		test_assert(report->format == DMARC_FORMAT_RFC9990);
 		test_assert_strcmp(report->version, "1.0");
 		test_assert_strcmp(report->generator,
 				   "Example DMARC Aggregate Reporter v1.2");
@@ -323,7 +332,7 @@ static void test_parse_rfc9990_fields(void)
 	}
 	if (field_parse_open(&fp, "parsedmarc--example.net!example.com!"
 			     "1529366400!1529452799.xml")) {
-		test_assert(!fp.report->is_dmarc2_namespace);
+		test_assert(fp.report->format != DMARC_FORMAT_RFC9990);
 		dmarc_parser_deinit(&fp.parser);
 	}
 	test_end();
@@ -553,8 +562,10 @@ static void test_parse_corpus_invalid(void)
 		  "<p> \"experimental-value\" is not one of none, quarantine, "
 		  "reject" },
 		{ "dmarc-analyzer--zero_records.xml", "report has no records" },
-		{ "dmarc-report-converter--test_empty.xml",
-		  "empty <source_ip>" },
+		/* decided: one bad record is kept marked (an empty
+		   source_ip) or with the bad value absent (an empty
+		   disposition), the report stored */
+		{ "dmarc-report-converter--test_empty.xml", NULL },
 		/* decided: enumerations are case-normalised */
 		{ "dmarc-report-viewer--invalid_casing.xml", NULL },
 		{ "parsedmarc--empty.xml", "empty document" },
@@ -677,6 +688,16 @@ static void test_parse_case_normalised(void)
 	"</spf></auth_results></record>\n"
 #define DOC_TAIL "</feedback>\n"
 
+/* doc with its first "from" replaced by "to" */
+static const char *doc_replace(const char *doc, const char *from,
+			       const char *to)
+{
+	const char *p = strstr(doc, from);
+
+	i_assert(p != NULL);
+	return t_strconcat(t_strdup_until(doc, p), to, p + strlen(from), NULL);
+}
+
 static const char *make_doc(const char *org_name, const char *source_ip,
 			    const char *count)
 {
@@ -684,41 +705,63 @@ static const char *make_doc(const char *org_name, const char *source_ip,
 			       source_ip, count);
 }
 
+/* One bad record costs the report nothing else: an invalid source_ip is
+   kept as reported and marked, a record without a usable count is
+   skipped; the anomaly says so once. A count past DMARC_MAX_COUNT is a
+   bound and refuses the report. */
+enum gen_outcome {
+	GEN_STORED,		/* stored_ip, stored_count */
+	GEN_INVALID_IP,		/* kept, source_ip as stored_ip, marked */
+	GEN_SKIPPED,		/* no record, the anomaly has error */
+	GEN_FAILED,		/* the report fails with error */
+};
+
 static void test_parse_generated_values(void)
 {
 	static const struct {
 		const char *org_name, *source_ip, *count;
-		const char *error;	/* NULL: accepted */
+		enum gen_outcome outcome;
+		const char *error;
 		const char *stored_ip;
 		int64_t stored_count;
 	} tests[] = {
-		{ "x", "192.0.2.1", "1", NULL, "192.0.2.1", 1 },
-		{ "x", " 2001:DB8:0:0::1 ", " 7\t", NULL, "2001:db8::1", 7 },
+		{ "x", "192.0.2.1", "1", GEN_STORED, NULL, "192.0.2.1", 1 },
+		{ "x", " 2001:DB8:0:0::1 ", " 7\t", GEN_STORED, NULL,
+		  "2001:db8::1", 7 },
 		/* DMARC_MAX_COUNT */
-		{ "x", "192.0.2.1", "1000000000000", NULL,
+		{ "x", "192.0.2.1", "1000000000000", GEN_STORED, NULL,
 		  "192.0.2.1", 1000000000000LL },
-		{ "x", "192.0.2.1", "1000000000001",
+		{ "x", "192.0.2.1", "1000000000001", GEN_FAILED,
 		  "<count> \"1000000000001\" is more than 1000000000000 "
 		  "messages", NULL, 0 },
-		{ "x", "192.0.2.1", "9223372036854775807",
+		{ "x", "192.0.2.1", "9223372036854775807", GEN_FAILED,
 		  "<count> \"9223372036854775807\" is more than", NULL, 0 },
-		{ "x", "192.0.2.1", "99999999999999999999",
+		{ "x", "192.0.2.1", "99999999999999999999", GEN_SKIPPED,
 		  "<count> \"99999999999999999999\" is not", NULL, 0 },
-		{ "x", "192.0.2.1", "9223372036854775808",
+		{ "x", "192.0.2.1", "9223372036854775808", GEN_FAILED,
 		  "<count> \"9223372036854775808\" is more than", NULL, 0 },
 		/* IPv4-mapped IPv6 addresses are the IPv4 source */
-		{ "x", "::ffff:192.0.2.1", "1", NULL, "192.0.2.1", 1 },
-		{ "x", "::FFFF:C000:0201", "1", NULL, "192.0.2.1", 1 },
-		{ "x", "::ffff:0:192.0.2.1", "1", NULL,
+		{ "x", "::ffff:192.0.2.1", "1", GEN_STORED, NULL,
+		  "192.0.2.1", 1 },
+		{ "x", "::FFFF:C000:0201", "1", GEN_STORED, NULL,
+		  "192.0.2.1", 1 },
+		{ "x", "::ffff:0:192.0.2.1", "1", GEN_STORED, NULL,
 		  "::ffff:0:c000:201", 1 },
-		{ "x", "192.0.2.1", "-1", "<count> \"-1\" is not", NULL, 0 },
-		{ "x", "192.0.2.1", "ten", "<count> \"ten\" is not", NULL, 0 },
-		{ "x", "192.0.2.1", "", "<count> \"\" is not", NULL, 0 },
-		{ "x", "192.0.2.300", "1",
-		  "<source_ip> \"192.0.2.300\" is not an IP address", NULL, 0 },
-		{ "x", "mail.example.com", "1", "is not an IP address",
+		{ "x", "192.0.2.1", "-1", GEN_SKIPPED, "<count> \"-1\" is not",
 		  NULL, 0 },
-		{ "x", "", "1", "empty <source_ip>", NULL, 0 },
+		{ "x", "192.0.2.1", "ten", GEN_SKIPPED,
+		  "<count> \"ten\" is not", NULL, 0 },
+		{ "x", "192.0.2.1", "", GEN_SKIPPED, "<count> \"\" is not",
+		  NULL, 0 },
+		{ "x", "192.0.2.300", "1", GEN_INVALID_IP, "\"192.0.2.300\"",
+		  "192.0.2.300", 1 },
+		{ "x", "999.300.1.1", "1", GEN_INVALID_IP, "\"999.300.1.1\"",
+		  "999.300.1.1", 1 },
+		{ "x", "fe80::1%eth0", "1", GEN_INVALID_IP, "\"fe80::1%eth0\"",
+		  "fe80::1%eth0", 1 },
+		{ "x", "mail.example.com", "1", GEN_INVALID_IP,
+		  "\"mail.example.com\"", "mail.example.com", 1 },
+		{ "x", "", "1", GEN_INVALID_IP, "no <source_ip>", "", 1 },
 	};
 	unsigned int i;
 
@@ -732,7 +775,7 @@ static void test_parse_generated_values(void)
 		const struct dmarc_report *report;
 		const struct dmarc_record *record;
 		struct dmarc_parser *parser;
-		const char *error = NULL;
+		const char *error = NULL, *anomalies;
 		int ret;
 
 		parser = dmarc_parser_init(test_mem_read, &reader,
@@ -742,25 +785,45 @@ static void test_parse_generated_values(void)
 		test_assert_strcmp_idx(report->policy.domain, "example.com",
 				       i);
 		ret = dmarc_parser_next_record(parser, &record, &error);
-		if (tests[i].error == NULL) {
+		switch (tests[i].outcome) {
+		case GEN_STORED:
+		case GEN_INVALID_IP:
 			test_assert_idx(ret == 1, i);
-			if (ret == 1) {
-				test_assert_strcmp_idx(record->source_ip,
-					tests[i].stored_ip, i);
-				test_assert_idx(record->count ==
-						tests[i].stored_count, i);
-				test_assert_strcmp_idx(record->header_from,
-						       "example.com", i);
-			}
+			if (ret != 1)
+				break;
+			test_assert_strcmp_idx(record->source_ip,
+					       tests[i].stored_ip, i);
+			test_assert_idx(record->source_ip_valid ==
+				(tests[i].outcome == GEN_STORED), i);
+			test_assert_idx(record->count ==
+					tests[i].stored_count, i);
+			test_assert_strcmp_idx(record->header_from,
+					       "example.com", i);
 			test_assert_idx(dmarc_parser_next_record(parser,
 					&record, &error) == 0, i);
-		} else {
+			break;
+		case GEN_SKIPPED:
+			test_assert_idx(ret == 0, i);
+			break;
+		case GEN_FAILED:
 			test_assert_idx(ret == -1, i);
 			test_assert_idx(ret == 1 || strstr(error,
 					tests[i].error) != NULL, i);
 			/* and it stays failed */
 			test_assert_idx(dmarc_parser_next_record(parser,
 					&record, &error) == -1, i);
+			break;
+		}
+		anomalies = t_strarray_join(
+			dmarc_parser_get_anomalies(parser), "|");
+		if (tests[i].outcome == GEN_SKIPPED ||
+		    tests[i].outcome == GEN_INVALID_IP) {
+			/* one line, naming the first bad value */
+			test_assert_idx(strchr(anomalies, '|') == NULL, i);
+			test_assert_idx(strstr(anomalies,
+					       tests[i].error) != NULL, i);
+		} else if (tests[i].outcome == GEN_STORED) {
+			test_assert_strcmp_idx(anomalies, "", i);
 		}
 		dmarc_parser_deinit(&parser);
 	} T_END;
@@ -868,14 +931,17 @@ static void test_parse_record_enums(void)
 		str_append(doc, p + strlen(tests[i].from));
 		parse_data(str_data(doc), str_len(doc), test_default_limits(),
 			   &res);
-		if (tests[i].error == NULL) {
-			test_assert_idx(res.ret == 0 && res.records == 1, i);
-		} else {
-			test_assert_idx(res.ret == -1, i);
-			test_assert_idx(res.error != NULL && strstr(res.error,
-					tests[i].error) != NULL, i);
-			test_assert_idx(res.error != NULL && strstr(res.error,
-					"record 1, line ") != NULL, i);
+		/* an unknown value costs the record only that value */
+		test_assert_idx(res.ret == 0 && res.records == 1, i);
+		if (tests[i].error == NULL)
+			test_assert_strcmp_idx(res.anomalies, "", i);
+		else {
+			test_assert_idx(strstr(res.anomalies,
+					       tests[i].error) != NULL, i);
+			test_assert_idx(strstr(res.anomalies, "record 1: ") !=
+					NULL, i);
+			test_assert_idx(res.disposition == NULL ||
+					res.dkim == NULL, i);
 		}
 	} T_END;
 	test_end();
@@ -890,13 +956,14 @@ static void test_parse_begin_after_end_warning(void)
 	const char *p = strstr(doc, "<begin>100</begin>");
 	string_t *str = t_str_new(1024);
 
-	test_begin("parse: begin > end is a warning");
+	test_begin("parse: begin > end is stored, with one warning");
 	str_append_data(str, doc, p - doc);
 	str_append(str, "<begin>300</begin>");
 	str_append(str, p + strlen("<begin>100</begin>"));
 	parse_string(str_c(str), &res);
 	test_assert(res.ret == 0);
-	test_assert(strstr(res.warnings, "begin 300 is after end 200") != NULL);
+	test_assert(strstr(res.anomalies, "begin 300 is after end 200 "
+			   "(stored as reported)") != NULL);
 	test_end();
 }
 
@@ -935,7 +1002,7 @@ static void test_parse_namespaces(void)
 	parser = dmarc_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
-	test_assert(report->is_dmarc2_namespace);
+	test_assert(report->format == DMARC_FORMAT_RFC9990);
 	test_assert_strcmp(report->org_name, "O");
 	test_assert(dmarc_parser_next_record(parser, &record, &error) == 1);
 	test_assert(record->count == 4);
@@ -948,7 +1015,7 @@ static void test_parse_namespaces(void)
 	parser = dmarc_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
-	test_assert(!report->is_dmarc2_namespace);
+	test_assert(report->format != DMARC_FORMAT_RFC9990);
 	test_assert(dmarc_parser_next_record(parser, &record, &error) == 1);
 	test_assert(dmarc_parser_next_record(parser, &record, &error) == 0);
 	/* a header after the records cannot change the stored report */
@@ -1129,15 +1196,17 @@ static void test_parse_limits(void)
 	for (i = 0; i < 3000; i++)
 		str_append(org, "\xc3\xa9");
 	str_truncate(doc, 0);
-	str_printfa(doc, DOC_HEAD DOC_RECORD DOC_TAIL, str_c(org),
-		    "192.0.2.1", "1");
+	str_append(doc, doc_replace(t_strdup_printf(
+		DOC_HEAD DOC_RECORD DOC_TAIL, "o", "192.0.2.1", "1"),
+		"<email>a@b</email>", t_strdup_printf("<email>%s</email>",
+						      str_c(org))));
 	i_zero(&reader);
 	reader.data = str_data(doc);
 	reader.size = str_len(doc);
 	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	/* 100 bytes = 50 two-byte characters, never a split one */
-	test_assert(strlen(report->org_name) == 100);
+	test_assert(strlen(report->email) == 100);
 	test_assert(strstr(t_strarray_join(dmarc_parser_get_warnings(parser),
 			   " "), "cut 1 values to 100 bytes") != NULL);
 	dmarc_parser_deinit(&parser);
@@ -1147,8 +1216,58 @@ static void test_parse_limits(void)
 	reader.size = str_len(doc);
 	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
-	test_assert(strlen(report->org_name) == 98);
+	test_assert(strlen(report->email) == 98);
 	dmarc_parser_deinit(&parser);
+	test_end();
+}
+
+/* The key (org_name, report_id, policy domain) is never cut to
+   dmarcreport_max_value_length: two report_ids that differ past it are
+   two reports. Past PARSE_MAX_KEY_LENGTH (64 KiB) the report is refused. */
+static void test_parse_key_not_cut(void)
+{
+	struct dmarc_limits limits = *test_default_limits();
+	struct parse_result res;
+	string_t *id = t_str_new(70000), *doc = t_str_new(80000);
+	const struct dmarc_report *report;
+	struct test_mem_reader reader;
+	struct dmarc_parser *parser;
+	const char *error;
+	unsigned int i;
+
+	test_begin("parse: the dedup key is never cut");
+	limits.max_value_length = 16;
+	for (i = 0; i < 100; i++)
+		str_append_c(id, 'a' + i % 26);
+	str_append(doc, doc_replace(t_strdup_printf(
+		DOC_HEAD DOC_RECORD DOC_TAIL, "Example Org With A Long Name",
+		"192.0.2.1", "1"), "<report_id>r1</report_id>",
+		t_strdup_printf("<report_id>%s</report_id>", str_c(id))));
+	i_zero(&reader);
+	reader.data = str_data(doc);
+	reader.size = str_len(doc);
+	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	test_assert_strcmp(report->report_id, str_c(id));
+	test_assert_strcmp(report->org_name, "Example Org With A Long Name");
+	/* the email "a@b" fits; nothing was cut */
+	test_assert(strstr(t_strarray_join(dmarc_parser_get_warnings(parser),
+			   " "), "cut ") == NULL);
+	dmarc_parser_deinit(&parser);
+
+	/* hostile: a 64 KiB + 1 report_id refuses the report */
+	str_truncate(id, 0);
+	for (i = 0; i < 65537; i++)
+		str_append_c(id, 'x');
+	str_truncate(doc, 0);
+	str_append(doc, doc_replace(t_strdup_printf(
+		DOC_HEAD DOC_RECORD DOC_TAIL, "o", "192.0.2.1", "1"),
+		"<report_id>r1</report_id>",
+		t_strdup_printf("<report_id>%s</report_id>", str_c(id))));
+	parse_data(str_data(doc), str_len(doc), &limits, &res);
+	test_assert(res.ret == -1 && res.error != NULL &&
+		    strstr(res.error, "<report_id> is longer than 65536 "
+			   "bytes") != NULL);
 	test_end();
 }
 
@@ -1743,6 +1862,7 @@ int main(void)
 		test_parse_header_errors,
 		test_parse_record_enums,
 		test_parse_begin_after_end_warning,
+		test_parse_key_not_cut,
 		test_parse_namespaces,
 		test_parse_hostile_dtd,
 		test_parse_org_name_repairs,

@@ -82,6 +82,11 @@
 #define PARSE_MAX_NAMES 1000
 /* bytes of a bad value quoted in an error message */
 #define PARSE_ERROR_VALUE_MAX 64
+/* The values that identify a report (org_name, report_id, policy domain)
+   are never cut to dmarcreport_max_value_length: two long report_ids
+   that differ past the cut are two reports. A key longer than this is
+   hostile and the report is refused. */
+#define PARSE_MAX_KEY_LENGTH 65536
 
 /* Elements we know, each with its parent: names are matched on the local
    name, ids are unique per place in the tree. */
@@ -243,6 +248,22 @@ struct dmarc_parser {
 	int64_t messages;
 	const char *error;
 	ARRAY_TYPE(const_string) warnings;
+	/* what the report says that is wrong but kept (or one record
+	   skipped): an admin should hear of it, see get_anomalies() */
+	ARRAY_TYPE(const_string) anomalies;
+	/* why the record in progress is skipped, or NULL */
+	const char *record_skip_reason;
+	const char *first_skip_reason, *first_invalid_source;
+	unsigned int n_records_skipped, n_invalid_sources;
+	unsigned int n_values_unknown, n_extensions_dropped;
+
+	/* the unknown element being copied: nesting inside it (0 when
+	   none), its XML so far, and whether it is inside a <record> */
+	unsigned int ext_depth;
+	string_t *ext;
+	bool ext_in_record;
+	bool ext_overflow;
+	string_t *report_ext;
 
 	bool input_eof:1;
 	bool prefetched:1;
@@ -272,6 +293,18 @@ parser_warning(struct dmarc_parser *parser, const char *fmt, ...)
 	msg = p_strdup_vprintf(parser->pool, fmt, args);
 	va_end(args);
 	array_push_back(&parser->warnings, &msg);
+}
+
+static void ATTR_FORMAT(2, 3)
+parser_anomaly(struct dmarc_parser *parser, const char *fmt, ...)
+{
+	const char *msg;
+	va_list args;
+
+	va_start(args, fmt);
+	msg = p_strdup_vprintf(parser->pool, fmt, args);
+	va_end(args);
+	array_push_back(&parser->anomalies, &msg);
 }
 
 /* ---------------------------------------------------------------------
@@ -1299,11 +1332,18 @@ static const char *text_value(struct dmarc_parser *parser)
 	return data;
 }
 
-static void text_append(struct dmarc_parser *parser, const char *value,
-			size_t len)
+static bool elem_is_key(enum elem id)
+{
+	return id == E_ORG_NAME || id == E_REPORT_ID || id == E_P_DOMAIN;
+}
+
+static void text_append(struct dmarc_parser *parser, enum elem id,
+			const char *value, size_t len)
 {
 	size_t used = str_len(parser->text);
-	unsigned int max = parser->limits.max_value_length;
+	bool is_key = elem_is_key(id);
+	unsigned int max = is_key ? PARSE_MAX_KEY_LENGTH :
+		parser->limits.max_value_length;
 
 	if (parser->text_cut)
 		return;
@@ -1315,10 +1355,54 @@ static void text_append(struct dmarc_parser *parser, const char *value,
 			n--;
 		str_append_data(parser->text, value, n);
 		parser->text_cut = TRUE;
-		parser->n_values_cut++;
+		/* a key cut refuses the report in leaf_end() */
+		if (!is_key)
+			parser->n_values_cut++;
 		return;
 	}
 	str_append_data(parser->text, value, len);
+}
+
+/* The record in progress is not stored: the first reason is kept for the
+   report's one warning. */
+static enum step_result ATTR_FORMAT(2, 3)
+record_skip(struct dmarc_parser *parser, const char *fmt, ...)
+{
+	va_list args;
+
+	if (parser->record_skip_reason == NULL) {
+		va_start(args, fmt);
+		/* the record's pool: freed with the record, however
+		   many records are bad */
+		parser->record_skip_reason =
+			p_strdup_vprintf(parser->cur->pool, fmt, args);
+		va_end(args);
+	}
+	return STEP_CONTINUE;
+}
+
+/* An enumerated value of a record that is not one we know: the record is
+   kept with the value absent, and the report says so once. */
+static enum step_result
+parse_record_enum(struct dmarc_parser *parser, pool_t pool, enum elem id,
+		  const char *value, const char *const *values,
+		  const char **dest)
+{
+	char *lvalue = str_lcase(p_strdup(pool, value));
+
+	if (!value_in(lvalue, values)) {
+		if (parser->n_values_unknown++ == 0) {
+			parser_anomaly(parser, "record %u: <%s> %s is not one "
+				"of %s: stored as absent", parser->records,
+				elem_name(id), quote_value(value),
+				t_strarray_join((const char *const *)values,
+						", "));
+		}
+		*dest = NULL;
+		return STEP_CONTINUE;
+	}
+	*dest = lvalue;
+	return STEP_CONTINUE;
 }
 
 static struct dmarc_auth_result *current_auth(struct dmarc_parser *parser)
@@ -1342,6 +1426,10 @@ leaf_end(struct dmarc_parser *parser, enum elem id, const char *value)
 	uint64_t count;
 	int pct;
 
+	if (elem_is_key(id) && parser->text_cut) {
+		return parser_fail(parser, "<%s> is longer than %u bytes",
+				   elem_name(id), PARSE_MAX_KEY_LENGTH);
+	}
 	switch (id) {
 	case E_VERSION:
 		if (*value != '\0')
@@ -1399,11 +1487,20 @@ leaf_end(struct dmarc_parser *parser, enum elem id, const char *value)
 		return parse_enum(parser, pool, id, value, policy_values,
 				  &policy->np);
 	case E_P_PCT:
-		if (str_to_int(value, &pct) < 0 || pct < 0 || pct > 100) {
-			parser_warning(parser, "ignored <pct> %s: not 0..100",
-				       quote_value(value));
+		/* stored as reported: the admin sees what the receiver
+		   claims to have applied */
+		if (*value == '\0')
+			break;
+		if (str_to_int(value, &pct) < 0) {
+			parser_anomaly(parser, "ignored <pct> %s: not an "
+				       "integer", quote_value(value));
 			policy->pct = DMARC_UNSET;
 		} else {
+			if (pct < 0 || pct > 100) {
+				parser_anomaly(parser, "<pct> %d is not "
+					       "0..100 (stored as reported)",
+					       pct);
+			}
 			policy->pct = pct;
 		}
 		break;
@@ -1418,17 +1515,17 @@ leaf_end(struct dmarc_parser *parser, enum elem id, const char *value)
 			p_strdup_lcase_empty_null(pool, value);
 		break;
 	case E_SOURCE_IP:
-		if (*value == '\0')
-			return parser_fail(parser, "empty <source_ip>");
 		record->source_ip = normalise_ip(rpool, value);
+		record->source_ip_valid = record->source_ip != NULL;
 		if (record->source_ip == NULL) {
-			return parser_fail(parser, "<source_ip> %s is not an "
-					   "IP address", quote_value(value));
+			/* kept as reported, marked invalid: CIDR filters
+			   skip it, the report's other records count */
+			record->source_ip = p_strdup(rpool, value);
 		}
 		break;
 	case E_COUNT:
 		if (str_to_uint64(value, &count) < 0) {
-			return parser_fail(parser, "<count> %s is not a "
+			return record_skip(parser, "<count> %s is not a "
 					   "non-negative integer",
 					   quote_value(value));
 		}
@@ -1440,14 +1537,14 @@ leaf_end(struct dmarc_parser *parser, enum elem id, const char *value)
 		record->count = count;
 		break;
 	case E_DISPOSITION:
-		return parse_enum(parser, rpool, id, value,
-				  disposition_values, &record->disposition);
+		return parse_record_enum(parser, rpool, id, value,
+			disposition_values, &record->disposition);
 	case E_PE_DKIM:
-		return parse_enum(parser, rpool, id, value,
-				  dmarc_result_values, &record->dkim);
+		return parse_record_enum(parser, rpool, id, value,
+			dmarc_result_values, &record->dkim);
 	case E_PE_SPF:
-		return parse_enum(parser, rpool, id, value,
-				  dmarc_result_values, &record->spf);
+		return parse_record_enum(parser, rpool, id, value,
+			dmarc_result_values, &record->spf);
 	case E_REASON_TYPE:
 		current_reason(parser)->type = p_strdup_lcase(rpool, value);
 		break;
@@ -1505,9 +1602,9 @@ static enum step_result header_check(struct dmarc_parser *parser)
 		report->org_name = "";
 	}
 	if (report->date_begin > report->date_end) {
-		parser_warning(parser, "date_range begin %"PRId64" is after "
-			       "end %"PRId64, report->date_begin,
-			       report->date_end);
+		parser_anomaly(parser, "date_range begin %"PRId64" is after "
+			       "end %"PRId64" (stored as reported)",
+			       report->date_begin, report->date_end);
 	}
 	parser->header_done = TRUE;
 	return STEP_CONTINUE;
@@ -1539,8 +1636,11 @@ static enum step_result record_begin(struct dmarc_parser *parser)
 	if (report_add_row(parser) == STEP_ERROR)
 		return STEP_ERROR;
 	parser->records++;
+	parser->record_skip_reason = NULL;
 	p_clear(parser->cur->pool);
 	record->source_ip = NULL;
+	record->source_ip_valid = FALSE;
+	record->extensions = NULL;
 	record->count = DMARC_UNSET;
 	record->disposition = record->dkim = record->spf = NULL;
 	record->header_from = record->envelope_from = NULL;
@@ -1552,10 +1652,28 @@ static enum step_result record_begin(struct dmarc_parser *parser)
 
 static enum step_result record_check(struct dmarc_parser *parser)
 {
-	if (parser->cur->record.source_ip == NULL)
-		return parser_fail(parser, "no <source_ip> in the record");
-	if (parser->cur->record.count == DMARC_UNSET)
-		return parser_fail(parser, "no <count> in the record");
+	struct dmarc_record *record = &parser->cur->record;
+
+	if (parser->record_skip_reason == NULL &&
+	    record->count == DMARC_UNSET)
+		(void)record_skip(parser, "no <count>");
+	if (parser->record_skip_reason != NULL) {
+		/* one bad record does not cost the report its others */
+		if (parser->n_records_skipped++ == 0) {
+			parser->first_skip_reason = p_strdup_printf(
+				parser->pool, "record %u: %s", parser->records,
+				parser->record_skip_reason);
+		}
+		return STEP_CONTINUE;
+	}
+	if (record->source_ip == NULL)
+		record->source_ip = "";
+	if (!record->source_ip_valid && parser->n_invalid_sources++ == 0) {
+		parser->first_invalid_source = p_strdup_printf(parser->pool,
+			"record %u: %s", parser->records,
+			*record->source_ip == '\0' ? "no <source_ip>" :
+			quote_value(record->source_ip));
+	}
 	/* both are at most DMARC_MAX_COUNT: the sum cannot overflow */
 	parser->messages += parser->cur->record.count;
 	if (parser->messages > DMARC_MAX_COUNT) {
@@ -1818,8 +1936,9 @@ parser_element_start(struct dmarc_parser *parser, const xmlChar *name,
 					(const char *)ns,
 					PARSE_ERROR_VALUE_MAX));
 		}
-		parser->report.is_dmarc2_namespace = ns != NULL &&
-			strcmp((const char *)ns, DMARC2_NAMESPACE) == 0;
+		parser->report.format = ns == NULL ? DMARC_FORMAT_RFC7489 :
+			strcmp((const char *)ns, DMARC2_NAMESPACE) == 0 ?
+			DMARC_FORMAT_RFC9990 : DMARC_FORMAT_DRAFT;
 	}
 	id = def == NULL ? E_UNKNOWN : def->id;
 	if (parser->header_done && (id == E_VERSION ||
@@ -1835,15 +1954,153 @@ parser_element_start(struct dmarc_parser *parser, const xmlChar *name,
 	return ret;
 }
 
+/* --- unknown elements, kept as XML ---
+
+   RFC 9990 <extensions> and any element we do not know are copied as
+   XML fragments (re-serialised from the SAX events: the same elements,
+   attributes, namespace declarations and text; line breaks and tabs as
+   character references, so no stored value holds a control character).
+   Bounded by dmarcreport_max_value_length per report level and per
+   record: a fragment that does not fit is dropped whole, never cut into
+   broken XML. */
+
+static bool ext_fits(struct dmarc_parser *parser, size_t more)
+{
+	unsigned int max = parser->limits.max_value_length;
+
+	return max == 0 || str_len(parser->ext) + more <= max;
+}
+
+static void ext_append_escaped(struct dmarc_parser *parser,
+			       const char *data, size_t len, bool is_attr)
+{
+	string_t *str = parser->ext;
+	size_t i, start = 0;
+	const char *esc;
+
+	if (parser->ext_overflow)
+		return;
+	for (i = 0; i < len; i++) {
+		switch (data[i]) {
+		case '&': esc = "&amp;"; break;
+		case '<': esc = "&lt;"; break;
+		case '>': esc = "&gt;"; break;
+		case '"': esc = is_attr ? "&quot;" : NULL; break;
+		case '\t': esc = "&#9;"; break;
+		case '\n': esc = "&#10;"; break;
+		case '\r': esc = "&#13;"; break;
+		default: esc = NULL; break;
+		}
+		if (esc == NULL)
+			continue;
+		str_append_data(str, data + start, i - start);
+		str_append(str, esc);
+		start = i + 1;
+	}
+	str_append_data(str, data + start, len - start);
+	if (!ext_fits(parser, 0))
+		parser->ext_overflow = TRUE;
+}
+
+static void ext_append(struct dmarc_parser *parser, const char *text)
+{
+	if (parser->ext_overflow)
+		return;
+	str_append(parser->ext, text);
+	if (!ext_fits(parser, 0))
+		parser->ext_overflow = TRUE;
+}
+
+static void ext_append_qname(struct dmarc_parser *parser,
+			     const xmlChar *prefix, const xmlChar *name)
+{
+	if (prefix != NULL) {
+		ext_append(parser, (const char *)prefix);
+		ext_append(parser, ":");
+	}
+	ext_append(parser, (const char *)name);
+}
+
+static void
+ext_start_tag(struct dmarc_parser *parser, const xmlChar *localname,
+	      const xmlChar *prefix, int nb_namespaces,
+	      const xmlChar **namespaces, int nb_attributes,
+	      const xmlChar **attributes)
+{
+	int i;
+
+	ext_append(parser, "<");
+	ext_append_qname(parser, prefix, localname);
+	for (i = 0; i < nb_namespaces; i++) {
+		ext_append(parser, namespaces[i*2] == NULL ? " xmlns" :
+			   " xmlns:");
+		if (namespaces[i*2] != NULL)
+			ext_append(parser, (const char *)namespaces[i*2]);
+		ext_append(parser, "=\"");
+		if (namespaces[i*2+1] != NULL) {
+			ext_append_escaped(parser,
+				(const char *)namespaces[i*2+1],
+				strlen((const char *)namespaces[i*2+1]), TRUE);
+		}
+		ext_append(parser, "\"");
+	}
+	for (i = 0; i < nb_attributes; i++) {
+		const xmlChar **attr = attributes + i*5;
+
+		ext_append(parser, " ");
+		ext_append_qname(parser, attr[1], attr[0]);
+		ext_append(parser, "=\"");
+		ext_append_escaped(parser, (const char *)attr[3],
+				   attr[4] - attr[3], TRUE);
+		ext_append(parser, "\"");
+	}
+	ext_append(parser, ">");
+}
+
+static bool stack_has_record(struct dmarc_parser *parser)
+{
+	enum elem id;
+
+	array_foreach_elem(&parser->stack, id) {
+		if (id == E_RECORD)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* The fragment is complete: add it to its record or to the report, or
+   drop it when it does not fit. */
+static void ext_finish(struct dmarc_parser *parser)
+{
+	struct dmarc_record *record = &parser->cur->record;
+	const char *old = parser->ext_in_record ? record->extensions :
+		str_c(parser->report_ext);
+	size_t old_len = old == NULL ? 0 : strlen(old);
+	unsigned int max = parser->limits.max_value_length;
+
+	if (parser->ext_overflow ||
+	    (max > 0 && old_len + str_len(parser->ext) > max)) {
+		parser->n_extensions_dropped++;
+	} else if (parser->ext_in_record) {
+		record->extensions = p_strconcat(parser->cur->pool,
+			old == NULL ? "" : old, str_c(parser->ext), NULL);
+	} else {
+		str_append_str(parser->report_ext, parser->ext);
+	}
+	str_truncate(parser->ext, 0);
+	parser->ext_overflow = FALSE;
+}
+
 static void
 sax_start_element(void *context, const xmlChar *localname,
-		  const xmlChar *prefix ATTR_UNUSED, const xmlChar *uri,
-		  int nb_namespaces ATTR_UNUSED,
-		  const xmlChar **namespaces ATTR_UNUSED,
-		  int nb_attributes ATTR_UNUSED, int nb_defaulted ATTR_UNUSED,
-		  const xmlChar **attributes ATTR_UNUSED)
+		  const xmlChar *prefix, const xmlChar *uri,
+		  int nb_namespaces, const xmlChar **namespaces,
+		  int nb_attributes, int nb_defaulted ATTR_UNUSED,
+		  const xmlChar **attributes)
 {
 	struct dmarc_parser *parser = context;
+	enum elem parent = stack_top(parser);
+	unsigned int depth = array_count(&parser->stack);
 
 	if (xmlDictSize(parser->ctxt->dict) > PARSE_MAX_NAMES) {
 		parser_step_done(parser, parser_fail(parser,
@@ -1851,12 +2108,24 @@ sax_start_element(void *context, const xmlChar *localname,
 		return;
 	}
 	parser_step_done(parser, parser_element_start(parser, localname, uri));
+	if (parser->error != NULL || array_count(&parser->stack) == depth ||
+	    stack_top(parser) != E_UNKNOWN)
+		return;
+	if (parser->ext_depth == 0) {
+		/* the top of an unknown subtree, not a known element
+		   ignored (parent E_UNKNOWN) */
+		if (parent == E_UNKNOWN)
+			return;
+		parser->ext_in_record = stack_has_record(parser);
+	}
+	parser->ext_depth++;
+	ext_start_tag(parser, localname, prefix, nb_namespaces, namespaces,
+		      nb_attributes, attributes);
 }
 
 static void
-sax_end_element(void *context, const xmlChar *localname ATTR_UNUSED,
-		const xmlChar *prefix ATTR_UNUSED,
-		const xmlChar *uri ATTR_UNUSED)
+sax_end_element(void *context, const xmlChar *localname,
+		const xmlChar *prefix, const xmlChar *uri ATTR_UNUSED)
 {
 	struct dmarc_parser *parser = context;
 	enum elem id = stack_top(parser);
@@ -1864,14 +2133,24 @@ sax_end_element(void *context, const xmlChar *localname ATTR_UNUSED,
 	array_pop_back(&parser->stack);
 	if (id != E_UNKNOWN)
 		parser_step_done(parser, element_end(parser, id, elem_is_leaf(id)));
+	else if (parser->ext_depth > 0) {
+		ext_append(parser, "</");
+		ext_append_qname(parser, prefix, localname);
+		ext_append(parser, ">");
+		if (--parser->ext_depth == 0)
+			ext_finish(parser);
+	}
 }
 
 static void sax_characters(void *context, const xmlChar *text, int len)
 {
 	struct dmarc_parser *parser = context;
+	enum elem id = stack_top(parser);
 
-	if (elem_is_leaf(stack_top(parser)))
-		text_append(parser, (const char *)text, len);
+	if (elem_is_leaf(id))
+		text_append(parser, id, (const char *)text, len);
+	else if (parser->ext_depth > 0)
+		ext_append_escaped(parser, (const char *)text, len, FALSE);
 }
 
 static void
@@ -2003,7 +2282,9 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	array_push_back(&parser->slots, &parser->cur);
 	p_array_init(&parser->report.errors, pool, 2);
 	p_array_init(&parser->warnings, pool, 4);
-	parser->report.version = "1.0";
+	p_array_init(&parser->anomalies, pool, 4);
+	parser->ext = str_new(default_pool, 128);
+	parser->report_ext = str_new(default_pool, 128);
 	parser->report.policy.pct = DMARC_UNSET;
 	return parser;
 }
@@ -2027,6 +2308,8 @@ void dmarc_parser_deinit(struct dmarc_parser **_parser)
 	array_free(&parser->slots);
 	array_free(&parser->stack);
 	str_free(&parser->text);
+	str_free(&parser->ext);
+	str_free(&parser->report_ext);
 	buffer_free(&parser->raw);
 	buffer_free(&parser->clean);
 	buffer_free(&parser->out);
@@ -2115,6 +2398,11 @@ int dmarc_parser_next_record(struct dmarc_parser *parser,
 		return 1;
 	case STEP_END:
 		parser->finished = TRUE;
+		/* report-level extensions may follow the records */
+		if (str_len(parser->report_ext) > 0) {
+			parser->report.extensions = p_strdup(parser->pool,
+				str_c(parser->report_ext));
+		}
 		return 0;
 	case STEP_ERROR:
 		*error_r = parser->error;
@@ -2122,6 +2410,58 @@ int dmarc_parser_next_record(struct dmarc_parser *parser,
 	default:
 		i_unreached();
 	}
+}
+
+const char *dmarc_format_name(enum dmarc_format format)
+{
+	switch (format) {
+	case DMARC_FORMAT_RFC7489:
+		return "rfc7489";
+	case DMARC_FORMAT_RFC9990:
+		return "rfc9990";
+	case DMARC_FORMAT_DRAFT:
+		return "draft";
+	}
+	i_unreached();
+}
+
+const char *const *dmarc_parser_get_anomalies(struct dmarc_parser *parser)
+{
+	ARRAY_TYPE(const_string) anomalies;
+	const char *msg;
+
+	p_array_init(&anomalies, parser->pool,
+		     array_count(&parser->anomalies) + 4);
+	array_append_array(&anomalies, &parser->anomalies);
+	if (parser->n_invalid_sources > 0) {
+		msg = p_strdup_printf(parser->pool, "%u records with a source_ip "
+			"that is not an IP address, kept as reported and marked "
+			"invalid (first: %s)", parser->n_invalid_sources,
+			parser->first_invalid_source);
+		array_push_back(&anomalies, &msg);
+	}
+	if (parser->n_records_skipped > 0) {
+		msg = p_strdup_printf(parser->pool, "%u records not stored "
+			"(first: %s)", parser->n_records_skipped,
+			parser->first_skip_reason);
+		array_push_back(&anomalies, &msg);
+	}
+	if (parser->n_values_unknown > 1) {
+		msg = p_strdup_printf(parser->pool, "%u policy_evaluated values "
+			"in all were not ones we know, stored as absent",
+			parser->n_values_unknown);
+		array_push_back(&anomalies, &msg);
+	}
+	if (parser->n_extensions_dropped > 0) {
+		msg = p_strdup_printf(parser->pool, "%u extensions or unknown "
+			"elements not kept: longer than %u bytes together "
+			"(dmarcreport_max_value_length)",
+			parser->n_extensions_dropped,
+			parser->limits.max_value_length);
+		array_push_back(&anomalies, &msg);
+	}
+	array_append_zero(&anomalies);
+	return array_front(&anomalies);
 }
 
 const char *const *dmarc_parser_get_warnings(struct dmarc_parser *parser)

@@ -19,6 +19,13 @@
    an int64_t. */
 #define DMARC_MAX_COUNT 1000000000000LL
 
+/* Which schema the report follows, from its root element's namespace. */
+enum dmarc_format {
+	DMARC_FORMAT_RFC7489 = 0,	/* no namespace */
+	DMARC_FORMAT_RFC9990,		/* urn:ietf:params:xml:ns:dmarc-2.0 */
+	DMARC_FORMAT_DRAFT,		/* http://dmarc.org/dmarc-xml/0.1 */
+};
+
 enum dmarc_auth_type {
 	DMARC_AUTH_DKIM,
 	DMARC_AUTH_SPF,
@@ -43,7 +50,9 @@ ARRAY_DEFINE_TYPE(dmarc_policy_override, struct dmarc_policy_override);
 /* One <record>. The parser reuses a single record (and its pool) for
    every record of a report: copy what must outlive the callback. */
 struct dmarc_record {
-	const char *source_ip;    /* normalised text form */
+	/* normalised text form; as reported when !source_ip_valid */
+	const char *source_ip;
+	bool source_ip_valid;
 	int64_t count;
 	/* "none", "quarantine", "reject"; RFC 9990 adds "pass" */
 	const char *disposition;
@@ -54,6 +63,9 @@ struct dmarc_record {
 	const char *envelope_from;
 	const char *envelope_to;
 	ARRAY_TYPE(dmarc_auth_result) auth_results;
+	/* RFC 9990 <extensions> and elements we do not know, as XML
+	   fragments one after the other; NULL when there were none */
+	const char *extensions;
 };
 
 struct dmarc_policy_published {
@@ -63,16 +75,18 @@ struct dmarc_policy_published {
 	const char *p;
 	const char *sp;
 	const char *np;           /* RFC 9990 */
-	int pct;                  /* RFC 7489 only; DMARC_UNSET when absent */
+	/* RFC 7489 only; DMARC_UNSET when absent or not an integer; as
+	   reported otherwise, also out of 0..100 */
+	int pct;
 	const char *fo;
 	const char *testing;      /* RFC 9990: "y" or "n" */
 	const char *discovery_method; /* RFC 9990: "psl" or "treewalk" */
 };
 
 struct dmarc_report {
-	/* "1.0" for RFC 7489 reports without <version>, else the value */
+	/* <version> as given, NULL when absent */
 	const char *version;
-	bool is_dmarc2_namespace;
+	enum dmarc_format format;
 
 	/* report_metadata */
 	const char *org_name;     /* never NULL: "" when empty or absent */
@@ -85,6 +99,12 @@ struct dmarc_report {
 	ARRAY_TYPE(const_string) errors;
 
 	struct dmarc_policy_published policy;
+	/* as dmarc_record.extensions, for the report level (feedback,
+	   report_metadata, policy_published) */
+	const char *extensions;
 };
+
+/* "rfc7489", "rfc9990", "draft": the names the store keeps. */
+const char *dmarc_format_name(enum dmarc_format format);
 
 #endif

@@ -100,6 +100,7 @@ static void fixture_store_report(struct dmarc_store *store, unsigned int idx)
 		t_array_init(&record.reasons, 1);
 		t_array_init(&record.auth_results, 2);
 		record.source_ip = fr->ip;
+		record.source_ip_valid = TRUE;
 		record.count = fr->count;
 		record.disposition = fr->disposition;
 		record.dkim = fr->dkim;

@@ -124,6 +124,7 @@ static void test_report_init(struct dmarc_report *report, const char *id)
 	report->policy.fo = "1";
 	report->policy.testing = "n";
 	report->policy.discovery_method = "treewalk";
+	report->extensions = "<x:e xmlns:x=\"urn:x\">1</x:e>";
 }
 
 static const struct test_record_def {
@@ -156,6 +157,7 @@ static int test_store_records(struct dmarc_store_report *sreport,
 		array_clear(&record.reasons);
 		array_clear(&record.auth_results);
 		record.source_ip = def->ip;
+		record.source_ip_valid = TRUE;
 		record.count = def->count;
 		record.disposition = def->disposition;
 		record.dkim = def->dkim;
@@ -163,6 +165,7 @@ static int test_store_records(struct dmarc_store_report *sreport,
 		record.header_from = "example.com";
 		record.envelope_from = i == 0 ? "bounce.example.com" : NULL;
 		record.envelope_to = i == 0 ? "example.net" : NULL;
+		record.extensions = i == 0 ? "<ext/>" : NULL;
 		if (def->reason_type != NULL) {
 			reason = array_append_space(&record.reasons);
 			reason->type = def->reason_type;
@@ -244,7 +247,7 @@ static void test_open_create_modes(void)
 	old_umask = umask(0);
 	store = test_open(path);
 	test_assert_strcmp(test_sql(path, "SELECT version FROM schema_version"),
-			   "1;\n");
+			   t_strdup_printf("%d;\n", DMARC_STORE_SCHEMA_VERSION));
 	test_assert(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
 	test_assert(stat(t_strconcat(dir, "/sub", NULL), &st) == 0 &&
 		    (st.st_mode & 07777) == 0700);
@@ -318,15 +321,17 @@ static void test_open_newer_schema(void)
 	test_begin("store: a newer schema version is refused");
 	store = test_open(path);
 	dmarc_store_close(&store);
-	test_sql_exec(path, "UPDATE schema_version SET version = 2");
+	test_sql_exec(path, t_strdup_printf("UPDATE schema_version SET "
+		"version = %d", DMARC_STORE_SCHEMA_VERSION + 1));
 	for (i = 0; i < 2; i++) {
 		test_assert_idx(dmarc_store_open(path, i == 0 ?
 			DMARC_STORE_OPEN_CREATE : DMARC_STORE_OPEN_READONLY,
 			&store, &error) == -1, i);
 		test_assert_idx(store == NULL, i);
-		test_assert_strcmp_idx(error, t_strconcat(path,
-			": database schema version 2 is newer than this build "
-			"knows (1)", NULL), i);
+		test_assert_strcmp_idx(error, t_strdup_printf(
+			"%s: database schema version %d is newer than this "
+			"build knows (%d)", path, DMARC_STORE_SCHEMA_VERSION + 1,
+			DMARC_STORE_SCHEMA_VERSION), i);
 	}
 	test_end();
 }
@@ -414,20 +419,36 @@ static void test_store_columns(void)
 		"1|google.com|r1|example.com|1704067200|1704153599|"
 		"noreply-dmarc-support@google.com|"
 		"https://support.google.com/a/answer/2466580|test 1.0|"
-		"first error\nsecond error|1.0|r|s|reject|quarantine|none|100|"
+		"NULL|1.0|r|s|reject|quarantine|none|100|"
 		"1|n|treewalk|3|16|11|2024/01/google.com!example.com!1.xml.gz|"
 		"<abc@google.com>|1704200000;\n");
+	/* version 2: the format, <version> as given, extensions, lists */
+	test_assert_strcmp(test_sql(path,
+		"SELECT format, version, extensions, length(content_digest)"
+		" FROM reports"),
+		"rfc7489|1.0|<x:e xmlns:x=\"urn:x\">1</x:e>|64;\n");
+	test_assert_strcmp(test_sql(path,
+		"SELECT report_ref, seq, error FROM report_errors ORDER BY seq"),
+		"1|0|first error;\n1|1|second error;\n");
+	test_assert_strcmp(test_sql(path,
+		"SELECT record_ref, seq, type, comment FROM record_reasons"
+		" ORDER BY record_ref, seq"),
+		"1|0|forwarded|list;\n1|1|mailing_list|NULL;\n"
+		"3|0|local_policy|NULL;\n");
+	test_assert_strcmp(test_sql(path,
+		"SELECT source_ip_valid, extensions FROM records ORDER BY id"),
+		"1|<ext/>;\n1|NULL;\n1|NULL;\n");
 	test_assert_strcmp(test_sql(path,
 		"SELECT id, report_ref, source_ip, hex(source_ip_key), count,"
 		" disposition, dkim, spf, dmarc_pass, reasons, header_from,"
 		" envelope_from, envelope_to FROM records ORDER BY id"),
 		"1|1|192.0.2.1|00000000000000000000FFFFC0000201|10|none|pass|"
-		"fail|1|forwarded: list\nmailing_list|example.com|"
+		"fail|1|NULL|example.com|"
 		"bounce.example.com|example.net;\n"
 		"2|1|2001:db8::1|20010DB8000000000000000000000001|5|quarantine|"
 		"fail|fail|0|NULL|example.com|NULL|NULL;\n"
 		"3|1|198.51.100.7|00000000000000000000FFFFC6336407|1|reject|"
-		"fail|pass|1|local_policy|example.com|NULL|NULL;\n");
+		"fail|pass|1|NULL|example.com|NULL|NULL;\n");
 	test_assert_strcmp(test_sql(path,
 		"SELECT record_ref, type, domain, selector, scope, result,"
 		" human_result FROM auth_results ORDER BY rowid"),
@@ -719,6 +740,7 @@ static void test_store_count_limits(void)
 	i_zero(&info);
 	i_zero(&record);
 	record.source_ip = "192.0.2.1";
+	record.source_ip_valid = TRUE;
 	record.dkim = "pass";
 	for (i = 0; i < N_ELEMENTS(tests); i++) {
 		test_report_init(&report, "big");

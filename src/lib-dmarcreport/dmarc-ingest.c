@@ -306,6 +306,48 @@ static const char *report_label(const struct dmarc_report *report)
 			       dmarc_log_value(report->policy.domain));
 }
 
+/* The report's key is stored already. A resent copy is the usual case
+   (info); one whose content differs is a conflicting duplicate: the first
+   stays stored and a warning names both archive files. Reading the rest
+   of the document costs what storing it would have; a document that
+   breaks off is just a duplicate. Returns -1 only when the store
+   failed. */
+static int
+ingest_duplicate(struct dmarc_ingest *ingest, struct ingest_attachment *att,
+		 struct dmarc_store *store, struct dmarc_parser *parser,
+		 const struct dmarc_report *report)
+{
+	struct dmarc_store_digest digest;
+	struct dmarc_store_found found;
+	const struct dmarc_record *record;
+	const char *error, *new_digest;
+	int ret;
+
+	if (dmarc_store_find_report(store, report, &found, &error) < 0) {
+		ingest_store_failed(ingest, error);
+		return -1;
+	}
+	dmarc_store_digest_init(&digest);
+	while ((ret = dmarc_parser_next_record(parser, &record, &error)) > 0)
+		dmarc_store_digest_record(&digest, record);
+	new_digest = ret < 0 ? NULL :
+		dmarc_store_digest_finish(&digest, report);
+	if (new_digest == NULL || found.content_digest == NULL ||
+	    strcmp(new_digest, found.content_digest) == 0) {
+		e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
+		      "Duplicate, already stored: %s", report_label(report));
+		return 0;
+	}
+	e_warning(att->event, "Conflicting duplicate, not stored: %s differs "
+		  "from the copy stored first (kept): stored from %s, this "
+		  "one archived as %s", report_label(report),
+		  found.archive_path == NULL ? "(no archive)" :
+		  dmarc_log_text(found.archive_path),
+		  att->archive_path == NULL ? "(no archive)" :
+		  dmarc_log_text(att->archive_path));
+	return 0;
+}
+
 /* Parse one XML document and store it. Returns -1 only when storage failed;
    a bad document is logged and counted. */
 static int
@@ -350,11 +392,10 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 		return -1;
 	}
 	if (ret == 0) {
-		e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
-		      "Duplicate, already stored: %s", report_label(report));
+		ret = ingest_duplicate(ingest, att, store, parser, report);
 		counts->reports_duplicate++;
 		dmarc_parser_deinit(&parser);
-		return 0;
+		return ret;
 	}
 
 	while ((ret = dmarc_parser_next_record(parser, &record, &error)) > 0) {
@@ -385,6 +426,11 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	for (; warnings != NULL && *warnings != NULL; warnings++)
 		e_debug(att->event, "%s: %s", report_label(report),
 			dmarc_log_text(*warnings));
+	/* stored as reported, but an admin should hear of it */
+	warnings = dmarc_parser_get_anomalies(parser);
+	for (; *warnings != NULL; warnings++)
+		e_warning(att->event, "%s: %s", report_label(report),
+			  dmarc_log_text(*warnings));
 	e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
 	      "Stored %s (%"PRIu64" records)", report_label(report), records);
 	counts->reports_new++;

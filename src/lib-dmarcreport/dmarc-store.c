@@ -6,6 +6,7 @@
 #include "str.h"
 #include "mkdir-parents.h"
 #include "hostpid.h"
+#include "hex-binary.h"
 #include "dmarc-store.h"
 #include "dmarc-store-schema.h"
 
@@ -21,41 +22,66 @@
 #define STORE_CHECKPOINT_BUSY_MSECS 1000
 
 enum store_stmt {
+	STMT_FIND_REPORT,
 	STMT_INSERT_REPORT,
+	STMT_INSERT_ERROR,
 	STMT_INSERT_RECORD,
+	STMT_INSERT_REASON,
 	STMT_INSERT_AUTH,
 	STMT_UPDATE_REPORT,
 	/* in this order: removing a report from a batch */
 	STMT_DELETE_REPORT_AUTH,
+	STMT_DELETE_REPORT_REASONS,
 	STMT_DELETE_REPORT_RECORDS,
+	STMT_DELETE_REPORT_ERRORS,
 	STMT_DELETE_REPORT,
 	STMT_COUNT
 };
 
 static const char *const store_stmt_sql[STMT_COUNT] = {
+	/* the key: org_name as the domain, case-insensitively (the
+	   parser lower-cases the domain) */
+	[STMT_FIND_REPORT] =
+		"SELECT id, archive_path, content_digest FROM reports"
+		" WHERE report_id = ? AND policy_domain = ?"
+		" AND org_name = ? COLLATE NOCASE ORDER BY id LIMIT 1",
 	[STMT_INSERT_REPORT] =
 		"INSERT INTO reports (org_name, report_id, policy_domain,"
 		" date_begin, date_end, email, extra_contact_info, generator,"
-		" errors, format_version, policy_adkim, policy_aspf, policy_p,"
+		" format, format_version, policy_adkim, policy_aspf, policy_p,"
 		" policy_sp, policy_np, policy_pct, policy_fo, policy_testing,"
-		" policy_discovery_method, archive_path, message_id, received)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		" policy_discovery_method, archive_path, message_id, received,"
+		" version)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 		" ON CONFLICT (org_name, report_id, policy_domain) DO NOTHING",
+	[STMT_INSERT_ERROR] =
+		"INSERT INTO report_errors (report_ref, seq, error)"
+		" VALUES (?,?,?)",
 	[STMT_INSERT_RECORD] =
 		"INSERT INTO records (report_ref, source_ip, source_ip_key, count,"
-		" disposition, dkim, spf, dmarc_pass, reasons, header_from,"
-		" envelope_from, envelope_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+		" disposition, dkim, spf, dmarc_pass, header_from,"
+		" envelope_from, envelope_to, source_ip_valid, extensions)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	[STMT_INSERT_REASON] =
+		"INSERT INTO record_reasons (record_ref, seq, type, comment)"
+		" VALUES (?,?,?,?)",
 	[STMT_INSERT_AUTH] =
 		"INSERT INTO auth_results (record_ref, type, domain, selector,"
 		" scope, result, human_result) VALUES (?,?,?,?,?,?,?)",
 	[STMT_UPDATE_REPORT] =
 		"UPDATE reports SET record_count = ?, message_count = ?,"
-		" pass_count = ? WHERE id = ?",
+		" pass_count = ?, extensions = ?, content_digest = ?"
+		" WHERE id = ?",
 	[STMT_DELETE_REPORT_AUTH] =
 		"DELETE FROM auth_results WHERE record_ref IN"
 		" (SELECT id FROM records WHERE report_ref = ?)",
+	[STMT_DELETE_REPORT_REASONS] =
+		"DELETE FROM record_reasons WHERE record_ref IN"
+		" (SELECT id FROM records WHERE report_ref = ?)",
 	[STMT_DELETE_REPORT_RECORDS] =
 		"DELETE FROM records WHERE report_ref = ?",
+	[STMT_DELETE_REPORT_ERRORS] =
+		"DELETE FROM report_errors WHERE report_ref = ?",
 	[STMT_DELETE_REPORT] = "DELETE FROM reports WHERE id = ?",
 };
 
@@ -77,8 +103,10 @@ struct dmarc_store {
 
 struct dmarc_store_report {
 	struct dmarc_store *store;
+	const struct dmarc_report *report;
 	int64_t report_ref;
 	int64_t records, messages, pass;
+	struct dmarc_store_digest digest;
 };
 
 static const char *
@@ -220,8 +248,118 @@ static int store_get_version(struct dmarc_store *store, int *version_r,
 			       "reading schema_version", version_r, error_r);
 }
 
+/* --- upgrading an older database in place ---
+
+   One function per step, each bringing the schema from the version
+   before it to its own; they run in order in one IMMEDIATE transaction
+   (two processes opening the file at once do not both upgrade it), and
+   end where dmarc-store-schema.sql starts a new database. */
+
+/* Version 2: every byte of a report kept. The report's format and its
+   <version> as given, <extensions> and unknown elements, the <error>s and
+   <reason>s as lists of rows (they were newline-joined text), a record's
+   invalid source_ip marked, a digest of the content to tell a conflicting
+   resend, and an index for the case-insensitive key lookup. Rows stored
+   before keep what they had: format unknown (NULL), version the
+   format_version they were stored with. */
+static const char store_migrate_2_sql[] =
+	"ALTER TABLE reports ADD COLUMN format TEXT;"
+	"ALTER TABLE reports ADD COLUMN version TEXT;"
+	"ALTER TABLE reports ADD COLUMN extensions TEXT;"
+	"ALTER TABLE reports ADD COLUMN content_digest TEXT;"
+	"ALTER TABLE records ADD COLUMN source_ip_valid INTEGER NOT NULL"
+	" DEFAULT 1;"
+	"ALTER TABLE records ADD COLUMN extensions TEXT;"
+	"UPDATE records SET source_ip_valid = 0 WHERE source_ip_key IS NULL;"
+	"UPDATE reports SET version = format_version;"
+	"CREATE INDEX IF NOT EXISTS reports_key ON reports"
+	" (report_id, policy_domain);"
+	"CREATE TABLE IF NOT EXISTS report_errors ("
+	" report_ref INTEGER NOT NULL REFERENCES reports (id)"
+	"  ON DELETE CASCADE, seq INTEGER NOT NULL, error TEXT NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS report_errors_report ON report_errors"
+	" (report_ref);"
+	"CREATE TABLE IF NOT EXISTS record_reasons ("
+	" record_ref INTEGER NOT NULL REFERENCES records (id)"
+	"  ON DELETE CASCADE, seq INTEGER NOT NULL, type TEXT NOT NULL,"
+	" comment TEXT);"
+	"CREATE INDEX IF NOT EXISTS record_reasons_record ON record_reasons"
+	" (record_ref);"
+	/* the newline-joined lists become rows, one per line */
+	"WITH RECURSIVE split(ref, seq, item, rest) AS ("
+	" SELECT id, -1, NULL, errors || char(10) FROM reports"
+	"  WHERE errors IS NOT NULL AND errors != ''"
+	" UNION ALL SELECT ref, seq + 1,"
+	"  substr(rest, 1, instr(rest, char(10)) - 1),"
+	"  substr(rest, instr(rest, char(10)) + 1) FROM split WHERE rest != '')"
+	" INSERT INTO report_errors (report_ref, seq, error)"
+	" SELECT ref, seq, item FROM split WHERE seq >= 0;"
+	"WITH RECURSIVE split(ref, seq, item, rest) AS ("
+	" SELECT id, -1, NULL, reasons || char(10) FROM records"
+	"  WHERE reasons IS NOT NULL AND reasons != ''"
+	" UNION ALL SELECT ref, seq + 1,"
+	"  substr(rest, 1, instr(rest, char(10)) - 1),"
+	"  substr(rest, instr(rest, char(10)) + 1) FROM split WHERE rest != '')"
+	" INSERT INTO record_reasons (record_ref, seq, type, comment)"
+	" SELECT ref, seq,"
+	"  CASE WHEN instr(item, ': ') > 0"
+	"   THEN substr(item, 1, instr(item, ': ') - 1) ELSE item END,"
+	"  CASE WHEN instr(item, ': ') > 0"
+	"   THEN substr(item, instr(item, ': ') + 2) ELSE NULL END"
+	" FROM split WHERE seq >= 0;"
+	"UPDATE reports SET errors = NULL WHERE errors IS NOT NULL;"
+	"UPDATE records SET reasons = NULL WHERE reasons IS NOT NULL;";
+
+static const struct store_migration {
+	int version;		/* the version the step reaches */
+	const char *sql;
+} store_migrations[] = {
+	{ 2, store_migrate_2_sql },
+};
+
+static int store_migrate(struct dmarc_store *store, int *version,
+			 const char **error_r)
+{
+	unsigned int i;
+	int tables;
+
+	if (store_exec(store, "BEGIN IMMEDIATE", "upgrading the schema",
+		       error_r) < 0)
+		return -1;
+	/* another process may have upgraded it meanwhile */
+	if (store_get_version(store, version, &tables, error_r) < 0) {
+		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	for (i = 0; i < N_ELEMENTS(store_migrations); i++) {
+		const struct store_migration *step = &store_migrations[i];
+
+		if (step->version <= *version)
+			continue;
+		if (store_exec(store, step->sql, t_strdup_printf(
+				"upgrading the schema to version %d",
+				step->version), error_r) < 0 ||
+		    store_exec(store, t_strdup_printf(
+				"INSERT INTO schema_version (version) "
+				"VALUES (%d)", step->version),
+			       "upgrading the schema", error_r) < 0) {
+			(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL,
+					   NULL);
+			return -1;
+		}
+		*version = step->version;
+	}
+	if (store_exec(store, "COMMIT", "upgrading the schema", error_r) < 0) {
+		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	i_assert(*version == DMARC_STORE_SCHEMA_VERSION);
+	return 0;
+}
+
 /* Returns 1 when the schema is usable, 0 for an empty file opened
-   read-only (a first delivery is still creating it, or failed to), -1 on
+   read-only (a first delivery is still creating it, or failed to), 2 for
+   an older schema opened read-only (to be upgraded first), -1 on
    error. */
 static int store_check_schema(struct dmarc_store *store, bool readonly,
 			      const char **error_r)
@@ -262,7 +400,12 @@ static int store_check_schema(struct dmarc_store *store, bool readonly,
 			version, DMARC_STORE_SCHEMA_VERSION);
 		return -1;
 	}
-	/* version < current: migrations go here when version 2 exists */
+	if (version < DMARC_STORE_SCHEMA_VERSION) {
+		if (readonly)
+			return 2;
+		if (store_migrate(store, &version, error_r) < 0)
+			return -1;
+	}
 	return 1;
 }
 
@@ -318,6 +461,19 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 	if (ret == 0) {
 		dmarc_store_close(&store);
 		return 0;
+	}
+	if (ret == 2) {
+		/* an older schema: upgrade it through a writable connection
+		   (readers see every stored field the same way), then read */
+		dmarc_store_close(&store);
+		if (dmarc_store_open(path, 0, &store, error_r) < 0) {
+			*error_r = t_strdup_printf("the database needs an "
+				"upgrade to schema version %d, which failed: "
+				"%s", DMARC_STORE_SCHEMA_VERSION, *error_r);
+			return -1;
+		}
+		dmarc_store_close(&store);
+		return dmarc_store_open(path, flags, store_r, error_r);
 	}
 	if (stat(path, &st) < 0) {
 		*error_r = t_strdup_printf("stat(%s) failed: %m", path);
@@ -562,21 +718,155 @@ static void store_tx_rollback(struct dmarc_store *store, int64_t report_ref)
 	}
 }
 
-static const char *join_errors(const struct dmarc_report *report)
-{
-	const char *error;
-	string_t *str;
+/* --- the content digest ---
+   Every stored field of a report but its key (equal by definition) and
+   where it came from (archive, message-id, time), each with its name and
+   NULL told apart from "": equal digests mean the same stored report. */
 
-	if (!array_is_created(&report->errors) ||
-	    array_count(&report->errors) == 0)
-		return NULL;
-	str = t_str_new(128);
-	array_foreach_elem(&report->errors, error) {
-		if (str_len(str) > 0)
-			str_append_c(str, '\n');
-		str_append(str, error);
+static void digest_str(struct dmarc_store_digest *digest, const char *name,
+		       const char *value)
+{
+	sha256_loop(&digest->ctx, name, strlen(name) + 1);
+	if (value == NULL)
+		sha256_loop(&digest->ctx, "\x01", 1);
+	else {
+		sha256_loop(&digest->ctx, "=", 1);
+		sha256_loop(&digest->ctx, value, strlen(value) + 1);
 	}
-	return str_c(str);
+}
+
+static void digest_int(struct dmarc_store_digest *digest, const char *name,
+		       int64_t value)
+{
+	digest_str(digest, name, t_strdup_printf("%"PRId64, value));
+}
+
+void dmarc_store_digest_init(struct dmarc_store_digest *digest)
+{
+	sha256_init(&digest->ctx);
+}
+
+void dmarc_store_digest_record(struct dmarc_store_digest *digest,
+			       const struct dmarc_record *record)
+{
+	const struct dmarc_policy_override *reason;
+	const struct dmarc_auth_result *auth;
+
+	T_BEGIN {
+		digest_str(digest, "record", record->source_ip);
+		digest_int(digest, "valid", record->source_ip_valid ? 1 : 0);
+		digest_int(digest, "count", record->count);
+		digest_str(digest, "disposition", record->disposition);
+		digest_str(digest, "dkim", record->dkim);
+		digest_str(digest, "spf", record->spf);
+		if (array_is_created(&record->reasons)) {
+			array_foreach(&record->reasons, reason) {
+				digest_str(digest, "reason", reason->type);
+				digest_str(digest, "comment", reason->comment);
+			}
+		}
+		digest_str(digest, "header_from", record->header_from);
+		digest_str(digest, "envelope_from", record->envelope_from);
+		digest_str(digest, "envelope_to", record->envelope_to);
+		if (array_is_created(&record->auth_results)) {
+			array_foreach(&record->auth_results, auth) {
+				digest_str(digest, auth->type == DMARC_AUTH_DKIM ?
+					   "auth_dkim" : "auth_spf", auth->domain);
+				digest_str(digest, "selector", auth->selector);
+				digest_str(digest, "scope", auth->scope);
+				digest_str(digest, "result", auth->result);
+				digest_str(digest, "human_result",
+					   auth->human_result);
+			}
+		}
+		digest_str(digest, "extensions", record->extensions);
+	} T_END;
+}
+
+const char *dmarc_store_digest_finish(struct dmarc_store_digest *digest,
+				      const struct dmarc_report *report)
+{
+	const struct dmarc_policy_published *pol = &report->policy;
+	unsigned char result[SHA256_RESULTLEN];
+	const char *error;
+
+	digest_str(digest, "format", dmarc_format_name(report->format));
+	digest_str(digest, "version", report->version);
+	digest_str(digest, "email", report->email);
+	digest_str(digest, "extra_contact_info", report->extra_contact_info);
+	digest_int(digest, "begin", report->date_begin);
+	digest_int(digest, "end", report->date_end);
+	digest_str(digest, "generator", report->generator);
+	if (array_is_created(&report->errors)) {
+		array_foreach_elem(&report->errors, error)
+			digest_str(digest, "error", error);
+	}
+	digest_str(digest, "adkim", pol->adkim);
+	digest_str(digest, "aspf", pol->aspf);
+	digest_str(digest, "p", pol->p);
+	digest_str(digest, "sp", pol->sp);
+	digest_str(digest, "np", pol->np);
+	digest_int(digest, "pct", pol->pct);
+	digest_str(digest, "fo", pol->fo);
+	digest_str(digest, "testing", pol->testing);
+	digest_str(digest, "discovery_method", pol->discovery_method);
+	digest_str(digest, "extensions", report->extensions);
+	sha256_result(&digest->ctx, result);
+	return binary_to_hex(result, sizeof(result));
+}
+
+int dmarc_store_find_report(struct dmarc_store *store,
+			    const struct dmarc_report *report,
+			    struct dmarc_store_found *found_r,
+			    const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	i_zero(found_r);
+	if ((stmt = store_stmt(store, STMT_FIND_REPORT, error_r)) == NULL)
+		return -1;
+	bind_text(stmt, 1, report->report_id);
+	bind_text(stmt, 2, report->policy.domain);
+	bind_text(stmt, 3, report->org_name == NULL ? "" : report->org_name);
+	ret = sqlite3_step(stmt);
+	if (ret == SQLITE_ROW) {
+		found_r->id = sqlite3_column_int64(stmt, 0);
+		found_r->archive_path =
+			t_strdup((const char *)sqlite3_column_text(stmt, 1));
+		found_r->content_digest =
+			t_strdup((const char *)sqlite3_column_text(stmt, 2));
+	} else if (ret != SQLITE_DONE) {
+		*error_r = store_error(store, "looking up the report");
+	}
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+	if (ret != SQLITE_ROW && ret != SQLITE_DONE)
+		return -1;
+	return ret == SQLITE_ROW ? 1 : 0;
+}
+
+static int store_report_errors(struct dmarc_store *store, int64_t report_ref,
+			       const struct dmarc_report *report,
+			       const char **error_r)
+{
+	const char *const *errors;
+	sqlite3_stmt *stmt;
+	unsigned int i, count;
+
+	if (!array_is_created(&report->errors))
+		return 0;
+	errors = array_get(&report->errors, &count);
+	for (i = 0; i < count; i++) {
+		if ((stmt = store_stmt(store, STMT_INSERT_ERROR, error_r)) == NULL)
+			return -1;
+		sqlite3_bind_int64(stmt, 1, report_ref);
+		sqlite3_bind_int(stmt, 2, i);
+		bind_text(stmt, 3, errors[i]);
+		if (store_step(store, stmt, "storing an error", error_r) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 int dmarc_store_report_begin(struct dmarc_store *store,
@@ -587,12 +877,21 @@ int dmarc_store_report_begin(struct dmarc_store *store,
 {
 	const struct dmarc_policy_published *pol = &report->policy;
 	struct dmarc_store_report *ctx;
+	struct dmarc_store_found found;
 	sqlite3_stmt *stmt;
+	int ret;
 
 	i_assert(store->report == NULL);
 	*ctx_r = NULL;
 	if (store_tx_begin(store, error_r) < 0)
 		return -1;
+	/* in the transaction: nobody stores it between lookup and insert */
+	ret = dmarc_store_find_report(store, report, &found, error_r);
+	if (ret != 0) {
+		/* stored already (ret 1; the first copy is kept) */
+		store_tx_rollback(store, 0);
+		return ret < 0 ? -1 : 0;
+	}
 	if ((stmt = store_stmt(store, STMT_INSERT_REPORT, error_r)) == NULL) {
 		store_tx_rollback(store, 0);
 		return -1;
@@ -605,7 +904,8 @@ int dmarc_store_report_begin(struct dmarc_store *store,
 	bind_text(stmt, 6, report->email);
 	bind_text(stmt, 7, report->extra_contact_info);
 	bind_text(stmt, 8, report->generator);
-	bind_text(stmt, 9, join_errors(report));
+	bind_text(stmt, 9, dmarc_format_name(report->format));
+	/* what releases before schema version 2 showed */
 	bind_text(stmt, 10, report->version == NULL ? "1.0" : report->version);
 	bind_text(stmt, 11, pol->adkim);
 	bind_text(stmt, 12, pol->aspf);
@@ -622,6 +922,7 @@ int dmarc_store_report_begin(struct dmarc_store *store,
 	bind_text(stmt, 20, info->archive_path);
 	bind_text(stmt, 21, info->message_id);
 	sqlite3_bind_int64(stmt, 22, info->received);
+	bind_text(stmt, 23, report->version);
 	if (store_step(store, stmt, "storing the report", error_r) < 0) {
 		store_tx_rollback(store, 0);
 		return -1;
@@ -633,7 +934,14 @@ int dmarc_store_report_begin(struct dmarc_store *store,
 	}
 	ctx = i_new(struct dmarc_store_report, 1);
 	ctx->store = store;
+	ctx->report = report;
 	ctx->report_ref = sqlite3_last_insert_rowid(store->db);
+	dmarc_store_digest_init(&ctx->digest);
+	if (store_report_errors(store, ctx->report_ref, report, error_r) < 0) {
+		store_tx_rollback(store, ctx->report_ref);
+		i_free(ctx);
+		return -1;
+	}
 	store->report = ctx;
 	*ctx_r = ctx;
 	return 1;
@@ -655,25 +963,29 @@ bool dmarc_store_ip_key(const char *ip, unsigned char key_r[16])
 	return TRUE;
 }
 
-static const char *join_reasons(const struct dmarc_record *record)
+static int
+store_reasons(struct dmarc_store *store, int64_t record_ref,
+	      const struct dmarc_record *record, const char **error_r)
 {
-	const struct dmarc_policy_override *reason;
-	string_t *str;
+	const struct dmarc_policy_override *reasons;
+	sqlite3_stmt *stmt;
+	unsigned int i, count;
 
-	if (!array_is_created(&record->reasons) ||
-	    array_count(&record->reasons) == 0)
-		return NULL;
-	str = t_str_new(64);
-	array_foreach(&record->reasons, reason) {
-		if (str_len(str) > 0)
-			str_append_c(str, '\n');
-		str_append(str, reason->type == NULL ? "" : reason->type);
-		if (reason->comment != NULL && *reason->comment != '\0') {
-			str_append(str, ": ");
-			str_append(str, reason->comment);
-		}
+	if (!array_is_created(&record->reasons))
+		return 0;
+	reasons = array_get(&record->reasons, &count);
+	for (i = 0; i < count; i++) {
+		if ((stmt = store_stmt(store, STMT_INSERT_REASON, error_r)) == NULL)
+			return -1;
+		sqlite3_bind_int64(stmt, 1, record_ref);
+		sqlite3_bind_int(stmt, 2, i);
+		bind_text(stmt, 3, reasons[i].type == NULL ? "" :
+			  reasons[i].type);
+		bind_text(stmt, 4, reasons[i].comment);
+		if (store_step(store, stmt, "storing a reason", error_r) < 0)
+			return -1;
 	}
-	return str_c(str);
+	return 0;
 }
 
 static int
@@ -731,7 +1043,9 @@ int dmarc_store_report_add_record(struct dmarc_store_report *ctx,
 		else {
 			sqlite3_bind_int64(stmt, 1, ctx->report_ref);
 			bind_text(stmt, 2, record->source_ip);
+			/* an invalid one has no key: CIDR filters skip it */
 			if (record->source_ip != NULL &&
+			    record->source_ip_valid &&
 			    dmarc_store_ip_key(record->source_ip, key))
 				sqlite3_bind_blob(stmt, 3, key, sizeof(key),
 						  SQLITE_STATIC);
@@ -740,21 +1054,28 @@ int dmarc_store_report_add_record(struct dmarc_store_report *ctx,
 			bind_text(stmt, 6, record->dkim);
 			bind_text(stmt, 7, record->spf);
 			sqlite3_bind_int(stmt, 8, dmarc_pass ? 1 : 0);
-			bind_text(stmt, 9, join_reasons(record));
-			bind_text(stmt, 10, record->header_from);
-			bind_text(stmt, 11, record->envelope_from);
-			bind_text(stmt, 12, record->envelope_to);
+			bind_text(stmt, 9, record->header_from);
+			bind_text(stmt, 10, record->envelope_from);
+			bind_text(stmt, 11, record->envelope_to);
+			sqlite3_bind_int(stmt, 12,
+					 record->source_ip_valid ? 1 : 0);
+			bind_text(stmt, 13, record->extensions);
 			ret = store_step(store, stmt, "storing a record", error_r);
 		}
 		if (ret == 0) {
-			ret = store_auth_results(store,
-				sqlite3_last_insert_rowid(store->db),
-				record, error_r);
+			int64_t record_ref = sqlite3_last_insert_rowid(store->db);
+
+			ret = store_reasons(store, record_ref, record, error_r);
+			if (ret == 0) {
+				ret = store_auth_results(store, record_ref,
+							 record, error_r);
+			}
 		}
 	} T_END_PASS_STR_IF(ret < 0, error_r);
 	if (ret < 0)
 		return -1;
 
+	dmarc_store_digest_record(&ctx->digest, record);
 	ctx->records++;
 	ctx->messages += record->count;
 	if (dmarc_pass)
@@ -785,7 +1106,12 @@ int dmarc_store_report_commit(struct dmarc_store_report **_ctx,
 	sqlite3_bind_int64(stmt, 1, ctx->records);
 	sqlite3_bind_int64(stmt, 2, ctx->messages);
 	sqlite3_bind_int64(stmt, 3, ctx->pass);
-	sqlite3_bind_int64(stmt, 4, ctx->report_ref);
+	/* both known only at the end: report-level extensions may follow
+	   the records */
+	bind_text(stmt, 4, ctx->report->extensions);
+	bind_text(stmt, 5, dmarc_store_digest_finish(&ctx->digest,
+						     ctx->report));
+	sqlite3_bind_int64(stmt, 6, ctx->report_ref);
 	if (store_step(store, stmt, "updating the report's totals",
 		       error_r) < 0 ||
 	    store_tx_commit(store, error_r) < 0) {

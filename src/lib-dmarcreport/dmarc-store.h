@@ -6,13 +6,18 @@
    that concurrent deliveries to one user wait for each other instead of
    failing. Only bound parameters reach SQL. */
 
+#include "sha2.h"
 #include "dmarc-report.h"
 
 struct sqlite3;
 struct dmarc_store;
 struct dmarc_store_report;
 
-#define DMARC_STORE_SCHEMA_VERSION 1
+/* 2: every byte of a report kept (format, version as given, extensions,
+   errors and reasons as rows, invalid source_ip marked, content digest).
+   An older database is upgraded in place when opened (through a writable
+   connection also when opened read-only); releases before refuse it. */
+#define DMARC_STORE_SCHEMA_VERSION 2
 
 enum dmarc_store_open_flags {
 	/* Create the file (0600) and its directory (0700) when missing. */
@@ -60,8 +65,10 @@ struct dmarc_store_report_info {
 };
 
 /* Start storing a report. Returns 1 (begun: add records, then commit or
-   rollback), 0 when this report (org_name, report_id, policy domain) is
-   already stored (nothing begun), -1 on error. */
+   rollback), 0 when this report (org_name case-insensitively, report_id,
+   policy domain) is already stored (nothing begun: the first copy is
+   kept), -1 on error. The report must stay valid until the commit,
+   which reads its extensions (they may follow the records). */
 int dmarc_store_report_begin(struct dmarc_store *store,
 			     const struct dmarc_report *report,
 			     const struct dmarc_store_report_info *info,
@@ -74,6 +81,32 @@ int dmarc_store_report_add_record(struct dmarc_store_report *ctx,
 int dmarc_store_report_commit(struct dmarc_store_report **ctx,
 			      const char **error_r);
 void dmarc_store_report_rollback(struct dmarc_store_report **ctx);
+
+/* The stored report with the same key, for telling a resent copy from a
+   conflicting one: the same content has the same digest. */
+struct dmarc_store_found {
+	int64_t id;
+	const char *archive_path;   /* NULL when none */
+	const char *content_digest; /* NULL when stored before version 2 */
+};
+/* Returns 1 and *found_r (strings on the data stack), 0 when there is no
+   such report, -1 on error. */
+int dmarc_store_find_report(struct dmarc_store *store,
+			    const struct dmarc_report *report,
+			    struct dmarc_store_found *found_r,
+			    const char **error_r);
+
+/* A digest of what the store keeps of a report: records as they come,
+   then the report (whose extensions may follow the records). Returns
+   the SHA-256 in hex, on the data stack. */
+struct dmarc_store_digest {
+	struct sha256_ctx ctx;
+};
+void dmarc_store_digest_init(struct dmarc_store_digest *digest);
+void dmarc_store_digest_record(struct dmarc_store_digest *digest,
+			       const struct dmarc_record *record);
+const char *dmarc_store_digest_finish(struct dmarc_store_digest *digest,
+				      const struct dmarc_report *report);
 
 /* Parse an IPv4/IPv6 address to the 16-byte key used in records. */
 bool dmarc_store_ip_key(const char *ip, unsigned char key_r[16]);

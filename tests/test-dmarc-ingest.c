@@ -226,6 +226,94 @@ static void test_ingest_not_a_report(void)
 	test_end();
 }
 
+/* A mail carrying one plain XML report. */
+static int ingest_report_xml(const struct dmarc_settings *set,
+			     const char *name, const char *xml,
+			     struct dmarc_ingest_counts *counts)
+{
+	struct dmarc_ingest *ingest;
+	struct istream *input;
+	const char *mail;
+	int ret;
+
+	mail = t_strdup_printf(
+		"From: a@example.com\n"
+		"Message-ID: <%s@example.com>\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\n"
+		"\n--b\n"
+		"Content-Type: text/xml; name=\"%s.xml\"\n\n%s\n--b--\n",
+		name, name, xml);
+	input = i_stream_create_from_data(mail, strlen(mail));
+	ingest = dmarc_ingest_init(set, test_event);
+	ret = dmarc_ingest_message(ingest, input, 1700000000, counts);
+	dmarc_ingest_deinit(&ingest);
+	i_stream_unref(&input);
+	return ret;
+}
+
+#define CONFLICT_XML \
+	"<feedback><report_metadata><org_name>%s</org_name>" \
+	"<report_id>conf-1</report_id><date_range><begin>%s</begin>" \
+	"<end>200</end></date_range></report_metadata>" \
+	"<policy_published><domain>example.com</domain><p>none</p>" \
+	"<pct>%s</pct></policy_published>" \
+	"<record><row><source_ip>%s</source_ip><count>%s</count>" \
+	"<policy_evaluated><disposition>none</disposition><dkim>pass</dkim>" \
+	"<spf>pass</spf></policy_evaluated></row><identifiers><header_from>" \
+	"example.com</header_from></identifiers></record>" \
+	"<record><row><source_ip>192.0.2.9</source_ip><count>1</count>" \
+	"<policy_evaluated><disposition>none</disposition><dkim>pass</dkim>" \
+	"<spf>pass</spf></policy_evaluated></row><identifiers><header_from>" \
+	"example.com</header_from></identifiers></record></feedback>"
+
+/* A resent copy is a plain duplicate; the same key (org_name in another
+   case) with other content is a conflicting duplicate: one warning, the
+   first copy kept. Wrong but usable values are stored as reported, with
+   one warning each. */
+static void test_ingest_conflict_and_anomalies(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+
+	test_begin("ingest: conflicting duplicate, anomalies stored with a "
+		   "warning");
+	test_settings("conflict", &set);
+	i_zero(&counts);
+	test_assert(ingest_report_xml(&set, "a", t_strdup_printf(CONFLICT_XML,
+		"Example", "100", "100", "192.0.2.1", "1"), &counts) == 0);
+	/* the same content again: no warning */
+	test_assert(ingest_report_xml(&set, "b", t_strdup_printf(CONFLICT_XML,
+		"Example", "100", "100", "192.0.2.1", "1"), &counts) == 0);
+	test_expect_error_string("Conflicting duplicate, not stored: report "
+				 "conf-1 from EXAMPLE for example.com differs");
+	test_assert(ingest_report_xml(&set, "c", t_strdup_printf(CONFLICT_XML,
+		"EXAMPLE", "100", "100", "192.0.2.1", "2"), &counts) == 0);
+	test_expect_no_more_errors();
+	test_assert(counts.reports_new == 1);
+	test_assert(counts.reports_duplicate == 2);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports") == 1);
+	/* the first is kept */
+	test_assert(db_int(set.db_path, "SELECT message_count FROM reports") == 2);
+
+	/* pct out of range, begin after end, an invalid source: stored as
+	   reported, one warning each */
+	test_expect_errors(3);
+	test_assert(ingest_report_xml(&set, "d", t_strdup_printf(CONFLICT_XML,
+		"other", "300", "150", "999.300.1.1", "4"), &counts) == 0);
+	test_expect_no_more_errors();
+	test_assert(counts.reports_new == 2);
+	test_assert(db_int(set.db_path, "SELECT policy_pct FROM reports"
+			   " WHERE org_name = 'other'") == 150);
+	test_assert(db_int(set.db_path, "SELECT date_begin FROM reports"
+			   " WHERE org_name = 'other'") == 300);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM records"
+			   " WHERE source_ip = '999.300.1.1' AND source_ip_valid = 0"
+			   " AND source_ip_key IS NULL AND count = 4") == 1);
+	test_assert(db_int(set.db_path, "SELECT record_count FROM reports"
+			   " WHERE org_name = 'other'") == 2);
+	test_end();
+}
+
 /* A plain XML report of n records. */
 static void big_report_append(string_t *dest, const char *report_id,
 			      unsigned int n)
@@ -425,6 +513,7 @@ int main(void)
 		test_ingest_files,
 		test_ingest_db_unwritable,
 		test_ingest_not_a_report,
+		test_ingest_conflict_and_anomalies,
 		test_ingest_without_archive,
 		test_ingest_too_big_not_archived,
 		test_ingest_processing_time_limit,

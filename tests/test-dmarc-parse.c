@@ -705,6 +705,106 @@ static const char *make_doc(const char *org_name, const char *source_ip,
 			       source_ip, count);
 }
 
+/* Nothing in a report is lost: mail-auth--001's <extensions> (record
+   level and, after the records, report level) and its unknown elements
+   are kept as XML; the format follows the namespace, <version> is as
+   given or NULL. */
+static void test_parse_extensions_format_version(void)
+{
+	static const char *const unknown =
+		"<unknown-tag1><unknown-tag2></unknown-tag2></unknown-tag1>";
+	const struct dmarc_record *record;
+	struct dmarc_limits limits = *test_default_limits();
+	struct field_parse fp;
+	struct parse_result res;
+	const char *doc, *error;
+
+	test_begin("parse: extensions and unknown elements kept, format, "
+		   "version as given");
+	if (field_parse_open(&fp, "mail-auth--001.xml")) {
+		test_assert(fp.report->format == DMARC_FORMAT_RFC7489);
+		test_assert_strcmp(fp.report->version, "2.0");
+		record = field_parse_next(&fp);
+		test_assert(record != NULL && null_strcmp(record->extensions,
+			"<extensions><extension name=\"extensionName\" "
+			"definition=\"https://path/to/spec\"><data>...</data>"
+			"</extension><extension name=\"extensionName2\" "
+			"definition=\"https://path/to/spec2\"><data>...</data>"
+			"</extension></extensions>") == 0);
+		/* the report level is complete once the report ended */
+		test_assert(dmarc_parser_next_record(fp.parser, &record,
+						     &error) == 0);
+		test_assert_strcmp(fp.report->extensions, t_strconcat(
+			unknown, unknown, "<extensions><extension "
+			"name=\"otherExtension\" "
+			"definition=\"https://path/to/spec\"><data>...</data>"
+			"</extension></extensions>", NULL));
+		dmarc_parser_deinit(&fp.parser);
+	}
+	if (field_parse_open(&fp, "parsedmarc--rfc9990-sample.xml")) {
+		test_assert(fp.report->format == DMARC_FORMAT_RFC9990);
+		test_assert_strcmp(fp.report->version, "1.0");
+		record = field_parse_next(&fp);
+		test_assert(record != NULL && record->extensions == NULL);
+		test_assert(dmarc_parser_next_record(fp.parser, &record,
+						     &error) == 0);
+		test_assert(fp.report->extensions == NULL);
+		dmarc_parser_deinit(&fp.parser);
+	}
+	/* no <version>: NULL, not an invented "1.0" */
+	doc = make_doc("o", "192.0.2.1", "1");
+	{
+		struct test_mem_reader reader = {
+			.data = (const void *)doc, .size = strlen(doc)
+		};
+		const struct dmarc_report *report;
+		struct dmarc_parser *parser;
+		const char *error;
+
+		parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+		test_assert(dmarc_parser_read_header(parser, &report,
+						     &error) == 0);
+		test_assert(report->version == NULL);
+		test_assert(report->format == DMARC_FORMAT_RFC7489);
+		dmarc_parser_deinit(&parser);
+	}
+	/* the draft namespace; attributes, namespaces, text escaped; line
+	   breaks as references, never a control character */
+	doc = doc_replace(doc_replace(make_doc("o", "192.0.2.1", "1"),
+		"<feedback>", "<feedback xmlns=\"http://dmarc.org/dmarc-xml/0.1\">"),
+		"</record>", "<x:ext xmlns:x=\"urn:x\" x:a=\"&quot;1&lt;\">"
+		"a&amp;b\nc<y/></x:ext></record>");
+	{
+		struct test_mem_reader reader = {
+			.data = (const void *)doc, .size = strlen(doc)
+		};
+		const struct dmarc_report *report;
+		struct dmarc_parser *parser;
+		const char *error;
+
+		parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+		test_assert(dmarc_parser_read_header(parser, &report,
+						     &error) == 0);
+		test_assert(report->format == DMARC_FORMAT_DRAFT);
+		test_assert(dmarc_parser_next_record(parser, &record,
+						     &error) == 1);
+		test_assert_strcmp(record->extensions,
+			"<x:ext xmlns:x=\"urn:x\" x:a=\"&quot;1&lt;\">"
+			"a&amp;b&#10;c<y></y></x:ext>");
+		dmarc_parser_deinit(&parser);
+	}
+	/* bounded: a fragment past the value limit is dropped whole, with
+	   one anomaly */
+	limits.max_value_length = 20;
+	doc = doc_replace(make_doc("o", "192.0.2.1", "1"), "</record>",
+			  "<a>short</a><b>this one is far too long</b></record>");
+	parse_data(doc, strlen(doc), &limits, &res);
+	test_assert(res.ret == 0 && res.records == 1);
+	test_assert(strstr(res.anomalies, "1 extensions or unknown elements "
+			   "not kept") != NULL);
+	test_end();
+}
+
 /* One bad record costs the report nothing else: an invalid source_ip is
    kept as reported and marked, a record without a usable count is
    skipped; the anomaly says so once. A count past DMARC_MAX_COUNT is a
@@ -1863,6 +1963,7 @@ int main(void)
 		test_parse_record_enums,
 		test_parse_begin_after_end_warning,
 		test_parse_key_not_cut,
+		test_parse_extensions_format_version,
 		test_parse_namespaces,
 		test_parse_hostile_dtd,
 		test_parse_org_name_repairs,

@@ -394,6 +394,195 @@ static void test_open_foreign_database(void)
 	test_end();
 }
 
+/* The schema of release 1 (schema version 1), as it made databases, and
+   rows it stored: newline-joined errors and reasons, an IPv6 and an IPv4
+   record. */
+static const char test_schema_v1_sql[] =
+	"CREATE TABLE schema_version (\n"
+	"  version INTEGER NOT NULL\n"
+	");\n"
+	"CREATE TABLE reports (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  org_name TEXT NOT NULL,\n"
+	"  report_id TEXT NOT NULL,\n"
+	"  policy_domain TEXT NOT NULL,\n"
+	"  date_begin INTEGER NOT NULL,\n"
+	"  date_end INTEGER NOT NULL,\n"
+	"  email TEXT,\n"
+	"  extra_contact_info TEXT,\n"
+	"  generator TEXT,\n"
+	"  errors TEXT,\n"
+	"  format_version TEXT NOT NULL,\n"
+	"  policy_adkim TEXT,\n"
+	"  policy_aspf TEXT,\n"
+	"  policy_p TEXT,\n"
+	"  policy_sp TEXT,\n"
+	"  policy_np TEXT,\n"
+	"  policy_pct INTEGER,\n"
+	"  policy_fo TEXT,\n"
+	"  policy_testing TEXT,\n"
+	"  policy_discovery_method TEXT,\n"
+	"  record_count INTEGER NOT NULL DEFAULT 0,\n"
+	"  message_count INTEGER NOT NULL DEFAULT 0,\n"
+	"  pass_count INTEGER NOT NULL DEFAULT 0,\n"
+	"  archive_path TEXT,\n"
+	"  message_id TEXT,\n"
+	"  received INTEGER NOT NULL,\n"
+	"  UNIQUE (org_name, report_id, policy_domain)\n"
+	");\n"
+	"CREATE INDEX reports_domain_begin ON reports (policy_domain, date_begin);\n"
+	"CREATE INDEX reports_begin ON reports (date_begin);\n"
+	"CREATE TABLE records (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  report_ref INTEGER NOT NULL REFERENCES reports (id) ON DELETE CASCADE,\n"
+	"  source_ip TEXT NOT NULL,\n"
+	"  source_ip_key BLOB,\n"
+	"  count INTEGER NOT NULL,\n"
+	"  disposition TEXT,\n"
+	"  dkim TEXT,\n"
+	"  spf TEXT,\n"
+	"  dmarc_pass INTEGER NOT NULL,\n"
+	"  reasons TEXT,\n"
+	"  header_from TEXT,\n"
+	"  envelope_from TEXT,\n"
+	"  envelope_to TEXT\n"
+	");\n"
+	"CREATE INDEX records_report ON records (report_ref);\n"
+	"CREATE INDEX records_source ON records (source_ip_key);\n"
+	"CREATE TABLE auth_results (\n"
+	"  record_ref INTEGER NOT NULL REFERENCES records (id) ON DELETE CASCADE,\n"
+	"  type TEXT NOT NULL,\n"
+	"  domain TEXT,\n"
+	"  selector TEXT,\n"
+	"  scope TEXT,\n"
+	"  result TEXT,\n"
+	"  human_result TEXT\n"
+	");\n"
+	"CREATE INDEX auth_results_record ON auth_results (record_ref);\n"
+	"INSERT INTO schema_version (version) VALUES (1);\n";
+static const char test_data_v1_sql[] =
+	"INSERT INTO reports (id, org_name, report_id, policy_domain,"
+	" date_begin, date_end, errors, format_version, policy_p,"
+	" record_count, message_count, pass_count, archive_path, received)"
+	" VALUES (1, 'google.com', 'r1', 'example.com', 100, 200,"
+	" 'first error' || char(10) || 'second error', '1.0', 'reject',"
+	" 2, 15, 10, '2024/01/a.xml', 300);"
+	"INSERT INTO records (id, report_ref, source_ip, source_ip_key, count,"
+	" disposition, dkim, spf, dmarc_pass, reasons, header_from) VALUES"
+	" (1, 1, '192.0.2.1', x'00000000000000000000FFFFC0000201', 10,"
+	" 'none', 'pass', 'fail', 1,"
+	" 'forwarded: a list: of words' || char(10) || 'mailing_list',"
+	" 'example.com'),"
+	" (2, 1, '2001:db8::1', x'20010DB8000000000000000000000001', 5,"
+	" 'reject', 'fail', 'fail', 0, NULL, 'example.com');"
+	"INSERT INTO auth_results (record_ref, type, domain, result) VALUES"
+	" (1, 'dkim', 'example.com', 'pass');";
+
+/* A database made by release 1 is upgraded in place when opened: data
+   kept, lists split into rows, the version up; read-only opens upgrade
+   it too (through a writable connection), and a second open does
+   nothing more. */
+static void test_store_migrate_v1(void)
+{
+	const char *path = test_db_path("migrate-v1");
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	const char *error = NULL;
+	unsigned int i;
+
+	test_begin("store: a version 1 database is upgraded in place");
+	test_db_mkdir(path);
+	for (i = 0; i < 2; i++) {
+		sqlite3 *db;
+
+		i_unlink_if_exists(path);
+		if (sqlite3_open(path, &db) != SQLITE_OK)
+			i_fatal("%s: %s", path, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		test_sql_exec(path, test_schema_v1_sql);
+		test_sql_exec(path, test_data_v1_sql);
+		test_assert_idx(dmarc_store_open(path, i == 0 ?
+			DMARC_STORE_OPEN_CREATE : DMARC_STORE_OPEN_READONLY,
+			&store, &error) == 1, i);
+		dmarc_store_close(&store);
+		test_assert_strcmp_idx(test_sql(path,
+			"SELECT max(version) FROM schema_version"),
+			t_strdup_printf("%d;\n", DMARC_STORE_SCHEMA_VERSION), i);
+		test_assert_strcmp_idx(test_counts(path), "1|2|1;\n", i);
+		test_assert_strcmp_idx(test_sql(path, "SELECT org_name,"
+			" report_id, message_count, errors, format, version,"
+			" archive_path FROM reports"),
+			"google.com|r1|15|NULL|NULL|1.0|2024/01/a.xml;\n", i);
+		test_assert_strcmp_idx(test_sql(path, "SELECT report_ref, seq,"
+			" error FROM report_errors ORDER BY seq"),
+			"1|0|first error;\n1|1|second error;\n", i);
+		test_assert_strcmp_idx(test_sql(path, "SELECT record_ref, seq,"
+			" type, comment FROM record_reasons ORDER BY seq"),
+			"1|0|forwarded|a list: of words;\n"
+			"1|1|mailing_list|NULL;\n", i);
+		test_assert_strcmp_idx(test_sql(path, "SELECT id, reasons,"
+			" source_ip_valid, extensions FROM records ORDER BY id"),
+			"1|NULL|1|NULL;\n2|NULL|1|NULL;\n", i);
+	}
+	/* the upgraded file takes new reports; a second open is a no-op */
+	store = test_open(path);
+	test_report_init(&report, "r2");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	/* org_name differs in case only: the same report */
+	report.report_id = "r1";
+	report.org_name = "Google.COM";
+	test_assert(test_store_report(store, &report, &error) == 0);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT count(*) FROM schema_version"
+		" WHERE version = 2"), "1;\n");
+	test_assert_strcmp(test_counts(path), "2|5|4;\n");
+	test_end();
+}
+
+/* A resent report is found by its key, org_name case-insensitively; the
+   content digest tells a copy from a conflicting one. */
+static void test_store_find_digest(void)
+{
+	const char *path = test_db_path("find");
+	struct dmarc_store_digest digest;
+	struct dmarc_store_found found;
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	const char *error = NULL, *stored;
+
+	test_begin("store: find a stored report, content digest");
+	store = test_open(path);
+	test_report_init(&report, "r1");
+	test_assert(dmarc_store_find_report(store, &report, &found,
+					    &error) == 0);
+	test_assert(test_store_report(store, &report, &error) == 1);
+	report.org_name = "GOOGLE.com";
+	test_assert(dmarc_store_find_report(store, &report, &found,
+					    &error) == 1);
+	test_assert(found.id == 1);
+	test_assert_strcmp(found.archive_path,
+			   "2024/01/google.com!example.com!1.xml.gz");
+	stored = found.content_digest;
+	test_assert(stored != NULL && strlen(stored) == 64);
+
+	/* the digest leaves out the key: the same content under another
+	   key has the same digest, another pct another one */
+	report.policy.domain = "example.org";
+	test_assert(test_store_report(store, &report, &error) == 1);
+	report.policy.domain = "example.net";
+	report.policy.pct = 50;
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT id, content_digest = ("
+		"SELECT content_digest FROM reports WHERE id = 1)"
+		" FROM reports ORDER BY id"), "1|1;\n2|1;\n3|0;\n");
+	/* a digest made apart, as ingest makes one for a duplicate */
+	dmarc_store_digest_init(&digest);
+	test_assert(strcmp(dmarc_store_digest_finish(&digest, &report),
+			   stored) != 0);
+	test_end();
+}
+
 /* --- storing --- */
 
 static void test_store_columns(void)
@@ -990,6 +1179,8 @@ int main(void)
 		test_open_corrupt,
 		test_open_foreign_database,
 		test_store_columns,
+		test_store_migrate_v1,
+		test_store_find_digest,
 		test_store_optional_fields_null,
 		test_store_duplicate,
 		test_store_rollback,

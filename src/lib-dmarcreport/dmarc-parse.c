@@ -1960,9 +1960,10 @@ parser_element_start(struct dmarc_parser *parser, const xmlChar *name,
    XML fragments (re-serialised from the SAX events: the same elements,
    attributes, namespace declarations and text; line breaks and tabs as
    character references, so no stored value holds a control character).
-   Bounded by dmarcreport_max_value_length per report level and per
-   record: a fragment that does not fit is dropped whole, never cut into
-   broken XML. */
+   Indentation between tags is not kept. Bounded by
+   dmarcreport_max_value_length per report level and per record: a
+   fragment that does not fit is dropped whole, never cut into broken
+   XML. */
 
 static bool ext_fits(struct dmarc_parser *parser, size_t more)
 {
@@ -2091,6 +2092,26 @@ static void ext_finish(struct dmarc_parser *parser)
 	parser->ext_overflow = FALSE;
 }
 
+static bool is_blank(const xmlChar *text, int len)
+{
+	int i;
+
+	for (i = 0; i < len; i++) {
+		if (!is_xml_space(text[i]))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Whitespace right after a tag is the document's indentation: not kept
+   (it would be all line breaks as &#10;). Text with words is kept whole. */
+static bool ext_after_tag(struct dmarc_parser *parser)
+{
+	size_t len = str_len(parser->ext);
+
+	return len > 0 && str_data(parser->ext)[len - 1] == '>';
+}
+
 static void
 sax_start_element(void *context, const xmlChar *localname,
 		  const xmlChar *prefix, const xmlChar *uri,
@@ -2149,7 +2170,8 @@ static void sax_characters(void *context, const xmlChar *text, int len)
 
 	if (elem_is_leaf(id))
 		text_append(parser, id, (const char *)text, len);
-	else if (parser->ext_depth > 0)
+	else if (parser->ext_depth > 0 &&
+		 !(ext_after_tag(parser) && is_blank(text, len)))
 		ext_append_escaped(parser, (const char *)text, len, FALSE);
 }
 

@@ -31,6 +31,8 @@ static void test_settings_defaults(void)
 	test_assert(set.limits.max_decompressed_size == 256*1024*1024);
 	test_assert(set.limits.max_records == 1000000);
 	test_assert(set.limits.max_zip_entries == 100);
+	test_assert(set.limits.lock_timeout_msecs == 5000);
+	test_assert(set.limits.max_pending_size == 64*1024*1024);
 	test_end();
 }
 
@@ -41,6 +43,7 @@ static void test_settings_overrides(void)
 		"dmarcreport_archive_dir", "",
 		"dmarcreport_max_decompressed_size", "10M",
 		"dmarcreport_max_records", "5000",
+		"dmarcreport_lock_timeout", "1500ms",
 		NULL
 	};
 	struct dmarc_settings set;
@@ -54,6 +57,7 @@ static void test_settings_overrides(void)
 	test_assert(set.archive_dir == NULL);
 	test_assert(set.limits.max_decompressed_size == 10*1024*1024);
 	test_assert(set.limits.max_records == 5000);
+	test_assert(set.limits.lock_timeout_msecs == 1500);
 	test_end();
 }
 

@@ -8,6 +8,7 @@ enum setting_kind {
 	SETTING_PATH,
 	SETTING_SIZE,
 	SETTING_UINT,
+	SETTING_TIME_MSECS,
 };
 
 struct setting_def {
@@ -45,6 +46,10 @@ static const struct setting_def setting_defs[] = {
 		  max_xml_depth, "32"),
 	DEF_LIMIT("dmarcreport_max_value_length", SETTING_UINT,
 		  max_value_length, "1024"),
+	DEF_LIMIT("dmarcreport_lock_timeout", SETTING_TIME_MSECS,
+		  lock_timeout_msecs, "5s"),
+	DEF_LIMIT("dmarcreport_max_pending_size", SETTING_SIZE,
+		  max_pending_size, "64M"),
 };
 
 static int
@@ -95,6 +100,17 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 		if (str_to_uint(value, &uint_value) < 0 || uint_value == 0) {
 			*error_r = t_strdup_printf(
 				"%s: not a positive number", value);
+			return -1;
+		}
+		*(unsigned int *)field = uint_value;
+		return 0;
+	case SETTING_TIME_MSECS:
+		if (settings_get_time_msecs(value, &uint_value, &error) < 0) {
+			*error_r = error;
+			return -1;
+		}
+		if (uint_value == 0) {
+			*error_r = t_strdup_printf("%s: must be positive", value);
 			return -1;
 		}
 		*(unsigned int *)field = uint_value;

@@ -554,15 +554,20 @@ unsigned int dmarc_store_batch_uncommitted(struct dmarc_store *store)
 /* Commit what the batch has so far and begin its transaction again, with
    a short pause between: the write lock is free for a moment, and a
    delivery waiting for it (polling every STORE_BUSY_POLL_USECS) gets it. */
-static int store_batch_renew(struct dmarc_store *store, const char **error_r)
+static int store_batch_renew(struct dmarc_store *store, bool force,
+			     const char **error_r)
 {
 	struct timeval now;
 
 	i_gettimeofday(&now);
-	if (store->batch_msecs == 0 ||
-	    timeval_diff_msecs(&now, &store->batch_start) <
-	    (int)store->batch_msecs)
+	if (!force && (store->batch_msecs == 0 ||
+		       timeval_diff_msecs(&now, &store->batch_start) <
+		       (int)store->batch_msecs))
 		return 0;
+	if (store->batch_error != NULL) {
+		*error_r = t_strdup(store->batch_error);
+		return -1;
+	}
 	if (store_exec(store, "COMMIT", "committing a batch", error_r) < 0) {
 		store->batch_error = i_strdup(*error_r);
 		return -1;
@@ -577,6 +582,18 @@ static int store_batch_renew(struct dmarc_store *store, const char **error_r)
 	}
 	i_gettimeofday(&store->batch_start);
 	return 0;
+}
+
+int dmarc_store_batch_continue(struct dmarc_store *store, const char **error_r)
+{
+	i_assert(store->in_batch && store->report == NULL);
+	return store_batch_renew(store, FALSE, error_r);
+}
+
+int dmarc_store_batch_flush(struct dmarc_store *store, const char **error_r)
+{
+	i_assert(store->in_batch && store->report == NULL);
+	return store_batch_renew(store, TRUE, error_r);
 }
 
 int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r)
@@ -624,7 +641,7 @@ static int store_tx_begin(struct dmarc_store *store, const char **error_r)
 			*error_r = t_strdup(store->batch_error);
 			return -1;
 		}
-		return store_batch_renew(store, error_r);
+		return store_batch_renew(store, FALSE, error_r);
 	}
 	return store_exec(store, "BEGIN IMMEDIATE", "starting a transaction",
 			  error_r);

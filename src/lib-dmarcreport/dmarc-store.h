@@ -73,6 +73,10 @@ int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r);
    import instead of waiting for its end. */
 void dmarc_store_batch_set_max_time(struct dmarc_store *store,
 				    unsigned int msecs);
+/* Between two steps of a long batch that stores no reports (expire): the
+   same commit once the max time is reached. flush commits now. */
+int dmarc_store_batch_continue(struct dmarc_store *store, const char **error_r);
+int dmarc_store_batch_flush(struct dmarc_store *store, const char **error_r);
 /* Reports stored in the batch's current transaction, not committed yet:
    what a failed dmarc_store_batch_commit() loses. */
 unsigned int dmarc_store_batch_uncommitted(struct dmarc_store *store);

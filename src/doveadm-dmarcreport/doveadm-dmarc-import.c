@@ -1,9 +1,13 @@
 /* doveadm dmarc import: backfill the database from report files, whole
-   mails (.eml), directories of them, or the messages of a mailbox, through
-   the same ingest pipeline as delivery, in one transaction. */
+   mails (.eml), directories of them, the messages of a mailbox, or the
+   pending spool, through the same ingest pipeline as delivery, in
+   transactions of a bounded time. One input that fails is counted and
+   logged; the run goes on with the next one, unless the database itself
+   fails. */
 
 #include "lib.h"
 #include "array.h"
+#include "hash.h"
 #include "ioloop.h"
 #include "istream.h"
 #include "path-util.h"
@@ -27,15 +31,65 @@ struct import_cmd_context {
 	const char *const *paths;
 	/* copy what is imported into the archive dir */
 	bool archive;
+	/* store the pending spool's reports */
+	bool pending;
 
 	/* of the current user */
 	struct dmarc_ingest *ingest;
 	struct dmarc_ingest_counts total;
 	/* the current mail file when read whole */
 	buffer_t *file_buf;
+	/* files and directories read in this run: each once, whatever
+	   symlinks lead to them again (a loop too) */
+	pool_t seen_pool;
+	HASH_TABLE(struct import_inode *, struct import_inode *) seen;
 	unsigned int inputs;
 	bool storage_failed;
 };
+
+struct import_inode {
+	dev_t dev;
+	ino_t ino;
+};
+
+static unsigned int import_inode_hash(const struct import_inode *inode)
+{
+	return (unsigned int)inode->ino ^ (unsigned int)inode->dev;
+}
+
+static int import_inode_cmp(const struct import_inode *i1,
+			    const struct import_inode *i2)
+{
+	if (i1->ino != i2->ino)
+		return i1->ino < i2->ino ? -1 : 1;
+	if (i1->dev != i2->dev)
+		return i1->dev < i2->dev ? -1 : 1;
+	return 0;
+}
+
+/* TRUE the first time st's file is seen in this run. */
+static bool import_first_visit(struct import_cmd_context *ctx,
+			       const struct stat *st)
+{
+	struct import_inode key, *inode;
+
+	key.dev = st->st_dev;
+	key.ino = st->st_ino;
+	if (hash_table_lookup(ctx->seen, &key) != NULL)
+		return FALSE;
+	inode = p_new(ctx->seen_pool, struct import_inode, 1);
+	*inode = key;
+	hash_table_insert(ctx->seen, inode, inode);
+	return TRUE;
+}
+
+/* An input that could not be read: counted, and the exit status says it
+   (doveadm's rule: the first error's code, an EX_TEMPFAIL over all). */
+static void import_input_failed(struct import_cmd_context *ctx)
+{
+	ctx->total.failed++;
+	doveadm_dmarc_set_exit_code(&ctx->dctx.ctx, EX_NOINPUT);
+}
 
 /* --- files --- */
 
@@ -126,15 +180,30 @@ static int import_file(struct import_cmd_context *ctx, const char *path)
 	int fd, ret;
 
 	i_zero(&counts);
-	ctx->inputs++;
-	fd = open(path, O_RDONLY);
+	/* O_NONBLOCK: a FIFO put here since the directory was read must
+	   not hang the run */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 	if (fd == -1 || fstat(fd, &st) < 0) {
 		i_error("dmarc import: open(%s) failed: %m", path);
-		ctx->total.failed++;
+		ctx->inputs++;
+		import_input_failed(ctx);
 		if (fd != -1)
 			i_close_fd(&fd);
 		return 0;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		i_error("dmarc import: %s: not a regular file", path);
+		ctx->inputs++;
+		import_input_failed(ctx);
+		i_close_fd(&fd);
+		return 0;
+	}
+	if (!import_first_visit(ctx, &st)) {
+		/* a second name (a symlink) of a file read already */
+		i_close_fd(&fd);
+		return 0;
+	}
+	ctx->inputs++;
 	if (!import_file_is_message(path, fd)) {
 		i_close_fd(&fd);
 		ret = dmarc_ingest_file(ctx->ingest, path, &counts);
@@ -166,20 +235,40 @@ static int import_dir_entry_cmp(const struct import_dir_entry *e1,
    left out (Maildir's tmp/ files are not finished mails either). */
 static int import_dir(struct import_cmd_context *ctx, const char *dir);
 
-static int import_path(struct import_cmd_context *ctx, const char *path)
+/* named: given on the command line, where anything but a readable file
+   or directory is an error; found in a directory, a FIFO, device or
+   socket is skipped with a warning (and counted). */
+static int import_path(struct import_cmd_context *ctx, const char *path,
+		       bool named)
 {
 	struct stat st;
 
 	if (stat(path, &st) < 0) {
+		if (errno == ENOENT && !named) {
+			/* removed since the directory was read, or a
+			   dangling symlink */
+			i_warning("dmarc import: %s: %m: skipped", path);
+			ctx->total.failed++;
+			return 0;
+		}
 		i_error("dmarc import: stat(%s) failed: %m", path);
-		ctx->total.failed++;
+		import_input_failed(ctx);
 		return 0;
 	}
 	if (S_ISDIR(st.st_mode))
 		return import_dir(ctx, path);
-	if (!S_ISREG(st.st_mode))
-		return 0;
-	return import_file(ctx, path);
+	if (S_ISREG(st.st_mode))
+		return import_file(ctx, path);
+	if (named) {
+		i_error("dmarc import: %s: not a regular file or directory",
+			path);
+		import_input_failed(ctx);
+	} else {
+		i_warning("dmarc import: %s: not a regular file or directory: "
+			  "skipped", path);
+		ctx->total.failed++;
+	}
+	return 0;
 }
 
 static int import_dir(struct import_cmd_context *ctx, const char *dir)
@@ -188,13 +277,27 @@ static int import_dir(struct import_cmd_context *ctx, const char *dir)
 	const struct import_dir_entry *entry;
 	struct import_dir_entry *new_entry;
 	struct dirent *d;
+	struct stat st;
 	DIR *dirp;
 	int ret = 0;
 
 	dirp = opendir(dir);
 	if (dirp == NULL) {
+		/* a directory that cannot be read is not an empty one */
 		i_error("dmarc import: opendir(%s) failed: %m", dir);
-		ctx->total.failed++;
+		import_input_failed(ctx);
+		return 0;
+	}
+	if (fstat(dirfd(dirp), &st) < 0) {
+		i_error("dmarc import: fstat(%s) failed: %m", dir);
+		import_input_failed(ctx);
+		(void)closedir(dirp);
+		return 0;
+	}
+	if (!import_first_visit(ctx, &st)) {
+		/* reached again through a symlink: a loop, or a second
+		   name of a directory read already */
+		(void)closedir(dirp);
 		return 0;
 	}
 	t_array_init(&entries, 64);
@@ -215,7 +318,7 @@ static int import_dir(struct import_cmd_context *ctx, const char *dir)
 			if (entry->type == DT_REG)
 				ret = import_file(ctx, entry->path);
 			else
-				ret = import_path(ctx, entry->path);
+				ret = import_path(ctx, entry->path, FALSE);
 		} T_END;
 		if (ret < 0)
 			break;
@@ -245,9 +348,11 @@ import_mailbox(struct import_cmd_context *ctx, struct mail_user *user)
 	if (mailbox_sync(box, 0) < 0) {
 		i_error("dmarc import: Opening mailbox %s failed: %s",
 			ctx->mailbox, mailbox_get_last_internal_error(box, NULL));
+		/* the exit code says it (68 for a missing mailbox); -1 is
+		   for the database */
 		doveadm_mail_failed_mailbox(_ctx, box);
 		mailbox_free(&box);
-		return -1;
+		return 0;
 	}
 	mail_search_args_init(_ctx->search_args, box, FALSE, NULL);
 	trans = mailbox_transaction_begin(box, 0, "dmarc import");
@@ -275,7 +380,6 @@ import_mailbox(struct import_cmd_context *ctx, struct mail_user *user)
 		i_error("dmarc import: Searching mailbox %s failed: %s",
 			ctx->mailbox, mailbox_get_last_internal_error(box, NULL));
 		doveadm_mail_failed_mailbox(_ctx, box);
-		ret = -1;
 	}
 	mail_search_args_deinit(_ctx->search_args);
 	/* read-only: nothing to commit in the mailbox */
@@ -299,33 +403,46 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 		return -1;
 	i_zero(&ctx->total);
 	ctx->inputs = 0;
+	ctx->seen_pool = pool_alloconly_create("dmarc import seen", 1024);
+	hash_table_create(&ctx->seen, ctx->seen_pool, 0, import_inode_hash,
+			  import_inode_cmp);
 	ctx->ingest = dmarc_ingest_init(&set, user->event);
 	/* the files or mails imported exist already: copies only on request */
 	dmarc_ingest_set_archiving(ctx->ingest, ctx->archive);
 	/* the totals are printed; -D shows each report */
 	dmarc_ingest_set_quiet(ctx->ingest, TRUE);
-	/* one transaction: a backfill of thousands of reports stays fast,
-	   and each report is still a savepoint of its own */
-	if (dmarc_ingest_batch_begin(ctx->ingest) < 0)
+	if (ctx->pending) {
+		struct dmarc_ingest_counts counts;
+
+		/* outside a batch: an entry goes only once its report is
+		   committed */
+		i_zero(&counts);
+		ret = dmarc_ingest_pending(ctx->ingest, TRUE, 0, &counts);
+		ctx->inputs += counts.attachments;
+		import_counts_add(ctx, &counts);
+	}
+	/* Batches of a bounded time: a backfill of thousands of reports
+	   stays fast, and deliveries get the lock between two batches. */
+	if (ret == 0 && (ctx->mailbox != NULL || ctx->paths != NULL) &&
+	    dmarc_ingest_batch_begin(ctx->ingest) < 0)
 		ret = -1;
 	if (ret == 0 && ctx->mailbox != NULL)
 		ret = import_mailbox(ctx, user);
-	else if (ret == 0) {
+	else if (ret == 0 && ctx->paths != NULL) {
 		for (path = ctx->paths; *path != NULL && ret == 0; path++) {
-			/* a path given on the command line must exist */
-			if (access(*path, F_OK) < 0) {
-				i_error("dmarc import: %s: %m", *path);
-				_ctx->exit_code = EX_NOINPUT;
-				continue;
-			}
-			ret = import_path(ctx, *path);
+			T_BEGIN {
+				ret = import_path(ctx, *path, TRUE);
+			} T_END;
 		}
 	}
-	if (dmarc_ingest_batch_commit(ctx->ingest) < 0)
+	if ((ctx->mailbox != NULL || ctx->paths != NULL) &&
+	    dmarc_ingest_batch_commit(ctx->ingest) < 0)
 		ret = -1;
 	dmarc_ingest_deinit(&ctx->ingest);
 	if (ctx->file_buf != NULL)
 		buffer_free(&ctx->file_buf);
+	hash_table_destroy(&ctx->seen);
+	pool_unref(&ctx->seen_pool);
 
 	doveadm_dmarc_print_num(ctx->inputs);
 	doveadm_dmarc_print_num(ctx->total.reports_new);
@@ -333,9 +450,9 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	doveadm_dmarc_print_num(ctx->total.failed);
 	doveadm_dmarc_print_num(ctx->total.records);
 	if (ret < 0) {
-		/* the ingest logged why */
-		if (_ctx->exit_code == 0)
-			_ctx->exit_code = EX_TEMPFAIL;
+		/* the database failed (the ingest logged why): the rest
+		   would fail alike; import again once it is fixed */
+		doveadm_dmarc_set_exit_code(_ctx, EX_TEMPFAIL);
 		return -1;
 	}
 	/* Inputs that gave no report are counted and logged, not an
@@ -359,6 +476,7 @@ cmd_dmarc_import_init(struct doveadm_mail_cmd_context *_ctx,
 	struct import_cmd_context *ctx = (struct import_cmd_context *)_ctx;
 
 	(void)doveadm_cmd_param_bool(_ctx->cctx, "archive", &ctx->archive);
+	(void)doveadm_cmd_param_bool(_ctx->cctx, "pending", &ctx->pending);
 	if (ctx->mailbox != NULL) {
 		if (args[0] == NULL) {
 			_ctx->search_args = mail_search_build_init();
@@ -367,8 +485,10 @@ cmd_dmarc_import_init(struct doveadm_mail_cmd_context *_ctx,
 			_ctx->search_args = doveadm_mail_build_search_args(args);
 		}
 	} else if (args[0] == NULL) {
-		doveadm_dmarc_usage_error(_ctx,
-			"Nothing to import: give files, directories or --mailbox");
+		if (!ctx->pending) {
+			doveadm_dmarc_usage_error(_ctx, "Nothing to import: "
+				"give files, directories, --mailbox or --pending");
+		}
 	} else {
 		ARRAY_TYPE(const_string) paths;
 		const char *path, *error;
@@ -399,7 +519,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_import_alloc(void)
 {
 	struct import_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct import_cmd_context, "m:a");
+	ctx = doveadm_dmarc_cmd_alloc(struct import_cmd_context, "m:ap");
 	ctx->dctx.ctx.v.preinit = cmd_dmarc_import_preinit;
 	ctx->dctx.ctx.v.init = cmd_dmarc_import_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_import_run;
@@ -411,11 +531,13 @@ struct doveadm_cmd_ver2 doveadm_dmarc_cmd_import = {
 	.name = "dmarc import",
 	.mail_cmd = cmd_dmarc_import_alloc,
 	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
-		"[--archive] --mailbox <mailbox> [<search query>] | [--archive] <file|dir> [...]",
+		"[--archive] [--pending] --mailbox <mailbox> [<search query>] | "
+		"[--archive] [--pending] [<file|dir> ...]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('m', "mailbox", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('a', "archive", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('p', "pending", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "args", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

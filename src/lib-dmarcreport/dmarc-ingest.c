@@ -827,12 +827,20 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		"file '%s': ", str_sanitize_utf8(path, 120)));
 	counts->attachments++;
 
-	fd = open(path, O_RDONLY);
+	/* O_NONBLOCK: a FIFO must not hang the import */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 	if (fd == -1 || fstat(fd, &st) < 0) {
 		e_error(att.event, "open() failed: %m");
 		counts->failed++;
 		if (fd != -1)
 			i_close_fd(&fd);
+		event_unref(&att.event);
+		return 0;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		e_error(att.event, "Not a regular file");
+		counts->failed++;
+		i_close_fd(&fd);
 		event_unref(&att.event);
 		return 0;
 	}

@@ -7,23 +7,15 @@
 
 #include "lib.h"
 #include "array.h"
-#include "hash.h"
 #include "ioloop.h"
 #include "istream.h"
 #include "path-util.h"
-#include "read-full.h"
 #include "mail-namespace.h"
 #include "mail-search-build.h"
 #include "doveadm-print.h"
 #include "dmarc-ingest.h"
+#include "dmarc-import.h"
 #include "doveadm-dmarc.h"
-
-#define IMPORT_READ_WHOLE_MAX_BYTES (1024*1024)
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <unistd.h>
-#include <sys/stat.h>
 
 struct import_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
@@ -37,294 +29,8 @@ struct import_cmd_context {
 	/* of the current user */
 	struct dmarc_ingest *ingest;
 	struct dmarc_ingest_counts total;
-	/* the current mail file when read whole */
-	buffer_t *file_buf;
-	/* files and directories read in this run: each once, whatever
-	   symlinks lead to them again (a loop too) */
-	pool_t seen_pool;
-	HASH_TABLE(struct import_inode *, struct import_inode *) seen;
 	unsigned int inputs;
-	bool storage_failed;
 };
-
-struct import_inode {
-	dev_t dev;
-	ino_t ino;
-};
-
-static unsigned int import_inode_hash(const struct import_inode *inode)
-{
-	return (unsigned int)inode->ino ^ (unsigned int)inode->dev;
-}
-
-static int import_inode_cmp(const struct import_inode *i1,
-			    const struct import_inode *i2)
-{
-	if (i1->ino != i2->ino)
-		return i1->ino < i2->ino ? -1 : 1;
-	if (i1->dev != i2->dev)
-		return i1->dev < i2->dev ? -1 : 1;
-	return 0;
-}
-
-/* TRUE the first time st's file is seen in this run. */
-static bool import_first_visit(struct import_cmd_context *ctx,
-			       const struct stat *st)
-{
-	struct import_inode key, *inode;
-
-	key.dev = st->st_dev;
-	key.ino = st->st_ino;
-	if (hash_table_lookup(ctx->seen, &key) != NULL)
-		return FALSE;
-	inode = p_new(ctx->seen_pool, struct import_inode, 1);
-	*inode = key;
-	hash_table_insert(ctx->seen, inode, inode);
-	return TRUE;
-}
-
-/* An input that could not be read: counted, and the exit status says it
-   (doveadm's rule: the first error's code, an EX_TEMPFAIL over all). */
-static void import_input_failed(struct import_cmd_context *ctx)
-{
-	ctx->total.failed++;
-	doveadm_dmarc_set_exit_code(&ctx->dctx.ctx, EX_NOINPUT);
-}
-
-/* --- files --- */
-
-static bool has_suffix(const char *name, const char *suffix)
-{
-	size_t len = strlen(name), slen = strlen(suffix);
-
-	return len >= slen && strcasecmp(name + len - slen, suffix) == 0;
-}
-
-/* Is this file a whole mail rather than a bare report? By the extension
-   first, then by its first bytes: gzip, zip and XML are reports; a first
-   line that is a header field is a mail. */
-static bool import_file_is_message(const char *path, int fd)
-{
-	unsigned char buf[256];
-	ssize_t len, i;
-
-	if (has_suffix(path, ".eml") || has_suffix(path, ".msg"))
-		return TRUE;
-	if (has_suffix(path, ".xml") || has_suffix(path, ".gz") ||
-	    has_suffix(path, ".zip") || has_suffix(path, ".zlib"))
-		return FALSE;
-
-	len = pread(fd, buf, sizeof(buf), 0);
-	if (len < 2)
-		return FALSE;
-	if ((buf[0] == 0x1f && buf[1] == 0x8b) ||
-	    (buf[0] == 'P' && buf[1] == 'K'))
-		return FALSE;
-	/* RFC 5322 2.2: field-name is printable ASCII except ':' */
-	for (i = 0; i < len; i++) {
-		if (buf[i] == ':')
-			return i > 0;
-		if (buf[i] < 33 || buf[i] > 126)
-			return FALSE;
-	}
-	return FALSE;
-}
-
-static void
-import_counts_add(struct import_cmd_context *ctx,
-		  const struct dmarc_ingest_counts *counts)
-{
-	ctx->total.attachments += counts->attachments;
-	ctx->total.reports_new += counts->reports_new;
-	ctx->total.reports_duplicate += counts->reports_duplicate;
-	ctx->total.failed += counts->failed;
-	ctx->total.records += counts->records;
-}
-
-/* A mail file as a stream: read whole when small (one read instead of a
-   pread and an fstat per block, which add up over thousands of files),
-   else streamed. *fd stays the caller's to close, or is taken (-1). */
-static struct istream *
-import_file_stream(struct import_cmd_context *ctx, const char *path,
-		   int *fd, const struct stat *st)
-{
-	struct istream *input;
-	ssize_t ret;
-
-	if (st->st_size > 0 && st->st_size <= IMPORT_READ_WHOLE_MAX_BYTES) {
-		if (ctx->file_buf == NULL)
-			ctx->file_buf = buffer_create_dynamic(default_pool, 65536);
-		buffer_set_used_size(ctx->file_buf, 0);
-		ret = read_full(*fd, buffer_append_space_unsafe(
-			ctx->file_buf, st->st_size), st->st_size);
-		if (ret > 0) {
-			input = i_stream_create_from_data(ctx->file_buf->data,
-							  ctx->file_buf->used);
-			i_stream_set_name(input, path);
-			return input;
-		}
-		/* changed meanwhile, or an error: the stream reports it */
-		if (lseek(*fd, 0, SEEK_SET) < 0)
-			i_error("dmarc import: lseek(%s) failed: %m", path);
-	}
-	input = i_stream_create_fd_autoclose(fd, IO_BLOCK_SIZE);
-	i_stream_set_name(input, path);
-	return input;
-}
-
-static int import_file(struct import_cmd_context *ctx, const char *path)
-{
-	struct dmarc_ingest_counts counts;
-	struct istream *input;
-	struct stat st;
-	int fd, ret;
-
-	i_zero(&counts);
-	/* O_NONBLOCK: a FIFO put here since the directory was read must
-	   not hang the run */
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-	if (fd == -1 || fstat(fd, &st) < 0) {
-		i_error("dmarc import: open(%s) failed: %m", path);
-		ctx->inputs++;
-		import_input_failed(ctx);
-		if (fd != -1)
-			i_close_fd(&fd);
-		return 0;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		i_error("dmarc import: %s: not a regular file", path);
-		ctx->inputs++;
-		import_input_failed(ctx);
-		i_close_fd(&fd);
-		return 0;
-	}
-	if (!import_first_visit(ctx, &st)) {
-		/* a second name (a symlink) of a file read already */
-		i_close_fd(&fd);
-		return 0;
-	}
-	ctx->inputs++;
-	if (!import_file_is_message(path, fd)) {
-		i_close_fd(&fd);
-		ret = dmarc_ingest_file(ctx->ingest, path, &counts);
-	} else {
-		input = import_file_stream(ctx, path, &fd, &st);
-		ret = dmarc_ingest_message(ctx->ingest, input, st.st_mtime,
-					   &counts);
-		i_stream_unref(&input);
-		if (fd != -1)
-			i_close_fd(&fd);
-	}
-	import_counts_add(ctx, &counts);
-	return ret;
-}
-
-struct import_dir_entry {
-	const char *path;
-	/* DT_* from readdir(), DT_UNKNOWN when it did not say */
-	unsigned char type;
-};
-
-static int import_dir_entry_cmp(const struct import_dir_entry *e1,
-				const struct import_dir_entry *e2)
-{
-	return strcmp(e1->path, e2->path);
-}
-
-/* A directory: its files and subdirectories in name order, dot files
-   left out (Maildir's tmp/ files are not finished mails either). */
-static int import_dir(struct import_cmd_context *ctx, const char *dir);
-
-/* named: given on the command line, where anything but a readable file
-   or directory is an error; found in a directory, a FIFO, device or
-   socket is skipped with a warning (and counted). */
-static int import_path(struct import_cmd_context *ctx, const char *path,
-		       bool named)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0) {
-		if (errno == ENOENT && !named) {
-			/* removed since the directory was read, or a
-			   dangling symlink */
-			i_warning("dmarc import: %s: %m: skipped", path);
-			ctx->total.failed++;
-			return 0;
-		}
-		i_error("dmarc import: stat(%s) failed: %m", path);
-		import_input_failed(ctx);
-		return 0;
-	}
-	if (S_ISDIR(st.st_mode))
-		return import_dir(ctx, path);
-	if (S_ISREG(st.st_mode))
-		return import_file(ctx, path);
-	if (named) {
-		i_error("dmarc import: %s: not a regular file or directory",
-			path);
-		import_input_failed(ctx);
-	} else {
-		i_warning("dmarc import: %s: not a regular file or directory: "
-			  "skipped", path);
-		ctx->total.failed++;
-	}
-	return 0;
-}
-
-static int import_dir(struct import_cmd_context *ctx, const char *dir)
-{
-	ARRAY(struct import_dir_entry) entries;
-	const struct import_dir_entry *entry;
-	struct import_dir_entry *new_entry;
-	struct dirent *d;
-	struct stat st;
-	DIR *dirp;
-	int ret = 0;
-
-	dirp = opendir(dir);
-	if (dirp == NULL) {
-		/* a directory that cannot be read is not an empty one */
-		i_error("dmarc import: opendir(%s) failed: %m", dir);
-		import_input_failed(ctx);
-		return 0;
-	}
-	if (fstat(dirfd(dirp), &st) < 0) {
-		i_error("dmarc import: fstat(%s) failed: %m", dir);
-		import_input_failed(ctx);
-		(void)closedir(dirp);
-		return 0;
-	}
-	if (!import_first_visit(ctx, &st)) {
-		/* reached again through a symlink: a loop, or a second
-		   name of a directory read already */
-		(void)closedir(dirp);
-		return 0;
-	}
-	t_array_init(&entries, 64);
-	while ((d = readdir(dirp)) != NULL) {
-		if (d->d_name[0] == '.' || strcmp(d->d_name, "tmp") == 0)
-			continue;
-		new_entry = array_append_space(&entries);
-		new_entry->path = t_strconcat(dir, "/", d->d_name, NULL);
-		new_entry->type = d->d_type;
-	}
-	if (closedir(dirp) < 0)
-		i_error("dmarc import: closedir(%s) failed: %m", dir);
-	array_sort(&entries, import_dir_entry_cmp);
-	array_foreach(&entries, entry) {
-		T_BEGIN {
-			/* a regular file needs no stat() of its own: the
-			   open file is looked at */
-			if (entry->type == DT_REG)
-				ret = import_file(ctx, entry->path);
-			else
-				ret = import_path(ctx, entry->path, FALSE);
-		} T_END;
-		if (ret < 0)
-			break;
-	}
-	return ret;
-}
 
 /* --- a mailbox --- */
 
@@ -374,7 +80,7 @@ import_mailbox(struct import_cmd_context *ctx, struct mail_user *user)
 		i_zero(&counts);
 		ret = dmarc_ingest_message(ctx->ingest, input, received,
 					   &counts);
-		import_counts_add(ctx, &counts);
+		dmarc_ingest_counts_add(&ctx->total, &counts);
 	}
 	if (mailbox_search_deinit(&search) < 0) {
 		i_error("dmarc import: Searching mailbox %s failed: %s",
@@ -403,9 +109,6 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 		return -1;
 	i_zero(&ctx->total);
 	ctx->inputs = 0;
-	ctx->seen_pool = pool_alloconly_create("dmarc import seen", 1024);
-	hash_table_create(&ctx->seen, ctx->seen_pool, 0, import_inode_hash,
-			  import_inode_cmp);
 	ctx->ingest = dmarc_ingest_init(&set, user->event);
 	/* the files or mails imported exist already: copies only on request */
 	dmarc_ingest_set_archiving(ctx->ingest, ctx->archive);
@@ -419,7 +122,7 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 		i_zero(&counts);
 		ret = dmarc_ingest_pending(ctx->ingest, TRUE, 0, &counts);
 		ctx->inputs += counts.attachments;
-		import_counts_add(ctx, &counts);
+		dmarc_ingest_counts_add(&ctx->total, &counts);
 	}
 	/* Batches of a bounded time: a backfill of thousands of reports
 	   stays fast, and deliveries get the lock between two batches. */
@@ -429,20 +132,23 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	if (ret == 0 && ctx->mailbox != NULL)
 		ret = import_mailbox(ctx, user);
 	else if (ret == 0 && ctx->paths != NULL) {
-		for (path = ctx->paths; *path != NULL && ret == 0; path++) {
-			T_BEGIN {
-				ret = import_path(ctx, *path, TRUE);
-			} T_END;
-		}
+		struct dmarc_import *import;
+
+		import = dmarc_import_init(ctx->ingest, user->event,
+					   &ctx->total);
+		for (path = ctx->paths; *path != NULL && ret == 0; path++)
+			ret = dmarc_import_path(import, *path, TRUE);
+		ctx->inputs += dmarc_import_get_inputs(import);
+		/* doveadm's rule: the first error's code, EX_TEMPFAIL over
+		   all */
+		if (dmarc_import_get_unreadable(import) > 0)
+			doveadm_dmarc_set_exit_code(_ctx, EX_NOINPUT);
+		dmarc_import_deinit(&import);
 	}
 	if ((ctx->mailbox != NULL || ctx->paths != NULL) &&
 	    dmarc_ingest_batch_commit(ctx->ingest) < 0)
 		ret = -1;
 	dmarc_ingest_deinit(&ctx->ingest);
-	if (ctx->file_buf != NULL)
-		buffer_free(&ctx->file_buf);
-	hash_table_destroy(&ctx->seen);
-	pool_unref(&ctx->seen_pool);
 
 	doveadm_dmarc_print_num(ctx->inputs);
 	doveadm_dmarc_print_num(ctx->total.reports_new);

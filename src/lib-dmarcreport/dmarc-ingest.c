@@ -957,6 +957,17 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 	return ret;
 }
 
+void dmarc_ingest_counts_add(struct dmarc_ingest_counts *dest,
+			     const struct dmarc_ingest_counts *src)
+{
+	dest->attachments += src->attachments;
+	dest->reports_new += src->reports_new;
+	dest->reports_duplicate += src->reports_duplicate;
+	dest->failed += src->failed;
+	dest->records += src->records;
+	dest->queued += src->queued;
+}
+
 int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 			 unsigned int max_msecs,
 			 struct dmarc_ingest_counts *counts)
@@ -1004,10 +1015,6 @@ int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 		       pcounts.reports_duplicate, pcounts.failed,
 		       pcounts.records, pcounts.attachments);
 	}
-	counts->attachments += pcounts.attachments;
-	counts->reports_new += pcounts.reports_new;
-	counts->reports_duplicate += pcounts.reports_duplicate;
-	counts->failed += pcounts.failed;
-	counts->records += pcounts.records;
+	dmarc_ingest_counts_add(counts, &pcounts);
 	return result;
 }

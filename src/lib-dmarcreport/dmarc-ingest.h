@@ -20,6 +20,9 @@ struct dmarc_ingest_counts {
 	unsigned int queued;       /* attachments queued as pending */
 };
 
+void dmarc_ingest_counts_add(struct dmarc_ingest_counts *dest,
+			     const struct dmarc_ingest_counts *src);
+
 /* The database is opened on first use and kept open until deinit.
    event is the parent for log lines (it should say which user). */
 struct dmarc_ingest *dmarc_ingest_init(const struct dmarc_settings *set,

@@ -4,9 +4,9 @@
 #include "lib.h"
 #include "array.h"
 #include "ioloop.h"
-#include "str-sanitize.h"
 #include "doveadm-print.h"
 #include "dmarc-archive.h"
+#include "dmarc-log.h"
 #include "dmarc-query.h"
 #include "doveadm-dmarc.h"
 
@@ -32,7 +32,7 @@ expire_archive_files(struct mail_user *user, const char *archive_dir,
 			removed++;
 		else if (ret < 0) {
 			i_error("dmarc: user %s: Not removed: %s",
-				user->username, str_sanitize(error, 512));
+				user->username, dmarc_log_text(error));
 		}
 	}
 	return removed;

@@ -8,6 +8,7 @@
 #include "hash.h"
 #include "istream.h"
 #include "read-full.h"
+#include "dmarc-log.h"
 #include "dmarc-ingest.h"
 #include "dmarc-import.h"
 
@@ -139,7 +140,8 @@ import_file_stream(struct dmarc_import *import, const char *path,
 		}
 		/* changed meanwhile, or an error: the stream reports it */
 		if (lseek(*fd, 0, SEEK_SET) < 0)
-			e_error(import->event, "lseek(%s) failed: %m", path);
+			e_error(import->event, "lseek(%s) failed: %m",
+				dmarc_log_text(path));
 	}
 	input = i_stream_create_fd_autoclose(fd, IO_BLOCK_SIZE);
 	i_stream_set_name(input, path);
@@ -158,7 +160,8 @@ static int import_file(struct dmarc_import *import, const char *path)
 	   not hang the run */
 	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 	if (fd == -1 || fstat(fd, &st) < 0) {
-		e_error(import->event, "open(%s) failed: %m", path);
+		e_error(import->event, "open(%s) failed: %m",
+			dmarc_log_text(path));
 		import->inputs++;
 		import_input_failed(import);
 		if (fd != -1)
@@ -166,7 +169,8 @@ static int import_file(struct dmarc_import *import, const char *path)
 		return 0;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		e_error(import->event, "%s: not a regular file", path);
+		e_error(import->event, "%s: not a regular file",
+			dmarc_log_text(path));
 		import->inputs++;
 		import_input_failed(import);
 		i_close_fd(&fd);
@@ -221,11 +225,13 @@ static int import_path(struct dmarc_import *import, const char *path,
 		if (errno == ENOENT && !named) {
 			/* removed since the directory was read, or a
 			   dangling symlink */
-			e_warning(import->event, "%s: %m: skipped", path);
+			e_warning(import->event, "%s: %m: skipped",
+				dmarc_log_text(path));
 			import->counts->failed++;
 			return 0;
 		}
-		e_error(import->event, "stat(%s) failed: %m", path);
+		e_error(import->event, "stat(%s) failed: %m",
+			dmarc_log_text(path));
 		import_input_failed(import);
 		return 0;
 	}
@@ -235,11 +241,11 @@ static int import_path(struct dmarc_import *import, const char *path,
 		return import_file(import, path);
 	if (named) {
 		e_error(import->event, "%s: not a regular file or directory",
-			path);
+			dmarc_log_text(path));
 		import_input_failed(import);
 	} else {
 		e_warning(import->event, "%s: not a regular file or directory: "
-			  "skipped", path);
+			  "skipped", dmarc_log_text(path));
 		import->counts->failed++;
 	}
 	return 0;
@@ -258,12 +264,14 @@ static int import_dir(struct dmarc_import *import, const char *dir)
 	dirp = opendir(dir);
 	if (dirp == NULL) {
 		/* a directory that cannot be read is not an empty one */
-		e_error(import->event, "opendir(%s) failed: %m", dir);
+		e_error(import->event, "opendir(%s) failed: %m",
+			dmarc_log_text(dir));
 		import_input_failed(import);
 		return 0;
 	}
 	if (fstat(dirfd(dirp), &st) < 0) {
-		e_error(import->event, "fstat(%s) failed: %m", dir);
+		e_error(import->event, "fstat(%s) failed: %m",
+			dmarc_log_text(dir));
 		import_input_failed(import);
 		(void)closedir(dirp);
 		return 0;
@@ -283,7 +291,8 @@ static int import_dir(struct dmarc_import *import, const char *dir)
 		new_entry->type = d->d_type;
 	}
 	if (closedir(dirp) < 0)
-		e_error(import->event, "closedir(%s) failed: %m", dir);
+		e_error(import->event, "closedir(%s) failed: %m",
+			dmarc_log_text(dir));
 	array_sort(&entries, import_dir_entry_cmp);
 	array_foreach(&entries, entry) {
 		T_BEGIN {

@@ -10,6 +10,7 @@
 #include "str-sanitize.h"
 #include "safe-mkstemp.h"
 #include "write-full.h"
+#include "dmarc-log.h"
 #include "time-util.h"
 #include "dmarc-settings.h"
 #include "dmarc-extract.h"
@@ -222,7 +223,7 @@ ingest_report_store_failed(struct dmarc_ingest *ingest,
 
 	if (code == DMARC_STORE_ERROR_REPORT) {
 		e_warning(att->event, "Not stored: %s: %s",
-			  report_label(report), error);
+			  report_label(report), dmarc_log_text(error));
 		counts->failed++;
 		return 0;
 	}
@@ -241,7 +242,7 @@ int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest)
 
 		if (dmarc_store_batch_begin(ingest->store, &error) < 0) {
 			e_error(ingest->event, "Starting the import failed: %s",
-				error);
+				dmarc_log_text(error));
 			ingest->failure_logged = TRUE;
 			ingest->store_failed = TRUE;
 			return -1;
@@ -269,7 +270,7 @@ int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest)
 		if (!ingest->failure_logged) {
 			e_error(ingest->event, "Storing the reports failed "
 				"(the last %u of them are not stored): %s",
-				lost, error);
+				lost, dmarc_log_text(error));
 		}
 		ingest->failure_logged = TRUE;
 		ingest->store_failed = TRUE;
@@ -405,7 +406,7 @@ ingest_attachment_failed(struct dmarc_ingest *ingest,
 	if (!ingest->queue_on_failure || att->from_pending) {
 		if (!ingest->failure_logged) {
 			e_error(att->event, "%s: %s", ingest->failure_prefix,
-				ingest->failure_error);
+				dmarc_log_text(ingest->failure_error));
 		}
 		ingest->failure_logged = TRUE;
 		return;
@@ -433,10 +434,12 @@ ingest_attachment_failed(struct dmarc_ingest *ingest,
 		   held it */
 		e_log(att->event, ingest->failure_busy && ret == 0 ?
 		      LOG_TYPE_WARNING : LOG_TYPE_ERROR, "%s (%s): %s",
-		      ingest->failure_prefix, hint, ingest->failure_error);
+		      ingest->failure_prefix, dmarc_log_text(hint),
+		      dmarc_log_text(ingest->failure_error));
 		ingest->failure_logged = TRUE;
 	} else if (ret < 0) {
-		e_error(att->event, "Storing the report failed (%s)", hint);
+		e_error(att->event, "Storing the report failed (%s)",
+			dmarc_log_text(hint));
 	}
 }
 
@@ -683,8 +686,8 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 		if (ctx->att.archive_path != NULL) {
 			e_error(ctx->att.event, "Archiving failed, processing "
 				"it anyway: write(%s/%s) failed: %m",
-				ctx->ingest->set.archive_dir,
-				ctx->att.archive_path);
+				dmarc_log_text(ctx->ingest->set.archive_dir),
+				dmarc_log_text(ctx->att.archive_path));
 			ingest_archive_failed(ctx, data, size);
 			return;
 		}
@@ -905,15 +908,14 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 	if (entry->info.message_id != NULL)
 		event_add_str(att.event, "message_id", entry->info.message_id);
 	event_set_append_log_prefix(att.event, t_strdup_printf(
-		"pending '%s': ", str_sanitize(entry->name, 120)));
+		"pending '%s': ", dmarc_log_value(entry->name)));
 	counts->attachments++;
 
 	if (entry->info.archive_path != NULL) {
 		if (ingest->set.archive_dir == NULL) {
 			e_error(att.event, "Kept: its attachment is in the "
 				"archive (%s), but dmarcreport_archive_dir is "
-				"not set", str_sanitize(entry->info.archive_path,
-							256));
+				"not set", dmarc_log_text(entry->info.archive_path));
 			event_unref(&att.event);
 			return -1;
 		}
@@ -932,12 +934,12 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 		if (ret == 0) {
 			e_warning(att.event, "Not stored: its attachment is "
 				  "gone (%s); entry removed",
-				  entry->info.archive_path != NULL ?
-				  str_sanitize(entry->info.archive_path, 256) :
-				  entry->data_path);
+				  dmarc_log_text(entry->info.archive_path != NULL ?
+						 entry->info.archive_path :
+						 entry->data_path));
 			counts->failed++;
 		} else {
-			e_error(att.event, "%s", error);
+			e_error(att.event, "%s", dmarc_log_text(error));
 		}
 		event_unref(&att.event);
 		return ret == 0 ? 0 : -1;
@@ -987,7 +989,8 @@ int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 	iter = dmarc_pending_iter_init(ingest->set.db_path, include_failed);
 	while ((ret = dmarc_pending_iter_next(iter, &entry, &error)) != 0) {
 		if (ret < 0) {
-			e_error(ingest->event, "Pending: %s", error);
+			e_error(ingest->event, "Pending: %s",
+				dmarc_log_text(error));
 			continue;
 		}
 		T_BEGIN {
@@ -1005,7 +1008,7 @@ int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 			break;
 	}
 	if (dmarc_pending_iter_deinit(&iter, &error) < 0) {
-		e_error(ingest->event, "Pending: %s", error);
+		e_error(ingest->event, "Pending: %s", dmarc_log_text(error));
 		result = -1;
 	}
 	if (pcounts.attachments > 0) {

@@ -110,7 +110,8 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 			return -1;
 		}
 		if (uint_value == 0) {
-			*error_r = t_strdup_printf("%s: must be positive", value);
+			*error_r = t_strdup_printf(
+				"%s: not a positive time", value);
 			return -1;
 		}
 		*(unsigned int *)field = uint_value;

@@ -290,6 +290,26 @@ static int ingest_stream(const struct dmarc_settings *set, bool queue,
 	return ret;
 }
 
+/* TRUE when a file in dir has a name ending in suffix. */
+static bool have_file_suffix(const char *dir, const char *suffix)
+{
+	struct dirent *d;
+	DIR *dirp;
+	bool found = FALSE;
+
+	if ((dirp = opendir(dir)) == NULL)
+		return FALSE;
+	while ((d = readdir(dirp)) != NULL) {
+		size_t len = strlen(d->d_name);
+
+		if (len > strlen(suffix) &&
+		    strcmp(d->d_name + len - strlen(suffix), suffix) == 0)
+			found = TRUE;
+	}
+	(void)closedir(dirp);
+	return found;
+}
+
 /* Files in dir whose names do not start with a dot; -1 when no dir. */
 static int count_files(const char *dir)
 {
@@ -468,6 +488,48 @@ static void test_ingest_queue_when_busy(void)
 	test_end();
 }
 
+static void test_ingest_pending_db_broken(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set;
+	const char *spool;
+	sqlite3 *lock;
+	int fd;
+
+	test_begin("ingest: pending entries keep their attempts while the database is broken");
+	test_settings("broken", &set);
+	set.limits.lock_timeout_msecs = 10;
+	spool = t_strconcat(set.db_path, "-pending", NULL);
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, TRUE, report_mail("first", 1, 0),
+				  &counts) == 0);
+	lock = lock_db(set.db_path);
+	test_expect_errors(1);
+	test_assert(ingest_stream(&set, TRUE, report_mail("queued", 1, 0),
+				  &counts) < 0);
+	test_expect_no_more_errors();
+	lock_release(lock);
+	test_assert(count_files(spool) == 1);
+	/* the database is replaced by something that is not one */
+	test_assert(unlink(set.db_path) == 0);
+	fd = open(set.db_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	test_assert(fd != -1 && write(fd, "not a database, not at all........"
+		"..............................................................."
+		"..............................", 128) == 128);
+	i_close_fd(&fd);
+	ingest = dmarc_ingest_init(&set, test_event);
+	dmarc_ingest_set_queue_on_failure(ingest, TRUE);
+	test_expect_errors(1);
+	test_assert(dmarc_ingest_pending(ingest, FALSE, 0, &counts) < 0);
+	test_expect_no_more_errors();
+	dmarc_ingest_deinit(&ingest);
+	/* still its first attempt to come: <id>.0 */
+	test_assert(count_files(spool) == 1);
+	test_assert(have_file_suffix(spool, ".0"));
+	test_end();
+}
+
 static void test_ingest_queue_bounded(void)
 {
 	struct dmarc_ingest_counts counts;
@@ -569,6 +631,7 @@ int main(void)
 		test_ingest_too_big_not_archived,
 		test_ingest_archive_write_fails,
 		test_ingest_queue_when_busy,
+		test_ingest_pending_db_broken,
 		test_ingest_queue_bounded,
 		test_ingest_import_goes_on,
 		test_ingest_teardown,

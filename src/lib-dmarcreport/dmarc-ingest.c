@@ -987,6 +987,18 @@ int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 	i_zero(&pcounts);
 	i_gettimeofday(&start);
 	iter = dmarc_pending_iter_init(ingest->set.db_path, include_failed);
+	/* a database that cannot be opened now must not cost the entries
+	   one of their attempts each */
+	if (dmarc_pending_iter_count(iter) > 0 &&
+	    ingest_get_store(ingest) == NULL) {
+		e_warning(ingest->event, "%u pending reports wait: %s: %s",
+			  dmarc_pending_iter_count(iter),
+			  ingest->failure_prefix,
+			  dmarc_log_text(ingest->failure_error));
+		ingest->failure_logged = TRUE;
+		(void)dmarc_pending_iter_deinit(&iter, &error);
+		return -1;
+	}
 	while ((ret = dmarc_pending_iter_next(iter, &entry, &error)) != 0) {
 		if (ret < 0) {
 			e_error(ingest->event, "Pending: %s",

@@ -359,6 +359,11 @@ pending_take(struct dmarc_pending_iter *iter, const char *name,
 	return 1;
 }
 
+unsigned int dmarc_pending_iter_count(struct dmarc_pending_iter *iter)
+{
+	return array_count(&iter->names) - iter->idx;
+}
+
 int dmarc_pending_iter_next(struct dmarc_pending_iter *iter,
 			    const struct dmarc_pending_entry **entry_r,
 			    const char **error_r)

@@ -49,6 +49,8 @@ int dmarc_pending_add(const char *db_path, uoff_t max_size,
    too). */
 struct dmarc_pending_iter *
 dmarc_pending_iter_init(const char *db_path, bool include_failed);
+/* Entries listed and not yet returned (some may be taken by others). */
+unsigned int dmarc_pending_iter_count(struct dmarc_pending_iter *iter);
 /* Returns 1 and the next entry, taken (locked, its attempt counted), 0 at
    the end, -1 on an error with this entry (logged by the caller; the
    iteration goes on). An entry that has now failed too often is set

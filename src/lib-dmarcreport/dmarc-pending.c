@@ -1,5 +1,6 @@
 /* The pending spool next to the database; see dmarc-pending.h. Entry
-   names: <time>.<pid>.<random>.<attempts> (or .failed once set aside),
+   names: <secs>.<usecs>.<pid>.<random>.<attempts> (or .failed once set
+   aside),
    <...>.data for the bytes; names starting with a dot are being written. */
 
 #include "lib.h"
@@ -9,6 +10,7 @@
 #include "hostpid.h"
 #include "randgen.h"
 #include "write-full.h"
+#include "time-util.h"
 #include "read-full.h"
 #include "dmarc-pending.h"
 
@@ -134,6 +136,7 @@ int dmarc_pending_add(const char *db_path, uoff_t max_size,
 	const char *dir = dmarc_pending_dir(db_path);
 	const char *id;
 	string_t *str;
+	struct timeval tv;
 	uoff_t usage, need;
 	struct stat st;
 
@@ -162,8 +165,11 @@ int dmarc_pending_add(const char *db_path, uoff_t max_size,
 		return -1;
 	}
 
-	id = t_strdup_printf("%ld.%s.%08x", (long)time(NULL), my_pid,
-			     i_rand());
+	/* oldest first by name: microseconds tell apart entries of one
+	   second, the pid and a random number those of one microsecond */
+	i_gettimeofday(&tv);
+	id = t_strdup_printf("%ld.%06ld.%s.%08x", (long)tv.tv_sec,
+			     (long)tv.tv_usec, my_pid, i_rand());
 	if (info->archive_path == NULL &&
 	    pending_write_file(dir, t_strconcat(id, PENDING_DATA_SUFFIX, NULL),
 			       data, size, fd, error_r) < 0)

@@ -33,6 +33,7 @@ static int list_report(const struct dmarc_query_report_row *row, void *context)
 {
 	struct list_cmd_context *ctx = context;
 
+	doveadm_dmarc_print_num(row->id);
 	doveadm_dmarc_print_str(row->org_name);
 	doveadm_dmarc_print_str(row->report_id);
 	doveadm_dmarc_print_str(row->policy_domain);
@@ -76,6 +77,8 @@ cmd_dmarc_list_init(struct doveadm_mail_cmd_context *_ctx,
 	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
 
 	doveadm_dmarc_parse_filter(&ctx->dctx, args);
+	/* what doveadm dmarc show takes */
+	doveadm_print_header("id", "Id", DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("org", "Org", 0);
 	doveadm_print_header("report_id", "Report-ID", 0);
 	doveadm_print_header("domain", "Domain", 0);

@@ -20,6 +20,7 @@ const char *doveadm_dmarcreport_plugin_version = DOVECOT_ABI_VERSION;
 /* A new command is one file and one line here. */
 static struct doveadm_cmd_ver2 *const dmarc_cmds[] = {
 	&doveadm_dmarc_cmd_list,
+	&doveadm_dmarc_cmd_show,
 	&doveadm_dmarc_cmd_query,
 	&doveadm_dmarc_cmd_summary,
 	&doveadm_dmarc_cmd_import,

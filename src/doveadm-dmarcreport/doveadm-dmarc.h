@@ -1,7 +1,7 @@
 #ifndef DOVEADM_DMARC_H
 #define DOVEADM_DMARC_H
 
-/* The doveadm door: doveadm dmarc list|query|summary|import|expire.
+/* The doveadm door: doveadm dmarc list|show|query|summary|import|expire.
    Shared by the command files: the common context, settings and database
    opening per user, and output helpers. */
 
@@ -19,6 +19,7 @@ void doveadm_dmarcreport_plugin_deinit(void);
 
 /* The command table: one per file. */
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_list;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_show;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_query;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_summary;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_import;

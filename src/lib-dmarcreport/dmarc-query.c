@@ -842,3 +842,234 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 	}
 	return dmarc_store_batch_commit(store, error_r);
 }
+
+/* --- show: one report with everything stored of it --- */
+
+static const char *col_pstr(pool_t pool, sqlite3_stmt *stmt, int col)
+{
+	const unsigned char *s = sqlite3_column_text(stmt, col);
+
+	return s == NULL ? NULL : p_strdup(pool, (const char *)s);
+}
+
+/* Runs the one-id statement sql for report_id, calling row_func per
+   row. */
+static int
+query_show_rows(struct dmarc_store *store, const char *sql, int64_t id,
+		void (*row_func)(sqlite3_stmt *stmt, void *context),
+		void *context, const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	query_sql_init(&q, sql);
+	bind_int(&q, id);
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = query_step(stmt, error_r)) > 0)
+		row_func(stmt, context);
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static void show_error_row(sqlite3_stmt *stmt, void *context)
+{
+	struct dmarc_query_show_report *report = context;
+	const char *error = col_pstr(report->pool, stmt, 0);
+
+	array_push_back(&report->errors, &error);
+}
+
+static void show_record_row(sqlite3_stmt *stmt, void *context)
+{
+	struct dmarc_query_show_report *report = context;
+	struct dmarc_query_show_record *rec;
+	pool_t pool = report->pool;
+
+	rec = array_append_space(&report->record_list);
+	rec->id = sqlite3_column_int64(stmt, 0);
+	rec->source_ip = col_pstr(pool, stmt, 1);
+	rec->source_ip_valid = sqlite3_column_int(stmt, 2) != 0;
+	rec->count = col_u64(stmt, 3);
+	rec->disposition = col_pstr(pool, stmt, 4);
+	rec->dkim = col_pstr(pool, stmt, 5);
+	rec->spf = col_pstr(pool, stmt, 6);
+	rec->dmarc_pass = sqlite3_column_int(stmt, 7) != 0;
+	rec->header_from = col_pstr(pool, stmt, 8);
+	rec->envelope_from = col_pstr(pool, stmt, 9);
+	rec->envelope_to = col_pstr(pool, stmt, 10);
+	rec->extensions = col_pstr(pool, stmt, 11);
+	p_array_init(&rec->reasons, pool, 1);
+	p_array_init(&rec->auth_results, pool, 2);
+}
+
+/* The record a reason or auth result row belongs to: rows come ordered
+   by record id, as the records do. */
+static struct dmarc_query_show_record *
+show_find_record(struct dmarc_query_show_report *report, int64_t id)
+{
+	struct dmarc_query_show_record *recs;
+	unsigned int count;
+
+	recs = array_get_modifiable(&report->record_list, &count);
+	while (report->cursor < count && recs[report->cursor].id < id)
+		report->cursor++;
+	return report->cursor < count && recs[report->cursor].id == id ?
+		&recs[report->cursor] : NULL;
+}
+
+static void show_reason_row(sqlite3_stmt *stmt, void *context)
+{
+	struct dmarc_query_show_report *report = context;
+	struct dmarc_query_show_record *rec;
+	struct dmarc_query_reason *reason;
+
+	rec = show_find_record(report, sqlite3_column_int64(stmt, 0));
+	if (rec == NULL)
+		return;
+	reason = array_append_space(&rec->reasons);
+	reason->type = col_pstr(report->pool, stmt, 1);
+	reason->comment = col_pstr(report->pool, stmt, 2);
+}
+
+static void show_auth_row(sqlite3_stmt *stmt, void *context)
+{
+	struct dmarc_query_show_report *report = context;
+	struct dmarc_query_show_record *rec;
+	struct dmarc_query_auth *auth;
+	pool_t pool = report->pool;
+
+	rec = show_find_record(report, sqlite3_column_int64(stmt, 0));
+	if (rec == NULL)
+		return;
+	auth = array_append_space(&rec->auth_results);
+	auth->type = col_pstr(pool, stmt, 1);
+	auth->domain = col_pstr(pool, stmt, 2);
+	auth->selector = col_pstr(pool, stmt, 3);
+	auth->scope = col_pstr(pool, stmt, 4);
+	auth->result = col_pstr(pool, stmt, 5);
+	auth->human_result = col_pstr(pool, stmt, 6);
+}
+
+static int
+query_show_one(struct dmarc_store *store, sqlite3_stmt *stmt,
+	       dmarc_query_show_callback_t *callback, void *context,
+	       const char **error_r)
+{
+	struct dmarc_query_show_report report;
+	pool_t pool;
+	int ret;
+
+	pool = pool_alloconly_create("dmarc show", 4096);
+	i_zero(&report);
+	report.pool = pool;
+	report.id = sqlite3_column_int64(stmt, 0);
+	report.org_name = col_pstr(pool, stmt, 1);
+	report.report_id = col_pstr(pool, stmt, 2);
+	report.policy_domain = col_pstr(pool, stmt, 3);
+	report.format = col_pstr(pool, stmt, 4);
+	report.version = col_pstr(pool, stmt, 5);
+	report.email = col_pstr(pool, stmt, 6);
+	report.extra_contact_info = col_pstr(pool, stmt, 7);
+	report.generator = col_pstr(pool, stmt, 8);
+	report.extensions = col_pstr(pool, stmt, 9);
+	report.date_begin = sqlite3_column_int64(stmt, 10);
+	report.date_end = sqlite3_column_int64(stmt, 11);
+	report.policy_adkim = col_pstr(pool, stmt, 12);
+	report.policy_aspf = col_pstr(pool, stmt, 13);
+	report.policy_p = col_pstr(pool, stmt, 14);
+	report.policy_sp = col_pstr(pool, stmt, 15);
+	report.policy_np = col_pstr(pool, stmt, 16);
+	report.have_policy_pct = sqlite3_column_type(stmt, 17) != SQLITE_NULL;
+	report.policy_pct = sqlite3_column_int(stmt, 17);
+	report.policy_fo = col_pstr(pool, stmt, 18);
+	report.policy_testing = col_pstr(pool, stmt, 19);
+	report.policy_discovery_method = col_pstr(pool, stmt, 20);
+	report.archive_path = col_pstr(pool, stmt, 21);
+	report.message_id = col_pstr(pool, stmt, 22);
+	report.received = sqlite3_column_int64(stmt, 23);
+	report.records = col_u64(stmt, 24);
+	report.messages = col_u64(stmt, 25);
+	report.pass = col_u64(stmt, 26);
+	p_array_init(&report.errors, pool, 2);
+	p_array_init(&report.record_list, pool, 16);
+
+	ret = query_show_rows(store, "SELECT error FROM report_errors"
+		" WHERE report_ref = ? ORDER BY seq", report.id,
+		show_error_row, &report, error_r);
+	if (ret == 0) {
+		ret = query_show_rows(store, "SELECT id, source_ip,"
+			" source_ip_valid, count, disposition, dkim, spf,"
+			" dmarc_pass, header_from, envelope_from, envelope_to,"
+			" extensions FROM records WHERE report_ref = ?"
+			" ORDER BY id", report.id, show_record_row, &report,
+			error_r);
+	}
+	if (ret == 0) {
+		report.cursor = 0;
+		ret = query_show_rows(store, "SELECT r.record_ref, r.type,"
+			" r.comment FROM record_reasons r JOIN records rec"
+			" ON rec.id = r.record_ref WHERE rec.report_ref = ?"
+			" ORDER BY r.record_ref, r.seq", report.id,
+			show_reason_row, &report, error_r);
+	}
+	if (ret == 0) {
+		report.cursor = 0;
+		ret = query_show_rows(store, "SELECT a.record_ref, a.type,"
+			" a.domain, a.selector, a.scope, a.result,"
+			" a.human_result FROM auth_results a JOIN records rec"
+			" ON rec.id = a.record_ref WHERE rec.report_ref = ?"
+			" ORDER BY a.record_ref, a.rowid", report.id,
+			show_auth_row, &report, error_r);
+	}
+	if (ret == 0 && callback(&report, context) < 0) {
+		*error_r = query_callback_error;
+		ret = -1;
+	}
+	pool_unref(&pool);
+	return ret;
+}
+
+int dmarc_query_show(struct dmarc_store *store,
+		     const struct dmarc_query_show_key *key,
+		     dmarc_query_show_callback_t *callback, void *context,
+		     const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	unsigned int found = 0;
+	int ret;
+
+	query_sql_init(&q,
+		"SELECT id, org_name, report_id, policy_domain, format,"
+		" version, email, extra_contact_info, generator, extensions,"
+		" date_begin, date_end, policy_adkim, policy_aspf, policy_p,"
+		" policy_sp, policy_np, policy_pct, policy_fo, policy_testing,"
+		" policy_discovery_method, archive_path, message_id, received,"
+		" record_count, message_count, pass_count FROM reports WHERE ");
+	if (key->report_id == NULL) {
+		str_append(q.sql, "id = ?");
+		bind_int(&q, key->id);
+	} else {
+		/* the key's comparison: org_name case-insensitively */
+		str_append(q.sql, "report_id = ? AND org_name = ?"
+			   " COLLATE NOCASE");
+		bind_text(&q, key->report_id);
+		bind_text(&q, key->org_name);
+	}
+	str_append(q.sql, " ORDER BY id");
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = query_step(stmt, error_r)) > 0) {
+		found++;
+		T_BEGIN {
+			ret = query_show_one(store, stmt, callback, context,
+					     error_r);
+		} T_END_PASS_STR_IF(ret < 0, error_r);
+		if (ret < 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : found > 0 ? 1 : 0;
+}

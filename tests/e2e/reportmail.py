@@ -175,6 +175,116 @@ def report_facts(xml):
             "messages": messages, "how": how}
 
 
+def _ns(tag):
+    return tag[1:].split("}", 1)[0] if tag.startswith("{") else None
+
+
+def _lc(value):
+    """The parser's normal form of a word or domain: trimmed,
+    lower-case, control characters as spaces (None stays None)."""
+    return None if value is None else _clean(value).lower()
+
+
+def _clean(value):
+    return None if value is None else re.sub(r"[\t\r\n]", " ", value).strip()
+
+
+def full_facts(xml):
+    """Every field `doveadm dmarc show` prints, parsed here with etree
+    independently of the plugin, in the parser's normal forms; None for
+    a document etree cannot read."""
+    try:
+        root = ET.fromstring(xml)
+    except (ET.ParseError, ValueError):
+        return None
+    ns = _ns(root.tag)
+    out = {"format": {None: "rfc7489",
+                      "urn:ietf:params:xml:ns:dmarc-2.0": "rfc9990"}.get(ns, "draft"),
+           "version": None, "errors": [], "records": [], "policy": {},
+           "has_extensions": False}
+    known_top = {"version", "report_metadata", "policy_published", "record"}
+    for child in root:
+        name = _local(child.tag)
+        if name == "version":
+            out["version"] = _clean(child.text or "") or None
+        elif name == "report_metadata":
+            for e in child:
+                n = _local(e.tag)
+                if n == "error" and _clean(e.text or ""):
+                    out["errors"].append(_clean(e.text))
+                elif n in ("org_name", "email", "extra_contact_info",
+                           "report_id", "generator"):
+                    out[n] = _clean(e.text or "")
+                elif n == "date_range":
+                    for d in e:
+                        if _local(d.tag) in ("begin", "end"):
+                            out[_local(d.tag)] = int(_clean(d.text))
+                        else:
+                            out["has_extensions"] = True
+                else:
+                    out["has_extensions"] = True
+        elif name == "policy_published":
+            for e in child:
+                n = _local(e.tag)
+                if n in ("domain", "adkim", "aspf", "p", "sp", "np", "pct",
+                         "fo", "testing", "discovery_method"):
+                    out["policy"][n] = _clean(e.text or "")
+                else:
+                    out["has_extensions"] = True
+        elif name == "record":
+            out["records"].append(_record_facts(child))
+        elif name not in known_top:
+            out["has_extensions"] = True
+    return out
+
+
+def _record_facts(rec):
+    r = {"source_ip": None, "count": None, "reasons": [], "dkim": [],
+         "spf": [], "header_from": None, "envelope_from": None,
+         "envelope_to": None, "has_extensions": False}
+    for part in rec:
+        pn = _local(part.tag)
+        if pn == "row":
+            for e in part:
+                n = _local(e.tag)
+                if n == "source_ip":
+                    r["source_ip"] = _clean(e.text or "")
+                elif n == "count":
+                    r["count"] = int(_clean(e.text))
+                elif n == "policy_evaluated":
+                    for pe in e:
+                        if _local(pe.tag) == "reason":
+                            t = c = None
+                            for x in pe:
+                                if _local(x.tag) == "type":
+                                    t = _lc(x.text or "")
+                                elif _local(x.tag) == "comment":
+                                    c = _clean(x.text or "")
+                            if t or c:
+                                r["reasons"].append((t or "", c))
+                        elif _local(pe.tag) in ("disposition", "dkim", "spf"):
+                            r["pe_" + _local(pe.tag)] = _lc(pe.text or "") or None
+        elif pn == "identifiers":
+            for e in part:
+                if _local(e.tag) in ("header_from", "envelope_from", "envelope_to"):
+                    r[_local(e.tag)] = _lc(e.text or "")
+        elif pn == "auth_results":
+            for e in part:
+                kind = _local(e.tag)
+                vals = {_local(x.tag): _clean(x.text or "") for x in e}
+                if not any(vals.values()):
+                    continue
+                if kind == "dkim":
+                    r["dkim"].append((_lc(vals.get("domain")), vals.get("selector"),
+                                      _lc(vals.get("result"))))
+                elif kind == "spf":
+                    r["spf"].append((_lc(vals.get("domain")), _lc(vals.get("scope")),
+                                     _lc(vals.get("result"))))
+        else:
+            r["has_extensions"] = True
+    return r
+
+
 def attachment_facts(data):
     return [report_facts(doc) for doc in unpack(data)]
 

@@ -5,6 +5,7 @@ LMTP (the Sieve action) or by import; the figures doveadm prints are
 checked against figures computed here from the XML, and between the
 commands (group totals = list totals, import = delivery)."""
 
+import ipaddress
 import json
 import os
 import re
@@ -26,8 +27,9 @@ CORPUS = dovetest.CORPUS_DIR
 # eml: corpus mails imported as files; mbox: mails kept in INBOX without
 # the action, then imported from there; exp: expire; nodb: never gets a
 # database; newer: a database of a future schema; arch: import --archive;
-# robust: imports of bad inputs
-USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer", "arch", "robust"]
+# robust: imports of bad inputs; show: the RFC 9990 sample alone
+USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer", "arch", "robust",
+         "show"]
 KEEP_ONLY = "keep;\n"
 
 EX_USAGE = 64
@@ -60,8 +62,10 @@ def report_key(row):
 
 
 def comparable(rows):
-    """List rows without what differs between two users' copies."""
-    return sorted(tuple((k, v) for k, v in sorted(row.items()) if k != "archive")
+    """List rows without what differs between two users' copies (the
+    archive path, the row id)."""
+    return sorted(tuple((k, v) for k, v in sorted(row.items())
+                        if k not in ("archive", "id"))
                   for row in rows)
 
 
@@ -130,19 +134,125 @@ def test_list_after_lmtp(dc):
 
 
 def test_list_tab(dc):
-    """-f tab: a header line, then one line of 10 fields per report."""
+    """-f tab: a header line, then one line of 11 fields per report."""
     rows = state.get("lmtp_rows") or skip_test("no deliveries")
     out = doveadm_ok(dc, ["dmarc", "list"], "lmtp", fmt="tab").stdout
     lines = out.rstrip("\n").split("\n")
     header = lines[0].split("\t")
-    check_equal(len(header), 10, "tab header fields")
+    check_equal(len(header), 11, "tab header fields")
     parsed = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
     check_equal(len(parsed), len(rows), "tab rows")
     for line in lines[1:]:
-        check_equal(len(line.split("\t")), 10, f"fields of {line!r}")
+        check_equal(len(line.split("\t")), 11, f"fields of {line!r}")
     by_id = sorted((p["Report-ID"], int(p["Messages"])) for p in parsed)
     check_equal(by_id, sorted((r["report_id"], r["messages"]) for r in rows),
                 "tab report ids and messages")
+
+
+def norm_ip(value):
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return value
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def check_show_against_xml(key, got, facts):
+    """One report as `show -f json` prints it against the independent
+    parse of its XML (reportmail.full_facts)."""
+    check_equal(got["format"], facts["format"], f"{key} format")
+    check_equal(got["version"], facts["version"] or "", f"{key} version as given")
+    check_equal(json.loads(got["errors"]), facts["errors"], f"{key} errors")
+    for f in ("email", "extra_contact_info", "generator"):
+        if f in facts:
+            check_equal(got[f], facts[f], f"{key} {f}")
+    pol = facts["policy"]
+    for f in ("adkim", "aspf", "fo", "testing", "discovery_method", "p", "sp", "np"):
+        if pol.get(f):
+            check_equal(got[f], pol[f].lower(), f"{key} {f}")
+    if pol.get("pct", "").isdigit():
+        check_equal(got["pct"], pol["pct"], f"{key} pct")
+    check_equal(got["extensions"] != "", facts["has_extensions"],
+                f"{key} report-level extensions kept: {got['extensions']!r}")
+    records = json.loads(got["records"])
+    check_equal(len(records), len(facts["records"]), f"{key} records")
+    check_equal(got["record_count"], len(records), f"{key} record_count")
+    check_equal(got["messages"], sum(r["count"] for r in records), f"{key} messages")
+    for i, (r, x) in enumerate(zip(records, facts["records"])):
+        where = f"{key} record {i}"
+        check_equal(r["source_ip"], norm_ip(x["source_ip"]), f"{where} source_ip")
+        check_equal(r["count"], x["count"], f"{where} count")
+        for f in ("disposition", "dkim", "spf"):
+            check_equal(r[f], x.get("pe_" + f), f"{where} {f}")
+        # present but empty is "", absent is null: as in the XML
+        check_equal([(z["type"], z["comment"]) for z in r["reasons"]],
+                    x["reasons"], f"{where} reasons")
+        for f in ("header_from", "envelope_from", "envelope_to"):
+            check_equal(r[f], x[f], f"{where} {f}")
+        check_equal([(a["domain"], a["selector"], a["result"]) for a in r["dkim_results"]],
+                    x["dkim"], f"{where} dkim")
+        check_equal([(a["domain"], a["scope"], a["result"]) for a in r["spf_results"]],
+                    x["spf"], f"{where} spf")
+        check_equal(r["extensions"] is not None, x["has_extensions"],
+                    f"{where} extensions kept")
+
+
+def test_show_every_report(dc):
+    """show <id> prints each listed report completely: every field
+    against an independent parse of its XML; show <org> <report_id>
+    gives the same; an unknown id is "not found"."""
+    need_corpus()
+    rows = state.get("lmtp_rows") or skip_test("no deliveries")
+    by_key = {report_key(r): r for r in rows}
+    compared = 0
+    seen = set()
+    for path in reportmail.corpus_files(CORPUS, "aggregate"):
+        for doc in reportmail.unpack(open(path, "rb").read()):
+            facts = reportmail.full_facts(doc)
+            key = reportmail.report_facts(doc)["key"]
+            # a later file with the same key is a duplicate: the first
+            # delivered (in this order) is the one kept
+            if key in seen:
+                continue
+            seen.add(key)
+            if facts is None or key not in by_key:
+                continue
+            shown = doveadm_json(dc, ["dmarc", "show", str(by_key[key]["id"])], "lmtp")
+            check_equal(len(shown), 1, f"{key}: one report")
+            got = shown[0]
+            check_equal((got["org"], got["report_id"], got["domain"]), key, f"{key}: key")
+            check_show_against_xml(key, got, facts)
+            by_org = doveadm_json(dc, ["dmarc", "show", key[0].upper(), key[1]], "lmtp")
+            check(got in by_org, f"{key}: show <org> <report_id> gives it too")
+            compared += 1
+    check(compared >= 30, f"only {compared} reports compared")
+    r = dc.doveadm(["dmarc", "show", "999999"], user="lmtp", fmt="json")
+    check_equal(r.returncode, EX_NOTFOUND, f"show of an unknown id: {r.stderr}")
+    print(f"# show: {compared} reports compared field by field with their XML")
+    # mail-auth--001.xml, --004.xml and parsedmarc--rfc9990-sample.xml share
+    # their key (Sample Reporter, 3v98abbp8ya9n3va8yr8oa3ya, example.com)
+    # but not their content: the first stays, each later one is a
+    # conflicting duplicate, one warning naming both archive files
+    log = [l for l in dc.log_text().splitlines()
+           if "Conflicting duplicate" in l and "3v98abbp8ya9n3va8yr8oa3ya" in l]
+    check_equal(len(log), 2, f"a conflicting duplicate warning each: {log}")
+    for line, later in zip(log, ("mail-auth--004.xml", "parsedmarc--rfc9990-sample.xml")):
+        check("Warning:" in line and "stored from 2026" in line and
+              "/mail-auth--001.xml, this one archived as " in line and later in line,
+              f"both archive files named: {line}")
+    # the RFC 9990 sample alone, for the record
+    path = os.path.join(CORPUS, "aggregate", "parsedmarc--rfc9990-sample.xml")
+    dc.lmtp_deliver_ok(reportmail.report_mail(
+        [(os.path.basename(path), open(path, "rb").read())], "<rfc9990@e2e.test>"), "show")
+    shown = doveadm_json(dc, ["dmarc", "show", "1"], "show")
+    check_equal((len(shown), shown[0]["format"], shown[0]["version"]), (1, "rfc9990", "1.0"),
+                "the RFC 9990 sample: format and version")
+    check_show_against_xml("rfc9990-sample", shown[0],
+                           reportmail.full_facts(open(path, "rb").read()))
+    print("# show -f json of parsedmarc--rfc9990-sample.xml: " +
+          json.dumps(shown, separators=(",", ":")))
 
 
 def test_query_totals(dc):
@@ -489,6 +599,7 @@ def test_no_crash(dc):
 TESTS = [
     test_list_after_lmtp,
     test_list_tab,
+    test_show_every_report,
     test_query_totals,
     test_summary,
     test_filters,

@@ -161,7 +161,7 @@ def test_tab_output_of_delivered(dc):
     need_doveadm()
     n = report_count(dc, "inject")
     check(n >= 2, f"{n} reports stored for inject")
-    check_one_line_per_row(dc, "inject", ["dmarc", "list"], n, 10)
+    check_one_line_per_row(dc, "inject", ["dmarc", "list"], n, 11)
     check_one_line_per_row(dc, "inject", ["dmarc", "query"], n, 12)
     check_one_line_per_row(dc, "inject", ["dmarc", "query", "--group-by", "org"], n, 5)
 
@@ -198,7 +198,7 @@ def test_control_characters_in_database(dc):
          " header_from = header_from || ?, envelope_from = ?", (bad, "none" + bad, bad, bad)),
         ("UPDATE auth_results SET domain = domain || ?, result = ?", (bad, "pass" + bad)),
     ])
-    check_one_line_per_row(dc, "olddb", ["dmarc", "list"], 2, 10)
+    check_one_line_per_row(dc, "olddb", ["dmarc", "list"], 2, 11)
     check_one_line_per_row(dc, "olddb", ["dmarc", "query"], 2, 12)
     for group in ("source", "domain", "org", "header_from", "disposition", "day"):
         rows = 2 if group in ("domain", "header_from") else 1

@@ -7,15 +7,21 @@
    Decisions (tested in tests/test-dmarc-parse.c):
    - Rejected: any DOCTYPE; a root other than <feedback> (in no namespace,
      urn:ietf:params:xml:ns:dmarc-2.0 or the old dmarc.org draft one); no
-     report_id, policy domain or date_range; no record; a record without a
-     valid source_ip or count; p/sp/np other than none|quarantine|reject,
-     disposition other than none|pass|quarantine|reject (RFC 9990 adds
-     pass), policy_evaluated dkim/spf other than pass|fail. An empty p or
-     disposition/dkim/spf is such an unknown value; an empty sp/np is
-     "not given".
+     report_id, policy domain or date_range; no record; p/sp/np other
+     than none|quarantine|reject (an empty p is such an unknown value; an
+     empty sp/np is "not given"); a key value (org_name, report_id,
+     policy domain) longer than PARSE_MAX_KEY_LENGTH.
+   - One bad record costs only itself (an anomaly, for one warning): a
+     source_ip that is not an address is kept as reported and marked
+     invalid; an unknown disposition (RFC 9990 adds pass) or
+     policy_evaluated dkim/spf (pass|fail) is stored as absent; a record
+     without a usable count is skipped.
+   - Kept as reported, an anomaly: pct out of 0..100, begin > end.
    - Accepted, normalised: case of all enumerated values and domains
      (lower-cased), surrounding whitespace, auth_results result words as
-     found ("hardfail"), empty org_name (""), begin > end (a warning).
+     found ("hardfail"), empty org_name (""). <version> as given (NULL
+     when absent), the format from the root's namespace; <extensions>
+     and unknown elements kept as XML (see the ext_ functions).
    - Repaired, with a warning: invalid UTF-8 and control characters
      (U+FFFD; in other charsets a control byte becomes &#xFFFD;), a '<'
      or '&' that starts no markup (kept as text), a stray <xs:schema>
@@ -23,8 +29,8 @@
      data after </feedback>, values longer than
      dmarcreport_max_value_length (cut), control characters in values
      (TAB, CR and LF become spaces, as XML normalises attribute values;
-     DEL and U+0080..U+009F become U+FFFD): no stored value holds one,
-     and newline-joined lists (errors, reasons) stay unambiguous.
+     DEL and U+0080..U+009F become U+FFFD): no stored value holds one.
+     The key values are never cut.
    - Bounded, the report rejected past the bound: nesting depth, records,
      auth results per record, rows (records + auth results) per report,
      attributes per tag, namespace declarations and distinct names per

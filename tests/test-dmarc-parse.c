@@ -812,7 +812,8 @@ static void test_parse_extensions_format_version(void)
 enum gen_outcome {
 	GEN_STORED,		/* stored_ip, stored_count */
 	GEN_INVALID_IP,		/* kept, source_ip as stored_ip, marked */
-	GEN_SKIPPED,		/* no record, the anomaly has error */
+	GEN_SKIPPED,		/* record skipped: it was the only one, so
+				   the report fails; the anomaly has error */
 	GEN_FAILED,		/* the report fails with error */
 };
 
@@ -836,8 +837,8 @@ static void test_parse_generated_values(void)
 		  "messages", NULL, 0 },
 		{ "x", "192.0.2.1", "9223372036854775807", GEN_FAILED,
 		  "<count> \"9223372036854775807\" is more than", NULL, 0 },
-		{ "x", "192.0.2.1", "99999999999999999999", GEN_SKIPPED,
-		  "<count> \"99999999999999999999\" is not", NULL, 0 },
+		{ "x", "192.0.2.1", "99999999999999999999", GEN_FAILED,
+		  "<count> \"99999999999999999999\" is more than", NULL, 0 },
 		{ "x", "192.0.2.1", "9223372036854775808", GEN_FAILED,
 		  "<count> \"9223372036854775808\" is more than", NULL, 0 },
 		/* IPv4-mapped IPv6 addresses are the IPv4 source */
@@ -866,6 +867,20 @@ static void test_parse_generated_values(void)
 	unsigned int i;
 
 	test_begin("parse: generated count and source_ip values");
+	/* a bad record among good ones costs only itself */
+	T_BEGIN {
+		struct parse_result res;
+		const char *doc = t_strdup_printf(DOC_HEAD DOC_RECORD DOC_RECORD
+			DOC_RECORD DOC_TAIL, "o", "192.0.2.1", "ten",
+			"192.0.2.2", "2", "192.0.2.3", "-1");
+
+		parse_data(doc, strlen(doc), test_default_limits(), &res);
+		test_assert(res.ret == 0 && res.records == 1 &&
+			    res.count_sum == 2);
+		test_assert_strcmp(res.anomalies, "2 records not stored "
+			"(first: record 1: <count> \"ten\" is not a "
+			"non-negative integer)");
+	} T_END;
 	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
 		const char *doc = make_doc(tests[i].org_name,
 					   tests[i].source_ip, tests[i].count);
@@ -903,7 +918,11 @@ static void test_parse_generated_values(void)
 					&record, &error) == 0, i);
 			break;
 		case GEN_SKIPPED:
-			test_assert_idx(ret == 0, i);
+			/* its only record: nothing usable is left */
+			test_assert_idx(ret == -1, i);
+			test_assert_idx(ret == 1 || (strstr(error,
+					"no usable record (record 1: ") != NULL &&
+					strstr(error, tests[i].error) != NULL), i);
 			break;
 		case GEN_FAILED:
 			test_assert_idx(ret == -1, i);

@@ -15,7 +15,8 @@
      source_ip that is not an address is kept as reported and marked
      invalid; an unknown disposition (RFC 9990 adds pass) or
      policy_evaluated dkim/spf (pass|fail) is stored as absent; a record
-     without a usable count is skipped.
+     without a usable count is skipped. A report of skipped records only
+     is rejected, as one without records.
    - Kept as reported, an anomaly: pct out of 0..100, begin > end.
    - Accepted, normalised: case of all enumerated values and domains
      (lower-cased), surrounding whitespace, auth_results result words as
@@ -267,6 +268,8 @@ struct dmarc_parser {
 	   none), its XML so far, and whether it is inside a <record> */
 	unsigned int ext_depth;
 	string_t *ext;
+	/* bytes of fragments kept for the record in progress */
+	size_t record_ext_len;
 	bool ext_in_record;
 	bool ext_overflow;
 	string_t *report_ext;
@@ -1530,12 +1533,14 @@ leaf_end(struct dmarc_parser *parser, enum elem id, const char *value)
 		}
 		break;
 	case E_COUNT:
-		if (str_to_uint64(value, &count) < 0) {
+		if (str_to_uint64(value, &count) < 0 && !str_is_numeric(value, '\0')) {
 			return record_skip(parser, "<count> %s is not a "
 					   "non-negative integer",
 					   quote_value(value));
 		}
-		if (count > DMARC_MAX_COUNT) {
+		/* digits past UINT64_MAX are past the bound too */
+		if (str_to_uint64(value, &count) < 0 ||
+		    count > DMARC_MAX_COUNT) {
 			return parser_fail(parser, "<count> %s is more than "
 					   "%lld messages", quote_value(value),
 					   DMARC_MAX_COUNT);
@@ -1647,6 +1652,7 @@ static enum step_result record_begin(struct dmarc_parser *parser)
 	record->source_ip = NULL;
 	record->source_ip_valid = FALSE;
 	record->extensions = NULL;
+	parser->record_ext_len = 0;
 	record->count = DMARC_UNSET;
 	record->disposition = record->dkim = record->spf = NULL;
 	record->header_from = record->envelope_from = NULL;
@@ -1774,6 +1780,11 @@ static enum step_result element_end(struct dmarc_parser *parser,
 			if (header_check(parser) == STEP_ERROR)
 				return STEP_ERROR;
 			return parser_fail(parser, "report has no records");
+		}
+		if (parser->n_records_skipped == parser->records) {
+			/* nothing usable: as a report without records */
+			return parser_fail(parser, "no usable record (%s)",
+					   parser->first_skip_reason);
 		}
 		return STEP_END;
 	default:
@@ -1971,11 +1982,18 @@ parser_element_start(struct dmarc_parser *parser, const xmlChar *name,
    fragment that does not fit is dropped whole, never cut into broken
    XML. */
 
+/* Bytes kept so far at the level the fragment in progress belongs to. */
+static size_t ext_level_len(struct dmarc_parser *parser)
+{
+	return parser->ext_in_record ? parser->record_ext_len :
+		str_len(parser->report_ext);
+}
+
 static bool ext_fits(struct dmarc_parser *parser, size_t more)
 {
 	unsigned int max = parser->limits.max_value_length;
 
-	return max == 0 || str_len(parser->ext) + more <= max;
+	return max == 0 || ext_level_len(parser) + str_len(parser->ext) + more <= max;
 }
 
 static void ext_append_escaped(struct dmarc_parser *parser,
@@ -2080,17 +2098,16 @@ static bool stack_has_record(struct dmarc_parser *parser)
 static void ext_finish(struct dmarc_parser *parser)
 {
 	struct dmarc_record *record = &parser->cur->record;
-	const char *old = parser->ext_in_record ? record->extensions :
-		str_c(parser->report_ext);
-	size_t old_len = old == NULL ? 0 : strlen(old);
 	unsigned int max = parser->limits.max_value_length;
 
 	if (parser->ext_overflow ||
-	    (max > 0 && old_len + str_len(parser->ext) > max)) {
+	    (max > 0 && ext_level_len(parser) + str_len(parser->ext) > max)) {
 		parser->n_extensions_dropped++;
 	} else if (parser->ext_in_record) {
 		record->extensions = p_strconcat(parser->cur->pool,
-			old == NULL ? "" : old, str_c(parser->ext), NULL);
+			record->extensions == NULL ? "" : record->extensions,
+			str_c(parser->ext), NULL);
+		parser->record_ext_len += str_len(parser->ext);
 	} else {
 		str_append_str(parser->report_ext, parser->ext);
 	}
@@ -2144,6 +2161,11 @@ sax_start_element(void *context, const xmlChar *localname,
 		if (parent == E_UNKNOWN)
 			return;
 		parser->ext_in_record = stack_has_record(parser);
+		/* the level is full: count it, copy nothing (a document
+		   of a billion <a/>s costs no more than before) */
+		if (parser->limits.max_value_length > 0 &&
+		    ext_level_len(parser) >= parser->limits.max_value_length)
+			parser->ext_overflow = TRUE;
 	}
 	parser->ext_depth++;
 	ext_start_tag(parser, localname, prefix, nb_namespaces, namespaces,

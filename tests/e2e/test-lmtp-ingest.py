@@ -26,6 +26,13 @@ INVALID_ACCEPTED = {
     "dmarc-report-viewer--invalid_casing.xml",
     "parsedmarc--report_with_upper_cased_pass.xml",
 }
+# Accepted too (its one record kept, the empty source_ip marked invalid,
+# the empty disposition absent), but it carries the key of
+# test.xml.gz.gz with other content: delivered after it, a conflicting
+# duplicate.
+INVALID_CONFLICTING = {
+    "dmarc-report-converter--test_empty.xml",
+}
 
 USERS = ["agg", "eml", "inv", "dup", "multi", "trav", "conc", "charset"]
 delivered = {u: 0 for u in USERS}
@@ -106,7 +113,10 @@ def test_corpus_aggregate(dc):
         deliver(dc, "agg", reportmail.report_mail([(name, data)], msgid("agg", i)))
     check_reports(dc, "agg", expected)
     for i, name, key in repeats:
-        lines = dc.wait_log(re.escape(f"msgid={msgid('agg', i)}") + ".*Duplicate", mark)
+        # a plain duplicate, or one with other content under the same key
+        # (mail-auth--004.xml and the RFC 9990 sample share mail-auth--001's)
+        lines = dc.wait_log(re.escape(f"msgid={msgid('agg', i)}") +
+                            ".*(Duplicate, already stored|Conflicting duplicate)", mark)
         check(lines, f"{name}: no 'Duplicate' log line (same report as an "
                      f"earlier file: {key})")
     check_mailbox(dc, "agg")
@@ -151,20 +161,28 @@ def test_corpus_invalid(dc):
     mark = dc.log_mark()
     expected = {}
     rejected = []
-    # The rejected ones first: test_empty.xml carries the same report id as
-    # test.xml.gz.gz, and once that is stored it would only be a duplicate.
+    # The rejected ones first, then the accepted, then test_empty.xml,
+    # which carries the key of test.xml.gz.gz with other content.
     files = sorted(reportmail.corpus_files(CORPUS, "aggregate-invalid"),
-                   key=lambda p: os.path.basename(p) in INVALID_ACCEPTED)
+                   key=lambda p: (os.path.basename(p) in INVALID_CONFLICTING,
+                                  os.path.basename(p) in INVALID_ACCEPTED))
+    conflicting = []
     for i, path in enumerate(files):
         name = os.path.basename(path)
         data = open(path, "rb").read()
         if name in INVALID_ACCEPTED:
             for facts in reportmail.attachment_facts(data):
                 expected[facts["key"]] = facts
+        elif name in INVALID_CONFLICTING:
+            conflicting.append((i, name))
         else:
             rejected.append((i, name))
         deliver(dc, "inv", reportmail.report_mail([(name, data)], msgid("inv", i)))
     check_reports(dc, "inv", expected)
+    for i, name in conflicting:
+        rx = (re.escape(f"msgid={msgid('inv', i)}") + ".*" + re.escape(f"'{name}'") +
+              ".*Conflicting duplicate, not stored")
+        check(len(dc.wait_log(rx, mark)) == 1, f"{name}: one conflicting duplicate line")
     for i, name in rejected:
         rx = (re.escape(f"msgid={msgid('inv', i)}") + ".*" +
               re.escape(f"'{name}'") + r".*Not stored: \S")

@@ -10,6 +10,7 @@
 #include "str-sanitize.h"
 #include "safe-mkstemp.h"
 #include "write-full.h"
+#include "message-parser.h"
 #include "dmarc-settings.h"
 #include "dmarc-extract.h"
 #include "dmarc-archive.h"
@@ -57,6 +58,9 @@ struct ingest_attachment {
 	buffer_t *mem;
 	/* relative to the archive dir, NULL when not archived */
 	const char *archive_path;
+	/* the MIME charset, when the part is text or XML: it decides how a
+	   plain (uncompressed) document is decoded (RFC 7303) */
+	const char *charset;
 	bool write_failed;
 };
 
@@ -233,6 +237,11 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 
 	parser = dmarc_parser_init(dmarc_unpack_read, unpack,
 				   &ingest->set.limits);
+	/* the label describes the bytes as sent, not what a gzip or zip
+	   inside them holds */
+	if (att->charset != NULL &&
+	    dmarc_unpack_get_container(unpack) == DMARC_CONTAINER_PLAIN)
+		dmarc_parser_set_charset(parser, att->charset);
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
 		e_warning(att->event, "Not stored: %s", error);
 		counts->failed++;
@@ -407,6 +416,17 @@ static const char *attachment_label(const struct dmarc_attachment *att)
 			       att->content_type);
 }
 
+/* RFC 7303: the charset parameter of an XML or text type names the
+   document's encoding. Other types have no business carrying one. */
+static bool content_type_has_charset(const char *content_type)
+{
+	size_t len = strlen(content_type);
+
+	return strncmp(content_type, "text/", 5) == 0 ||
+		strcmp(content_type, "application/xml") == 0 ||
+		(len > 4 && strcmp(content_type + len - 4, "+xml") == 0);
+}
+
 static bool
 ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 {
@@ -417,6 +437,8 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	i_zero(&ctx->att);
 	/* valid until dmarc_extract_message() returns */
 	ctx->att.message_id = att->message_id;
+	if (att->charset != NULL && content_type_has_charset(att->content_type))
+		ctx->att.charset = att->charset;
 	ctx->att.event = event_create(ctx->ingest->event);
 	event_add_str(ctx->att.event, "attachment", label);
 	event_set_append_log_prefix(ctx->att.event,
@@ -532,7 +554,7 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			 time_t received, struct dmarc_ingest_counts *counts)
 {
 	struct ingest_message ctx;
-	unsigned int skipped;
+	struct dmarc_extract_stats stats;
 	const char *error;
 
 	i_zero(&ctx);
@@ -543,15 +565,24 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 
 	if (dmarc_extract_message(input, &ingest->set.limits,
 				  &ingest_extract_callbacks, &ctx,
-				  &skipped, &error) < 0) {
+				  &stats, &error) < 0) {
 		e_error(ingest->event, "Reading the message failed: %s", error);
 		ctx.ret = -1;
 	}
-	if (skipped > 0) {
+	if (stats.skipped > 0) {
 		e_warning(ingest->event, "%u attachments past "
 			  "dmarcreport_max_attachments=%u not processed",
-			  skipped, ingest->set.limits.max_attachments);
-		counts->failed += skipped;
+			  stats.skipped, ingest->set.limits.max_attachments);
+		counts->failed += stats.skipped;
+	}
+	if (stats.mime_overflow) {
+		/* what lies below is not looked at: a report there would
+		   be lost without a word */
+		e_warning(ingest->event, "MIME parts nested deeper than "
+			  "dmarcreport_max_mime_depth=%u (or more than %u parts) "
+			  "not processed", ingest->set.limits.max_mime_depth,
+			  MESSAGE_PARSER_DEFAULT_MAX_TOTAL_MIME_PARTS);
+		counts->failed++;
 	}
 	if (counts->attachments == 0)
 		e_info(ingest->event, "No attachment in the message: nothing to store");

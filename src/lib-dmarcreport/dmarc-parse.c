@@ -36,6 +36,7 @@
 #include <libxml/parser.h>
 #include <libxml/SAX2.h>
 #include <libxml/dict.h>
+#include <libxml/parserInternals.h>
 
 #define DMARC2_NAMESPACE "urn:ietf:params:xml:ns:dmarc-2.0"
 /* the namespace of the pre-RFC drafts; some reporters still declare it */
@@ -195,6 +196,10 @@ struct dmarc_parser {
 	unsigned int lex_depth;
 	const char *filter_error;
 	const char *root_name;
+	/* the transport's charset (MIME), or NULL; set when it, not the
+	   XML declaration, decided the encoding */
+	const char *mime_charset;
+	const char *forced_encoding;
 	unsigned int n_utf8_repaired, n_lt_escaped, n_amp_escaped;
 	unsigned int n_charref_repaired, n_values_cut;
 
@@ -971,6 +976,15 @@ static int filter_prefetch(struct dmarc_parser *parser)
 		parser->leading_space_removed = TRUE;
 	}
 	encoding = xml_decl_encoding(data + skip, parser->raw->used - skip);
+	if (parser->mime_charset != NULL && !have_bom) {
+		/* RFC 7303 3.2: a BOM first, then the charset parameter, and
+		   the XML declaration only without either. US-ASCII is read
+		   as UTF-8, whose subset it is: stray 8-bit bytes are then
+		   repaired like invalid UTF-8. */
+		encoding = strcasecmp(parser->mime_charset, "us-ascii") == 0 ?
+			"utf-8" : parser->mime_charset;
+		parser->forced_encoding = encoding;
+	}
 	parser->utf8_mode = have_bom || encoding == NULL ||
 		strcasecmp(encoding, "utf-8") == 0 ||
 		strcasecmp(encoding, "utf8") == 0;
@@ -1824,6 +1838,13 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	return parser;
 }
 
+void dmarc_parser_set_charset(struct dmarc_parser *parser,
+			      const char *charset)
+{
+	i_assert(!parser->prefetched);
+	parser->mime_charset = p_strdup(parser->pool, charset);
+}
+
 void dmarc_parser_deinit(struct dmarc_parser **_parser)
 {
 	struct dmarc_parser *parser = *_parser;
@@ -1866,11 +1887,25 @@ static int parser_open(struct dmarc_parser *parser)
 			parser->xml_error : "cannot create an XML parser";
 		return -1;
 	}
+	if (parser->forced_encoding != NULL && !parser->utf8_mode) {
+		xmlCharEncodingHandlerPtr handler =
+			xmlFindCharEncodingHandler(parser->forced_encoding);
+
+		if (handler == NULL ||
+		    xmlSwitchToEncoding(parser->ctxt, handler) < 0) {
+			parser->error = p_strdup_printf(parser->pool,
+				"unsupported charset \"%s\"",
+				str_sanitize(parser->forced_encoding, 40));
+			return -1;
+		}
+	}
 	/* NONET and no NOENT/DTDLOAD/DTDATTR: nothing is ever fetched or
-	   expanded (the filter refuses DTDs anyway). */
+	   expanded (the filter refuses DTDs anyway). IGNORE_ENC when the
+	   MIME charset decided the encoding. */
 	(void)xmlCtxtUseOptions(parser->ctxt, XML_PARSE_NONET |
 		XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS |
-		XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES);
+		XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES |
+		(parser->forced_encoding != NULL ? XML_PARSE_IGNORE_ENC : 0));
 	/* names are interned in the parser's dictionary: element names
 	   are then compared as pointers */
 	for (i = 0; i < ELEM_DEF_COUNT; i++) {

@@ -316,7 +316,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 {
 	struct dmarc_unpack *unpack;
 	const char *entry_name, *error;
-	unsigned int documents = 0;
+	unsigned int documents = 0, bad = 0;
 	struct event *parent_event = att->event;
 	int ret = 0, result = 0;
 
@@ -333,15 +333,21 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 					      message_budget);
 	}
 	while (result == 0 &&
-	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) > 0) {
-		documents++;
+	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) != 0) {
 		if (entry_name != NULL) {
 			att->event = event_create(parent_event);
 			event_add_str(att->event, "zip_entry", entry_name);
 			event_set_append_log_prefix(att->event, t_strdup_printf(
 				"zip entry '%s': ", str_sanitize_utf8(entry_name, 120)));
 		}
-		T_BEGIN {
+		if (ret < 0) {
+			/* a bad entry, or the container: the entries after
+			   a bad one are still read */
+			e_warning(att->event, "Not stored: %s", error);
+			counts->failed++;
+			bad++;
+		} else T_BEGIN {
+			documents++;
 			result = ingest_document(ingest, att, unpack,
 						 received, counts);
 		} T_END;
@@ -350,10 +356,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 			att->event = parent_event;
 		}
 	}
-	if (result == 0 && ret < 0) {
-		e_warning(att->event, "Not stored: %s", error);
-		counts->failed++;
-	} else if (result == 0 && documents == 0) {
+	if (result == 0 && documents == 0 && bad == 0) {
 		e_warning(att->event, "Not stored: no document in the container");
 		counts->failed++;
 	}

@@ -476,6 +476,9 @@ static void test_ingest_mime_charset(void)
 		/* a wrong declaration: the MIME charset decides */
 		{ "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
 		  "application/xml; charset=\"ISO-8859-1\"" },
+		/* a charset nobody knows: the declaration decides */
+		{ "<?xml version=\"1.0\" encoding=\"windows-1252\"?>\n",
+		  "text/xml; charset=x-no-such-charset" },
 	};
 	struct dmarc_settings set;
 	unsigned int i;

@@ -196,10 +196,12 @@ struct dmarc_parser {
 	unsigned int lex_depth;
 	const char *filter_error;
 	const char *root_name;
-	/* the transport's charset (MIME), or NULL; set when it, not the
-	   XML declaration, decided the encoding */
+	/* the transport's charset (MIME), or NULL */
 	const char *mime_charset;
+	/* set when the MIME charset, not the XML declaration, decides the
+	   encoding; the converter until libxml2 owns it */
 	const char *forced_encoding;
+	xmlCharEncodingHandlerPtr forced_handler;
 	unsigned int n_utf8_repaired, n_lt_escaped, n_amp_escaped;
 	unsigned int n_charref_repaired, n_values_cut;
 
@@ -980,10 +982,24 @@ static int filter_prefetch(struct dmarc_parser *parser)
 		/* RFC 7303 3.2: a BOM first, then the charset parameter, and
 		   the XML declaration only without either. US-ASCII is read
 		   as UTF-8, whose subset it is: stray 8-bit bytes are then
-		   repaired like invalid UTF-8. */
-		encoding = strcasecmp(parser->mime_charset, "us-ascii") == 0 ?
-			"utf-8" : parser->mime_charset;
-		parser->forced_encoding = encoding;
+		   repaired like invalid UTF-8. A charset nobody knows cannot
+		   be honoured: the declaration decides then. */
+		const char *charset = parser->mime_charset;
+
+		if (strcasecmp(charset, "us-ascii") == 0 ||
+		    strcasecmp(charset, "utf-8") == 0 ||
+		    strcasecmp(charset, "utf8") == 0)
+			parser->forced_encoding = "utf-8";
+		else if ((parser->forced_handler =
+			  xmlFindCharEncodingHandler(charset)) != NULL)
+			parser->forced_encoding = charset;
+		else {
+			parser_warning(parser, "unknown MIME charset \"%s\": "
+				       "the XML declaration decides",
+				       str_sanitize(charset, 40));
+		}
+		if (parser->forced_encoding != NULL)
+			encoding = parser->forced_encoding;
 	}
 	parser->utf8_mode = have_bom || encoding == NULL ||
 		strcasecmp(encoding, "utf-8") == 0 ||
@@ -1859,6 +1875,8 @@ void dmarc_parser_deinit(struct dmarc_parser **_parser)
 		xmlFreeParserCtxt(parser->ctxt);
 		generic_error_pop(&save);
 	}
+	if (parser->forced_handler != NULL)
+		(void)xmlCharEncCloseFunc(parser->forced_handler);
 	array_foreach_elem(&parser->slots, slot)
 		record_slot_free(&slot);
 	array_free(&parser->slots);
@@ -1887,12 +1905,12 @@ static int parser_open(struct dmarc_parser *parser)
 			parser->xml_error : "cannot create an XML parser";
 		return -1;
 	}
-	if (parser->forced_encoding != NULL && !parser->utf8_mode) {
-		xmlCharEncodingHandlerPtr handler =
-			xmlFindCharEncodingHandler(parser->forced_encoding);
+	if (parser->forced_handler != NULL) {
+		xmlCharEncodingHandlerPtr handler = parser->forced_handler;
 
-		if (handler == NULL ||
-		    xmlSwitchToEncoding(parser->ctxt, handler) < 0) {
+		/* the context owns it now, even when switching fails */
+		parser->forced_handler = NULL;
+		if (xmlSwitchToEncoding(parser->ctxt, handler) < 0) {
 			parser->error = p_strdup_printf(parser->pool,
 				"unsupported charset \"%s\"",
 				str_sanitize(parser->forced_encoding, 40));

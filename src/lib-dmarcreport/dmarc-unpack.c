@@ -330,7 +330,8 @@ static int gzip_layer_add(struct dmarc_unpack *unpack,
 	/* no buffers given: zlib steps over the name, comment and extra
 	   field without keeping them; head.done says when it is past */
 	(void)inflateGetHeader(&layer->zs, &layer->head);
-	memcpy(layer->in, input, size);
+	if (size > 0)
+		memcpy(layer->in, input, size);
 	layer->zs.next_in = layer->in;
 	layer->zs.avail_in = size;
 	unpack->gz[unpack->gz_count++] = layer;

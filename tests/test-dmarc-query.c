@@ -521,6 +521,114 @@ static void test_query_filters(void)
 	dmarc_store_close(&store);
 }
 
+/* not, report, --limit, --sort (as Mail::DMARC's viewer has them). */
+static void test_query_not_report_limit_sort(void)
+{
+#define NOT(field) DMARC_QUERY_FIELD_BIT(DMARC_QUERY_FIELD_ ## field)
+	static const struct {
+		const char *what;
+		struct dmarc_query_filter filter;
+		const char *reports, *records;
+	} tests[] = {
+		{ "not dkim pass", { .dkim = "pass", .negated = NOT(DKIM),
+				     .result = -1 },
+		  "r1 r2 r3 ", "198.51.100.7:20 198.51.100.7:10 "
+		  "203.0.113.5:3 2001:db8:1::9:2 " },
+		{ "not domain", { .domain = "example.com",
+				  .negated = NOT(DOMAIN), .result = -1 },
+		  "r3 ", NULL },
+		{ "not result pass", { .result = 1, .negated = NOT(RESULT) },
+		  "r1 r2 r3 ", "198.51.100.7:20 198.51.100.7:10 "
+		  "2001:db8:1::9:2 " },
+		{ "report 2", { .have_report = TRUE, .report = 2,
+				.result = -1 },
+		  "r2 ", "192.0.2.1:50 198.51.100.7:10 " },
+		{ "not report 2", { .have_report = TRUE, .report = 2,
+				    .negated = NOT(REPORT), .result = -1 },
+		  "r1 r3 ", NULL },
+		{ "limit 2", { .limit = 2, .result = -1 },
+		  "r1 r2 ", "192.0.2.1:100 198.51.100.7:20 " },
+		{ "sort messages", { .sort = DMARC_QUERY_SORT_MESSAGES,
+				     .result = -1 },
+		  "r1 r2 r3 ", "192.0.2.1:100 192.0.2.1:50 198.51.100.7:20 "
+		  "198.51.100.7:10 2001:db8::1:5 203.0.113.5:3 "
+		  "2001:db8:1::9:2 " },
+		{ "sort messages limit 1 domain example.org",
+		  { .sort = DMARC_QUERY_SORT_MESSAGES, .limit = 1,
+		    .domain = "example.org", .result = -1 },
+		  "r3 ", "203.0.113.5:3 " },
+		/* IPv4 (as ::ffff:a.b.c.d) before IPv6 */
+		{ "sort source", { .sort = DMARC_QUERY_SORT_SOURCE,
+				   .result = -1 },
+		  "ERROR a report has many sources: sort list by begin or "
+		  "messages", "192.0.2.1:100 192.0.2.1:50 198.51.100.7:20 "
+		  "198.51.100.7:10 203.0.113.5:3 2001:db8::1:5 "
+		  "2001:db8:1::9:2 " },
+	};
+	struct dmarc_store *store = fixture_open();
+	unsigned int i;
+
+	test_begin("query: not, report, limit, sort");
+	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		test_assert_strcmp_idx(list_ids(store, &tests[i].filter),
+				       tests[i].reports, i);
+		if (tests[i].records != NULL) {
+			test_assert_strcmp_idx(record_ids(store, &tests[i].filter),
+					       tests[i].records, i);
+		}
+	} T_END;
+	test_end();
+	dmarc_store_close(&store);
+#undef NOT
+}
+
+/* A record whose source_ip is not an address is in no network: a source
+   filter skips it, its negation takes it. */
+static void test_query_invalid_source(void)
+{
+	const char *path = t_strconcat(test_tmpdir(), "/invalid-ip.sqlite",
+				       NULL);
+	struct dmarc_store_report_info info;
+	struct dmarc_store_report *sreport;
+	struct dmarc_query_filter filter;
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	struct dmarc_record record;
+	const char *error;
+
+	test_begin("query: an invalid source_ip matches no source filter");
+	(void)unlink(path);
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
+				     &error) == 1);
+	i_zero(&report);
+	report.org_name = "o";
+	report.report_id = "bad-ip";
+	report.policy.domain = "example.com";
+	report.policy.pct = DMARC_UNSET;
+	i_zero(&info);
+	test_assert(dmarc_store_report_begin(store, &report, &info, &sreport,
+					     &error) == 1);
+	i_zero(&record);
+	record.source_ip = "999.300.1.1";
+	record.count = 4;
+	test_assert(dmarc_store_report_add_record(sreport, &record, &error) == 0);
+	record.source_ip = "192.0.2.1";
+	record.source_ip_valid = TRUE;
+	record.count = 1;
+	test_assert(dmarc_store_report_add_record(sreport, &record, &error) == 0);
+	test_assert(dmarc_store_report_commit(&sreport, &error) == 0);
+
+	dmarc_query_filter_init(&filter);
+	test_assert(dmarc_query_parse_source("0.0.0.0/0", filter.source_min,
+					     filter.source_max, &error) == 0);
+	filter.have_source = TRUE;
+	test_assert_strcmp(record_ids(store, &filter), "192.0.2.1:1 ");
+	filter.negated = DMARC_QUERY_FIELD_BIT(DMARC_QUERY_FIELD_SOURCE);
+	test_assert_strcmp(record_ids(store, &filter), "999.300.1.1:4 ");
+	dmarc_store_close(&store);
+	test_end();
+}
+
 static void test_query_list_counts_matching_records(void)
 {
 	struct dmarc_store *store = fixture_open();
@@ -893,6 +1001,8 @@ int main(void)
 		test_query_group_names,
 		test_query_summary,
 		test_query_filters,
+		test_query_not_report_limit_sort,
+		test_query_invalid_source,
 		test_query_list_counts_matching_records,
 		test_query_source_filters,
 		test_query_parse_source_invalid,

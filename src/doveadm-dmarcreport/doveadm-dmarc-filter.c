@@ -3,12 +3,14 @@
    only fill a struct; dmarc-query.c turns it into bound SQL. */
 
 #include "lib.h"
+#include "strnum.h"
 #include "dmarc-parse.h"
 #include "dmarc-query.h"
 #include "doveadm-dmarc-filter.h"
 
 struct filter_word {
 	const char *name;
+	enum dmarc_query_field field;
 	int (*parse)(struct dmarc_query_filter *filter, const char *value,
 		     time_t now, const char **error_r);
 };
@@ -125,17 +127,30 @@ filter_header_from(struct dmarc_query_filter *filter, const char *value,
 	return 0;
 }
 
+static int filter_report(struct dmarc_query_filter *filter, const char *value,
+			 time_t now ATTR_UNUSED, const char **error_r)
+{
+	if (str_to_int64(value, &filter->report) < 0 || filter->report <= 0) {
+		*error_r = t_strdup_printf("Filter report: expected an id as "
+					   "list prints it, not '%s'", value);
+		return -1;
+	}
+	filter->have_report = TRUE;
+	return 0;
+}
+
 static const struct filter_word filter_words[] = {
-	{ "domain", filter_domain },
-	{ "org", filter_org },
-	{ "since", filter_since },
-	{ "until", filter_until },
-	{ "source", filter_source },
-	{ "disposition", filter_disposition },
-	{ "dkim", filter_dkim },
-	{ "spf", filter_spf },
-	{ "result", filter_result },
-	{ "header_from", filter_header_from },
+	{ "report", DMARC_QUERY_FIELD_REPORT, filter_report },
+	{ "domain", DMARC_QUERY_FIELD_DOMAIN, filter_domain },
+	{ "org", DMARC_QUERY_FIELD_ORG, filter_org },
+	{ "since", DMARC_QUERY_FIELD_SINCE, filter_since },
+	{ "until", DMARC_QUERY_FIELD_UNTIL, filter_until },
+	{ "source", DMARC_QUERY_FIELD_SOURCE, filter_source },
+	{ "disposition", DMARC_QUERY_FIELD_DISPOSITION, filter_disposition },
+	{ "dkim", DMARC_QUERY_FIELD_DKIM, filter_dkim },
+	{ "spf", DMARC_QUERY_FIELD_SPF, filter_spf },
+	{ "result", DMARC_QUERY_FIELD_RESULT, filter_result },
+	{ "header_from", DMARC_QUERY_FIELD_HEADER_FROM, filter_header_from },
 };
 
 static const struct filter_word *filter_word_find(const char *name)
@@ -154,17 +169,26 @@ int doveadm_dmarc_filter_parse(const char *const *args, time_t now,
 			       const char **error_r)
 {
 	const struct filter_word *word;
+	bool negate;
 
 	dmarc_query_filter_init(filter_r);
 	for (; *args != NULL; args += 2) {
+		/* "not dkim pass": the next word must not match */
+		negate = strcasecmp(args[0], "not") == 0;
+		if (negate && *++args == NULL) {
+			*error_r = "Filter not needs a filter after it";
+			return -1;
+		}
 		word = filter_word_find(args[0]);
 		if (word == NULL) {
 			*error_r = t_strdup_printf("Unknown filter '%s' "
-				"(known: domain, org, since, until, source, "
-				"disposition, dkim, spf, result, header_from)",
-				args[0]);
+				"(known: report, domain, org, since, until, "
+				"source, disposition, dkim, spf, result, "
+				"header_from, each after not)", args[0]);
 			return -1;
 		}
+		if (negate)
+			filter_r->negated |= DMARC_QUERY_FIELD_BIT(word->field);
 		if (args[1] == NULL) {
 			*error_r = t_strdup_printf(
 				"Filter %s needs a value", word->name);

@@ -95,7 +95,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_list_alloc(void)
 {
 	struct list_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct list_cmd_context, "");
+	ctx = doveadm_dmarc_cmd_alloc(struct list_cmd_context, "L:s:");
 	ctx->dctx.ctx.v.init = cmd_dmarc_list_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_list_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -105,9 +105,13 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_list_alloc(void)
 struct doveadm_cmd_ver2 doveadm_dmarc_cmd_list = {
 	.name = "dmarc list",
 	.mail_cmd = cmd_dmarc_list_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX DOVEADM_DMARC_FILTER_USAGE,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
+		"[--sort begin|messages] [--limit <n>] "
+		DOVEADM_DMARC_FILTER_USAGE,
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('s', "sort", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('L', "limit", CMD_PARAM_INT64, 0)
 DOVEADM_CMD_PARAM('\0', "filter", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

@@ -17,9 +17,11 @@ struct query_cmd_context {
 static int query_record(const struct dmarc_query_record_row *row,
 			void *context ATTR_UNUSED)
 {
+	doveadm_dmarc_print_num(row->report);
 	doveadm_dmarc_print_str(row->policy_domain);
 	doveadm_dmarc_print_str(row->org_name);
 	doveadm_print(doveadm_dmarc_time(row->date_begin));
+	doveadm_print(doveadm_dmarc_time(row->date_end));
 	doveadm_dmarc_print_str(row->source_ip);
 	doveadm_dmarc_print_num(row->count);
 	doveadm_dmarc_print_str(row->disposition);
@@ -96,9 +98,12 @@ cmd_dmarc_query_init(struct doveadm_mail_cmd_context *_ctx,
 				     DOVEADM_DMARC_NUMBER_FLAGS);
 		return;
 	}
+	/* the report's id, as list prints it and show takes it */
+	doveadm_print_header("report", "Report", DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("domain", "Domain", 0);
 	doveadm_print_header("org", "Org", 0);
 	doveadm_print_header("begin", "Begin", 0);
+	doveadm_print_header("end", "End", 0);
 	doveadm_print_header("source_ip", "Source", 0);
 	doveadm_print_header("count", "Count", DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("disposition", "Disposition", 0);
@@ -114,7 +119,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_query_alloc(void)
 {
 	struct query_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct query_cmd_context, "g:");
+	ctx = doveadm_dmarc_cmd_alloc(struct query_cmd_context, "g:L:s:");
 	ctx->dctx.ctx.v.init = cmd_dmarc_query_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_query_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -126,10 +131,13 @@ struct doveadm_cmd_ver2 doveadm_dmarc_cmd_query = {
 	.mail_cmd = cmd_dmarc_query_alloc,
 	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
 		"[--group-by source|domain|org|header_from|day|disposition] "
+		"[--sort begin|messages|source] [--limit <n>] "
 		DOVEADM_DMARC_FILTER_USAGE,
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('g', "group-by", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('s', "sort", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('L', "limit", CMD_PARAM_INT64, 0)
 DOVEADM_CMD_PARAM('\0', "filter", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

@@ -61,9 +61,25 @@ void doveadm_dmarc_parse_filter(struct doveadm_dmarc_cmd_context *dctx,
 {
 	const char *error;
 
+	const char *sort;
+	int64_t limit;
+
 	if (doveadm_dmarc_filter_parse(args, ioloop_time, &dctx->filter,
 				       &error) < 0)
 		doveadm_dmarc_usage_error(&dctx->ctx, "%s", error);
+	/* list and query have these, summary not */
+	if (doveadm_cmd_param_int64(dctx->ctx.cctx, "limit", &limit)) {
+		if (limit <= 0 || limit > UINT_MAX) {
+			doveadm_dmarc_usage_error(&dctx->ctx, "--limit: "
+				"expected a number of rows from 1");
+		}
+		dctx->filter.limit = limit;
+	}
+	if (doveadm_cmd_param_str(dctx->ctx.cctx, "sort", &sort) &&
+	    !dmarc_query_sort_parse(sort, &dctx->filter.sort)) {
+		doveadm_dmarc_usage_error(&dctx->ctx, "Unknown --sort '%s' "
+			"(known: begin, messages, source)", sort);
+	}
 }
 
 int doveadm_dmarc_user_settings(struct doveadm_mail_cmd_context *ctx,

@@ -67,49 +67,100 @@ static void bind_blob16(struct query_sql *q, const unsigned char *blob)
 
 /* Appends " AND ..." for every set field; the caller's FROM joins
    reports r and records rec. */
+/* One condition: " AND (cond)", or when its field is negated
+   " AND NOT coalesce((cond), 0)": a NULL (absent value, invalid source)
+   matches no condition, so it does match its negation. */
+static void
+query_cond(struct query_sql *q, const struct dmarc_query_filter *f,
+	   enum dmarc_query_field field, const char *cond)
+{
+	if ((f->negated & DMARC_QUERY_FIELD_BIT(field)) != 0)
+		str_printfa(q->sql, " AND NOT coalesce((%s), 0)", cond);
+	else
+		str_printfa(q->sql, " AND (%s)", cond);
+}
+
 static void
 query_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
 {
+	if (f->have_report) {
+		query_cond(q, f, DMARC_QUERY_FIELD_REPORT, "r.id = ?");
+		bind_int(q, f->report);
+	}
 	if (f->domain != NULL) {
-		str_append(q->sql, " AND r.policy_domain = lower(?)");
+		query_cond(q, f, DMARC_QUERY_FIELD_DOMAIN,
+			   "r.policy_domain = lower(?)");
 		bind_text(q, f->domain);
 	}
 	if (f->org != NULL) {
-		str_append(q->sql, " AND r.org_name = ? COLLATE NOCASE");
+		query_cond(q, f, DMARC_QUERY_FIELD_ORG,
+			   "r.org_name = ? COLLATE NOCASE");
 		bind_text(q, f->org);
 	}
 	if (f->have_since) {
-		str_append(q->sql, " AND r.date_begin >= ?");
+		query_cond(q, f, DMARC_QUERY_FIELD_SINCE, "r.date_begin >= ?");
 		bind_int(q, f->since);
 	}
 	if (f->have_until) {
-		str_append(q->sql, " AND r.date_begin <= ?");
+		query_cond(q, f, DMARC_QUERY_FIELD_UNTIL, "r.date_begin <= ?");
 		bind_int(q, f->until);
 	}
 	if (f->have_source) {
-		str_append(q->sql, " AND rec.source_ip_key BETWEEN ? AND ?");
+		/* an invalid source_ip has no key: never in a network */
+		query_cond(q, f, DMARC_QUERY_FIELD_SOURCE,
+			   "rec.source_ip_key BETWEEN ? AND ?");
 		bind_blob16(q, f->source_min);
 		bind_blob16(q, f->source_max);
 	}
 	if (f->disposition != NULL) {
-		str_append(q->sql, " AND rec.disposition = lower(?)");
+		query_cond(q, f, DMARC_QUERY_FIELD_DISPOSITION,
+			   "rec.disposition = lower(?)");
 		bind_text(q, f->disposition);
 	}
 	if (f->dkim != NULL) {
-		str_append(q->sql, " AND rec.dkim = lower(?)");
+		query_cond(q, f, DMARC_QUERY_FIELD_DKIM, "rec.dkim = lower(?)");
 		bind_text(q, f->dkim);
 	}
 	if (f->spf != NULL) {
-		str_append(q->sql, " AND rec.spf = lower(?)");
+		query_cond(q, f, DMARC_QUERY_FIELD_SPF, "rec.spf = lower(?)");
 		bind_text(q, f->spf);
 	}
 	if (f->result >= 0) {
-		str_append(q->sql, " AND rec.dmarc_pass = ?");
+		query_cond(q, f, DMARC_QUERY_FIELD_RESULT, "rec.dmarc_pass = ?");
 		bind_int(q, f->result > 0 ? 1 : 0);
 	}
 	if (f->header_from != NULL) {
-		str_append(q->sql, " AND lower(rec.header_from) = lower(?)");
+		query_cond(q, f, DMARC_QUERY_FIELD_HEADER_FROM,
+			   "lower(rec.header_from) = lower(?)");
 		bind_text(q, f->header_from);
+	}
+}
+
+static const char *const query_sort_names[] = {
+	[DMARC_QUERY_SORT_BEGIN] = "begin",
+	[DMARC_QUERY_SORT_MESSAGES] = "messages",
+	[DMARC_QUERY_SORT_SOURCE] = "source",
+};
+
+bool dmarc_query_sort_parse(const char *name, enum dmarc_query_sort *sort_r)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(query_sort_names); i++) {
+		if (strcasecmp(name, query_sort_names[i]) == 0) {
+			*sort_r = i;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+static void query_add_limit(struct query_sql *q,
+			    const struct dmarc_query_filter *f)
+{
+	if (f->limit > 0) {
+		str_append(q->sql, " LIMIT ?");
+		bind_int(q, f->limit);
 	}
 }
 
@@ -411,7 +462,20 @@ int dmarc_query_list(struct dmarc_store *store,
 		" FROM reports r LEFT JOIN records rec ON rec.report_ref = r.id"
 		" WHERE 1");
 	query_add_filter(&q, filter);
-	str_append(q.sql, " GROUP BY r.id ORDER BY r.date_begin, r.id");
+	str_append(q.sql, " GROUP BY r.id ORDER BY ");
+	switch (filter->sort) {
+	case DMARC_QUERY_SORT_MESSAGES:
+		str_append(q.sql, "total(rec.count) DESC, ");
+		break;
+	case DMARC_QUERY_SORT_SOURCE:
+		*error_r = "a report has many sources: sort list by begin "
+			"or messages";
+		return -1;
+	case DMARC_QUERY_SORT_BEGIN:
+		break;
+	}
+	str_append(q.sql, "r.date_begin, r.id");
+	query_add_limit(&q, filter);
 	if (query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
 	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
@@ -456,6 +520,7 @@ int dmarc_query_records(struct dmarc_store *store,
 
 	query_sql_init(&q,
 		"SELECT r.policy_domain, r.org_name, r.report_id, r.date_begin,"
+		" r.id, r.date_end,"
 		" rec.source_ip, rec.count, rec.disposition, rec.dkim, rec.spf,"
 		" rec.dmarc_pass, rec.header_from, rec.envelope_from,"
 		" (SELECT group_concat(a, ' ') FROM"
@@ -467,7 +532,20 @@ int dmarc_query_records(struct dmarc_store *store,
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
 		" WHERE 1");
 	query_add_filter(&q, filter);
-	str_append(q.sql, " ORDER BY r.date_begin, r.id, rec.id");
+	str_append(q.sql, " ORDER BY ");
+	switch (filter->sort) {
+	case DMARC_QUERY_SORT_MESSAGES:
+		str_append(q.sql, "rec.count DESC, ");
+		break;
+	case DMARC_QUERY_SORT_SOURCE:
+		str_append(q.sql, "rec.source_ip_key IS NULL, "
+			   "rec.source_ip_key, rec.source_ip, ");
+		break;
+	case DMARC_QUERY_SORT_BEGIN:
+		break;
+	}
+	str_append(q.sql, "r.date_begin, r.id, rec.id");
+	query_add_limit(&q, filter);
 	if (query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
 	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
@@ -478,15 +556,17 @@ int dmarc_query_records(struct dmarc_store *store,
 		row.org_name = col_str(stmt, 1);
 		row.report_id = col_str(stmt, 2);
 		row.date_begin = sqlite3_column_int64(stmt, 3);
-		row.source_ip = col_str(stmt, 4);
-		row.count = col_u64(stmt, 5);
-		row.disposition = col_str(stmt, 6);
-		row.dkim = col_str(stmt, 7);
-		row.spf = col_str(stmt, 8);
-		row.dmarc_pass = sqlite3_column_int(stmt, 9) != 0;
-		row.header_from = col_str(stmt, 10);
-		row.envelope_from = col_str(stmt, 11);
-		row.auth = col_str(stmt, 12);
+		row.report = sqlite3_column_int64(stmt, 4);
+		row.date_end = sqlite3_column_int64(stmt, 5);
+		row.source_ip = col_str(stmt, 6);
+		row.count = col_u64(stmt, 7);
+		row.disposition = col_str(stmt, 8);
+		row.dkim = col_str(stmt, 9);
+		row.spf = col_str(stmt, 10);
+		row.dmarc_pass = sqlite3_column_int(stmt, 11) != 0;
+		row.header_from = col_str(stmt, 12);
+		row.envelope_from = col_str(stmt, 13);
+		row.auth = col_str(stmt, 14);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
 			*error_r = query_callback_error;

@@ -9,10 +9,46 @@
 
 struct dmarc_store;
 
+/* The filter fields, for negating one ("not dkim pass"). */
+enum dmarc_query_field {
+	DMARC_QUERY_FIELD_REPORT,
+	DMARC_QUERY_FIELD_DOMAIN,
+	DMARC_QUERY_FIELD_ORG,
+	DMARC_QUERY_FIELD_SINCE,
+	DMARC_QUERY_FIELD_UNTIL,
+	DMARC_QUERY_FIELD_SOURCE,
+	DMARC_QUERY_FIELD_DISPOSITION,
+	DMARC_QUERY_FIELD_DKIM,
+	DMARC_QUERY_FIELD_SPF,
+	DMARC_QUERY_FIELD_RESULT,
+	DMARC_QUERY_FIELD_HEADER_FROM,
+};
+#define DMARC_QUERY_FIELD_BIT(field) (1U << (field))
+
+/* The order of list and query rows. */
+enum dmarc_query_sort {
+	DMARC_QUERY_SORT_BEGIN = 0,	/* oldest period first (default) */
+	DMARC_QUERY_SORT_MESSAGES,	/* most messages first */
+	DMARC_QUERY_SORT_SOURCE,	/* query only: by address, invalid
+					   ones last */
+};
+/* "begin", "messages", "source" -> the order; FALSE when unknown. */
+bool dmarc_query_sort_parse(const char *name, enum dmarc_query_sort *sort_r);
+
 /* All set fields must match (AND). Report fields select reports; record
    fields select records, and a report is listed when one of its records
-   matches, its figures then counting the matching records only. */
+   matches, its figures then counting the matching records only. A field
+   whose bit is in negated must not match instead (a record whose value is
+   absent, or whose source_ip is not an address, does not match, so "not"
+   selects it). */
 struct dmarc_query_filter {
+	bool have_report;
+	int64_t report;           /* the report's id, as list prints it */
+	unsigned int negated;     /* DMARC_QUERY_FIELD_BIT()s */
+	/* at most this many rows (0: all) */
+	unsigned int limit;
+	enum dmarc_query_sort sort;
+
 	/* report fields */
 	const char *domain;       /* policy domain (compared lower-case) */
 	const char *org;          /* reporter org_name (case-insensitive) */
@@ -84,8 +120,9 @@ int dmarc_query_list(struct dmarc_store *store,
 
 /* --- query: one row per record --- */
 struct dmarc_query_record_row {
+	int64_t report;           /* the report's id, for show */
 	const char *policy_domain, *org_name, *report_id;
-	int64_t date_begin;
+	int64_t date_begin, date_end;
 	const char *source_ip;
 	uint64_t count;
 	const char *disposition, *dkim, *spf;

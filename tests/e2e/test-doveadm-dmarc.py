@@ -315,7 +315,30 @@ def test_filters(dc):
                 "list result pass counts the passing messages")
     check_equal(doveadm_json(dc, ["dmarc", "list", "since", "2090-01-01"], "lmtp"), [],
                 "since a future day")
+    # not, report, --limit, --sort; query rows name their report and its end
+    notpass = doveadm_json(dc, ["dmarc", "query", "not", "result", "pass"], "lmtp")
+    check_equal(sorted(map(json.dumps, notpass)), sorted(map(json.dumps, fails)),
+                "not result pass = result fail")
+    allrecs = doveadm_json(dc, ["dmarc", "query"], "lmtp")
+    by_report = {r["id"]: r for r in rows}
+    for rec in allrecs:
+        check(rec["report"] in by_report and rec["end"] == by_report[rec["report"]]["end"],
+              f"query row names its report and the end of the period: {rec}")
+    one = rows[0]
+    got = doveadm_json(dc, ["dmarc", "query", "report", str(one["id"])], "lmtp")
+    check_equal((len(got), {r["report"] for r in got}), (one["records"], {one["id"]}),
+                "query report <id>")
+    top = doveadm_json(dc, ["dmarc", "query", "--sort", "messages", "--limit", "3"], "lmtp")
+    check_equal([r["count"] for r in top],
+                sorted((r["count"] for r in allrecs), reverse=True)[:3],
+                "query --sort messages --limit 3")
+    biggest = doveadm_json(dc, ["dmarc", "list", "--sort", "messages", "--limit", "1"], "lmtp")
+    check_equal(biggest[0]["messages"], max(r["messages"] for r in rows),
+                "list --sort messages --limit 1")
     for args, word in ((["dmarc", "list", "colour", "red"], "colour"),
+                       (["dmarc", "list", "--sort", "colour"], "colour"),
+                       (["dmarc", "query", "--limit", "0"], "limit"),
+                       (["dmarc", "query", "not"], "not"),
                        (["dmarc", "list", "since", "tomorrow"], "tomorrow"),
                        (["dmarc", "query", "source", "192.0.2.0/40"], "192.0.2.0/40"),
                        (["dmarc", "query", "--group-by", "ip"], "ip"),

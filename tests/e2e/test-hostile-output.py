@@ -162,7 +162,7 @@ def test_tab_output_of_delivered(dc):
     n = report_count(dc, "inject")
     check(n >= 2, f"{n} reports stored for inject")
     check_one_line_per_row(dc, "inject", ["dmarc", "list"], n, 11)
-    check_one_line_per_row(dc, "inject", ["dmarc", "query"], n, 12)
+    check_one_line_per_row(dc, "inject", ["dmarc", "query"], n, 14)
     check_one_line_per_row(dc, "inject", ["dmarc", "query", "--group-by", "org"], n, 5)
 
 
@@ -199,7 +199,7 @@ def test_control_characters_in_database(dc):
         ("UPDATE auth_results SET domain = domain || ?, result = ?", (bad, "pass" + bad)),
     ])
     check_one_line_per_row(dc, "olddb", ["dmarc", "list"], 2, 11)
-    check_one_line_per_row(dc, "olddb", ["dmarc", "query"], 2, 12)
+    check_one_line_per_row(dc, "olddb", ["dmarc", "query"], 2, 14)
     for group in ("source", "domain", "org", "header_from", "disposition", "day"):
         rows = 2 if group in ("domain", "header_from") else 1
         check_one_line_per_row(dc, "olddb", ["dmarc", "query", "--group-by", group],

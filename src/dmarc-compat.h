@@ -32,6 +32,11 @@ dmarc_compat_user_settings(struct mail_user *user, pool_t pool,
 				   home, set_r, error_r);
 }
 
+/* --- JSON text (doveadm dmarc show) ---
+   json_append_escaped() is declared in lib's json-parser.h here (2.4:
+   lib-json's json-generator.h, same signature). */
+#include "json-parser.h"
+
 /* --- Sieve (Pigeonhole 0.5.19) ---
    Compiled only into the Sieve door, which includes sieve-extensions.h
    first. (Pigeonhole of Dovecot 2.4: plugin_load returns int, and

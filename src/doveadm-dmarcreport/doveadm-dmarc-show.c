@@ -4,8 +4,8 @@
 #include "array.h"
 #include "str.h"
 #include "strnum.h"
-#include "json-parser.h"
 #include "doveadm-print.h"
+#include "dmarc-compat.h"
 #include "doveadm-dmarc.h"
 
 struct show_cmd_context {

@@ -524,6 +524,8 @@ static void test_store_migrate_v1(void)
 		test_assert_strcmp_idx(test_sql(path, "SELECT id, reasons,"
 			" source_ip_valid, extensions FROM records ORDER BY id"),
 			"1|NULL|1|NULL;\n2|NULL|1|NULL;\n", i);
+		test_assert_strcmp_idx(test_sql(path, "SELECT count(*) FROM"
+			" resolved_names"), "0;\n", i);
 	}
 	/* the upgraded file takes new reports; a second open is a no-op */
 	store = test_open(path);

@@ -12,17 +12,24 @@ struct query_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
 	bool grouped;
 	enum dmarc_query_group group;
+	struct doveadm_dmarc_resolver *resolver;
 };
 
 static int query_record(const struct dmarc_query_record_row *row,
-			void *context ATTR_UNUSED)
+			void *context)
 {
+	struct query_cmd_context *ctx = context;
+
 	doveadm_dmarc_print_num(row->report);
 	doveadm_dmarc_print_str(row->policy_domain);
 	doveadm_dmarc_print_str(row->org_name);
 	doveadm_print(doveadm_dmarc_time(row->date_begin));
 	doveadm_print(doveadm_dmarc_time(row->date_end));
 	doveadm_dmarc_print_str(row->source_ip);
+	if (ctx->resolver != NULL) {
+		doveadm_dmarc_print_str(doveadm_dmarc_resolve(ctx->resolver,
+							      row->source_ip));
+	}
 	doveadm_dmarc_print_num(row->count);
 	doveadm_dmarc_print_str(row->disposition);
 	doveadm_dmarc_print_str(row->dkim);
@@ -47,16 +54,22 @@ static int query_group(const struct dmarc_query_group_row *row,
 
 static int
 query_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
-	   const struct dmarc_settings *set ATTR_UNUSED, const char **error_r)
+	   const struct dmarc_settings *set, const char **error_r)
 {
 	struct query_cmd_context *ctx = (struct query_cmd_context *)_ctx;
+	int ret;
 
 	if (ctx->grouped) {
 		return dmarc_query_groups(store, &ctx->dctx.filter, ctx->group,
 					  query_group, ctx, error_r);
 	}
-	return dmarc_query_records(store, &ctx->dctx.filter, query_record,
-				   ctx, error_r);
+	if (ctx->dctx.resolve)
+		ctx->resolver = doveadm_dmarc_resolver_init(store, set);
+	ret = dmarc_query_records(store, &ctx->dctx.filter, query_record,
+				  ctx, error_r);
+	if (ctx->resolver != NULL)
+		doveadm_dmarc_resolver_deinit(&ctx->resolver);
+	return ret;
 }
 
 static int
@@ -82,6 +95,11 @@ cmd_dmarc_query_init(struct doveadm_mail_cmd_context *_ctx,
 		}
 		ctx->grouped = TRUE;
 	}
+	(void)doveadm_cmd_param_bool(_ctx->cctx, "resolve", &ctx->dctx.resolve);
+	if (ctx->grouped && ctx->dctx.resolve) {
+		doveadm_dmarc_usage_error(_ctx, "--resolve names the sources "
+					  "of records, not of groups");
+	}
 	doveadm_dmarc_parse_filter(&ctx->dctx, args);
 
 	if (ctx->grouped) {
@@ -105,6 +123,8 @@ cmd_dmarc_query_init(struct doveadm_mail_cmd_context *_ctx,
 	doveadm_print_header("begin", "Begin", 0);
 	doveadm_print_header("end", "End", 0);
 	doveadm_print_header("source_ip", "Source", 0);
+	if (ctx->dctx.resolve)
+		doveadm_print_header("source_name", "Source name", 0);
 	doveadm_print_header("count", "Count", DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("disposition", "Disposition", 0);
 	doveadm_print_header("dkim", "DKIM", 0);
@@ -119,7 +139,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_query_alloc(void)
 {
 	struct query_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct query_cmd_context, "g:L:s:");
+	ctx = doveadm_dmarc_cmd_alloc(struct query_cmd_context, "g:L:s:r");
 	ctx->dctx.ctx.v.init = cmd_dmarc_query_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_query_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -131,13 +151,14 @@ struct doveadm_cmd_ver2 doveadm_dmarc_cmd_query = {
 	.mail_cmd = cmd_dmarc_query_alloc,
 	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
 		"[--group-by source|domain|org|header_from|day|disposition] "
-		"[--sort begin|messages|source] [--limit <n>] "
+		"[--sort begin|messages|source] [--limit <n>] [--resolve] "
 		DOVEADM_DMARC_FILTER_USAGE,
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('g', "group-by", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('s', "sort", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('L', "limit", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('r', "resolve", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "filter", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

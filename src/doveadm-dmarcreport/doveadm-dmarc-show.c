@@ -12,6 +12,7 @@ struct show_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
 	struct dmarc_query_show_key key;
 	const char *archive_dir;
+	struct doveadm_dmarc_resolver *resolver;
 };
 
 /* The lists (errors; records with their reasons and auth results) are
@@ -85,7 +86,8 @@ static void show_auth_json(string_t *str,
 }
 
 static const char *
-show_records_json(const struct dmarc_query_show_report *report)
+show_records_json(struct show_cmd_context *ctx,
+		  const struct dmarc_query_show_report *report)
 {
 	const struct dmarc_query_show_record *rec;
 	const struct dmarc_query_reason *reason;
@@ -99,6 +101,11 @@ show_records_json(const struct dmarc_query_show_report *report)
 		first = FALSE;
 		str_append_c(str, '{');
 		json_key_str(str, "source_ip", rec->source_ip);
+		if (ctx->resolver != NULL) {
+			str_append_c(str, ',');
+			json_key_str(str, "source_name", doveadm_dmarc_resolve(
+				ctx->resolver, rec->source_ip));
+		}
 		str_printfa(str, ",\"source_ip_valid\":%s",
 			    rec->source_ip_valid ? "true" : "false");
 		str_printfa(str, ",\"count\":%"PRIu64, rec->count);
@@ -180,7 +187,7 @@ static int show_report(const struct dmarc_query_show_report *report,
 	doveadm_dmarc_print_num(report->pass);
 	/* JSON text is ASCII-safe: json_append_escaped() escapes every
 	   control character */
-	doveadm_print(show_records_json(report));
+	doveadm_print(show_records_json(ctx, report));
 	return 0;
 }
 
@@ -192,7 +199,11 @@ show_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	int ret;
 
 	ctx->archive_dir = set->archive_dir;
+	if (ctx->dctx.resolve)
+		ctx->resolver = doveadm_dmarc_resolver_init(store, set);
 	ret = dmarc_query_show(store, &ctx->key, show_report, ctx, error_r);
+	if (ctx->resolver != NULL)
+		doveadm_dmarc_resolver_deinit(&ctx->resolver);
 	if (ret == 0) {
 		/* not this user's: doveadm's "not found" for the exit code */
 		doveadm_dmarc_set_exit_code(_ctx, DOVEADM_EX_NOTFOUND);
@@ -213,6 +224,7 @@ cmd_dmarc_show_init(struct doveadm_mail_cmd_context *_ctx,
 {
 	struct show_cmd_context *ctx = (struct show_cmd_context *)_ctx;
 
+	(void)doveadm_cmd_param_bool(_ctx->cctx, "resolve", &ctx->dctx.resolve);
 	if (args[0] == NULL)
 		doveadm_dmarc_usage_error(_ctx, "Missing the report: an id "
 					  "as list prints it, or org and "
@@ -270,7 +282,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_show_alloc(void)
 {
 	struct show_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct show_cmd_context, "");
+	ctx = doveadm_dmarc_cmd_alloc(struct show_cmd_context, "r");
 	ctx->dctx.ctx.v.init = cmd_dmarc_show_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_show_run;
 	/* one "field: value" line each: a report has some thirty */
@@ -281,9 +293,11 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_show_alloc(void)
 struct doveadm_cmd_ver2 doveadm_dmarc_cmd_show = {
 	.name = "dmarc show",
 	.mail_cmd = cmd_dmarc_show_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "<id> | <org> <report_id>",
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
+		"[--resolve] <id> | <org> <report_id>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('r', "resolve", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "report", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

@@ -125,13 +125,15 @@ int doveadm_dmarc_read(struct doveadm_mail_cmd_context *ctx,
 		       struct mail_user *user,
 		       doveadm_dmarc_read_func_t *read_func)
 {
+	struct doveadm_dmarc_cmd_context *dctx =
+		(struct doveadm_dmarc_cmd_context *)ctx;
 	struct dmarc_settings set;
 	struct dmarc_store *store;
 	const char *error;
 	int ret;
 
-	ret = doveadm_dmarc_store_open(ctx, user, DMARC_STORE_OPEN_READONLY,
-				       &set, &store);
+	ret = doveadm_dmarc_store_open(ctx, user, dctx->resolve ? 0 :
+				       DMARC_STORE_OPEN_READONLY, &set, &store);
 	if (ret <= 0)
 		return ret;
 	ret = read_func(ctx, store, &set, &error);

@@ -29,6 +29,8 @@ extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_expire;
 struct doveadm_dmarc_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
 	struct dmarc_query_filter filter;
+	/* --resolve: the database is opened for writing (the name cache) */
+	bool resolve;
 };
 
 #define doveadm_dmarc_cmd_alloc(type, getopt_args) \
@@ -81,6 +83,16 @@ void doveadm_dmarc_set_exit_code(struct doveadm_mail_cmd_context *ctx,
 /* A query failed: log it and set the exit code. Returns -1. */
 int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 			       struct mail_user *user, const char *error);
+
+/* --resolve (doveadm-dmarc-resolve.c): names of source addresses through
+   Dovecot's dns-client, cached in the user's database (open for
+   writing). doveadm_dmarc_resolve() returns the verified name or "". */
+struct doveadm_dmarc_resolver *
+doveadm_dmarc_resolver_init(struct dmarc_store *store,
+			    const struct dmarc_settings *set);
+void doveadm_dmarc_resolver_deinit(struct doveadm_dmarc_resolver **resolver);
+const char *doveadm_dmarc_resolve(struct doveadm_dmarc_resolver *resolver,
+				  const char *ip);
 
 /* ISO 8601 UTC: 2024-01-31T00:00:00Z */
 const char *doveadm_dmarc_time(int64_t t);

@@ -1153,3 +1153,48 @@ int dmarc_query_show(struct dmarc_store *store,
 	sqlite3_finalize(stmt);
 	return ret < 0 ? -1 : found > 0 ? 1 : 0;
 }
+
+/* --- names of sources --- */
+
+int dmarc_query_resolved_get(struct dmarc_store *store, const char *ip,
+			     int64_t now, const char **name_r,
+			     const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	*name_r = NULL;
+	query_sql_init(&q, "SELECT name FROM resolved_names"
+		       " WHERE ip = ? AND expires > ?");
+	bind_text(&q, ip);
+	bind_int(&q, now);
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	ret = query_step(stmt, error_r);
+	if (ret > 0)
+		*name_r = col_str(stmt, 0);
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+int dmarc_query_resolved_put(struct dmarc_store *store, const char *ip,
+			     const char *name, int64_t expires,
+			     const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	/* a name is never "": that is NULL, no verified name */
+	query_sql_init(&q, "INSERT OR REPLACE INTO resolved_names"
+		       " (ip, name, expires) VALUES (?, nullif(?, ''), ?)");
+	bind_text(&q, ip);
+	bind_text(&q, name == NULL ? "" : name);
+	bind_int(&q, expires);
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	ret = query_step(stmt, error_r);
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
+}

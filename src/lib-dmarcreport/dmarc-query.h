@@ -215,6 +215,21 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 		       pool_t pool, ARRAY_TYPE(const_string) *paths_r,
 		       unsigned int *deleted_r, const char **error_r);
 
+/* --- names of sources (doveadm dmarc --resolve) ---
+   The lookups themselves are the door's (Dovecot's DNS client); the
+   store keeps their answers. */
+
+/* 1 and *name_r (NULL: no verified name) when ip has an unexpired entry
+   at now, 0 when not, -1 on error. */
+int dmarc_query_resolved_get(struct dmarc_store *store, const char *ip,
+			     int64_t now, const char **name_r,
+			     const char **error_r);
+/* Keeps name (or NULL) for ip until expires. The store must be open for
+   writing. */
+int dmarc_query_resolved_put(struct dmarc_store *store, const char *ip,
+			     const char *name, int64_t expires,
+			     const char **error_r);
+
 /* --- show: one report, everything stored of it --- */
 struct dmarc_query_reason {
 	const char *type;         /* "" when the reporter gave none */

@@ -63,6 +63,13 @@ static const struct setting_def setting_defs[] = {
 		  lock_timeout_msecs, "5s"),
 	DEF_LIMIT("dmarcreport_max_pending_size", SETTING_SIZE,
 		  max_pending_size, "64M"),
+	/* doveadm dmarc --resolve: all lookups of one command together */
+	DEF_LIMIT("dmarcreport_resolve_timeout", SETTING_TIME_MSECS,
+		  resolve_timeout_msecs, "10s"),
+	/* how long a looked-up name is kept: Dovecot's DNS client does not
+	   hand out the records' TTLs */
+	DEF_LIMIT("dmarcreport_resolve_cache_time", SETTING_TIME_MSECS,
+		  resolve_cache_msecs, "1d"),
 };
 
 static int

@@ -31,6 +31,10 @@ struct dmarc_limits {
 	unsigned int lock_timeout_msecs;
 	/* disk space the pending spool next to the database may take */
 	uoff_t max_pending_size;
+	/* doveadm dmarc --resolve: time for all lookups of one command,
+	   and how long a name stays in the user's database */
+	unsigned int resolve_timeout_msecs;
+	unsigned int resolve_cache_msecs;
 };
 
 /* A long writer (import, expire) commits at least this often, so that a

@@ -115,4 +115,12 @@ CREATE TABLE auth_results (
 );
 CREATE INDEX auth_results_record ON auth_results (record_ref);
 
+-- version 2: names of source addresses looked up by doveadm dmarc
+-- --resolve (PTR, verified by a forward lookup), kept until expires.
+CREATE TABLE resolved_names (
+  ip TEXT PRIMARY KEY,               -- as records.source_ip
+  name TEXT,                         -- NULL: no verified name
+  expires INTEGER NOT NULL
+);
+
 INSERT INTO schema_version (version) VALUES (2);

@@ -339,6 +339,8 @@ static const char store_migrate_2_sql[] =
 	"  CASE WHEN instr(item, ': ') > 0"
 	"   THEN substr(item, instr(item, ': ') + 2) ELSE NULL END"
 	" FROM split WHERE seq >= 0;"
+	"CREATE TABLE IF NOT EXISTS resolved_names (ip TEXT PRIMARY KEY,"
+	" name TEXT, expires INTEGER NOT NULL);"
 	"UPDATE reports SET errors = NULL WHERE errors IS NOT NULL;"
 	"UPDATE records SET reasons = NULL WHERE reasons IS NOT NULL;";
 

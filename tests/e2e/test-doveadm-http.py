@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """End-to-end: `doveadm dmarc list|show|query|summary` over doveadm's HTTP
 API (the doveadm server of a private Dovecot, on 127.0.0.1) give the same
-rows as the doveadm command line with -f json."""
+rows as the doveadm command line with -f json; and `--resolve` names
+sources through Dovecot's dns-client, without the network: the master
+runs in a mount namespace where /etc/hosts and /etc/nsswitch.conf are the
+test's own ("hosts: files")."""
 
 import base64
 import http.client
@@ -9,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -17,6 +21,8 @@ import reportmail  # noqa: E402
 from dovetest import check, check_equal, skip_test  # noqa: E402
 
 API_KEY = "e2e-dmarc-api-key"
+# the RFC 9990 sample's source has a name; mail-auth--003's none
+HOSTS = "127.0.0.1 localhost\n192.0.2.123 mail.example.test\n"
 USER = "http"
 state = {}
 
@@ -41,11 +47,18 @@ class HttpDovecot(dovetest.Dovecot):
     def _start_master(self):
         real = dovetest.DOVECOT
         wrapper = self.path("dovecot-in-namespace.sh")
+        with open(self.path("hosts"), "w") as f:
+            f.write(HOSTS)
+        with open(self.path("nsswitch.conf"), "w") as f:
+            f.write("hosts: files\n")
         with open(wrapper, "w") as f:
             f.write("#!/bin/sh\n"
-                    f'unshare -m sh -c \'mount --bind "$1" "$2" || exit 99; '
-                    f'shift 2; exec "$@"\' sh "{dovetest.DOVEADM_PLUGIN_DIR}" '
-                    f'"{dovetest.SYSTEM_DOVEADM_MODULE_DIR}" "{real}" "$@"\n')
+                    f'unshare -m sh -c \'mount --bind "$1" "$2" && '
+                    f'mount --bind "$3" /etc/hosts && '
+                    f'mount --bind "$4" /etc/nsswitch.conf || exit 99; '
+                    f'shift 4; exec "$@"\' sh "{dovetest.DOVEADM_PLUGIN_DIR}" '
+                    f'"{dovetest.SYSTEM_DOVEADM_MODULE_DIR}" "{self.path("hosts")}" '
+                    f'"{self.path("nsswitch.conf")}" "{real}" "$@"\n')
         os.chmod(wrapper, 0o755)
         dovetest.DOVECOT = wrapper
         try:
@@ -114,7 +127,42 @@ def test_same_json_over_http(dc):
     print(f"# {len(cases)} commands over HTTP gave what the command line gives")
 
 
-TESTS = [test_deliver, test_same_json_over_http]
+def test_resolve(dc):
+    """query/show --resolve: the sources' names from the dns-client
+    service (the test's /etc/hosts), cached in the user's database; a
+    source without a name stays empty."""
+    if not state.get("list"):
+        skip_test("nothing delivered")
+    t0 = time.monotonic()
+    rows = cli(dc, ["dmarc", "query", "--resolve"])
+    elapsed = time.monotonic() - t0
+    names = {r["source_ip"]: r["source_name"] for r in rows}
+    check_equal(names.get("192.0.2.123"), "mail.example.test", "a named source")
+    check_equal(names.get("64.147.108.117"), "", "a source without a name")
+    plain = cli(dc, ["dmarc", "query"])
+    check_equal([{k: v for k, v in r.items() if k != "source_name"} for r in rows], plain,
+                "--resolve only adds source_name")
+    cached = dict(dc.query(USER, "SELECT ip, name FROM resolved_names"))
+    check_equal(cached.get("192.0.2.123"), "mail.example.test", "the name is cached")
+    check("64.147.108.117" in cached and cached["64.147.108.117"] is None,
+          f"no name is cached too: {cached}")
+    expires = dc.query(USER, "SELECT min(expires) FROM resolved_names")[0][0]
+    check(abs(expires - (time.time() + 86400)) < 600, f"cached for a day: {expires}")
+    # the cache answers: a changed hosts file is not asked again
+    with open(dc.path("hosts"), "r+") as f:
+        f.seek(0)
+        f.write(HOSTS.replace("mail.example.test", "else.example.test"))
+        f.truncate()
+    again = cli(dc, ["dmarc", "query", "--resolve", "source", "192.0.2.123"])
+    check_equal({r["source_name"] for r in again}, {"mail.example.test"}, "from the cache")
+    sample = [r for r in state["list"] if r["org"] == "Sample Reporter"][0]
+    shown = cli(dc, ["dmarc", "show", "--resolve", str(sample["id"])])
+    check_equal(json.loads(shown[0]["records"])[0]["source_name"], "mail.example.test",
+                "show --resolve")
+    print(f"# query --resolve over {len(rows)} records: {elapsed:.2f} s (first, uncached)")
+
+
+TESTS = [test_deliver, test_same_json_over_http, test_resolve]
 
 if __name__ == "__main__":
     if not dovetest.have_doveadm_plugin():

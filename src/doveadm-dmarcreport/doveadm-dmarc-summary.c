@@ -6,17 +6,30 @@
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
 
+struct summary_cmd_context {
+	struct doveadm_dmarc_cmd_context dctx;
+	struct doveadm_dmarc_resolver *resolver;
+};
+
 static int summary_domain(const struct dmarc_query_summary_row *row,
-			  void *context ATTR_UNUSED)
+			  void *context)
 {
+	struct summary_cmd_context *ctx = context;
 	string_t *top = t_str_new(128);
+	const char *name;
 	unsigned int i;
 
 	for (i = 0; i < row->top_failing_count; i++) {
 		if (i > 0)
 			str_append(top, ", ");
-		str_printfa(top, "%s (%"PRIu64")", row->top_failing[i].source_ip,
-			    row->top_failing[i].messages);
+		str_append(top, row->top_failing[i].source_ip);
+		/* --resolve: "192.0.2.1 mail.example.com (120)" */
+		name = ctx->resolver == NULL ? "" :
+			doveadm_dmarc_resolve(ctx->resolver,
+					      row->top_failing[i].source_ip);
+		if (*name != '\0')
+			str_printfa(top, " %s", name);
+		str_printfa(top, " (%"PRIu64")", row->top_failing[i].messages);
 	}
 	doveadm_dmarc_print_str(row->policy_domain);
 	doveadm_dmarc_print_num(row->reports);
@@ -31,13 +44,18 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 
 static int
 summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
-	     const struct dmarc_settings *set ATTR_UNUSED, const char **error_r)
+	     const struct dmarc_settings *set, const char **error_r)
 {
-	struct doveadm_dmarc_cmd_context *dctx =
-		(struct doveadm_dmarc_cmd_context *)_ctx;
+	struct summary_cmd_context *ctx = (struct summary_cmd_context *)_ctx;
+	int ret;
 
-	return dmarc_query_summary(store, &dctx->filter, summary_domain, dctx,
-				   error_r);
+	if (ctx->dctx.resolve)
+		ctx->resolver = doveadm_dmarc_resolver_init(store, set);
+	ret = dmarc_query_summary(store, &ctx->dctx.filter, summary_domain,
+				  ctx, error_r);
+	if (ctx->resolver != NULL)
+		doveadm_dmarc_resolver_deinit(&ctx->resolver);
+	return ret;
 }
 
 static int
@@ -51,8 +69,10 @@ static void
 cmd_dmarc_summary_init(struct doveadm_mail_cmd_context *_ctx,
 		       const char *const args[])
 {
-	doveadm_dmarc_parse_filter((struct doveadm_dmarc_cmd_context *)_ctx,
-				   args);
+	struct summary_cmd_context *ctx = (struct summary_cmd_context *)_ctx;
+
+	(void)doveadm_cmd_param_bool(_ctx->cctx, "resolve", &ctx->dctx.resolve);
+	doveadm_dmarc_parse_filter(&ctx->dctx, args);
 	doveadm_print_header("domain", "Domain", 0);
 	doveadm_print_header("reports", "Reports", DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS);
@@ -67,21 +87,23 @@ cmd_dmarc_summary_init(struct doveadm_mail_cmd_context *_ctx,
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_summary_alloc(void)
 {
-	struct doveadm_dmarc_cmd_context *dctx;
+	struct summary_cmd_context *ctx;
 
-	dctx = doveadm_dmarc_cmd_alloc(struct doveadm_dmarc_cmd_context, "");
-	dctx->ctx.v.init = cmd_dmarc_summary_init;
-	dctx->ctx.v.run = cmd_dmarc_summary_run;
+	ctx = doveadm_dmarc_cmd_alloc(struct summary_cmd_context, "r");
+	ctx->dctx.ctx.v.init = cmd_dmarc_summary_init;
+	ctx->dctx.ctx.v.run = cmd_dmarc_summary_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
-	return &dctx->ctx;
+	return &ctx->dctx.ctx;
 }
 
 struct doveadm_cmd_ver2 doveadm_dmarc_cmd_summary = {
 	.name = "dmarc summary",
 	.mail_cmd = cmd_dmarc_summary_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX DOVEADM_DMARC_FILTER_USAGE,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[--resolve] "
+		DOVEADM_DMARC_FILTER_USAGE,
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('r', "resolve", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "filter", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

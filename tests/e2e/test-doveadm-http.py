@@ -21,8 +21,10 @@ import reportmail  # noqa: E402
 from dovetest import check, check_equal, skip_test  # noqa: E402
 
 API_KEY = "e2e-dmarc-api-key"
-# the RFC 9990 sample's source has a name; mail-auth--003's none
-HOSTS = "127.0.0.1 localhost\n192.0.2.123 mail.example.test\n"
+# the RFC 9990 sample's source and the hardfail report's failing one have
+# a name; mail-auth--003's none
+HOSTS = ("127.0.0.1 localhost\n192.0.2.123 mail.example.test\n"
+         "42.42.42.42 failing.example.test\n")
 USER = "http"
 state = {}
 
@@ -159,6 +161,14 @@ def test_resolve(dc):
     shown = cli(dc, ["dmarc", "show", "--resolve", str(sample["id"])])
     check_equal(json.loads(shown[0]["records"])[0]["source_name"], "mail.example.test",
                 "show --resolve")
+    summary = cli(dc, ["dmarc", "summary", "--resolve"])
+    plain = cli(dc, ["dmarc", "summary"])
+    check_equal(len(summary), len(plain), "summary --resolve rows")
+    for r, p in zip(summary, plain):
+        check_equal(r["top_failing"].replace(" failing.example.test", ""), p["top_failing"],
+                    "summary --resolve adds the names to the failing sources")
+    check(any("42.42.42.42 failing.example.test (" in r["top_failing"] for r in summary),
+          f"a failing source named: {summary}")
     print(f"# query --resolve over {len(rows)} records: {elapsed:.2f} s (first, uncached)")
 
 

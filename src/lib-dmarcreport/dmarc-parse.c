@@ -2555,6 +2555,13 @@ const char *const *dmarc_parser_get_anomalies(struct dmarc_parser *parser)
 			parser->n_values_unknown);
 		array_push_back(&anomalies, &msg);
 	}
+	if (parser->n_values_cut > 0) {
+		/* the archive keeps the whole value */
+		msg = p_strdup_printf(parser->pool, "cut %u values to %u bytes "
+			"(dmarcreport_max_value_length)", parser->n_values_cut,
+			parser->limits.max_value_length);
+		array_push_back(&anomalies, &msg);
+	}
 	if (parser->n_extensions_dropped > 0) {
 		msg = p_strdup_printf(parser->pool, "%u extensions or unknown "
 			"elements not kept: longer than %u bytes together "
@@ -2592,9 +2599,6 @@ const char *const *dmarc_parser_get_warnings(struct dmarc_parser *parser)
 	if (parser->n_charref_repaired > 0)
 		ADD("replaced %u character references to characters XML "
 		    "does not allow with U+FFFD", parser->n_charref_repaired);
-	if (parser->n_values_cut > 0)
-		ADD("cut %u values to %u bytes (dmarcreport_max_value_length)",
-		    parser->n_values_cut, parser->limits.max_value_length);
 	if (parser->n_controls_replaced > 0)
 		ADD("replaced %u control characters in values (line breaks "
 		    "and tabs with spaces, others with U+FFFD)",

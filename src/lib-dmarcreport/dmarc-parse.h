@@ -50,13 +50,14 @@ int dmarc_parser_next_record(struct dmarc_parser *parser,
 			     const char **error_r);
 
 /* What the report says that is wrong but was kept as reported (pct out
-   of range, begin after end, records with an invalid source_ip) or cost
-   one record (a record without a count): for one warning each, once the
-   report ended. NULL-terminated. */
+   of range, begin after end, records with an invalid source_ip), cut
+   (values past dmarcreport_max_value_length, extensions that did not
+   fit) or cost one record (a record without a count): for one warning
+   each, once the report ended. NULL-terminated. */
 const char *const *dmarc_parser_get_anomalies(struct dmarc_parser *parser);
 
-/* Non-fatal findings so far (recovered XML, repaired UTF-8, begin > end,
-   capped values), for a debug/info log line. NULL-terminated. */
+/* Non-fatal findings so far (recovered XML, repaired UTF-8, controls
+   replaced), for a debug log line. NULL-terminated. */
 const char *const *dmarc_parser_get_warnings(struct dmarc_parser *parser);
 
 #endif

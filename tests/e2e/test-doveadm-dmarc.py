@@ -29,7 +29,7 @@ CORPUS = dovetest.CORPUS_DIR
 # database; newer: a database of a future schema; arch: import --archive;
 # robust: imports of bad inputs; show: the RFC 9990 sample alone
 USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer", "arch", "robust",
-         "show"]
+         "show", "anomaly"]
 KEEP_ONLY = "keep;\n"
 
 EX_USAGE = 64
@@ -492,6 +492,29 @@ def write_user_file(dc, path, data):
     os.chown(path, dc.uid, dc.uid)
 
 
+def test_import_anomalies_warn(dc):
+    """import: what is stored as reported although wrong (pct 150, begin
+    after end, a source that is no address) is one warning each, as in
+    delivery; the report is stored with those values."""
+    src = dc.path("anomaly-src")
+    os.mkdir(src, 0o755)
+    os.chown(src, dc.uid, dc.uid)
+    xml = reportmail.report_xml("anomaly-1", begin=1700086399, end=1700000000,
+                                records=(("192.0.2.1", 2), ("999.300.1.1", 3)))
+    write_user_file(dc, os.path.join(src, "a.xml"), xml.replace(b"<pct>100<", b"<pct>150<"))
+    r = dc.doveadm(["dmarc", "import", src], user="anomaly", fmt="json")
+    check_equal(r.returncode, 0, f"import: {r.stderr}")
+    warnings = [l for l in r.stderr.splitlines() if "Warning:" in l]
+    for what in ("<pct> 150 is not 0..100", "begin 1700086399 is after end 1700000000",
+                 "1 records with a source_ip that is not an IP address"):
+        check(sum(what in l for l in warnings) == 1, f"one warning '{what}': {r.stderr}")
+    check_equal(dc.query("anomaly", "SELECT policy_pct, date_begin, record_count FROM reports"),
+                [(150, 1700086399, 2)], "stored as reported")
+    check_equal(dc.query("anomaly", "SELECT source_ip, source_ip_valid, count FROM records"
+                         " ORDER BY id"),
+                [("192.0.2.1", 1, 2), ("999.300.1.1", 0, 3)], "the invalid source kept, marked")
+
+
 def test_import_goes_on_after_bad_inputs(dc):
     """One bad input does not stop an import: a report whose counts
     overflow is one failure and the files after it are read; a symlink
@@ -633,6 +656,7 @@ TESTS = [
     test_import_mailbox,
     test_import_archive_only_on_request,
     test_import_goes_on_after_bad_inputs,
+    test_import_anomalies_warn,
     test_expire,
     test_no_database,
     test_newer_schema,

@@ -15,6 +15,7 @@
 #include "dmarc-unpack.h"
 #include "dmarc-parse.h"
 #include "dmarc-store.h"
+#include "dmarc-query.h"
 #include "dmarc-ingest.h"
 #include "dmarc-import.h"
 
@@ -123,8 +124,18 @@ static void fuzz_document(struct dmarc_unpack *unpack)
 							  &error) < 0)
 				break;
 		}
-		/* rolled back either way: the database stays small */
-		dmarc_store_report_rollback(&sreport);
+		/* a whole report is committed (its extensions and digest
+		   are written then) and deleted again, anything else
+		   rolled back: the database stays small */
+		if (ret == 0 &&
+		    dmarc_store_report_commit(&sreport, &error) == 0) {
+			unsigned int deleted;
+
+			(void)dmarc_query_expire(store, INT64_MAX, NULL, NULL,
+						 &deleted, &error);
+		} else if (sreport != NULL) {
+			dmarc_store_report_rollback(&sreport);
+		}
 	}
 	dmarc_parser_deinit(&parser);
 }

@@ -18,8 +18,9 @@ packages="$packages $EXTRA_PACKAGES"
 
 if [ ! -x "$root/usr/bin/apt-get" ]; then
 	command -v debootstrap >/dev/null || {
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null ||
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1 ||
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1; } ||
+		{ echo "chroot-trixie.sh: cannot install debootstrap" >&2; exit 1; }
 	}
 	rm -rf "$root.new"
 	mkdir -p "$root.new"

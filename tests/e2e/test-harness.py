@@ -34,8 +34,9 @@ def test_delivery_returns_after_its_log_lines(dc):
     """With Dovecot's log process stopped, the mail is delivered but
     lmtp_deliver() keeps waiting; once the log process runs again, the
     delivery's lines are in the log as soon as it returns."""
-    pid = log_process(dc)
-    check(pid is not None, "no log process found")
+    # the master forks it at start; its name is set once it has exec'd
+    pid = dovetest.wait_for(lambda: log_process(dc), 10)
+    check(pid, "no log process found")
     mail = reportmail.report_mail([("w.xml", reportmail.report_xml("logwait-1"))],
                                   "<logwait-0@e2e.test>")
     mark = dc.log_mark()

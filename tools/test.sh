@@ -123,9 +123,13 @@ fi
 # harness sees that the installed modules are the build's and uses them
 # (dovetest.use_installed). The chroot is a throwaway: nothing of the host
 # is touched.
-if [ "${SKIP_DOVECOT24:-}" != 1 ]; then
+dovecot24_stage() {
 	chroot_root=${DOVECOT24_CHROOT:-/var/cache/dovecot-dmarcreport/trixie}
-	"$top/tools/chroot-trixie.sh" "$chroot_root"
+	if ! "$top/tools/chroot-trixie.sh" "$chroot_root"; then
+		echo ":test-result: FAIL" >> "$results"
+		echo "---- [dovecot-2.4] no Debian 13 chroot: tools/chroot-trixie.sh failed"
+		status=1; return
+	fi
 	rm -rf "$chroot_root/build"
 	mkdir -p "$chroot_root/build/dovecot-dmarcreport" "$chroot_root/build/shared"
 	(cd "$top" && tar --exclude=./.git --exclude=./build --exclude='./build-*' \
@@ -153,7 +157,8 @@ if [ "${SKIP_DOVECOT24:-}" != 1 ]; then
 		fi
 	fi
 	echo "[dovecot-2.4] $(chroot "$chroot_root" dovecot --version) done"
-fi
+}
+[ "${SKIP_DOVECOT24:-}" = 1 ] || dovecot24_stage
 
 pass=$(grep -c ': PASS' "$results" || true)
 fail=$(grep -c ': \(FAIL\|ERROR\|XPASS\)' "$results" || true)

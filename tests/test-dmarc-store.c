@@ -358,7 +358,7 @@ static void test_open_corrupt(void)
 			&store, &error) == -1, i);
 		test_assert_idx(store == NULL, i);
 		test_assert_idx(error != NULL &&
-				str_begins(error, t_strconcat(path, ": ", NULL)) &&
+				str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
 				strstr(error, "file is not a database") != NULL, i);
 	}
 	test_end();
@@ -828,7 +828,7 @@ static void test_store_readonly_refuses_writes(void)
 	test_assert(dmarc_store_report_begin(store, &report, &info, &sreport,
 					     &error) == -1);
 	test_assert(sreport == NULL);
-	test_assert(str_begins(error, t_strconcat(path, ": ", NULL)) &&
+	test_assert(str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
 		    strstr(error, "readonly") != NULL);
 	dmarc_store_close(&store);
 	test_end();
@@ -1001,7 +1001,7 @@ static void test_concurrent_busy_timeout(void)
 					     &error) == -1);
 	test_assert(sreport == NULL);
 	test_assert(error != NULL &&
-		    str_begins(error, t_strconcat(path, ": ", NULL)) &&
+		    str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
 		    strstr(error, "busy for more than 50 ms") != NULL);
 	i_close_fd(&release_fd);
 	test_assert(test_wait_child(pid) == 0);

@@ -106,7 +106,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_expire_alloc(void)
 	struct expire_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct expire_cmd_context, "b:a");
-	ctx->dctx.ctx.v.init = cmd_dmarc_expire_init;
+	ctx->dctx.init = cmd_dmarc_expire_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_expire_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->dctx.ctx;

@@ -93,7 +93,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_list_alloc(void)
 	struct list_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct list_cmd_context, "");
-	ctx->dctx.ctx.v.init = cmd_dmarc_list_init;
+	ctx->dctx.init = cmd_dmarc_list_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_list_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->dctx.ctx;

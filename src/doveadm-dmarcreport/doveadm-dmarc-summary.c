@@ -70,7 +70,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_summary_alloc(void)
 	struct doveadm_dmarc_cmd_context *dctx;
 
 	dctx = doveadm_dmarc_cmd_alloc(struct doveadm_dmarc_cmd_context, "");
-	dctx->ctx.v.init = cmd_dmarc_summary_init;
+	dctx->init = cmd_dmarc_summary_init;
 	dctx->ctx.v.run = cmd_dmarc_summary_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &dctx->ctx;

@@ -240,11 +240,8 @@ def test_archive_symlinks_not_followed(dc):
 def doveadm_start(dc, args, user):
     """doveadm in the background, as dc.doveadm() runs it."""
     cmd = [dovetest.DOVEADM, "-c", dc.conf, "-f", "json"] + args + ["-u", user]
-    shell = 'mount --bind "$1" "$2" || exit 99; shift 2; exec "$@"'
-    return subprocess.Popen(["unshare", "-m", "sh", "-c", shell, "sh",
-                             dovetest.DOVEADM_PLUGIN_DIR,
-                             dovetest.SYSTEM_DOVEADM_MODULE_DIR] + cmd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(dc.wrap(cmd), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             env=dovetest.sanitizer_env())
 
 

@@ -13,7 +13,8 @@ port, passwd-file users and log; the host's Dovecot is never touched.
 
 Environment: top_builddir, top_srcdir, CORPUS_DIR (set by `make check`);
 KEEP_E2E=1 keeps the temp dir; E2E_DEBUG=1 sets mail_debug = yes;
-E2E_UID picks the test uid (default: 5000, or the first free one above).
+E2E_UID picks the test uid (default: 5000, or the first free one above);
+E2E_INSTALLED=1 loads the installed plugins instead of the build's.
 Exit codes follow automake: 0 pass, 1 fail, 77 skip, 99 hard error.
 """
 
@@ -36,9 +37,19 @@ TOP_SRCDIR = os.environ.get("top_srcdir") or os.path.dirname(os.path.dirname(HER
 TOP_BUILDDIR = os.environ.get("top_builddir") or os.path.join(TOP_SRCDIR, "build")
 CORPUS_DIR = os.environ.get("CORPUS_DIR") or os.path.join(TOP_SRCDIR, "..", "shared", "corpus")
 
-SIEVE_PLUGIN_DIR = os.path.join(TOP_BUILDDIR, "src", "sieve-dmarcreport", ".libs")
-DOVEADM_PLUGIN_DIR = os.path.join(TOP_BUILDDIR, "src", "doveadm-dmarcreport", ".libs")
-SYSTEM_DOVEADM_MODULE_DIR = "/usr/lib/dovecot/modules/doveadm"
+SYSTEM_MODULE_DIR = "/usr/lib/dovecot/modules"
+SYSTEM_DOVEADM_MODULE_DIR = os.path.join(SYSTEM_MODULE_DIR, "doveadm")
+SIEVE_PLUGIN_SO = "lib90_sieve_dmarcreport_plugin.so"
+DOVEADM_PLUGIN_SO = "lib20_doveadm_dmarcreport_plugin.so"
+# E2E_INSTALLED=1 tests the installed package (tools/package-test.sh): the
+# plugins come from Dovecot's own module dirs, nothing from the build.
+INSTALLED = os.environ.get("E2E_INSTALLED") == "1"
+if INSTALLED:
+    SIEVE_PLUGIN_DIR = os.path.join(SYSTEM_MODULE_DIR, "sieve")
+    DOVEADM_PLUGIN_DIR = SYSTEM_DOVEADM_MODULE_DIR
+else:
+    SIEVE_PLUGIN_DIR = os.path.join(TOP_BUILDDIR, "src", "sieve-dmarcreport", ".libs")
+    DOVEADM_PLUGIN_DIR = os.path.join(TOP_BUILDDIR, "src", "doveadm-dmarcreport", ".libs")
 DOVECOT = "dovecot"
 DOVEADM = "doveadm"
 DOVECOT_LDA = "/usr/lib/dovecot/dovecot-lda"
@@ -67,8 +78,15 @@ def require_root():
     for prog in (DOVECOT, DOVEADM, DOVECOT_LDA):
         if shutil.which(prog) is None:
             skip(f"{prog} not installed (apt-get install dovecot-core dovecot-lmtpd dovecot-sieve)")
-    if not os.path.isdir(SIEVE_PLUGIN_DIR):
-        skip(f"the Sieve plugin is not built: {SIEVE_PLUGIN_DIR} missing")
+    sieve_plugin = os.path.join(SIEVE_PLUGIN_DIR, SIEVE_PLUGIN_SO)
+    if INSTALLED:
+        # a package that lacks it is a failure, not a reason to skip
+        if not os.path.exists(sieve_plugin):
+            print(f"dovetest: E2E_INSTALLED=1 but {sieve_plugin} is not installed")
+            sys.exit(EXIT_HARD_ERROR)
+        print(f"dovetest: testing the installed plugins in {SYSTEM_MODULE_DIR}")
+    elif not os.path.exists(sieve_plugin):
+        skip(f"the Sieve plugin is not built: {sieve_plugin} missing")
 
 
 def have_corpus():
@@ -76,8 +94,7 @@ def have_corpus():
 
 
 def have_doveadm_plugin():
-    return os.path.isdir(DOVEADM_PLUGIN_DIR) and any(
-        f.endswith(".so") for f in os.listdir(DOVEADM_PLUGIN_DIR))
+    return os.path.exists(os.path.join(DOVEADM_PLUGIN_DIR, DOVEADM_PLUGIN_SO))
 
 
 def free_port():
@@ -550,16 +567,20 @@ class Dovecot:
     # --- doveadm -----------------------------------------------------------
 
     def doveadm(self, args, user=None, fmt=None):
-        """doveadm with the freshly built doveadm plugin. doveadm loads
-        plugins only from its compiled-in dir, so that dir is replaced by
-        the build's .libs in a private mount namespace: the host is left
-        untouched."""
+        """doveadm with the doveadm plugin under test. The build's:
+        doveadm loads plugins only from its compiled-in dir, so that dir
+        is replaced by the build's .libs in a private mount namespace (the
+        host is left untouched). The installed one (E2E_INSTALLED=1) is
+        already where doveadm looks."""
         cmd = [DOVEADM, "-c", self.conf]
         if fmt is not None:
             cmd += ["-f", fmt]
         cmd += list(args)
         if user is not None:
             cmd += ["-u", user]
+        if INSTALLED:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                                  env=sanitizer_env())
         shell = ('mount --bind "$1" "$2" || exit 99; shift 2; exec "$@"')
         return subprocess.run(["unshare", "-m", "sh", "-c", shell, "sh",
                                DOVEADM_PLUGIN_DIR, SYSTEM_DOVEADM_MODULE_DIR] + cmd,

@@ -7,7 +7,10 @@
 #   3. an ASan+UBSan build, make check again with it (plugins preloaded
 #      into the private Dovecot)
 #   4. a short libFuzzer run of unpack+parse+store, seeded from the corpus
-# SKIP_VALGRIND=1, SKIP_SANITIZERS=1, SKIP_FUZZ=1 leave a stage out;
+#   5. the Debian package: built from a clean copy, installed, the e2e
+#      tests run against the installed files, purged (tools/package-test.sh)
+# SKIP_VALGRIND=1, SKIP_SANITIZERS=1, SKIP_FUZZ=1, SKIP_PACKAGE=1 leave a
+# stage out;
 # FUZZ_SECONDS sets the fuzz run's length (default 60).
 set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -90,6 +93,17 @@ if [ "${SKIP_FUZZ:-}" != 1 ] && [ -d "$corpus/aggregate" ]; then
 		echo "---- [fuzz] crash, input in $fuzz/artifacts"; tail -40 "$fuzz/fuzz.out"
 		status=1
 	fi
+fi
+
+# 5. the .deb, installed on this host, e2e against it, then purged
+if [ "${SKIP_PACKAGE:-}" != 1 ]; then
+	mkdir -p "$build"
+	rc=0
+	PACKAGE_RESULTS=$results CORPUS_DIR=$corpus "$top/tools/package-test.sh" \
+		> "$build/package-test.out" 2>&1 || rc=$?
+	grep -E '^(PASS|FAIL|SKIP): |^package-test: ([0-9]+ passed|built|e2e suite)' "$build/package-test.out" |
+		sed 's/^/[package] /'
+	[ $rc -eq 0 ] || { echo "---- [package] $build/package-test.out"; tail -60 "$build/package-test.out"; status=1; }
 fi
 
 pass=$(grep -c ': PASS' "$results" || true)

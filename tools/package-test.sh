@@ -92,8 +92,16 @@ if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
 	(cd "$top" && git ls-files -z --cached --others --exclude-standard |
 		tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$src" -xf -
 else
-	(cd "$top" && tar --exclude=./build --exclude='./build-*' --exclude=./autom4te.cache \
-		--exclude=./build-aux --exclude=./configure -cf - .) | tar -C "$src" -xf -
+	# not a git checkout (e.g. a tree copied into a chroot): everything
+	# but build dirs and what autoreconf and configure make
+	(cd "$top" && tar --exclude=./.git --exclude=./build --exclude='./build-*' \
+		--exclude=./autom4te.cache --exclude=./build-aux --exclude=./configure \
+		--exclude=./aclocal.m4 --exclude=./dummy-config.h.in --exclude=Makefile.in \
+		--exclude='./m4/l*.m4' --exclude=./config.log --exclude=./config.status \
+		--exclude=./libtool --exclude=Makefile --exclude=.deps --exclude=.libs \
+		--exclude='*.o' --exclude='*.lo' --exclude='*.la' --exclude='*.so' \
+		--exclude=./debian/.debhelper --exclude=./debian/dovecot-dmarcreport \
+		-cf - .) | tar -C "$src" -xf -
 fi
 
 # 2. what building it needs (Build-Depends, dpkg-dev), and lintian

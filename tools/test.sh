@@ -12,10 +12,14 @@
 #   5. Dovecot 2.4: a Debian 13 chroot (tools/chroot-trixie.sh, kept in
 #      $DOVECOT24_CHROOT, default /var/cache/dovecot-dmarcreport/trixie),
 #      the tree built and installed in it, make check there (unit tests
-#      and every e2e test against a private 2.4 Dovecot), and the package
-#      test (tools/package-test.sh) when the tree has one
-# SKIP_VALGRIND=1, SKIP_SANITIZERS=1, SKIP_FUZZ=1, SKIP_DOVECOT24=1 leave
-# a stage out; FUZZ_SECONDS sets the fuzz run's length (default 60).
+#      and every e2e test against a private 2.4 Dovecot), then the package
+#      test (tools/package-test.sh) there
+#   6. the Debian package on this host: built from a clean copy,
+#      installed, the e2e tests run against the installed files, purged
+#      (tools/package-test.sh)
+# SKIP_VALGRIND=1, SKIP_SANITIZERS=1, SKIP_FUZZ=1, SKIP_DOVECOT24=1,
+# SKIP_PACKAGE=1 leave a stage out; FUZZ_SECONDS sets the fuzz run's
+# length (default 60).
 set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$top/build}
@@ -146,20 +150,37 @@ dovecot24_stage() {
 		echo ":test-result: FAIL" >> "$results"
 		echo "---- [dovecot-2.4] build or install failed"; status=1
 	fi
-	# builds the .deb, installs it, runs the e2e tests on the installed files
-	if [ -x "$top/tools/package-test.sh" ]; then
-		if chroot "$chroot_root" sh -c 'cd /build/dovecot-dmarcreport && tools/package-test.sh' \
-			> "$chroot_root/build/package-test.out" 2>&1; then
-			echo ":test-result: PASS" >> "$results"
-		else
-			echo ":test-result: FAIL" >> "$results"
-			echo "---- [dovecot-2.4] tools/package-test.sh"
-			tail -40 "$chroot_root/build/package-test.out"; status=1
-		fi
+	# builds the .deb, installs it, runs the e2e tests on the installed
+	# files; make install's copies go first, so that dpkg does not
+	# silently take over identical files
+	chroot "$chroot_root" make -C /build/dovecot-dmarcreport/build uninstall \
+		>/dev/null 2>&1 || true
+	rm -f "$chroot_root/build/package-results"
+	rc=0
+	[ "${SKIP_PACKAGE:-}" = 1 ] ||
+		chroot "$chroot_root" sh -c 'cd /build/dovecot-dmarcreport &&
+			PACKAGE_RESULTS=/build/package-results tools/package-test.sh' \
+			> "$chroot_root/build/package-test.out" 2>&1 || rc=$?
+	cat "$chroot_root/build/package-results" >> "$results" 2>/dev/null || true
+	if [ $rc -ne 0 ]; then
+		echo ":test-result: FAIL" >> "$results"
+		echo "---- [dovecot-2.4] tools/package-test.sh"
+		tail -40 "$chroot_root/build/package-test.out"; status=1
 	fi
 	echo "[dovecot-2.4] $(chroot "$chroot_root" dovecot --version) done"
 }
 [ "${SKIP_DOVECOT24:-}" = 1 ] || dovecot24_stage
+
+# 6. the .deb, installed on this host, e2e against it, then purged
+if [ "${SKIP_PACKAGE:-}" != 1 ]; then
+	mkdir -p "$build"
+	rc=0
+	PACKAGE_RESULTS=$results CORPUS_DIR=$corpus "$top/tools/package-test.sh" \
+		> "$build/package-test.out" 2>&1 || rc=$?
+	grep -E '^(PASS|FAIL|SKIP): |^package-test: ([0-9]+ passed|built|e2e suite)' "$build/package-test.out" |
+		sed 's/^/[package] /'
+	[ $rc -eq 0 ] || { echo "---- [package] $build/package-test.out"; tail -60 "$build/package-test.out"; status=1; }
+fi
 
 pass=$(grep -c ': PASS' "$results" || true)
 fail=$(grep -c ': \(FAIL\|ERROR\|XPASS\)' "$results" || true)

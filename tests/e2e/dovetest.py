@@ -143,6 +143,9 @@ def require_root():
         skip("Dovecot 2.4 loads settings modules only from its MODULEDIR, and "
              "no private mount namespace can be made here (unshare -m): "
              "`make install` the build first")
+    if USE_INSTALLED:
+        # tools/package-test.sh looks for this line in every e2e log
+        print(f"dovetest: testing the installed plugins in {SYSTEM_MODULE_DIR}")
 
 
 def have_corpus():

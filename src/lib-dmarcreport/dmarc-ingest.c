@@ -17,7 +17,8 @@
 #include "dmarc-parse.h"
 #include "dmarc-store.h"
 #include "dmarc-store-cache.h"
-#include "dmarc-ingest.h"
+#include "dmarc-kinds.h"
+#include "dmarc-ingest-private.h"
 
 /* Without an archive, attachments up to this size stay in memory; larger
    ones spill to an unlinked temp file. Creating a file per attachment is
@@ -66,6 +67,9 @@ struct ingest_message {
 	time_t received;
 	uoff_t message_budget;
 	struct ingest_attachment att;
+	/* what kinds made of several parts keep until the mail ends */
+	pool_t pool;
+	void *kind_state[DMARC_KIND_COUNT];
 	int ret;
 };
 
@@ -137,7 +141,7 @@ static const char *ingest_recovery_hint(struct dmarc_ingest *ingest)
 			       "import`", ingest->set.archive_dir);
 }
 
-static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
+struct dmarc_store *dmarc_ingest_get_store(struct dmarc_ingest *ingest)
 {
 	const char *error;
 
@@ -167,11 +171,45 @@ static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 	return ingest->store;
 }
 
-static void ingest_store_failed(struct dmarc_ingest *ingest, const char *error)
+void dmarc_ingest_store_failed(struct dmarc_ingest *ingest, const char *error)
 {
 	e_error(ingest->event, "Storing the report failed (%s): %s",
 		ingest_recovery_hint(ingest), dmarc_log_text(error));
 	ingest->store_failed = TRUE;
+}
+
+enum log_type dmarc_ingest_report_log_type(struct dmarc_ingest *ingest)
+{
+	return ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO;
+}
+
+const struct dmarc_limits *dmarc_ingest_get_limits(struct dmarc_ingest *ingest)
+{
+	return &ingest->set.limits;
+}
+
+int dmarc_ingest_read_all(dmarc_read_func_t *read, void *context,
+			  uoff_t max_size, const char *limit_name,
+			  buffer_t *buf, const char **error_r)
+{
+	unsigned char *dest;
+	ssize_t ret;
+
+	for (;;) {
+		dest = buffer_append_space_unsafe(buf, IO_BLOCK_SIZE);
+		ret = read(context, dest, IO_BLOCK_SIZE, error_r);
+		buffer_set_used_size(buf, buf->used - IO_BLOCK_SIZE +
+				     (ret > 0 ? ret : 0));
+		if (ret < 0)
+			return -1;
+		if (ret == 0)
+			return 0;
+		if (buf->used > max_size) {
+			*error_r = t_strdup_printf("larger than %s "
+				"(%"PRIuUOFF_T" bytes)", limit_name, max_size);
+			return -1;
+		}
+	}
 }
 
 int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest)
@@ -183,7 +221,7 @@ int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest)
 		const char *error;
 
 		if (dmarc_store_batch_begin(ingest->store, &error) < 0) {
-			ingest_store_failed(ingest, error);
+			dmarc_ingest_store_failed(ingest, error);
 			return -1;
 		}
 	}
@@ -199,114 +237,99 @@ int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest)
 	if (ingest->store == NULL)
 		return ingest->store_failed ? -1 : 0;
 	if (dmarc_store_batch_commit(ingest->store, &error) < 0) {
-		ingest_store_failed(ingest, error);
+		dmarc_ingest_store_failed(ingest, error);
 		return -1;
 	}
 	return 0;
 }
 
-/* For log lines: each value sanitised (see dmarc-log.h). */
-static const char *report_label(const struct dmarc_report *report)
+/* The first bytes of a document, held back for the kinds to look at and
+   then handed to the kind's parser before the rest. */
+struct doc_reader {
+	struct dmarc_unpack *unpack;
+	unsigned char head[DMARC_KIND_PEEK_SIZE];
+	size_t head_size, head_pos;
+};
+
+static ssize_t doc_reader_read(void *context, void *buf, size_t size,
+			       const char **error_r)
 {
-	return t_strdup_printf("report %s from %s for %s",
-			       dmarc_log_value(report->report_id),
-			       report->org_name == NULL || *report->org_name == '\0' ?
-			       "(no org_name)" : dmarc_log_value(report->org_name),
-			       dmarc_log_value(report->policy.domain));
+	struct doc_reader *reader = context;
+	size_t n;
+
+	if (reader->head_pos < reader->head_size) {
+		n = I_MIN(size, reader->head_size - reader->head_pos);
+		memcpy(buf, reader->head + reader->head_pos, n);
+		reader->head_pos += n;
+		return n;
+	}
+	return dmarc_unpack_read(reader->unpack, buf, size, error_r);
 }
 
-/* Parse one XML document and store it. Returns -1 only when storage failed;
-   a bad document is logged and counted. */
-static int
-ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
-		struct dmarc_unpack *unpack, time_t received,
-		struct dmarc_ingest_counts *counts)
+static int doc_reader_peek(struct doc_reader *reader, const char **error_r)
 {
-	struct dmarc_store_report_info info;
-	struct dmarc_store_report *sreport;
-	const struct dmarc_report *report;
-	const struct dmarc_record *record;
-	struct dmarc_parser *parser;
-	struct dmarc_store *store;
-	const char *error, *const *warnings;
-	uint64_t records = 0;
-	int ret;
+	ssize_t ret;
 
-	parser = dmarc_parser_init(dmarc_unpack_read, unpack,
-				   &ingest->set.limits);
-	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
-		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
-		counts->failed++;
-		dmarc_parser_deinit(&parser);
-		return 0;
-	}
-
-	store = ingest_get_store(ingest);
-	if (store == NULL) {
-		dmarc_parser_deinit(&parser);
-		return -1;
-	}
-	i_zero(&info);
-	info.archive_path = att->archive_path;
-	info.message_id = att->message_id;
-	info.received = received;
-	ret = dmarc_store_report_begin(store, report, &info, &sreport, &error);
-	if (ret < 0) {
-		ingest_store_failed(ingest, error);
-		dmarc_parser_deinit(&parser);
-		return -1;
-	}
-	if (ret == 0) {
-		e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
-		      "Duplicate, already stored: %s", report_label(report));
-		counts->reports_duplicate++;
-		dmarc_parser_deinit(&parser);
-		return 0;
-	}
-
-	while ((ret = dmarc_parser_next_record(parser, &record, &error)) > 0) {
-		if (dmarc_store_report_add_record(sreport, record, &error) < 0) {
-			dmarc_store_report_rollback(&sreport);
-			ingest_store_failed(ingest, error);
-			dmarc_parser_deinit(&parser);
+	while (reader->head_size < sizeof(reader->head)) {
+		ret = dmarc_unpack_read(reader->unpack,
+					reader->head + reader->head_size,
+					sizeof(reader->head) - reader->head_size,
+					error_r);
+		if (ret < 0)
 			return -1;
-		}
-		records++;
+		if (ret == 0)
+			break;
+		reader->head_size += ret;
 	}
-	if (ret < 0) {
-		/* all or nothing: a report cut short is not stored */
-		dmarc_store_report_rollback(&sreport);
-		e_warning(att->event, "Not stored: %s: %s",
-			  report_label(report), dmarc_log_text(error));
-		counts->failed++;
-		dmarc_parser_deinit(&parser);
+	return 0;
+}
+
+/* Recognise the document by its first bytes and hand it to its kind.
+   Returns -1 only when storage failed; a bad document is logged and
+   counted. */
+static int
+ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
+		struct dmarc_unpack *unpack)
+{
+	struct dmarc_ingest *ingest = msg->ingest;
+	const struct dmarc_kind *kind;
+	struct dmarc_kind_doc doc;
+	struct doc_reader *reader;
+	const char *error;
+	unsigned int i;
+
+	reader = t_new(struct doc_reader, 1);
+	reader->unpack = unpack;
+	if (doc_reader_peek(reader, &error) < 0) {
+		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
+		msg->counts->failed++;
 		return 0;
 	}
-	if (dmarc_store_report_commit(&sreport, &error) < 0) {
-		ingest_store_failed(ingest, error);
-		dmarc_parser_deinit(&parser);
-		return -1;
-	}
-	warnings = dmarc_parser_get_warnings(parser);
-	for (; warnings != NULL && *warnings != NULL; warnings++)
-		e_debug(att->event, "%s: %s", report_label(report),
-			dmarc_log_text(*warnings));
-	e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
-	      "Stored %s (%"PRIu64" records)", report_label(report), records);
-	counts->reports_new++;
-	counts->records += records;
-	dmarc_parser_deinit(&parser);
-	return 0;
+	kind = dmarc_kind_find(reader->head, reader->head_size);
+	for (i = 0; dmarc_kinds[i] != kind; i++) ;
+
+	i_zero(&doc);
+	doc.ingest = ingest;
+	doc.event = att->event;
+	doc.read = doc_reader_read;
+	doc.read_context = reader;
+	doc.archive_path = att->archive_path;
+	doc.message_id = att->message_id;
+	doc.received = msg->received;
+	doc.counts = msg->counts;
+	doc.state = &msg->kind_state[i];
+	doc.message_pool = msg->pool;
+	return kind->ingest(&doc);
 }
 
 /* Unpack the attachment (in att->mem, else in att->fd) and ingest each
    document. */
 static int
-ingest_attachment_data(struct dmarc_ingest *ingest,
-		       struct ingest_attachment *att, time_t received,
-		       uoff_t *message_budget,
-		       struct dmarc_ingest_counts *counts)
+ingest_attachment_data(struct ingest_message *msg,
+		       struct ingest_attachment *att)
 {
+	struct dmarc_ingest *ingest = msg->ingest;
+	struct dmarc_ingest_counts *counts = msg->counts;
 	struct dmarc_unpack *unpack;
 	const char *entry_name, *error;
 	unsigned int documents = 0;
@@ -316,14 +339,14 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 	if (att->mem != NULL) {
 		unpack = dmarc_unpack_init_data(att->mem->data, att->mem->used,
 						&ingest->set.limits,
-						message_budget);
+						&msg->message_budget);
 	} else if (lseek(att->fd, 0, SEEK_SET) < 0) {
 		e_error(att->event, "lseek() failed: %m");
 		counts->failed++;
 		return 0;
 	} else {
 		unpack = dmarc_unpack_init_fd(att->fd, &ingest->set.limits,
-					      message_budget);
+					      &msg->message_budget);
 	}
 	while (result == 0 &&
 	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) > 0) {
@@ -336,8 +359,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 				"zip entry '%s': ", entry_name));
 		}
 		T_BEGIN {
-			result = ingest_document(ingest, att, unpack,
-						 received, counts);
+			result = ingest_document(msg, att, unpack);
 		} T_END;
 		if (entry_name != NULL) {
 			event_unref(&att->event);
@@ -515,9 +537,7 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 			  ctx->ingest->set.limits.max_attachment_size);
 		ingest_archive_remove(ctx->ingest, &ctx->att);
 		ctx->counts->failed++;
-	} else if (ingest_attachment_data(ctx->ingest, &ctx->att,
-					  ctx->received, &ctx->message_budget,
-					  ctx->counts) < 0) {
+	} else if (ingest_attachment_data(ctx, &ctx->att) < 0) {
 		ctx->ret = -1;
 	}
 	if (ctx->att.fd != -1)
@@ -531,6 +551,36 @@ static const struct dmarc_extract_callbacks ingest_extract_callbacks = {
 	.end = ingest_attachment_end,
 };
 
+static void ingest_message_init(struct ingest_message *ctx,
+				struct dmarc_ingest *ingest,
+				struct dmarc_ingest_counts *counts,
+				time_t received)
+{
+	i_zero(ctx);
+	ctx->ingest = ingest;
+	ctx->counts = counts;
+	ctx->received = received;
+	ctx->message_budget = ingest->set.limits.max_message_decompressed_size;
+	ctx->pool = pool_alloconly_create("dmarc ingest message", 1024);
+}
+
+/* Kinds made of several parts store what they collected. */
+static void ingest_message_end(struct ingest_message *ctx)
+{
+	unsigned int i;
+
+	for (i = 0; dmarc_kinds[i] != NULL; i++) {
+		if (dmarc_kinds[i]->message_end == NULL)
+			continue;
+		T_BEGIN {
+			if (dmarc_kinds[i]->message_end(ctx->ingest,
+					&ctx->kind_state[i], ctx->counts) < 0)
+				ctx->ret = -1;
+		} T_END;
+	}
+	pool_unref(&ctx->pool);
+}
+
 int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			 time_t received, struct dmarc_ingest_counts *counts)
 {
@@ -538,12 +588,7 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 	unsigned int skipped;
 	const char *error;
 
-	i_zero(&ctx);
-	ctx.ingest = ingest;
-	ctx.counts = counts;
-	ctx.received = received;
-	ctx.message_budget = ingest->set.limits.max_message_decompressed_size;
-
+	ingest_message_init(&ctx, ingest, counts, received);
 	if (dmarc_extract_message(input, &ingest->set.limits,
 				  &ingest_extract_callbacks, &ctx,
 				  &skipped, &error) < 0) {
@@ -557,6 +602,7 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			  skipped, ingest->set.limits.max_attachments);
 		counts->failed += skipped;
 	}
+	ingest_message_end(&ctx);
 	if (counts->attachments == 0)
 		e_info(ingest->event, "No attachment in the message: nothing to store");
 	return ctx.ret;
@@ -600,10 +646,10 @@ static int copy_fd(int from_fd, int to_fd, const char **error_r)
 int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		      struct dmarc_ingest_counts *counts)
 {
+	struct ingest_message msg;
 	struct ingest_attachment att;
 	struct stat st;
 	const char *error, *base;
-	uoff_t message_budget = ingest->set.limits.max_message_decompressed_size;
 	int fd, ret = 0;
 
 	i_zero(&att);
@@ -652,8 +698,11 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 			fd = -1;
 		}
 	}
-	ret = ingest_attachment_data(ingest, &att, st.st_mtime,
-				     &message_budget, counts);
+	ingest_message_init(&msg, ingest, counts, st.st_mtime);
+	ret = ingest_attachment_data(&msg, &att);
+	ingest_message_end(&msg);
+	if (msg.ret < 0)
+		ret = -1;
 	if (att.fd != fd)
 		i_close_fd(&att.fd);
 	if (fd != -1)

@@ -316,6 +316,83 @@ static void test_ingest_too_big_not_archived(void)
 	test_end();
 }
 
+static const char *db_text(const char *db_path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	const char *value = NULL;
+
+	if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		i_fatal("sqlite3_open(%s): %s", db_path, sqlite3_errmsg(db));
+	if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		i_fatal("%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(stmt) == SQLITE_ROW &&
+	    sqlite3_column_type(stmt, 0) != SQLITE_NULL)
+		value = t_strdup((const char *)sqlite3_column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return value;
+}
+
+static bool name_ends_with(const char *name, const char *suffix)
+{
+	size_t len = strlen(name), slen = strlen(suffix);
+
+	return len >= slen && strcmp(name + len - slen, suffix) == 0;
+}
+
+static void test_ingest_tls_corpus(void)
+{
+	const char *const *names = test_corpus_list("tlsrpt");
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	struct dmarc_ingest *ingest;
+	unsigned int i, mails = 0, files = 0;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: every corpus TLS report mail and file is stored");
+	test_settings("tls", &set);
+	for (i = 0; names[i] != NULL; i++) {
+		const char *path = t_strconcat(test_corpus_dir(), "/tlsrpt/",
+					       names[i], NULL);
+
+		i_zero(&counts);
+		if (name_ends_with(names[i], ".eml")) {
+			test_assert_idx(ingest_mail_file(&set, path,
+							 &counts) == 0, i);
+			mails++;
+		} else {
+			ingest = dmarc_ingest_init(&set, test_event);
+			test_assert_idx(dmarc_ingest_file(ingest, path,
+							  &counts) == 0, i);
+			dmarc_ingest_deinit(&ingest);
+			files++;
+		}
+		/* rpt01.eml carries the RFC 8460 example, as does
+		   parsedmarc--rfc8460.json: the second is a duplicate */
+		test_assert_idx(counts.reports_new + counts.reports_duplicate == 1, i);
+		test_assert_idx(counts.failed == 0, i);
+		if (counts.failed != 0 ||
+		    counts.reports_new + counts.reports_duplicate != 1)
+			i_info("%s: %u new, %u failed", names[i],
+			       counts.reports_new, counts.failed);
+	}
+	test_assert(mails == 5 && files == 8);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM tls_reports") >= 10);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports") == 0);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM tls_reports "
+			   "WHERE archive_path IS NULL") == 0);
+	test_assert_strcmp(db_text(set.db_path, "SELECT group_concat("
+		"result_type || '/' || failed_session_count, ' ') FROM "
+		"tls_failures f JOIN tls_policies p ON f.policy_ref = p.id "
+		"JOIN tls_reports r ON p.report_ref = r.id WHERE "
+		"r.report_id = '5065427c-23d3-47ca-b6e0-946ea0e8c4be'"),
+		"certificate-expired/100 starttls-not-supported/200 "
+		"validation-failure/3");
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -327,6 +404,7 @@ int main(void)
 		test_ingest_not_a_report,
 		test_ingest_without_archive,
 		test_ingest_too_big_not_archived,
+		test_ingest_tls_corpus,
 		test_ingest_teardown,
 		NULL
 	};

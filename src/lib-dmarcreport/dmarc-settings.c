@@ -45,6 +45,8 @@ static const struct setting_def setting_defs[] = {
 		  max_xml_depth, "32"),
 	DEF_LIMIT("dmarcreport_max_value_length", SETTING_UINT,
 		  max_value_length, "1024"),
+	DEF_LIMIT("dmarcreport_max_tls_report_size", SETTING_SIZE,
+		  max_tls_report_size, "10M"),
 };
 
 static int

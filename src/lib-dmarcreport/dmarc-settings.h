@@ -18,6 +18,8 @@ struct dmarc_limits {
 	unsigned int max_xml_depth;
 	/* longer text values are cut at this many bytes */
 	unsigned int max_value_length;
+	/* bytes of one SMTP TLS report's JSON (parsed from memory) */
+	uoff_t max_tls_report_size;
 };
 
 struct dmarc_settings {

@@ -393,6 +393,43 @@ static void test_ingest_tls_corpus(void)
 	test_end();
 }
 
+static void test_ingest_failure_corpus(void)
+{
+	const char *const *names = test_corpus_list("failure");
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	unsigned int i, n = 0;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: every corpus failure report with an ARF part is stored");
+	test_settings("failure", &set);
+	for (i = 0; names[i] != NULL; i++) {
+		const char *path = t_strconcat(test_corpus_dir(), "/failure/",
+					       names[i], NULL);
+		bool no_arf = strstr(names[i], "no_arf_part") != NULL;
+
+		i_zero(&counts);
+		test_assert_idx(ingest_mail_file(&set, path, &counts) == 0, i);
+		/* the LinkedIn report comes with CRLF and LF line ends:
+		   the same report, stored once */
+		test_assert_idx(counts.reports_new + counts.reports_duplicate ==
+				(no_arf ? 0U : 1U), i);
+		test_assert_idx(counts.failed == 0, i);
+		n++;
+	}
+	test_assert(n == 7);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM failure_reports") == 5);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM failure_reports "
+			   "WHERE orig_from IS NULL OR orig_subject IS NULL "
+			   "OR reported_domain IS NULL") == 0);
+	test_assert_strcmp(db_text(set.db_path, "SELECT orig_subject || '|' "
+		"|| auth_failure || '|' || source_ip FROM failure_reports "
+		"WHERE user_agent LIKE 'OpenDMARC%'"),
+		"Wir kaufen dein Auto!|dmarc|148.163.85.135");
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -405,6 +442,7 @@ int main(void)
 		test_ingest_without_archive,
 		test_ingest_too_big_not_archived,
 		test_ingest_tls_corpus,
+		test_ingest_failure_corpus,
 		test_ingest_teardown,
 		NULL
 	};

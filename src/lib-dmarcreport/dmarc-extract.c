@@ -141,6 +141,13 @@ static void extract_header(struct extract_ctx *ctx,
 {
 	const char *type = NULL;
 
+	if (ctx->callbacks->embedded_header != NULL &&
+	    ctx->cur.part->parent != NULL &&
+	    (ctx->cur.part->parent->flags & MESSAGE_PART_FLAG_MESSAGE_RFC822) != 0) {
+		ctx->callbacks->embedded_header(hdr->name,
+			t_strndup(hdr->full_value, hdr->full_value_len),
+			ctx->context);
+	}
 	if (strcasecmp(hdr->name, "Content-Type") == 0) {
 		parse_param_header(hdr, TRUE, "name", ctx->pool, &type,
 				   &ctx->cur.ct_name);

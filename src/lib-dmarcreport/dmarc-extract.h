@@ -32,6 +32,11 @@ struct dmarc_extract_callbacks {
 	   data was cut there. */
 	void (*end)(const struct dmarc_attachment *att, bool truncated,
 		    void *context);
+	/* Optional: a header of a message embedded in this one
+	   (message/rfc822, as a failure report carries the message it
+	   reports), RFC 2047 decoded to UTF-8, unfolded. */
+	void (*embedded_header)(const char *name, const char *value,
+				void *context);
 };
 
 /* Walk the whole message. Returns 0 when the message was read to its end,

@@ -545,10 +545,25 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 	event_unref(&ctx->att.event);
 }
 
+static void
+ingest_embedded_header(const char *name, const char *value, void *context)
+{
+	struct ingest_message *ctx = context;
+	unsigned int i;
+
+	for (i = 0; dmarc_kinds[i] != NULL; i++) {
+		if (dmarc_kinds[i]->embedded_header != NULL) {
+			dmarc_kinds[i]->embedded_header(&ctx->kind_state[i],
+							name, value);
+		}
+	}
+}
+
 static const struct dmarc_extract_callbacks ingest_extract_callbacks = {
 	.begin = ingest_attachment_begin,
 	.data = ingest_attachment_write,
 	.end = ingest_attachment_end,
+	.embedded_header = ingest_embedded_header,
 };
 
 static void ingest_message_init(struct ingest_message *ctx,

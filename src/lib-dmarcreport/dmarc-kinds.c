@@ -6,6 +6,7 @@
 const struct dmarc_kind *const dmarc_kinds[DMARC_KIND_COUNT + 1] = {
 	&dmarc_kind_aggregate,
 	&dmarc_kind_tls,
+	&dmarc_kind_failure,
 	NULL
 };
 

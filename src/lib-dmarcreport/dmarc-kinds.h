@@ -63,10 +63,11 @@ struct dmarc_kind {
    recognises goes to the first (aggregate XML), whose parser says why it
    is not a report. */
 extern const struct dmarc_kind *const dmarc_kinds[];
-#define DMARC_KIND_COUNT 2
+#define DMARC_KIND_COUNT 3
 
 extern const struct dmarc_kind dmarc_kind_aggregate;
 extern const struct dmarc_kind dmarc_kind_tls;
+extern const struct dmarc_kind dmarc_kind_failure;
 
 /* The kind that takes a document starting with data. */
 const struct dmarc_kind *

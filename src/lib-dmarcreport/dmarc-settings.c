@@ -47,6 +47,8 @@ static const struct setting_def setting_defs[] = {
 		  max_value_length, "1024"),
 	DEF_LIMIT("dmarcreport_max_tls_report_size", SETTING_SIZE,
 		  max_tls_report_size, "10M"),
+	DEF_LIMIT("dmarcreport_max_failure_report_size", SETTING_SIZE,
+		  max_failure_report_size, "1M"),
 };
 
 static int

@@ -20,6 +20,9 @@ struct dmarc_limits {
 	unsigned int max_value_length;
 	/* bytes of one SMTP TLS report's JSON (parsed from memory) */
 	uoff_t max_tls_report_size;
+	/* bytes of one failure report's feedback-report part, or of the
+	   header block of the reported message (parsed from memory) */
+	uoff_t max_failure_report_size;
 };
 
 struct dmarc_settings {

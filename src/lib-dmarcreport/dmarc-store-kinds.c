@@ -1,9 +1,12 @@
-/* SMTP TLS reports -> SQLite. These reports are small and rare next to
-   aggregate ones: statements are prepared per report. */
+/* SMTP TLS and DMARC failure reports -> SQLite. These reports are small
+   and rare next to aggregate ones: statements are prepared per report. */
 
 #include "lib.h"
 #include "str.h"
+#include "hex-binary.h"
+#include "sha2.h"
 #include "dmarc-tls.h"
+#include "dmarc-failure.h"
 #include "dmarc-store-kinds.h"
 
 #include <sqlite3.h>
@@ -214,6 +217,107 @@ int dmarc_store_tls_report(struct dmarc_store *store,
 	ret = kinds_step(store, stmt, "updating the TLS report", error_r);
 	sqlite3_finalize(stmt);
 	if (ret < 0 || kinds_commit(store, error_r) < 0) {
+		kinds_rollback(store);
+		return -1;
+	}
+	return 1;
+}
+
+/* SHA-256 of the feedback-report part and the reported Message-ID: the
+   same report sent (or imported) again has the same key. */
+static const char *
+failure_report_key(const struct dmarc_failure_report *report)
+{
+	struct sha256_ctx ctx;
+	unsigned char digest[SHA256_RESULTLEN];
+
+	sha256_init(&ctx);
+	sha256_loop(&ctx, report->arf_text, strlen(report->arf_text));
+	sha256_loop(&ctx, "\0", 1);
+	if (report->orig_message_id != NULL) {
+		sha256_loop(&ctx, report->orig_message_id,
+			    strlen(report->orig_message_id));
+	}
+	sha256_result(&ctx, digest);
+	return binary_to_hex(digest, sizeof(digest));
+}
+
+int dmarc_store_failure_report(struct dmarc_store *store,
+			       const struct dmarc_failure_report *report,
+			       const struct dmarc_store_report_info *info,
+			       const char **error_r)
+{
+	static const char *sql =
+		"INSERT INTO failure_reports (report_key, feedback_type,"
+		" user_agent, version, arrival_date, arrival_time, source_ip,"
+		" source_ip_key, original_envelope_id, original_mail_from,"
+		" original_rcpt_to, reporting_mta, reported_domain, incidents,"
+		" authentication_results, auth_failure, identity_alignment,"
+		" delivery_result, dkim_domain, dkim_identity, dkim_selector,"
+		" dkim_canonicalized_header, dkim_canonicalized_body, spf_dns,"
+		" reported_uri, other_fields, orig_from, orig_to, orig_subject,"
+		" orig_date, orig_message_id, archive_path, message_id,"
+		" received) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+		"?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		" ON CONFLICT (report_key) DO NOTHING";
+	unsigned char key[16];
+	sqlite3_stmt *stmt;
+	int i = 1, ret;
+
+	if (kinds_begin(store, error_r) < 0)
+		return -1;
+	if ((stmt = kinds_prepare(store, sql, error_r)) == NULL) {
+		kinds_rollback(store);
+		return -1;
+	}
+	bind_text(stmt, i++, failure_report_key(report));
+	bind_text(stmt, i++, report->feedback_type);
+	bind_text(stmt, i++, report->user_agent);
+	bind_text(stmt, i++, report->version);
+	bind_text(stmt, i++, report->arrival_date);
+	if (report->arrival_time < 0)
+		sqlite3_bind_null(stmt, i++);
+	else
+		sqlite3_bind_int64(stmt, i++, report->arrival_time);
+	bind_text(stmt, i++, report->source_ip);
+	if (report->source_ip != NULL &&
+	    dmarc_store_ip_key(report->source_ip, key))
+		sqlite3_bind_blob(stmt, i++, key, sizeof(key), SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(stmt, i++);
+	bind_text(stmt, i++, report->original_envelope_id);
+	bind_text(stmt, i++, report->original_mail_from);
+	bind_text(stmt, i++, report->original_rcpt_to);
+	bind_text(stmt, i++, report->reporting_mta);
+	bind_text(stmt, i++, report->reported_domain);
+	bind_text(stmt, i++, report->incidents);
+	bind_text(stmt, i++, report->authentication_results);
+	bind_text(stmt, i++, report->auth_failure);
+	bind_text(stmt, i++, report->identity_alignment);
+	bind_text(stmt, i++, report->delivery_result);
+	bind_text(stmt, i++, report->dkim_domain);
+	bind_text(stmt, i++, report->dkim_identity);
+	bind_text(stmt, i++, report->dkim_selector);
+	bind_text(stmt, i++, report->dkim_canonicalized_header);
+	bind_text(stmt, i++, report->dkim_canonicalized_body);
+	bind_text(stmt, i++, report->spf_dns);
+	bind_text(stmt, i++, report->reported_uri);
+	bind_text(stmt, i++, report->other_fields);
+	bind_text(stmt, i++, report->orig_from);
+	bind_text(stmt, i++, report->orig_to);
+	bind_text(stmt, i++, report->orig_subject);
+	bind_text(stmt, i++, report->orig_date);
+	bind_text(stmt, i++, report->orig_message_id);
+	bind_text(stmt, i++, info->archive_path);
+	bind_text(stmt, i++, info->message_id);
+	sqlite3_bind_int64(stmt, i++, info->received);
+	ret = kinds_step(store, stmt, "storing the failure report", error_r);
+	sqlite3_finalize(stmt);
+	if (ret <= 0) {
+		kinds_rollback(store);
+		return ret;
+	}
+	if (kinds_commit(store, error_r) < 0) {
 		kinds_rollback(store);
 		return -1;
 	}

@@ -694,12 +694,23 @@ static void test_parse_generated_values(void)
 	} tests[] = {
 		{ "x", "192.0.2.1", "1", NULL, "192.0.2.1", 1 },
 		{ "x", " 2001:DB8:0:0::1 ", " 7\t", NULL, "2001:db8::1", 7 },
-		{ "x", "192.0.2.1", "9223372036854775807", NULL,
-		  "192.0.2.1", INT64_MAX },
+		/* DMARC_MAX_COUNT */
+		{ "x", "192.0.2.1", "1000000000000", NULL,
+		  "192.0.2.1", 1000000000000LL },
+		{ "x", "192.0.2.1", "1000000000001",
+		  "<count> \"1000000000001\" is more than 1000000000000 "
+		  "messages", NULL, 0 },
+		{ "x", "192.0.2.1", "9223372036854775807",
+		  "<count> \"9223372036854775807\" is more than", NULL, 0 },
 		{ "x", "192.0.2.1", "99999999999999999999",
 		  "<count> \"99999999999999999999\" is not", NULL, 0 },
 		{ "x", "192.0.2.1", "9223372036854775808",
-		  "<count> \"9223372036854775808\" is not", NULL, 0 },
+		  "<count> \"9223372036854775808\" is more than", NULL, 0 },
+		/* IPv4-mapped IPv6 addresses are the IPv4 source */
+		{ "x", "::ffff:192.0.2.1", "1", NULL, "192.0.2.1", 1 },
+		{ "x", "::FFFF:C000:0201", "1", NULL, "192.0.2.1", 1 },
+		{ "x", "::ffff:0:192.0.2.1", "1", NULL,
+		  "::ffff:0:c000:201", 1 },
 		{ "x", "192.0.2.1", "-1", "<count> \"-1\" is not", NULL, 0 },
 		{ "x", "192.0.2.1", "ten", "<count> \"ten\" is not", NULL, 0 },
 		{ "x", "192.0.2.1", "", "<count> \"\" is not", NULL, 0 },
@@ -1147,13 +1158,14 @@ static void test_parse_truncated(void)
 {
 	buffer_t *data;
 	const char *doc;
-	size_t len, full;
-	unsigned int failures = 0;
+	size_t len, full, root_start;
+	unsigned int failures = 0, not_said_truncated = 0;
 
 	test_begin("parse: truncated documents");
 	doc = t_strdup_printf(DOC_HEAD DOC_RECORD DOC_RECORD DOC_TAIL, "o",
 			      "192.0.2.1", "1", "192.0.2.2", "2");
 	full = strlen(doc);
+	root_start = strstr(doc, "<feedback>") - doc + strlen("<feedback>");
 	data = t_buffer_create(full);
 	buffer_append(data, doc, full);
 	for (len = 0; len < full; len++) T_BEGIN {
@@ -1165,8 +1177,275 @@ static void test_parse_truncated(void)
 		if ((res.ret == 0) != complete || (res.ret < 0 &&
 						    res.error == NULL))
 			failures++;
+		/* once the root started, the reason says what happened,
+		   not libxml2's "Extra content at the end" */
+		if (res.ret < 0 && len >= root_start &&
+		    strstr(res.error, "truncated: premature end") == NULL) {
+			if (not_said_truncated++ == 0)
+				i_info("length %zu: %s", len, res.error);
+		}
 	} T_END;
 	test_assert(failures == 0);
+	test_assert(not_said_truncated == 0);
+	test_end();
+}
+
+/* Issue 9 item 1: 118k xmlns declarations kept libxml2 busy for minutes
+   (it checks the namespaces in scope on every start tag). */
+static void test_parse_namespace_and_attribute_bounds(void)
+{
+	struct parse_result res;
+	string_t *doc;
+	unsigned int i, level;
+
+	test_begin("parse: namespace declarations and attributes bounded");
+	/* 65 declarations over 5 levels: refused at the 65th */
+	doc = t_str_new(4096);
+	str_append(doc, "<feedback xmlns=\"urn:ietf:params:xml:ns:dmarc-2.0\">");
+	for (level = 0, i = 1; level < 5; level++) {
+		unsigned int j;
+
+		str_append(doc, "<n");
+		for (j = 0; j < 16; j++, i++)
+			str_printfa(doc, " xmlns:p%u=\"urn:x\"", i);
+		str_append(doc, ">");
+	}
+	parse_data(str_data(doc), str_len(doc), test_default_limits(), &res);
+	test_assert(res.ret == -1);
+	test_assert(res.error != NULL && strstr(res.error,
+		"more than 64 XML namespace declarations") != NULL);
+
+	/* 33 attributes in one tag */
+	str_truncate(doc, 0);
+	str_append(doc, "<feedback><report_metadata");
+	for (i = 0; i < 33; i++)
+		str_printfa(doc, " a%u=\"\"", i);
+	str_append(doc, "/></feedback>");
+	parse_data(str_data(doc), str_len(doc), test_default_limits(), &res);
+	test_assert(res.ret == -1);
+	test_assert(res.error != NULL && strstr(res.error,
+		"more than 32 attributes in one tag") != NULL);
+
+	/* 1,001 distinct element names: libxml2 2.9's dictionary makes
+	   each new name cost more */
+	str_truncate(doc, 0);
+	str_append(doc, strstr(make_doc("o", "192.0.2.1", "1"), "<feedback>"));
+	str_truncate(doc, str_len(doc) - strlen(DOC_TAIL));
+	for (i = 0; i < 1001; i++)
+		str_printfa(doc, "<unknown%u/>", i);
+	str_append(doc, DOC_TAIL);
+	parse_data(str_data(doc), str_len(doc), test_default_limits(), &res);
+	test_assert(res.ret == -1);
+	test_assert(res.error != NULL && strstr(res.error,
+		"more than 1000 distinct XML names") != NULL);
+
+	/* what real reports carry passes */
+	parse_string(t_strconcat("<feedback xmlns:xsi=\"http://www.w3.org/2001/"
+		"XMLSchema-instance\" xmlns:xs=\"http://www.w3.org/2001/XMLSchema\""
+		" xsi:noNamespaceSchemaLocation=\"dmarc.xsd\">",
+		strstr(make_doc("o", "192.0.2.1", "1"), "<feedback>") +
+		strlen("<feedback>"), NULL), &res);
+	test_assert(res.ret == 0 && res.records == 1);
+	test_end();
+}
+
+#define AUTH_DKIM "<dkim><domain>d%u.example</domain><result>pass</result></dkim>"
+
+static const char *doc_with_auth(unsigned int records, const char *auth)
+{
+	string_t *doc = t_str_new(1024);
+	unsigned int i;
+
+	str_printfa(doc, DOC_HEAD, "o");
+	for (i = 0; i < records; i++) {
+		str_printfa(doc, "<record><row><source_ip>192.0.2.1</source_ip>"
+			    "<count>1</count></row><auth_results>%s"
+			    "</auth_results></record>\n", auth);
+	}
+	str_append(doc, DOC_TAIL);
+	return str_c(doc);
+}
+
+/* Issue 9 item 11: 36k records with 1,000 empty <dkim/> each added 36M
+   rows. */
+static void test_parse_auth_results_bounded(void)
+{
+	struct dmarc_limits limits = *test_default_limits();
+	const struct dmarc_record *record;
+	struct dmarc_parser *parser;
+	const struct dmarc_report *report;
+	struct test_mem_reader reader;
+	struct parse_result res;
+	string_t *auth;
+	const char *doc, *error;
+	unsigned int i;
+
+	test_begin("parse: auth results bounded, empty ones dropped");
+	/* 1,000 empty results (and one with only a selector) are nothing */
+	auth = t_str_new(8192);
+	for (i = 0; i < 1000; i++)
+		str_append(auth, i % 2 == 0 ? "<dkim/>" : "<spf> </spf>");
+	str_append(auth, "<dkim><domain></domain><result/></dkim>"
+		   "<dkim><selector>s1</selector></dkim>");
+	doc = doc_with_auth(2, str_c(auth));
+	i_zero(&reader);
+	reader.data = (const void *)doc;
+	reader.size = strlen(doc);
+	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	for (i = 0; dmarc_parser_next_record(parser, &record, &error) > 0; i++) {
+		test_assert_idx(array_count(&record->auth_results) == 1, i);
+		test_assert_strcmp_idx(((const struct dmarc_auth_result *)array_front(&record->auth_results))->
+				       selector, "s1", i);
+	}
+	test_assert(i == 2);
+	dmarc_parser_deinit(&parser);
+
+	/* more than max_auth_results in one record: refused, the setting
+	   named */
+	str_truncate(auth, 0);
+	for (i = 0; i < 3; i++)
+		str_printfa(auth, AUTH_DKIM, i);
+	limits.max_auth_results = 3;
+	parse_data(doc_with_auth(1, str_c(auth)), strlen(doc_with_auth(1,
+		   str_c(auth))), &limits, &res);
+	test_assert(res.ret == 0 && res.records == 1);
+	limits.max_auth_results = 2;
+	doc = doc_with_auth(1, str_c(auth));
+	parse_data(doc, strlen(doc), &limits, &res);
+	test_assert(res.ret == -1);
+	test_assert(res.error != NULL && strstr(res.error,
+		"more than 2 auth_results in one record "
+		"(dmarcreport_max_auth_results)") != NULL);
+
+	/* rows: 3 records with 3 results each are 12 */
+	limits = *test_default_limits();
+	doc = doc_with_auth(3, str_c(auth));
+	limits.max_report_rows = 12;
+	parse_data(doc, strlen(doc), &limits, &res);
+	test_assert(res.ret == 0 && res.records == 3);
+	limits.max_report_rows = 11;
+	parse_data(doc, strlen(doc), &limits, &res);
+	test_assert(res.ret == -1);
+	test_assert(res.error != NULL && strstr(res.error,
+		"more than 11 records and auth results "
+		"(dmarcreport_max_report_rows)") != NULL);
+	test_end();
+}
+
+/* Issue 9 item 3: counts adding up past INT64_MAX. */
+static void test_parse_count_total_bounded(void)
+{
+	struct parse_result res;
+	const char *doc;
+
+	test_begin("parse: the report's total count is bounded");
+	doc = t_strdup_printf(DOC_HEAD DOC_RECORD DOC_RECORD DOC_TAIL, "o",
+			      "192.0.2.1", "500000000000",
+			      "192.0.2.2", "500000000000");
+	parse_string(doc, &res);
+	test_assert(res.ret == 0 && res.count_sum == 1000000000000ULL);
+	doc = t_strdup_printf(DOC_HEAD DOC_RECORD DOC_RECORD DOC_TAIL, "o",
+			      "192.0.2.1", "500000000000",
+			      "192.0.2.2", "500000000001");
+	parse_string(doc, &res);
+	test_assert(res.ret == -1);
+	test_assert(res.error != NULL && strstr(res.error,
+		"the report's <count>s add up to more than 1000000000000 "
+		"messages") != NULL);
+	doc = t_strdup_printf(DOC_HEAD DOC_RECORD DOC_RECORD DOC_TAIL, "o",
+			      "192.0.2.1", "9223372036854775807",
+			      "192.0.2.2", "9223372036854775807");
+	parse_string(doc, &res);
+	test_assert(res.ret == -1 && res.records == 0);
+	test_end();
+}
+
+/* Issue 9 item 2: a CR/LF in report_id or org_name wrote lines into the
+   server log; no stored value keeps a control character. */
+static void test_parse_control_characters_in_values(void)
+{
+	const char *doc =
+		"<feedback><report_metadata>"
+		"<org_name>Evil&#10;lmtp: Error: FORGED-LOG-LINE</org_name>"
+		"<email>a@b\r\nc</email>"
+		"<extra_contact_info>x&#13;&#10;\ty&#127;z\xc2\x85&#x9f;\xc2\xa0"
+		"</extra_contact_info>"
+		"<report_id>\n r1&#10;&#10;r2 \t</report_id>"
+		"<date_range><begin>1</begin><end>2</end></date_range>"
+		"<error>one&#10;two</error>"
+		"</report_metadata>"
+		"<policy_published><domain>d</domain></policy_published>"
+		"<record><row><source_ip>192.0.2.1</source_ip><count>1</count>"
+		"<policy_evaluated><reason><type>forwarded</type>"
+		"<comment>line1&#10;line2</comment></reason></policy_evaluated>"
+		"</row><auth_results><dkim><domain>d</domain>"
+		"<human_result>a&#9;b</human_result></dkim></auth_results>"
+		"</record></feedback>";
+	struct test_mem_reader reader = {
+		.data = (const void *)doc, .size = strlen(doc)
+	};
+	const struct dmarc_report *report;
+	const struct dmarc_record *record;
+	struct dmarc_parser *parser;
+	const char *error;
+
+	test_begin("parse: control characters in values");
+	parser = dmarc_parser_init(test_mem_read, &reader,
+				   test_default_limits());
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	test_assert_strcmp(report->org_name,
+			   "Evil lmtp: Error: FORGED-LOG-LINE");
+	test_assert_strcmp(report->email, "a@b c");
+	test_assert_strcmp(report->extra_contact_info,
+		"x   y\xef\xbf\xbdz\xef\xbf\xbd\xef\xbf\xbd\xc2\xa0");
+	test_assert_strcmp(report->report_id, "r1  r2");
+	test_assert_strcmp(array_idx_elem(&report->errors, 0), "one two");
+	test_assert(dmarc_parser_next_record(parser, &record, &error) == 1);
+	test_assert_strcmp(((const struct dmarc_policy_override *)array_front(&record->reasons))->comment,
+			   "line1 line2");
+	test_assert_strcmp(((const struct dmarc_auth_result *)array_front(&record->auth_results))->human_result,
+			   "a b");
+	test_assert(dmarc_parser_next_record(parser, &record, &error) == 0);
+	test_assert(strstr(t_strarray_join(dmarc_parser_get_warnings(parser),
+					   " "),
+			   "control characters in values") != NULL);
+	dmarc_parser_deinit(&parser);
+	test_end();
+}
+
+/* Issue 9 item 12: NUL and other C0 bytes in an ISO-8859-1 report got
+   it rejected, though they are repaired in UTF-8 ones. */
+static void test_parse_latin1_control_bytes(void)
+{
+	static const char doc[] =
+		"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n"
+		"<feedback><report_metadata><org_name>Caf\xe9\0\x01x</org_name>"
+		"<report_id>r</report_id>\x1b<date_range><begin>1</begin>"
+		"<end>2</end></date_range></report_metadata>"
+		"<policy_published><domain>d</domain></policy_published>"
+		"<record><row><source_ip>192.0.2.1</source_ip><count>1</count>"
+		"</row></record></feedback>";
+	struct test_mem_reader reader = {
+		.data = (const void *)doc, .size = sizeof(doc) - 1
+	};
+	const struct dmarc_report *report;
+	const struct dmarc_record *record;
+	struct dmarc_parser *parser;
+	const char *error;
+
+	test_begin("parse: control bytes in an ISO-8859-1 report repaired");
+	parser = dmarc_parser_init(test_mem_read, &reader,
+				   test_default_limits());
+	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
+	test_assert_strcmp(report->org_name,
+			   "Caf\xc3\xa9\xef\xbf\xbd\xef\xbf\xbdx");
+	test_assert(dmarc_parser_next_record(parser, &record, &error) == 1);
+	test_assert(dmarc_parser_next_record(parser, &record, &error) == 0);
+	test_assert(strstr(t_strarray_join(dmarc_parser_get_warnings(parser),
+					   " "),
+			   "replaced 3 invalid UTF-8 or non-XML bytes") != NULL);
+	dmarc_parser_deinit(&parser);
 	test_end();
 }
 
@@ -1469,6 +1748,11 @@ int main(void)
 		test_parse_org_name_repairs,
 		test_parse_limits,
 		test_parse_truncated,
+		test_parse_namespace_and_attribute_bounds,
+		test_parse_auth_results_bounded,
+		test_parse_count_total_bounded,
+		test_parse_control_characters_in_values,
+		test_parse_latin1_control_bytes,
 		test_parse_trailing_and_leading,
 		test_parse_windows_1252,
 		test_parse_aol_windows_1252_zip,

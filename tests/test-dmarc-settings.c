@@ -31,6 +31,9 @@ static void test_settings_defaults(void)
 	test_assert(set.limits.max_decompressed_size == 256*1024*1024);
 	test_assert(set.limits.max_records == 1000000);
 	test_assert(set.limits.max_zip_entries == 100);
+	test_assert(set.limits.max_auth_results == 20);
+	test_assert(set.limits.max_report_rows == 4000000);
+	test_assert(set.limits.max_processing_time_msecs == 10000);
 	test_end();
 }
 
@@ -41,6 +44,7 @@ static void test_settings_overrides(void)
 		"dmarcreport_archive_dir", "",
 		"dmarcreport_max_decompressed_size", "10M",
 		"dmarcreport_max_records", "5000",
+		"dmarcreport_max_processing_time", "1500 ms",
 		NULL
 	};
 	struct dmarc_settings set;
@@ -54,6 +58,7 @@ static void test_settings_overrides(void)
 	test_assert(set.archive_dir == NULL);
 	test_assert(set.limits.max_decompressed_size == 10*1024*1024);
 	test_assert(set.limits.max_records == 5000);
+	test_assert(set.limits.max_processing_time_msecs == 1500);
 	test_end();
 }
 
@@ -69,6 +74,9 @@ static void test_settings_errors(void)
 		{ "dmarcreport_max_records", "-5", "/h", "not a positive number" },
 		{ "dmarcreport_max_records", "lots", "/h", "not a positive number" },
 		{ "dmarcreport_max_attachment_size", "10 parsecs", "/h", "" },
+		{ "dmarcreport_max_processing_time", "0", "/h",
+		  "not a positive time" },
+		{ "dmarcreport_max_processing_time", "soon", "/h", "" },
 	};
 	struct dmarc_settings set;
 	const char *error;

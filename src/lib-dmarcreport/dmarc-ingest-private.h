@@ -18,6 +18,10 @@ void dmarc_ingest_store_failed(struct dmarc_ingest *ingest, const char *error);
    quiet (an import prints totals instead). */
 enum log_type dmarc_ingest_report_log_type(struct dmarc_ingest *ingest);
 const struct dmarc_limits *dmarc_ingest_get_limits(struct dmarc_ingest *ingest);
+/* A document was logged as not stored: when the mail's CPU time budget
+   (dmarcreport_max_processing_time) was the cause, that line was the
+   budget's one warning for the mail. */
+void dmarc_ingest_document_failed(struct dmarc_ingest *ingest);
 
 /* Read a whole document into buf, at most max_size bytes. Returns 0, or
    -1 with *error_r (a read error, or the document is larger). */

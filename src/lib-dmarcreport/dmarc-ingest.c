@@ -26,8 +26,25 @@
 #define INGEST_MEMORY_MAX_BYTES (1024*1024)
 
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+
+/* The CPU time one mail (or one imported file) may take:
+   dmarcreport_max_processing_time. It is checked where the work loops
+   are: on every read a kind's parser makes (at least one per 16 KB of
+   decompressed input; the parsers bound their work per byte), which
+   covers decompression, parsing and storing the records, before each
+   document of a container and before each attachment, which covers
+   extracting it from the mail. */
+struct ingest_budget {
+	uint64_t start_usecs;
+	uint64_t limit_usecs;
+	/* the limit was reached: nothing more of this mail is processed */
+	bool exceeded;
+	/* and its one warning was logged */
+	bool logged;
+};
 
 struct dmarc_ingest {
 	pool_t pool;
@@ -46,6 +63,8 @@ struct dmarc_ingest {
 	bool archiving;
 	/* "Stored" and "Duplicate" lines at debug level */
 	bool quiet;
+	/* of the mail or file being ingested */
+	struct ingest_budget budget;
 };
 
 /* One attachment (or one imported file) on its way through the pipeline. */
@@ -126,6 +145,65 @@ void dmarc_ingest_set_store_cache(struct dmarc_ingest *ingest,
 void dmarc_ingest_set_quiet(struct dmarc_ingest *ingest, bool quiet)
 {
 	ingest->quiet = quiet;
+}
+
+static uint64_t cpu_time_usecs(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		i_fatal("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed: %m");
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void ingest_budget_start(struct dmarc_ingest *ingest)
+{
+	i_zero(&ingest->budget);
+	ingest->budget.limit_usecs =
+		(uint64_t)ingest->set.limits.max_processing_time_msecs * 1000;
+	ingest->budget.start_usecs = cpu_time_usecs();
+}
+
+static bool ingest_budget_exceeded(struct dmarc_ingest *ingest)
+{
+	struct ingest_budget *budget = &ingest->budget;
+
+	if (!budget->exceeded &&
+	    cpu_time_usecs() - budget->start_usecs > budget->limit_usecs)
+		budget->exceeded = TRUE;
+	return budget->exceeded;
+}
+
+static const char *ingest_budget_error(struct dmarc_ingest *ingest)
+{
+	return t_strdup_printf("the mail took more than %u ms of CPU time "
+		"(dmarcreport_max_processing_time); the rest of it is not "
+		"processed", ingest->set.limits.max_processing_time_msecs);
+}
+
+/* Before more work on the mail: FALSE when the budget is spent. The
+   warning is logged once per mail, naming what was about to be
+   processed; what is skipped after it is counted as failed. */
+static bool
+ingest_budget_check(struct dmarc_ingest *ingest, struct event *event,
+		    struct dmarc_ingest_counts *counts)
+{
+	if (!ingest_budget_exceeded(ingest))
+		return TRUE;
+	if (!ingest->budget.logged) {
+		e_warning(event, "Not stored: %s", ingest_budget_error(ingest));
+		ingest->budget.logged = TRUE;
+	} else {
+		e_debug(event, "Not processed: %s", ingest_budget_error(ingest));
+	}
+	counts->failed++;
+	return FALSE;
+}
+
+void dmarc_ingest_document_failed(struct dmarc_ingest *ingest)
+{
+	/* the budget's one warning, if that was the cause */
+	ingest->budget.logged = ingest->budget.exceeded;
 }
 
 /* How the reports can still be stored once the cause is fixed: the log
@@ -246,10 +324,22 @@ int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest)
 /* The first bytes of a document, held back for the kinds to look at and
    then handed to the kind's parser before the rest. */
 struct doc_reader {
+	struct dmarc_ingest *ingest;
 	struct dmarc_unpack *unpack;
 	unsigned char head[DMARC_KIND_PEEK_SIZE];
 	size_t head_size, head_pos;
 };
+
+/* The unpacked bytes, while the mail's budget lasts. */
+static ssize_t doc_reader_unpack(struct doc_reader *reader, void *buf,
+				 size_t size, const char **error_r)
+{
+	if (ingest_budget_exceeded(reader->ingest)) {
+		*error_r = ingest_budget_error(reader->ingest);
+		return -1;
+	}
+	return dmarc_unpack_read(reader->unpack, buf, size, error_r);
+}
 
 static ssize_t doc_reader_read(void *context, void *buf, size_t size,
 			       const char **error_r)
@@ -263,7 +353,7 @@ static ssize_t doc_reader_read(void *context, void *buf, size_t size,
 		reader->head_pos += n;
 		return n;
 	}
-	return dmarc_unpack_read(reader->unpack, buf, size, error_r);
+	return doc_reader_unpack(reader, buf, size, error_r);
 }
 
 static int doc_reader_peek(struct doc_reader *reader, const char **error_r)
@@ -271,7 +361,7 @@ static int doc_reader_peek(struct doc_reader *reader, const char **error_r)
 	ssize_t ret;
 
 	while (reader->head_size < sizeof(reader->head)) {
-		ret = dmarc_unpack_read(reader->unpack,
+		ret = doc_reader_unpack(reader,
 					reader->head + reader->head_size,
 					sizeof(reader->head) - reader->head_size,
 					error_r);
@@ -299,9 +389,11 @@ ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
 	unsigned int i;
 
 	reader = t_new(struct doc_reader, 1);
+	reader->ingest = ingest;
 	reader->unpack = unpack;
 	if (doc_reader_peek(reader, &error) < 0) {
 		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
+		dmarc_ingest_document_failed(ingest);
 		msg->counts->failed++;
 		return 0;
 	}
@@ -348,9 +440,11 @@ ingest_attachment_data(struct ingest_message *msg,
 		unpack = dmarc_unpack_init_fd(att->fd, &ingest->set.limits,
 					      &msg->message_budget);
 	}
-	while (result == 0 &&
+	while (result == 0 && !ingest->budget.exceeded &&
 	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) > 0) {
 		documents++;
+		if (!ingest_budget_check(ingest, att->event, counts))
+			break;
 		if (entry_name != NULL) {
 			att->event = event_create(parent_event);
 			entry_name = dmarc_log_value(entry_name);
@@ -369,7 +463,7 @@ ingest_attachment_data(struct ingest_message *msg,
 	if (result == 0 && ret < 0) {
 		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
 		counts->failed++;
-	} else if (result == 0 && documents == 0) {
+	} else if (result == 0 && documents == 0 && !ingest->budget.exceeded) {
 		e_warning(att->event, "Not stored: no document in the container");
 		counts->failed++;
 	}
@@ -537,6 +631,9 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 			  ctx->ingest->set.limits.max_attachment_size);
 		ingest_archive_remove(ctx->ingest, &ctx->att);
 		ctx->counts->failed++;
+	} else if (!ingest_budget_check(ctx->ingest, ctx->att.event,
+					ctx->counts)) {
+		/* kept in the archive (and the mail) for a later import */
 	} else if (ingest_attachment_data(ctx, &ctx->att) < 0) {
 		ctx->ret = -1;
 	}
@@ -604,6 +701,7 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 	const char *error;
 
 	ingest_message_init(&ctx, ingest, counts, received);
+	ingest_budget_start(ingest);
 	if (dmarc_extract_message(input, &ingest->set.limits,
 				  &ingest_extract_callbacks, &ctx,
 				  &skipped, &error) < 0) {
@@ -670,6 +768,7 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 	i_zero(&att);
 	base = strrchr(path, '/');
 	base = base == NULL ? path : base + 1;
+	ingest_budget_start(ingest);
 	att.event = event_create(ingest->event);
 	event_add_str(att.event, "file", dmarc_log_value(path));
 	event_set_append_log_prefix(att.event, t_strdup_printf(

@@ -45,6 +45,7 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 				   dmarc_ingest_get_limits(ingest));
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
 		e_warning(doc->event, "Not stored: %s", dmarc_log_text(error));
+		dmarc_ingest_document_failed(ingest);
 		counts->failed++;
 		dmarc_parser_deinit(&parser);
 		return 0;
@@ -87,6 +88,7 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 		dmarc_store_report_rollback(&sreport);
 		e_warning(doc->event, "Not stored: %s: %s",
 			  report_label(report), dmarc_log_text(error));
+		dmarc_ingest_document_failed(ingest);
 		counts->failed++;
 		dmarc_parser_deinit(&parser);
 		return 0;

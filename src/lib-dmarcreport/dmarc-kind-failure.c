@@ -82,6 +82,7 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 				  buf, &error) < 0) {
 		e_warning(doc->event, "Not stored: failure report part: %s",
 			  dmarc_log_text(error));
+		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
 		return 0;
 	}
@@ -102,6 +103,7 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 	if (dmarc_failure_parse_arf(fstate->pool, buf->data, buf->used,
 				    limits, &report, &error) < 0) {
 		e_warning(doc->event, "Not stored: %s", dmarc_log_text(error));
+		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
 		return 0;
 	}

@@ -48,6 +48,7 @@ static int tls_ingest(struct dmarc_kind_doc *doc)
 				  buf, &error) < 0) {
 		e_warning(doc->event, "Not stored: TLS report: %s",
 			  dmarc_log_text(error));
+		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
 		buffer_free(&buf);
 		return 0;
@@ -56,6 +57,7 @@ static int tls_ingest(struct dmarc_kind_doc *doc)
 	if (dmarc_tls_parse(pool, buf->data, buf->used, limits,
 			    &report, &error) < 0) {
 		e_warning(doc->event, "Not stored: %s", dmarc_log_text(error));
+		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
 		buffer_free(&buf);
 		pool_unref(&pool);

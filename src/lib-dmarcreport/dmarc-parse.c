@@ -17,10 +17,21 @@
      (lower-cased), surrounding whitespace, auth_results result words as
      found ("hardfail"), empty org_name (""), begin > end (a warning).
    - Repaired, with a warning: invalid UTF-8 and control characters
-     (U+FFFD), a '<' or '&' that starts no markup (kept as text), a stray
-     <xs:schema> start tag before <feedback>, whitespace before the XML
-     declaration, data after </feedback>, values longer than
-     dmarcreport_max_value_length (cut). */
+     (U+FFFD; in other charsets a control byte becomes &#xFFFD;), a '<'
+     or '&' that starts no markup (kept as text), a stray <xs:schema>
+     start tag before <feedback>, whitespace before the XML declaration,
+     data after </feedback>, values longer than
+     dmarcreport_max_value_length (cut), control characters in values
+     (TAB, CR and LF become spaces, as XML normalises attribute values;
+     DEL and U+0080..U+009F become U+FFFD): no stored value holds one,
+     and newline-joined lists (errors, reasons) stay unambiguous.
+   - Bounded, the report rejected past the bound: nesting depth, records,
+     auth results per record, rows (records + auth results) per report,
+     attributes per tag, namespace declarations and distinct names per
+     document (what libxml2's time per start tag grows with), <count> and
+     the report's total count (DMARC_MAX_COUNT). An empty <dkim/> or
+     <spf/> is dropped and counts for nothing. An IPv4-mapped IPv6 source (::ffff:a.b.c.d)
+     is stored as the IPv4 address it is. */
 
 #include "lib.h"
 #include "array.h"
@@ -45,10 +56,15 @@
 /* Bytes given to libxml2 at a time: the records one chunk completes are
    queued, so this bounds the queue (a record is 60 bytes at least). */
 #define PARSE_CHUNK_SIZE 4096
-/* DKIM/SPF results and overrides of one record, <error>s of one report:
-   real reports have a handful; this bounds the memory of one record,
-   which the records limit does not. */
+/* Overrides of one record, <error>s of one report: real reports have a
+   handful; this bounds the memory of one record, which the records limit
+   does not (auth results have their own setting). */
 #define PARSE_MAX_ITEMS 1000
+/* libxml2 2.9 interns every element and attribute name in a dictionary
+   whose hash table stops growing at 16384 buckets: past that each new
+   name costs a walk of long chains, quadratic in the number of names.
+   A report uses about 50 names. */
+#define PARSE_MAX_NAMES 1000
 /* bytes of a bad value quoted in an error message */
 #define PARSE_ERROR_VALUE_MAX 64
 
@@ -173,7 +189,7 @@ struct dmarc_parser {
 
 	/* the byte filter between read_func and libxml2 */
 	struct dmarc_xml_filter *filter;
-	unsigned int n_values_cut;
+	unsigned int n_values_cut, n_controls_replaced;
 
 	xmlParserCtxtPtr ctxt;
 	const xmlChar *names[ELEM_DEF_COUNT];
@@ -188,6 +204,10 @@ struct dmarc_parser {
 	unsigned int queue_head, queue_tail;
 	struct record_slot *cur;
 	unsigned int records;
+	/* rows the report adds (records and auth results) and the messages
+	   it counts, both bounded */
+	uint64_t rows;
+	int64_t messages;
 	const char *error;
 	ARRAY_TYPE(const_string) warnings;
 
@@ -211,6 +231,8 @@ parser_warning(struct dmarc_parser *parser, const char *fmt, ...)
 	va_end(args);
 	array_push_back(&parser->warnings, &msg);
 }
+
+static const unsigned char utf8_replacement[] = { 0xef, 0xbf, 0xbd };
 
 static inline bool is_xml_space(unsigned char c)
 {
@@ -366,12 +388,60 @@ static const char *normalise_ip(pool_t pool, const char *value)
 		if (inet_ntop(AF_INET, &addr4, buf, sizeof(buf)) == NULL)
 			return NULL;
 	} else if (inet_pton(AF_INET6, value, &addr6) == 1) {
-		if (inet_ntop(AF_INET6, &addr6, buf, sizeof(buf)) == NULL)
+		/* ::ffff:192.0.2.1 is 192.0.2.1: one source, one form */
+		if (IN6_IS_ADDR_V4MAPPED(&addr6)) {
+			memcpy(&addr4, &addr6.s6_addr[12], sizeof(addr4));
+			if (inet_ntop(AF_INET, &addr4, buf, sizeof(buf)) == NULL)
+				return NULL;
+		} else if (inet_ntop(AF_INET6, &addr6, buf,
+				     sizeof(buf)) == NULL) {
 			return NULL;
+		}
 	} else {
 		return NULL;
 	}
 	return p_strdup(pool, buf);
+}
+
+/* TAB, CR and LF (raw or as &#10;) become spaces, as XML 1.0 section
+   3.3.3 normalises attribute values; DEL and the C1 controls become
+   U+FFFD. The text is valid UTF-8 from libxml2, and XML allows no other
+   control character. */
+static void text_replace_controls(struct dmarc_parser *parser)
+{
+	const unsigned char *data = str_data(parser->text);
+	size_t i, start, len = str_len(parser->text);
+	string_t *out;
+
+	for (i = 0; i < len; i++) {
+		if (data[i] < 0x20 || data[i] == 0x7f ||
+		    (data[i] == 0xc2 && i + 1 < len && data[i + 1] < 0xa0))
+			break;
+	}
+	if (i == len)
+		return;
+	out = t_str_new(len + 16);
+	for (start = 0; i < len; i++) {
+		if (data[i] < 0x20) {
+			str_append_data(out, data + start, i - start);
+			str_append_c(out, ' ');
+		} else if (data[i] == 0x7f ||
+			   (data[i] == 0xc2 && i + 1 < len &&
+			    data[i + 1] < 0xa0)) {
+			str_append_data(out, data + start, i - start);
+			str_append_data(out, utf8_replacement,
+					sizeof(utf8_replacement));
+			if (data[i] == 0xc2)
+				i++;
+		} else {
+			continue;
+		}
+		start = i + 1;
+		parser->n_controls_replaced++;
+	}
+	str_append_data(out, data + start, len - start);
+	str_truncate(parser->text, 0);
+	str_append_str(parser->text, out);
 }
 
 static const char *text_value(struct dmarc_parser *parser)
@@ -382,6 +452,7 @@ static const char *text_value(struct dmarc_parser *parser)
 	while (len > 0 && is_xml_space(data[len - 1]))
 		len--;
 	str_truncate(parser->text, len);
+	text_replace_controls(parser);
 	data = str_c(parser->text);
 	while (is_xml_space(*data))
 		data++;
@@ -516,10 +587,15 @@ leaf_end(struct dmarc_parser *parser, enum elem id, const char *value)
 		}
 		break;
 	case E_COUNT:
-		if (str_to_uint64(value, &count) < 0 || count > INT64_MAX) {
+		if (str_to_uint64(value, &count) < 0) {
 			return parser_fail(parser, "<count> %s is not a "
-					   "non-negative 64-bit integer",
+					   "non-negative integer",
 					   quote_value(value));
+		}
+		if (count > DMARC_MAX_COUNT) {
+			return parser_fail(parser, "<count> %s is more than "
+					   "%lld messages", quote_value(value),
+					   DMARC_MAX_COUNT);
 		}
 		record->count = count;
 		break;
@@ -597,6 +673,19 @@ static enum step_result header_check(struct dmarc_parser *parser)
 	return STEP_CONTINUE;
 }
 
+/* A record or an auth result more: bounded, as it is a row in the
+   store. */
+static enum step_result report_add_row(struct dmarc_parser *parser)
+{
+	if (++parser->rows > parser->limits.max_report_rows) {
+		return parser_fail(parser, "the report has more than %u records "
+				   "and auth results "
+				   "(dmarcreport_max_report_rows)",
+				   parser->limits.max_report_rows);
+	}
+	return STEP_CONTINUE;
+}
+
 static enum step_result record_begin(struct dmarc_parser *parser)
 {
 	struct dmarc_record *record = &parser->cur->record;
@@ -607,6 +696,8 @@ static enum step_result record_begin(struct dmarc_parser *parser)
 				   "(dmarcreport_max_records)",
 				   parser->limits.max_records);
 	}
+	if (report_add_row(parser) == STEP_ERROR)
+		return STEP_ERROR;
 	parser->records++;
 	p_clear(parser->cur->pool);
 	record->source_ip = NULL;
@@ -625,7 +716,25 @@ static enum step_result record_check(struct dmarc_parser *parser)
 		return parser_fail(parser, "no <source_ip> in the record");
 	if (parser->cur->record.count == DMARC_UNSET)
 		return parser_fail(parser, "no <count> in the record");
+	/* both are at most DMARC_MAX_COUNT: the sum cannot overflow */
+	parser->messages += parser->cur->record.count;
+	if (parser->messages > DMARC_MAX_COUNT) {
+		return parser_fail(parser, "the report's <count>s add up to "
+				   "more than %lld messages", DMARC_MAX_COUNT);
+	}
 	return STEP_RECORD_DONE;
+}
+
+static bool str_is_empty(const char *str)
+{
+	return str == NULL || *str == '\0';
+}
+
+static bool auth_result_is_empty(const struct dmarc_auth_result *auth)
+{
+	return str_is_empty(auth->domain) && str_is_empty(auth->selector) &&
+		str_is_empty(auth->scope) && str_is_empty(auth->result) &&
+		str_is_empty(auth->human_result);
 }
 
 static enum step_result element_start(struct dmarc_parser *parser,
@@ -651,8 +760,12 @@ static enum step_result element_start(struct dmarc_parser *parser,
 	case E_AR_DKIM:
 	case E_AR_SPF:
 		if (array_count(&parser->cur->record.auth_results) >=
-		    PARSE_MAX_ITEMS)
-			return parser_fail(parser, "too many auth_results");
+		    parser->limits.max_auth_results) {
+			return parser_fail(parser, "more than %u auth_results "
+					   "in one record "
+					   "(dmarcreport_max_auth_results)",
+					   parser->limits.max_auth_results);
+		}
 		auth = array_append_space(&parser->cur->record.auth_results);
 		auth->type = id == E_AR_DKIM ? DMARC_AUTH_DKIM : DMARC_AUTH_SPF;
 		break;
@@ -684,6 +797,14 @@ static enum step_result element_end(struct dmarc_parser *parser,
 			reason->type = "";
 		}
 		break;
+	case E_AR_DKIM:
+	case E_AR_SPF:
+		/* an empty <dkim/> says nothing: no row for it */
+		if (auth_result_is_empty(current_auth(parser))) {
+			array_pop_back(&parser->cur->record.auth_results);
+			break;
+		}
+		return report_add_row(parser);
 	case E_FEEDBACK:
 		if (!parser->header_done) {
 			if (header_check(parser) == STEP_ERROR)
@@ -883,6 +1004,11 @@ sax_start_element(void *context, const xmlChar *localname,
 {
 	struct dmarc_parser *parser = context;
 
+	if (xmlDictSize(parser->ctxt->dict) > PARSE_MAX_NAMES) {
+		parser_step_done(parser, parser_fail(parser,
+			"more than %u distinct XML names", PARSE_MAX_NAMES));
+		return;
+	}
 	parser_step_done(parser, parser_element_start(parser, localname, uri));
 }
 
@@ -959,14 +1085,22 @@ static int parser_feed(struct dmarc_parser *parser)
 	}
 	if (parser->error != NULL)
 		return -1;	/* a callback failed */
+	if (parser->xml_terminated && !parser->end_seen) {
+		if (!dmarc_xml_filter_root_closed(parser->filter)) {
+			/* libxml2's push parser calls this "Extra content at
+			   the end of the document" */
+			(void)parser_fail(parser, "the report is truncated: "
+				"premature end of data before </feedback>");
+		} else {
+			parser->error = parser->xml_error != NULL ?
+				parser->xml_error :
+				"document ended before </feedback>";
+		}
+		return -1;
+	}
 	if (ret != 0 && !parser->end_seen) {
 		parser->error = parser->xml_error != NULL ?
 			parser->xml_error : "XML parse error";
-		return -1;
-	}
-	if (parser->xml_terminated && !parser->end_seen) {
-		parser->error = parser->xml_error != NULL ?
-			parser->xml_error : "document ended before </feedback>";
 		return -1;
 	}
 	return 0;
@@ -1149,12 +1283,17 @@ const char *const *dmarc_parser_get_warnings(struct dmarc_parser *parser)
 		     array_count(&parser->warnings) + 8);
 	array_append_array(&warnings, &parser->warnings);
 	dmarc_xml_filter_get_warnings(parser->filter, parser->pool, &warnings);
-	if (parser->n_values_cut > 0) {
-		msg = p_strdup_printf(parser->pool, "cut %u values to %u "
-			"bytes (dmarcreport_max_value_length)",
-			parser->n_values_cut, parser->limits.max_value_length);
-		array_push_back(&warnings, &msg);
-	}
+#define ADD(fmt, ...) STMT_START { \
+	msg = p_strdup_printf(parser->pool, fmt, __VA_ARGS__); \
+	array_push_back(&warnings, &msg); } STMT_END
+	if (parser->n_values_cut > 0)
+		ADD("cut %u values to %u bytes (dmarcreport_max_value_length)",
+		    parser->n_values_cut, parser->limits.max_value_length);
+	if (parser->n_controls_replaced > 0)
+		ADD("replaced %u control characters in values (line breaks "
+		    "and tabs with spaces, others with U+FFFD)",
+		    parser->n_controls_replaced);
+#undef ADD
 	array_append_zero(&warnings);
 	return array_front(&warnings);
 }

@@ -11,6 +11,14 @@
 /* A counted value that was absent in the report. */
 #define DMARC_UNSET (-1)
 
+/* The most messages one record, and one report in total, may count.
+   RFC 7489 appendix C leaves <count> unbounded (xs:integer); a report
+   covers one reporting interval of one receiver for one domain (a day by
+   default, RFC 7489 section 7.2), and 10^12 messages a day is eleven
+   million a second. Below it, sums over up to 9 million reports fit in
+   an int64_t. */
+#define DMARC_MAX_COUNT 1000000000000LL
+
 enum dmarc_auth_type {
 	DMARC_AUTH_DKIM,
 	DMARC_AUTH_SPF,

@@ -8,6 +8,7 @@ enum setting_kind {
 	SETTING_PATH,
 	SETTING_SIZE,
 	SETTING_UINT,
+	SETTING_TIME_MSECS,
 };
 
 struct setting_def {
@@ -45,6 +46,17 @@ static const struct setting_def setting_defs[] = {
 		  max_xml_depth, "32"),
 	DEF_LIMIT("dmarcreport_max_value_length", SETTING_UINT,
 		  max_value_length, "1024"),
+	/* real records carry one or two DKIM results and one SPF result */
+	DEF_LIMIT("dmarcreport_max_auth_results", SETTING_UINT,
+		  max_auth_results, "20"),
+	/* max_records records with three auth results each */
+	DEF_LIMIT("dmarcreport_max_report_rows", SETTING_UINT,
+		  max_report_rows, "4000000"),
+	/* CPU time: 200,000 records (the largest real report) take about
+	   1.5 s to unpack, parse and store, so max_records would take about
+	   8 s; slower machines and sanitizer builds need room too */
+	DEF_LIMIT("dmarcreport_max_processing_time", SETTING_TIME_MSECS,
+		  max_processing_time_msecs, "10s"),
 	DEF_LIMIT("dmarcreport_max_tls_report_size", SETTING_SIZE,
 		  max_tls_report_size, "10M"),
 	DEF_LIMIT("dmarcreport_max_failure_report_size", SETTING_SIZE,
@@ -99,6 +111,18 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 		if (str_to_uint(value, &uint_value) < 0 || uint_value == 0) {
 			*error_r = t_strdup_printf(
 				"%s: not a positive number", value);
+			return -1;
+		}
+		*(unsigned int *)field = uint_value;
+		return 0;
+	case SETTING_TIME_MSECS:
+		if (settings_get_time_msecs(value, &uint_value, &error) < 0) {
+			*error_r = error;
+			return -1;
+		}
+		if (uint_value == 0) {
+			*error_r = t_strdup_printf(
+				"%s: not a positive time", value);
 			return -1;
 		}
 		*(unsigned int *)field = uint_value;

@@ -18,6 +18,12 @@ struct dmarc_limits {
 	unsigned int max_xml_depth;
 	/* longer text values are cut at this many bytes */
 	unsigned int max_value_length;
+	/* DKIM and SPF results of one record */
+	unsigned int max_auth_results;
+	/* rows one report may add: its records and their auth results */
+	unsigned int max_report_rows;
+	/* CPU time one mail (or one imported file) may take, in ms */
+	unsigned int max_processing_time_msecs;
 	/* bytes of one SMTP TLS report's JSON (parsed from memory) */
 	uoff_t max_tls_report_size;
 	/* bytes of one failure report's feedback-report part, or of the

@@ -24,6 +24,12 @@
 #define PARSE_MAX_REF_LENGTH 12
 /* Leading whitespace before the first '<' that we skip. */
 #define PARSE_MAX_LEADING_SPACE 65536
+/* libxml2 checks an element's attributes against each other and against
+   the namespaces in scope on every start tag: both are kept small. Real
+   reports put two or three attributes on <feedback> and declare one or
+   two namespaces in the whole document. */
+#define PARSE_MAX_ATTRIBUTES 32
+#define PARSE_MAX_NAMESPACE_DECLS 64
 /* bytes of a bad value quoted in an error message */
 #define PARSE_ERROR_VALUE_MAX 64
 
@@ -53,6 +59,7 @@ struct dmarc_xml_filter {
 	const char *root_name;
 	unsigned int n_utf8_repaired, n_lt_escaped, n_amp_escaped;
 	unsigned int n_charref_repaired;
+	unsigned int n_namespace_decls;
 	ARRAY_TYPE(const_string) warnings;
 
 	bool input_eof:1;
@@ -200,7 +207,22 @@ static void filter_utf8(struct dmarc_xml_filter *filter)
 	int len;
 
 	if (!filter->utf8_mode) {
-		buffer_append(filter->clean, data, size);
+		/* An ASCII-compatible 8-bit charset: every byte is a
+		   character, and only C0 controls other than TAB, LF and CR
+		   are not allowed in XML. U+FFFD has no byte here: write it
+		   as a character reference. */
+		while (pos < size) {
+			start = pos;
+			while (pos < size && (data[pos] >= 0x20 ||
+					      is_xml_space(data[pos])))
+				pos++;
+			buffer_append(filter->clean, data + start, pos - start);
+			if (pos == size)
+				break;
+			buffer_append(filter->clean, "&#xFFFD;", 8);
+			filter->n_utf8_repaired++;
+			pos++;
+		}
 		buffer_set_used_size(filter->raw, 0);
 		return;
 	}
@@ -316,13 +338,17 @@ static int lex_reference(struct dmarc_xml_filter *filter, const unsigned char *d
    Returns its length, 0 when more input is needed, -1 when it is not a
    well-formed tag. */
 static ssize_t lex_scan_tag(const unsigned char *data, size_t size, bool eof,
-			    bool *is_end_r, bool *is_empty_r, size_t *name_len_r)
+			    bool *is_end_r, bool *is_empty_r, size_t *name_len_r,
+			    unsigned int *attributes_r,
+			    unsigned int *namespace_decls_r)
 {
-	size_t i = 1, limit = I_MIN(size, PARSE_MAX_TAG_LENGTH);
+	size_t i = 1, limit = I_MIN(size, PARSE_MAX_TAG_LENGTH), attr_start;
 	unsigned char quote;
 
 	*is_end_r = FALSE;
 	*is_empty_r = FALSE;
+	*attributes_r = 0;
+	*namespace_decls_r = 0;
 	if (data[i] == '/') {
 		*is_end_r = TRUE;
 		i++;
@@ -358,8 +384,15 @@ static ssize_t lex_scan_tag(const unsigned char *data, size_t size, bool eof,
 		/* attribute: name S? '=' S? quoted value */
 		if (!had_space || !is_name_start(data[i]))
 			return -1;
+		attr_start = i;
 		while (i < limit && is_name_char(data[i]))
 			i++;
+		(*attributes_r)++;
+		/* "xmlns" or "xmlns:prefix" */
+		if (i - attr_start >= 5 &&
+		    memcmp(data + attr_start, "xmlns", 5) == 0 &&
+		    (i - attr_start == 5 || data[attr_start + 5] == ':'))
+			(*namespace_decls_r)++;
 		while (i < limit && is_xml_space(data[i]))
 			i++;
 		if (i >= limit)
@@ -438,7 +471,8 @@ static void lex_copy_tag(struct dmarc_xml_filter *filter,
    Returns FALSE on error. */
 static bool
 lex_tag(struct dmarc_xml_filter *filter, const unsigned char *data, size_t len,
-	bool is_end, bool is_empty, size_t name_len)
+	bool is_end, bool is_empty, size_t name_len, unsigned int attributes,
+	unsigned int namespace_decls)
 {
 	const unsigned char *name = data + (is_end ? 2 : 1), *p;
 	const char *local;
@@ -449,6 +483,17 @@ lex_tag(struct dmarc_xml_filter *filter, const unsigned char *data, size_t len,
 			filter->root_closed = TRUE;
 		lex_copy_tag(filter, data, len);
 		return TRUE;
+	}
+	filter->n_namespace_decls += namespace_decls;
+	if (filter->n_namespace_decls > PARSE_MAX_NAMESPACE_DECLS) {
+		filter_fail(filter, "more than %u XML namespace declarations",
+			    PARSE_MAX_NAMESPACE_DECLS);
+		return FALSE;
+	}
+	if (attributes > PARSE_MAX_ATTRIBUTES) {
+		filter_fail(filter, "more than %u attributes in one tag",
+			    PARSE_MAX_ATTRIBUTES);
+		return FALSE;
 	}
 	if (!filter->root_seen) {
 		p = memchr(name, ':', name_len);
@@ -501,6 +546,7 @@ static ssize_t lex_markup(struct dmarc_xml_filter *filter,
 {
 	bool is_end, is_empty;
 	size_t name_len = 0;
+	unsigned int attributes, namespace_decls;
 	ssize_t len;
 
 	if (size < 2) {
@@ -551,7 +597,8 @@ static ssize_t lex_markup(struct dmarc_xml_filter *filter,
 			goto bogus;
 		break;
 	}
-	len = lex_scan_tag(data, size, eof, &is_end, &is_empty, &name_len);
+	len = lex_scan_tag(data, size, eof, &is_end, &is_empty, &name_len,
+			   &attributes, &namespace_decls);
 	if (len == 0)
 		return 0;
 	if (len == -2) {
@@ -563,10 +610,12 @@ static ssize_t lex_markup(struct dmarc_xml_filter *filter,
 		goto bogus;
 	if (filter->root_seen) {
 		/* only the root needs temporary memory */
-		if (!lex_tag(filter, data, len, is_end, is_empty, name_len))
+		if (!lex_tag(filter, data, len, is_end, is_empty, name_len,
+			     attributes, namespace_decls))
 			len = -1;
 	} else T_BEGIN {
-		if (!lex_tag(filter, data, len, is_end, is_empty, name_len))
+		if (!lex_tag(filter, data, len, is_end, is_empty, name_len,
+			     attributes, namespace_decls))
 			len = -1;
 	} T_END;
 	return len;
@@ -908,6 +957,11 @@ int dmarc_xml_filter_read(struct dmarc_xml_filter *filter, size_t max_size,
 	*size_r = size;
 	filter->out_pos += size;
 	return 1;
+}
+
+bool dmarc_xml_filter_root_closed(struct dmarc_xml_filter *filter)
+{
+	return filter->root_closed;
 }
 
 void dmarc_xml_filter_get_warnings(struct dmarc_xml_filter *filter,

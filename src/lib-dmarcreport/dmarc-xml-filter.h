@@ -29,6 +29,10 @@ int dmarc_xml_filter_read(struct dmarc_xml_filter *filter, size_t max_size,
 			  const unsigned char **data_r, size_t *size_r,
 			  const char **error_r);
 
+/* Whether the root element's end tag was seen (else a document that
+   ends is cut short). */
+bool dmarc_xml_filter_root_closed(struct dmarc_xml_filter *filter);
+
 /* What was repaired so far, appended to warnings (allocated from pool). */
 void dmarc_xml_filter_get_warnings(struct dmarc_xml_filter *filter,
 				   pool_t pool,

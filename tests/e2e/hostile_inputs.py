@@ -115,6 +115,35 @@ def huge_report_gz(path, records):
         out.write(b"</feedback>\n")
 
 
+def namespace_bomb_gz(levels=30, declarations=118000, elements=10_000_000):
+    """Issue 9 item 1: about `declarations` xmlns: declarations spread over
+    `levels` nested start tags (each under the 64 KiB tag limit), then
+    `elements` empty elements: libxml2 compares every start tag with the
+    namespaces in scope. Well-formed, within the depth and size limits;
+    about 335 KB of gzip, 43 MB of XML."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [comp.compress(b'<?xml version="1.0"?><feedback>')]
+    digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+    def prefix(n):  # unique and short: the tags stay under 64 KiB
+        return "n" + digits[n // 3844] + digits[n // 62 % 62] + digits[n % 62]
+
+    per_level = -(-declarations // levels)
+    n = 0
+    for level in range(levels):
+        decls = "".join(f' xmlns:{prefix(n + i)}="u"' for i in range(per_level))
+        n += per_level
+        out.append(comp.compress(f"<l{level}{decls}>".encode()))
+    chunk = b"<a/>" * 100_000
+    for _ in range(elements // 100_000):
+        out.append(comp.compress(chunk))
+    for level in reversed(range(levels)):
+        out.append(comp.compress(f"</l{level}>".encode()))
+    out.append(comp.compress(b"</feedback>"))
+    out.append(comp.flush())
+    return b"".join(out)
+
+
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE feedback [
  <!ENTITY lol "lol">
@@ -159,6 +188,15 @@ def cases(tmpdir):
     many_entries = zip_bytes([(f"r{i}.xml", report_xml(f"entry-{i}"))
                            for i in range(5000)])
     gz = gzip.compress(report_xml("truncated-gz"))
+    empty_dkim = report_xml("empty-dkim", records=100,
+                            extra_record="<auth_results>" + "<dkim/>" * 1000 +
+                            "</auth_results>")
+    many_dkim = report_xml("many-dkim", extra_record="<auth_results>" + "".join(
+        f"<dkim><domain>d{i}.example</domain><result>pass</result></dkim>"
+        for i in range(30)) + "</auth_results>")
+    latin1_nul = report_xml("latin1-nul", org="caf\xe9\x00\x01.example").replace(
+        b'encoding="UTF-8"', b'encoding="ISO-8859-1"').replace(b"\xc3\xa9", b"\xe9")
+    full = report_xml("truncated-xml", records=3)
     traversal_zip = zip_bytes([("../../../../tmp/evil-entry.xml",
                              report_xml("traversal-entry")),
                             ("/etc/evil-abs.xml", report_xml("traversal-abs"))])
@@ -182,6 +220,40 @@ def cases(tmpdir):
             ("overflow.xml", "text/xml",
              report_xml("overflow", count="99999999999999999999"))]),
              0, r"attachment 'overflow\.xml'.*count"),
+        Case("count-sum-overflow", mail("count-sum-overflow", [
+            ("sum.xml", "text/xml",
+             report_xml("sum-overflow", records=2, count="9223372036854775807"))]),
+             0, r"attachment 'sum\.xml'.*<count> .* is more than 1000000000000 messages"),
+        Case("count-total-bound", mail("count-total-bound", [
+            ("total.xml", "text/xml",
+             report_xml("total-bound", records=3, count="400000000000"))]),
+             0, r"attachment 'total\.xml'.*add up to more than 1000000000000"),
+        Case("namespace-bomb", mail("namespace-bomb", [
+            ("ns.xml.gz", "application/gzip", namespace_bomb_gz())]),
+             0, r"attachment 'ns\.xml\.gz'.*more than 64 XML namespace declarations"),
+        Case("empty-dkim", mail("empty-dkim", [
+            ("empty-dkim.xml", "text/xml", empty_dkim)]),
+             1, r"attachment 'empty-dkim\.xml'.*Stored report empty-dkim"),
+        Case("many-dkim", mail("many-dkim", [
+            ("many-dkim.xml", "text/xml", many_dkim)]),
+             0, r"attachment 'many-dkim\.xml'.*more than 20 auth_results"
+                r".*dmarcreport_max_auth_results"),
+        Case("latin1-nul", mail("latin1-nul", [
+            # application/: text/ parts are still converted as text (issue 9 item 8)
+            ("latin1.xml", "application/xml", latin1_nul)]),
+             1, r"attachment 'latin1\.xml'.*Stored report latin1-nul"),
+        Case("truncated-xml", mail("truncated-xml", [
+            ("truncated.xml", "text/xml", full[: len(full) * 2 // 3])]),
+             0, r"attachment 'truncated\.xml'.*truncated: premature end of data"),
+        Case("crlf-values", mail("crlf-values", [
+            ("crlf.xml", "text/xml",
+             report_xml("crlf&#13;&#10;lmtp: Error: FORGED-LOG-LINE",
+                        org="crlf\r\nFORGED.example"))]),
+             1, r"attachment 'crlf\.xml'.*Stored report crlf"),
+        Case("ipv4-mapped", mail("ipv4-mapped", [
+            ("mapped.xml", "text/xml", report_xml("ipv4-mapped").replace(
+                b"<source_ip>192.0.2.1<", b"<source_ip>::ffff:192.0.2.1<"))]),
+             1, r"attachment 'mapped\.xml'.*Stored report ipv4-mapped"),
         Case("negative-count", mail("negative-count", [
             ("negative.xml", "text/xml", report_xml("negative", count="-5"))]),
              0, r"attachment 'negative\.xml'.*count"),

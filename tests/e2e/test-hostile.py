@@ -19,6 +19,7 @@ import hostile_inputs  # noqa: E402
 from dovetest import check, check_equal  # noqa: E402
 
 USER = "hostile"
+BUDGET_USER = "budget"
 LMTP_RSS_LIMIT_KIB = 64 * 1024
 HUGE_RECORDS = 200000
 
@@ -110,6 +111,57 @@ def test_hostile_cases(dc):
     check(rows and "\ufffd" in rows[0][0], f"invalid UTF-8 not repaired: {rows}")
 
 
+def test_stored_values(dc):
+    """What the parser repairs and drops (issue 9 items 2, 11, 12)."""
+    # no control character in any stored text
+    for table, cols in (("reports", ("org_name", "report_id", "email")),
+                        ("records", ("source_ip", "header_from", "envelope_from")),
+                        ("auth_results", ("domain", "result", "human_result"))):
+        for col in cols:
+            rows = dc.query(USER, f"SELECT count(*) FROM {table} WHERE {col} GLOB"
+                                  " '*[' || char(1,9,10,13,27,127) || ']*'")
+            check_equal(rows[0][0], 0, f"{table}.{col} with control characters")
+    rows = dc.query(USER, "SELECT org_name, report_id FROM reports"
+                          " WHERE report_id LIKE 'crlf%'")
+    check_equal(rows, [("crlf FORGED.example", "crlf  lmtp: Error: FORGED-LOG-LINE")],
+                "CR/LF replaced with spaces")
+    rows = dc.query(USER, "SELECT org_name FROM reports WHERE report_id = 'latin1-nul'")
+    check_equal(rows, [("caf\u00e9\ufffd\ufffd.example",)], "ISO-8859-1 control bytes")
+    rows = dc.query(USER, "SELECT DISTINCT r.source_ip FROM records r JOIN reports p"
+                          " ON r.report_ref = p.id WHERE p.report_id = 'ipv4-mapped'")
+    check_equal(rows, [("192.0.2.1",)], "IPv4-mapped source stored as IPv4")
+    # 100 records with 1,000 empty <dkim/> each: no row for them
+    rows = dc.query(USER, "SELECT count(*), count(a.record_ref) FROM records r"
+                          " JOIN reports p ON r.report_ref = p.id LEFT JOIN"
+                          " auth_results a ON a.record_ref = r.id AND a.type = 'dkim'"
+                          " WHERE p.report_id = 'empty-dkim'")
+    check_equal(rows, [(100, 100)], "records and DKIM rows of empty-dkim")
+
+
+def test_processing_time_budget(dc):
+    """dmarcreport_max_processing_time (1 ms for this user): a report that
+    takes longer is not stored, one warning names the mail, the attachment
+    and the setting, and the mail is delivered."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "slow.xml.gz")
+        hostile_inputs.huge_report_gz(path, 20000)
+        with open(path, "rb") as f:
+            mail = hostile_inputs.mail("budget", [("slow.xml.gz", "application/gzip",
+                                                   f.read())])
+    mark = dc.log_mark()
+    dc.lmtp_deliver_ok(mail, BUDGET_USER)
+    lines = dc.wait_log(r"Warning: .*msgid=<budget@hostile\.example>.*"
+                        r"attachment 'slow\.xml\.gz'.*Not stored.*"
+                        r"dmarcreport_max_processing_time", mark)
+    check(lines, f"no budget warning; log: {dc.log_since(mark)[-800:]}")
+    warnings = [l for l in dc.log_since(mark).splitlines() if "Warning:" in l]
+    check_equal(len(warnings), 1, f"warnings: {warnings}")
+    check_equal(len(dc.mail_files(BUDGET_USER)), 1, "mails in the INBOX")
+    if os.path.exists(dc.db_path(BUDGET_USER)):
+        check_equal(dc.query(BUDGET_USER, "SELECT count(*) FROM reports"), [(0,)],
+                    "reports stored")
+
+
 def check_rss(dc, when):
     peak = lmtp_peak_kib(dc)
     print(f"# lmtp peak RSS after {when}: {peak / 1024:.1f} MiB")
@@ -154,8 +206,9 @@ def test_no_crash(dc):
     check(not bad, f"crashes in the log: {bad}")
 
 
-TESTS = [test_hostile_cases, test_bombs_bounded_memory, test_huge_report_accepted,
-         test_no_crash]
+TESTS = [test_hostile_cases, test_stored_values, test_processing_time_budget,
+         test_bombs_bounded_memory, test_huge_report_accepted, test_no_crash]
 
 if __name__ == "__main__":
-    dovetest.main(TESTS, lambda: dovetest.Dovecot("hostile", users={USER: {}}))
+    dovetest.main(TESTS, lambda: dovetest.Dovecot("hostile", users={
+        USER: {}, BUDGET_USER: {"dmarcreport_max_processing_time": "1ms"}}))

@@ -224,8 +224,9 @@ static void test_tls_hostile(void)
 	test_assert(strstr(error, "dmarcreport_max_xml_depth") != NULL);
 	pool_unref(&pool);
 
-	/* more failure-details entries than max_records */
-	limits.max_records = 100;
+	/* more failure-details entries than max_tls_entries (the policy is
+	   one entry too) */
+	limits.max_tls_entries = 100;
 	str_truncate(json, 0);
 	str_append(json, tls_header);
 	str_append(json, "\"policies\": [{\"failure-details\": [");
@@ -234,7 +235,7 @@ static void test_tls_hostile(void)
 	str_append(json, "]}]}");
 	pool = pool_alloconly_create("test", 1024);
 	test_assert(parse_str(pool, str_c(json), &limits, &report, &error) < 0);
-	test_assert(strstr(error, "more than 100 failure-details") != NULL);
+	test_assert(strstr(error, "dmarcreport_max_tls_entries") != NULL);
 	pool_unref(&pool);
 	limits = *test_default_limits();
 

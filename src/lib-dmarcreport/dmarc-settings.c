@@ -61,6 +61,10 @@ static const struct setting_def setting_defs[] = {
 		  max_tls_report_size, "10M"),
 	DEF_LIMIT("dmarcreport_max_failure_report_size", SETTING_SIZE,
 		  max_failure_report_size, "1M"),
+	/* a TLS report is held in memory whole: real ones have a handful
+	   of policies and failure-details entries */
+	DEF_LIMIT("dmarcreport_max_tls_entries", SETTING_UINT,
+		  max_tls_entries, "10000"),
 };
 
 static int

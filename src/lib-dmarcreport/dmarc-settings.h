@@ -29,6 +29,8 @@ struct dmarc_limits {
 	/* bytes of one failure report's feedback-report part, or of the
 	   header block of the reported message (parsed from memory) */
 	uoff_t max_failure_report_size;
+	/* policies plus failure-details entries of one SMTP TLS report */
+	unsigned int max_tls_entries;
 };
 
 struct dmarc_settings {

@@ -13,8 +13,9 @@
      policy without policy-domain ("") or without counts (0).
    - Rejected: a count that is negative, not a number or above 2^63-1; an
      IP address that does not parse; a date that does not parse; nesting
-     deeper than dmarcreport_max_xml_depth; more policies or
-     failure-details entries than dmarcreport_max_records.
+     deeper than dmarcreport_max_xml_depth; more policies and
+     failure-details entries than dmarcreport_max_tls_entries (the report
+     is held in memory: this bounds it; real ones have a handful).
    - Repaired: invalid UTF-8 and control characters become U+FFFD; values
      longer than dmarcreport_max_value_length are cut. Duplicate members:
      the last one wins (arrays add up). Unknown members are ignored. */
@@ -40,7 +41,8 @@ struct tls_parse {
 	struct dmarc_tls_report *report;
 	struct dmarc_tls_policy *policy;
 	struct dmarc_tls_failure *failure;
-	unsigned int failures;
+	/* policies and failure-details entries so far */
+	unsigned int entries;
 
 	/* where we are: "policies/[]/policy" */
 	string_t *path;
@@ -266,6 +268,20 @@ static int tls_value_token(struct tls_parse *ctx, enum dmarc_json_token token,
 	return 0;
 }
 
+/* Before one more policy or failure-details entry. */
+static bool tls_entries_exceeded(struct tls_parse *ctx)
+{
+	if (ctx->limits->max_tls_entries > 0 &&
+	    ctx->entries >= ctx->limits->max_tls_entries) {
+		ctx->error = t_strdup_printf("more than %u policies and "
+			"failure-details entries (dmarcreport_max_tls_entries)",
+			ctx->limits->max_tls_entries);
+		return TRUE;
+	}
+	ctx->entries++;
+	return FALSE;
+}
+
 /* An object or array starts at path. */
 static int tls_container_start(struct tls_parse *ctx, const char *path,
 			       enum dmarc_json_token token)
@@ -274,13 +290,8 @@ static int tls_container_start(struct tls_parse *ctx, const char *path,
 		ctx->have_policies = TRUE;
 	} else if (strcmp(path, "policies/[]") == 0 &&
 		   token == DMARC_JSON_OBJECT) {
-		if (ctx->limits->max_records > 0 &&
-		    array_count(&ctx->report->policies) >= ctx->limits->max_records) {
-			ctx->error = t_strdup_printf("more than %u policies "
-				"(dmarcreport_max_records)",
-				ctx->limits->max_records);
+		if (tls_entries_exceeded(ctx))
 			return -1;
-		}
 		ctx->policy = array_append_space(&ctx->report->policies);
 		ctx->policy->policy_domain = "";
 		p_array_init(&ctx->policy->failures, ctx->pool, 4);
@@ -288,15 +299,8 @@ static int tls_container_start(struct tls_parse *ctx, const char *path,
 	} else if (ctx->policy != NULL &&
 		   strcmp(path, "policies/[]/failure-details/[]") == 0 &&
 		   token == DMARC_JSON_OBJECT) {
-		if (ctx->limits->max_records > 0 &&
-		    ctx->failures >= ctx->limits->max_records) {
-			ctx->error = t_strdup_printf("more than %u "
-				"failure-details entries "
-				"(dmarcreport_max_records)",
-				ctx->limits->max_records);
+		if (tls_entries_exceeded(ctx))
 			return -1;
-		}
-		ctx->failures++;
 		ctx->failure = array_append_space(&ctx->policy->failures);
 	} else if (ctx->policy != NULL &&
 		   (strcmp(path, "policies/[]/policy/policy-string") == 0 ||

@@ -45,8 +45,8 @@ struct dmarc_tls_report {
 /* Parse one report from memory. The report is allocated from pool.
    Returns 0, or -1 with *error_r (not JSON, not a TLS report, a limit, a
    value out of range). Bounds: the nesting depth by max_xml_depth, the
-   policies and the failure-details entries (all policies together) by
-   max_records, values by max_value_length. */
+   policies and failure-details entries together by max_tls_entries,
+   values by max_value_length. */
 int dmarc_tls_parse(pool_t pool, const unsigned char *data, size_t size,
 		    const struct dmarc_limits *limits,
 		    struct dmarc_tls_report **report_r, const char **error_r);

@@ -46,7 +46,8 @@ static inline struct dmarc_json *dmarc_json_init(struct istream *input)
 	return json;
 }
 
-/* 1 = a token, 0 = the document ended, -1 = error (see deinit) */
+/* 1 = a token, 0 = the document ended, -1 = error (see deinit). The
+   name and value stay valid until the next call. */
 static inline int
 dmarc_json_next(struct dmarc_json *json, enum dmarc_json_token *token_r,
 		const char **name_r, const char **value_r)
@@ -169,12 +170,13 @@ dmarc_json_next(struct dmarc_json *json, enum dmarc_json_token *token_r,
 			json->ended = TRUE;
 		break;
 	case JSON_TYPE_STRING:
+		/* valid until the next call: no copy of a long string */
 		*token_r = DMARC_JSON_STRING;
-		*value_r = t_strdup(value);
+		*value_r = value;
 		break;
 	case JSON_TYPE_NUMBER:
 		*token_r = DMARC_JSON_NUMBER;
-		*value_r = t_strdup(value);
+		*value_r = value;
 		break;
 	default:
 		*token_r = DMARC_JSON_LITERAL;

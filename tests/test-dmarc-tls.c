@@ -260,6 +260,14 @@ static void test_tls_hostile(void)
 	test_assert_strcmp(policy->policy_type, "tlsa");
 	test_assert_strcmp(policy->mx_hosts, "mx1.example\nmx2.example");
 	pool_unref(&pool);
+
+	/* invalid UTF-8 inside a JSON string */
+	pool = pool_alloconly_create("test", 1024);
+	test_assert(parse_str(pool, t_strconcat(tls_header,
+		" \"contact-info\": \"a\xff\xfe" "b\", \"policies\": []}", NULL),
+		test_default_limits(), &report, &error) == 0);
+	test_assert_strcmp(report->contact_info, "a\xef\xbf\xbd" "b");
+	pool_unref(&pool);
 	test_end();
 }
 

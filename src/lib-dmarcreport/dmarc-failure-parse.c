@@ -4,8 +4,9 @@
    Decisions (tested in tests/test-dmarc-failure.c):
    - An ARF part must have Feedback-Type; only auth-failure (RFC 6591) is
      a DMARC failure report, other types (abuse, fraud, ...) are refused.
-   - Source-IP must be an IP address when present ("[192.0.2.1]" and
-     IPv4-mapped forms accepted, stored normalised).
+   - Source-IP must be an IP address when present ("[192.0.2.1]",
+     IPv4-mapped forms and a comment after it accepted, stored
+     normalised).
    - Fields that may repeat (Reported-Domain, Authentication-Results,
      Original-Rcpt-To, Reported-URI, DKIM-*) are joined by newlines;
      unknown fields are kept in other_fields. Arrival-Date is kept as sent
@@ -189,8 +190,12 @@ static const char *join(pool_t pool, const struct dmarc_limits *limits,
 static int normalise_ip(const char *value, const char **ip_r)
 {
 	struct ip_addr ip;
-	const char *p = t_str_trim(value, " \t[]");
+	const char *p = t_str_trim(value, " \t");
 
+	/* "192.0.2.1 (mx.example.org)": a comment after the address */
+	p = t_strcut(p, ' ');
+	p = t_strcut(p, '(');
+	p = t_str_trim(p, "[]");
 	if (strncasecmp(p, "ipv6:", 5) == 0)
 		p += 5;
 	if (net_addr2ip(p, &ip) < 0)

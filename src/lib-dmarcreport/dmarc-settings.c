@@ -57,8 +57,10 @@ static const struct setting_def setting_defs[] = {
 	   8 s; slower machines and sanitizer builds need room too */
 	DEF_LIMIT("dmarcreport_max_processing_time", SETTING_TIME_MSECS,
 		  max_processing_time_msecs, "10s"),
+	/* parsed from memory, which then takes about four times this:
+	   real TLS reports are a few KB */
 	DEF_LIMIT("dmarcreport_max_tls_report_size", SETTING_SIZE,
-		  max_tls_report_size, "10M"),
+		  max_tls_report_size, "5M"),
 	DEF_LIMIT("dmarcreport_max_failure_report_size", SETTING_SIZE,
 		  max_failure_report_size, "1M"),
 	/* a TLS report is held in memory whole: real ones have a handful

@@ -66,12 +66,15 @@ static const char *tls_value(struct tls_parse *ctx, const char *value)
 {
 	string_t *str;
 	const char *p;
-	size_t len;
+	size_t len = strlen(value);
 
-	str = t_str_new(strlen(value) + 16);
-	if (uni_utf8_get_valid_data((const unsigned char *)value,
-				    strlen(value), str))
-		str_append(str, value);
+	/* cut first, so that a long value is not copied whole */
+	if (ctx->limits->max_value_length > 0 &&
+	    len > ctx->limits->max_value_length)
+		len = ctx->limits->max_value_length;
+	str = t_str_new(len + 16);
+	if (uni_utf8_get_valid_data((const unsigned char *)value, len, str))
+		str_append_data(str, value, len);
 	for (p = str_c(str); *p != '\0'; p++) {
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			break;
@@ -88,6 +91,7 @@ static const char *tls_value(struct tls_parse *ctx, const char *value)
 		str = clean;
 	}
 	len = str_len(str);
+	/* U+FFFD replacements may have made it longer */
 	if (ctx->limits->max_value_length > 0 &&
 	    len > ctx->limits->max_value_length) {
 		len = uni_utf8_data_truncate(str_data(str), len,

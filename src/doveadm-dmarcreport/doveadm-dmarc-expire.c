@@ -8,6 +8,7 @@
 #include "dmarc-query.h"
 #include "dmarc-log.h"
 #include "doveadm-dmarc.h"
+#include "dmarc-query-kinds.h"
 
 #include <unistd.h>
 
@@ -66,7 +67,7 @@ cmd_dmarc_expire_run(struct doveadm_mail_cmd_context *_ctx,
 	struct dmarc_settings set;
 	struct dmarc_store *store;
 	ARRAY_TYPE(const_string) paths;
-	unsigned int deleted = 0, removed = 0;
+	unsigned int deleted = 0, deleted_kinds = 0, removed = 0;
 	bool want_files;
 	const char *error;
 	int ret;
@@ -80,6 +81,13 @@ cmd_dmarc_expire_run(struct doveadm_mail_cmd_context *_ctx,
 		ret = dmarc_query_expire(store, ctx->before, _ctx->pool,
 					 want_files ? &paths : NULL,
 					 &deleted, &error);
+		/* TLS and failure reports: their own transaction */
+		if (ret == 0) {
+			ret = dmarc_query_expire_kinds(store, ctx->before,
+				_ctx->pool, want_files ? &paths : NULL,
+				&deleted_kinds, &error);
+			deleted += deleted_kinds;
+		}
 		dmarc_store_close(&store);
 		if (ret < 0)
 			return doveadm_dmarc_query_failed(_ctx, user, error);

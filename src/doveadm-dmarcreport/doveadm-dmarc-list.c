@@ -1,10 +1,12 @@
-/* doveadm dmarc list: one row per stored report. */
+/* doveadm dmarc list: one row per stored report of every kind: aggregate
+   reports, then SMTP TLS reports, then failure reports. */
 
 #include "lib.h"
 #include "str.h"
 #include "doveadm-print.h"
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
+#include "dmarc-query-kinds.h"
 
 struct list_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
@@ -33,6 +35,7 @@ static int list_report(const struct dmarc_query_report_row *row, void *context)
 {
 	struct list_cmd_context *ctx = context;
 
+	doveadm_print("aggregate");
 	doveadm_dmarc_print_str(row->org_name);
 	doveadm_dmarc_print_str(row->report_id);
 	doveadm_dmarc_print_str(row->policy_domain);
@@ -51,6 +54,34 @@ static int list_report(const struct dmarc_query_report_row *row, void *context)
 	return 0;
 }
 
+static void list_archive(struct list_cmd_context *ctx, const char *path)
+{
+	if (path == NULL || ctx->archive_dir == NULL)
+		doveadm_dmarc_print_str(path);
+	else {
+		doveadm_dmarc_print_str(t_strconcat(ctx->archive_dir, "/",
+						    path, NULL));
+	}
+}
+
+static int list_kind(const struct dmarc_query_kind_row *row, void *context)
+{
+	struct list_cmd_context *ctx = context;
+
+	doveadm_print(row->type);
+	doveadm_dmarc_print_str(row->org_name);
+	doveadm_dmarc_print_str(row->report_id);
+	doveadm_dmarc_print_str(row->domain);
+	doveadm_print(doveadm_dmarc_time(row->date_begin));
+	doveadm_print(doveadm_dmarc_time(row->date_end));
+	doveadm_dmarc_print_num(row->records);
+	doveadm_dmarc_print_num(row->messages);
+	doveadm_dmarc_print_num(row->pass);
+	doveadm_dmarc_print_str(row->policy);
+	list_archive(ctx, row->archive_path);
+	return 0;
+}
+
 static int
 list_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	  const struct dmarc_settings *set, const char **error_r)
@@ -58,8 +89,11 @@ list_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
 
 	ctx->archive_dir = set->archive_dir;
-	return dmarc_query_list(store, &ctx->dctx.filter, list_report, ctx,
-				error_r);
+	if (dmarc_query_list(store, &ctx->dctx.filter, list_report, ctx,
+			     error_r) < 0)
+		return -1;
+	return dmarc_query_list_kinds(store, &ctx->dctx.filter, list_kind,
+				      ctx, error_r);
 }
 
 static int
@@ -76,6 +110,7 @@ cmd_dmarc_list_init(struct doveadm_mail_cmd_context *_ctx,
 	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
 
 	doveadm_dmarc_parse_filter(&ctx->dctx, args);
+	doveadm_print_header("type", "Type", 0);
 	doveadm_print_header("org", "Org", 0);
 	doveadm_print_header("report_id", "Report-ID", 0);
 	doveadm_print_header("domain", "Domain", 0);

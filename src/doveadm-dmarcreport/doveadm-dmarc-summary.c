@@ -5,12 +5,30 @@
 #include "doveadm-print.h"
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
+#include "dmarc-query-kinds.h"
+
+struct summary_context {
+	struct dmarc_store *store;
+	const struct dmarc_query_filter *filter;
+	const char *error;
+};
 
 static int summary_domain(const struct dmarc_query_summary_row *row,
-			  void *context ATTR_UNUSED)
+			  void *context)
 {
+	struct summary_context *ctx = context;
 	string_t *top = t_str_new(128);
+	uint64_t tls_sessions;
+	double tls_rate;
 	unsigned int i;
+
+	/* the TLS success rate where TLS reports exist */
+	if (dmarc_query_tls_domain_rate(ctx->store, ctx->filter,
+					row->policy_domain, &tls_sessions,
+					&tls_rate, &ctx->error) < 0) {
+		ctx->error = t_strdup(ctx->error);
+		return -1;
+	}
 
 	for (i = 0; i < row->top_failing_count; i++) {
 		if (i > 0)
@@ -24,6 +42,10 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 	doveadm_dmarc_print_rate(row->pass_rate);
 	doveadm_dmarc_print_rate(row->dkim_rate);
 	doveadm_dmarc_print_rate(row->spf_rate);
+	if (tls_sessions > 0)
+		doveadm_dmarc_print_rate(tls_rate);
+	else
+		doveadm_print("");
 	doveadm_dmarc_print_str(str_c(top));
 	doveadm_dmarc_print_str(row->verdict);
 	return 0;
@@ -35,9 +57,16 @@ summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 {
 	struct doveadm_dmarc_cmd_context *dctx =
 		(struct doveadm_dmarc_cmd_context *)_ctx;
+	struct summary_context ctx = {
+		.store = store, .filter = &dctx->filter,
+	};
+	int ret;
 
-	return dmarc_query_summary(store, &dctx->filter, summary_domain, dctx,
-				   error_r);
+	ret = dmarc_query_summary(store, &dctx->filter, summary_domain, &ctx,
+				  error_r);
+	if (ret < 0 && ctx.error != NULL)
+		*error_r = ctx.error;
+	return ret;
 }
 
 static int
@@ -61,6 +90,9 @@ cmd_dmarc_summary_init(struct doveadm_mail_cmd_context *_ctx,
 			     DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("spf_aligned_rate", "SPF%",
 			     DOVEADM_DMARC_NUMBER_FLAGS);
+	/* a string: empty for a domain without TLS reports */
+	doveadm_print_header("tls_success_rate", "TLS%",
+			     DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY);
 	doveadm_print_header("top_failing", "Top failing sources", 0);
 	doveadm_print_header("verdict", "Verdict", 0);
 }

@@ -381,6 +381,8 @@ int dmarc_query_list(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
+	if (filter->type != NULL && strcmp(filter->type, "aggregate") != 0)
+		return 0;
 	dmarc_query_sql_init(&q,
 		"SELECT r.id, r.org_name, r.report_id, r.policy_domain,"
 		" r.date_begin, r.date_end, r.policy_p, r.policy_sp,"

@@ -1,5 +1,6 @@
 /* libFuzzer target for the core: bytes of one attachment -> unpack (from
-   a file and from memory) -> parse -> store into a throw-away database. Build with
+   a file and from memory) -> parse -> store into a throw-away database;
+   and the same bytes through the TLS and failure report parsers. Build with
    ./configure --enable-fuzzer CC=clang; seed with ../shared/corpus. */
 
 #include "lib.h"
@@ -8,6 +9,8 @@
 #include "dmarc-unpack.h"
 #include "dmarc-parse.h"
 #include "dmarc-store.h"
+#include "dmarc-tls.h"
+#include "dmarc-failure.h"
 
 #include <stdio.h>
 #include <unistd.h>
@@ -63,6 +66,22 @@ static void fuzz_document(struct dmarc_unpack *unpack)
 	dmarc_parser_deinit(&parser);
 }
 
+/* The same bytes as a TLS report and as failure report parts. */
+static void fuzz_kinds(const uint8_t *data, size_t size)
+{
+	struct dmarc_tls_report *tls;
+	struct dmarc_failure_report *failure;
+	const char *error;
+	pool_t pool;
+
+	pool = pool_alloconly_create("fuzz kinds", 4096);
+	(void)dmarc_tls_parse(pool, data, size, &limits, &tls, &error);
+	if (dmarc_failure_parse_arf(pool, data, size, &limits, &failure,
+				    &error) == 0)
+		dmarc_failure_parse_original(failure, pool, &limits, data, size);
+	pool_unref(&pool);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct dmarc_unpack *unpack;
@@ -88,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		while (dmarc_unpack_next(unpack, &name, &error) > 0)
 			fuzz_document(unpack);
 		dmarc_unpack_deinit(&unpack);
+		fuzz_kinds(data, size);
 	} T_END;
 	fclose(file);
 	return 0;

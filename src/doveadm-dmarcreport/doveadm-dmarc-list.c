@@ -35,7 +35,6 @@ static int list_report(const struct dmarc_query_report_row *row, void *context)
 {
 	struct list_cmd_context *ctx = context;
 
-	doveadm_print("aggregate");
 	doveadm_dmarc_print_str(row->org_name);
 	doveadm_dmarc_print_str(row->report_id);
 	doveadm_dmarc_print_str(row->policy_domain);
@@ -51,6 +50,7 @@ static int list_report(const struct dmarc_query_report_row *row, void *context)
 		doveadm_dmarc_print_str(t_strconcat(ctx->archive_dir, "/",
 						    row->archive_path, NULL));
 	}
+	doveadm_print("aggregate");
 	return 0;
 }
 
@@ -68,7 +68,6 @@ static int list_kind(const struct dmarc_query_kind_row *row, void *context)
 {
 	struct list_cmd_context *ctx = context;
 
-	doveadm_print(row->type);
 	doveadm_dmarc_print_str(row->org_name);
 	doveadm_dmarc_print_str(row->report_id);
 	doveadm_dmarc_print_str(row->domain);
@@ -79,6 +78,7 @@ static int list_kind(const struct dmarc_query_kind_row *row, void *context)
 	doveadm_dmarc_print_num(row->pass);
 	doveadm_dmarc_print_str(row->policy);
 	list_archive(ctx, row->archive_path);
+	doveadm_print(row->type);
 	return 0;
 }
 
@@ -110,7 +110,6 @@ cmd_dmarc_list_init(struct doveadm_mail_cmd_context *_ctx,
 	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
 
 	doveadm_dmarc_parse_filter(&ctx->dctx, args);
-	doveadm_print_header("type", "Type", 0);
 	doveadm_print_header("org", "Org", 0);
 	doveadm_print_header("report_id", "Report-ID", 0);
 	doveadm_print_header("domain", "Domain", 0);
@@ -121,6 +120,8 @@ cmd_dmarc_list_init(struct doveadm_mail_cmd_context *_ctx,
 	doveadm_print_header("dmarc_pass", "Pass", DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("policy", "Policy", 0);
 	doveadm_print_header("archive", "Archive", 0);
+	/* last: the columns before it keep their places for scripts */
+	doveadm_print_header("type", "Type", 0);
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_list_alloc(void)

@@ -42,12 +42,12 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 	doveadm_dmarc_print_rate(row->pass_rate);
 	doveadm_dmarc_print_rate(row->dkim_rate);
 	doveadm_dmarc_print_rate(row->spf_rate);
+	doveadm_dmarc_print_str(str_c(top));
+	doveadm_dmarc_print_str(row->verdict);
 	if (tls_sessions > 0)
 		doveadm_dmarc_print_rate(tls_rate);
 	else
 		doveadm_print("");
-	doveadm_dmarc_print_str(str_c(top));
-	doveadm_dmarc_print_str(row->verdict);
 	return 0;
 }
 
@@ -90,11 +90,12 @@ cmd_dmarc_summary_init(struct doveadm_mail_cmd_context *_ctx,
 			     DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("spf_aligned_rate", "SPF%",
 			     DOVEADM_DMARC_NUMBER_FLAGS);
-	/* a string: empty for a domain without TLS reports */
-	doveadm_print_header("tls_success_rate", "TLS%",
-			     DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY);
 	doveadm_print_header("top_failing", "Top failing sources", 0);
 	doveadm_print_header("verdict", "Verdict", 0);
+	/* last, so that the columns before keep their places for scripts;
+	   a string: empty for a domain without TLS reports */
+	doveadm_print_header("tls_success_rate", "TLS%",
+			     DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY);
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_summary_alloc(void)

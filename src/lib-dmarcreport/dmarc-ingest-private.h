@@ -9,11 +9,22 @@
 struct dmarc_store;
 struct dmarc_limits;
 
-/* The database, opened on first use; NULL when it cannot be used (that
-   was logged once, with the way back). */
+/* The database, opened on first use; NULL when it cannot be used (the
+   cause is kept: a kind's ingest() returns -1 and the pipeline logs it
+   with the attachment, queued in the pending spool on delivery). */
 struct dmarc_store *dmarc_ingest_get_store(struct dmarc_ingest *ingest);
-/* Storing failed: log it (once per run) with the way back. */
-void dmarc_ingest_store_failed(struct dmarc_ingest *ingest, const char *error);
+/* The store failed on a report: when only this report was refused, a
+   warning naming label and 0 (go on); else the database failed: -1, the
+   cause kept as above. */
+int dmarc_ingest_report_store_failed(struct dmarc_ingest *ingest,
+				     struct event *event, const char *label,
+				     const char *error,
+				     struct dmarc_ingest_counts *counts);
+/* For kinds that store at message_end(), when no attachment is left to
+   queue: record error (unless NULL: dmarc_ingest_get_store() recorded
+   it) and log the storage failure once, with the way back. */
+void dmarc_ingest_storage_failed(struct dmarc_ingest *ingest,
+				 struct event *event, const char *error);
 /* The level of "Stored" and "Duplicate" lines: info, or debug when
    quiet (an import prints totals instead). */
 enum log_type dmarc_ingest_report_log_type(struct dmarc_ingest *ingest);

@@ -62,9 +62,10 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 	info.received = doc->received;
 	ret = dmarc_store_report_begin(store, report, &info, &sreport, &error);
 	if (ret < 0) {
-		dmarc_ingest_store_failed(ingest, error);
+		ret = dmarc_ingest_report_store_failed(ingest, doc->event,
+			report_label(report), error, counts);
 		dmarc_parser_deinit(&parser);
-		return -1;
+		return ret;
 	}
 	if (ret == 0) {
 		e_log(doc->event, log_type,
@@ -77,9 +78,11 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 	while ((ret = dmarc_parser_next_record(parser, &record, &error)) > 0) {
 		if (dmarc_store_report_add_record(sreport, record, &error) < 0) {
 			dmarc_store_report_rollback(&sreport);
-			dmarc_ingest_store_failed(ingest, error);
+			ret = dmarc_ingest_report_store_failed(ingest,
+				doc->event, report_label(report), error,
+				counts);
 			dmarc_parser_deinit(&parser);
-			return -1;
+			return ret;
 		}
 		records++;
 	}
@@ -94,9 +97,10 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 		return 0;
 	}
 	if (dmarc_store_report_commit(&sreport, &error) < 0) {
-		dmarc_ingest_store_failed(ingest, error);
+		ret = dmarc_ingest_report_store_failed(ingest, doc->event,
+			report_label(report), error, counts);
 		dmarc_parser_deinit(&parser);
-		return -1;
+		return ret;
 	}
 	warnings = dmarc_parser_get_warnings(parser);
 	for (; warnings != NULL && *warnings != NULL; warnings++)

@@ -161,15 +161,22 @@ failure_store(struct dmarc_ingest *ingest, struct failure_pending *pending,
 	int ret;
 
 	store = dmarc_ingest_get_store(ingest);
-	if (store == NULL)
+	if (store == NULL) {
+		/* the parts are in the archive and the mail */
+		dmarc_ingest_storage_failed(ingest, pending->event, NULL);
 		return -1;
+	}
 	i_zero(&info);
 	info.archive_path = pending->archive_path;
 	info.message_id = pending->message_id;
 	info.received = pending->received;
 	ret = dmarc_store_failure_report(store, pending->report, &info, &error);
 	if (ret < 0) {
-		dmarc_ingest_store_failed(ingest, error);
+		if (dmarc_ingest_report_store_failed(ingest, pending->event,
+				failure_label(pending->report), error,
+				counts) == 0)
+			return 0;
+		dmarc_ingest_storage_failed(ingest, pending->event, NULL);
 		return -1;
 	}
 	if (ret == 0) {

@@ -76,9 +76,10 @@ static int tls_ingest(struct dmarc_kind_doc *doc)
 	info.received = doc->received;
 	ret = dmarc_store_tls_report(store, report, &info, &error);
 	if (ret < 0) {
-		dmarc_ingest_store_failed(ingest, error);
+		ret = dmarc_ingest_report_store_failed(ingest, doc->event,
+			tls_label(report), error, doc->counts);
 		pool_unref(&pool);
-		return -1;
+		return ret;
 	}
 	if (ret == 0) {
 		e_log(doc->event, dmarc_ingest_report_log_type(ingest),

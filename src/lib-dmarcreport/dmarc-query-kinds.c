@@ -8,6 +8,15 @@
 #include "dmarc-query-kinds.h"
 #include "dmarc-query-private.h"
 
+static int kinds_exec(sqlite3 *db, const char *sql, const char **error_r)
+{
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		*error_r = t_strdup_printf("%s: %s", sql, sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
 /* Whether rows of kind (NULL: the caller asks for all) may match. */
 static bool kinds_filter_allows(struct dmarc_store *store,
 				const struct dmarc_query_filter *f,
@@ -439,7 +448,10 @@ int dmarc_query_expire_kinds(struct dmarc_store *store, int64_t before,
 	*deleted_r = 0;
 	if (dmarc_store_get_version(store) < 2)
 		return 0;
-	if (dmarc_query_exec(db, "BEGIN IMMEDIATE", error_r) < 0)
+	/* IMMEDIATE: no delivery may add a report using one of the archive
+	   files between reading the paths and deleting the rows; these
+	   reports are small, one transaction deletes them */
+	if (kinds_exec(db, "BEGIN IMMEDIATE", error_r) < 0)
 		return -1;
 	if (paths_r != NULL) {
 		/* a file goes only when no remaining report of any kind
@@ -483,7 +495,7 @@ int dmarc_query_expire_kinds(struct dmarc_store *store, int64_t before,
 			sqlite3_finalize(stmt);
 		}
 	}
-	if (ret < 0 || dmarc_query_exec(db, "COMMIT", error_r) < 0) {
+	if (ret < 0 || kinds_exec(db, "COMMIT", error_r) < 0) {
 		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		if (paths_r != NULL)
 			array_clear(paths_r);

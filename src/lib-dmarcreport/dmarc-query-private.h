@@ -38,7 +38,6 @@ int dmarc_query_prepare(struct dmarc_store *store, const struct query_sql *q,
 			sqlite3_stmt **stmt_r, const char **error_r);
 /* Steps stmt to the next row: 1 row, 0 done, -1 error. */
 int dmarc_query_step(sqlite3_stmt *stmt, const char **error_r);
-int dmarc_query_exec(sqlite3 *db, const char *sql, const char **error_r);
 
 const char *dmarc_query_col_str(sqlite3_stmt *stmt, int col);
 uint64_t dmarc_query_col_u64(sqlite3_stmt *stmt, int col);

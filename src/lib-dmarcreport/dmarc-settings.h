@@ -24,6 +24,11 @@ struct dmarc_limits {
 	unsigned int max_report_rows;
 	/* CPU time one mail (or one imported file) may take, in ms */
 	unsigned int max_processing_time_msecs;
+	/* a delivery waits this long for another writer of the database,
+	   then queues the report as pending */
+	unsigned int lock_timeout_msecs;
+	/* disk space the pending spool next to the database may take */
+	uoff_t max_pending_size;
 	/* bytes of one SMTP TLS report's JSON (parsed from memory) */
 	uoff_t max_tls_report_size;
 	/* bytes of one failure report's feedback-report part, or of the
@@ -32,6 +37,11 @@ struct dmarc_limits {
 	/* policies plus failure-details entries of one SMTP TLS report */
 	unsigned int max_tls_entries;
 };
+
+/* A long writer (import, expire) commits at least this often, so that a
+   delivery waiting dmarcreport_lock_timeout for it gets its turn. */
+#define DMARC_LOCK_TIMEOUT_BATCH_MSECS(lock_timeout_msecs) \
+	I_MAX((lock_timeout_msecs) / 10, 1U)
 
 struct dmarc_settings {
 	const char *db_path;          /* absolute, "~" expanded */

@@ -13,10 +13,7 @@
 
 static const char *kinds_error(struct dmarc_store *store, const char *what)
 {
-	sqlite3 *db = dmarc_store_get_db(store);
-
-	return t_strdup_printf("%s: %s: %s", dmarc_store_get_path(store),
-			       what, sqlite3_errmsg(db));
+	return dmarc_store_db_error(store, what);
 }
 
 static int kinds_exec(struct dmarc_store *store, const char *sql,

@@ -27,6 +27,8 @@ enum dmarc_json_token {
 
 struct dmarc_json {
 	struct json_istream *input;
+	unsigned int depth;
+	/* the root value ended: what follows is not read (as on 2.3) */
 	bool ended;
 };
 
@@ -60,23 +62,24 @@ dmarc_json_next(struct dmarc_json *json, enum dmarc_json_token *token_r,
 		return 0;
 	ret = json_istream_walk(json->input, &node);
 	if (ret <= 0) {
-		if (!json_istream_failed(json->input) &&
-		    json_istream_is_at_end(json->input)) {
-			json->ended = TRUE;
-			return 0;
-		}
+		/* the input ended (or broke) before the root value did */
 		return -1;
 	}
 	*name_r = node.name;
 	*value_r = NULL;
 	switch (node.type) {
 	case JSON_TYPE_OBJECT:
-		*token_r = json_node_is_end(&node) ?
-			DMARC_JSON_OBJECT_END : DMARC_JSON_OBJECT;
-		break;
 	case JSON_TYPE_ARRAY:
-		*token_r = json_node_is_end(&node) ?
-			DMARC_JSON_ARRAY_END : DMARC_JSON_ARRAY;
+		if (!json_node_is_end(&node)) {
+			json->depth++;
+			*token_r = node.type == JSON_TYPE_OBJECT ?
+				DMARC_JSON_OBJECT : DMARC_JSON_ARRAY;
+			break;
+		}
+		*token_r = node.type == JSON_TYPE_OBJECT ?
+			DMARC_JSON_OBJECT_END : DMARC_JSON_ARRAY_END;
+		if (json->depth > 0 && --json->depth == 0)
+			json->ended = TRUE;
 		break;
 	case JSON_TYPE_STRING:
 		*token_r = DMARC_JSON_STRING;
@@ -91,6 +94,8 @@ dmarc_json_next(struct dmarc_json *json, enum dmarc_json_token *token_r,
 		*value_r = json_node_get_str(&node);
 		break;
 	}
+	if (json->depth == 0)
+		json->ended = TRUE;
 	return 1;
 }
 
@@ -103,6 +108,9 @@ static inline int dmarc_json_deinit(struct dmarc_json **_json,
 	*_json = NULL;
 	if (json_istream_failed(json->input)) {
 		*error_r = t_strdup(json_istream_get_error(json->input));
+		ret = -1;
+	} else if (!json->ended) {
+		*error_r = "unexpected end of the JSON text";
 		ret = -1;
 	}
 	json_istream_destroy(&json->input);

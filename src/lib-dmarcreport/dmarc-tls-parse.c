@@ -16,9 +16,12 @@
      deeper than dmarcreport_max_xml_depth; more policies and
      failure-details entries than dmarcreport_max_tls_entries (the report
      is held in memory: this bounds it; real ones have a handful).
-   - Repaired: invalid UTF-8 and control characters become U+FFFD; values
-     longer than dmarcreport_max_value_length are cut. Duplicate members:
-     the last one wins (arrays add up). Unknown members are ignored. */
+   - Repaired: invalid UTF-8 and control characters become U+FFFD (on
+     Dovecot 2.4 the JSON parser refuses invalid UTF-8 and numbers past
+     its range itself: the report is not stored); values longer than
+     dmarcreport_max_value_length are cut. Duplicate members: the last one
+     wins (arrays add up). Unknown members are ignored, so is anything
+     after the root object's end. */
 
 #include "lib.h"
 #include "array.h"

@@ -561,7 +561,9 @@ def hostile_cases():
                               tls_json("num", '"policies": [{"summary":'
                                        ' {"total-successful-session-count":'
                                        ' 1' + '0' * 400 + '}}]}'))],
-         0, r"Not stored: total-successful-session-count .* is not a count"),
+         # Dovecot 2.4's JSON parser refuses the number itself
+         0, r"Not stored: (total-successful-session-count .* is not a count|"
+            r"not valid JSON: Number overflow)"),
         ("tls-huge-string", [("str.json.gz", "application/tlsrpt+gzip",
                               gzip.compress(tls_json("str", '"contact-info": "' +
                                                      "x" * (4 << 20) +

@@ -8,6 +8,7 @@
    callbacks; nothing is buffered whole. */
 
 #include "lib.h"
+#include "array.h"
 #include "str.h"
 #include "istream.h"
 #include "rfc822-parser.h"
@@ -49,6 +50,12 @@ struct extract_ctx {
 
 	const char *message_id;
 	unsigned int attachments, skipped;
+	/* a failure report's parts: its multipart/report, whether a
+	   message/feedback-report part was seen, and the reported messages
+	   (message/rfc822), handed out whole when the mail is read */
+	struct message_part *report_part;
+	bool saw_feedback_report;
+	ARRAY(struct message_part *) embedded;
 	struct extract_part cur;
 	struct dmarc_attachment att;
 	/* transfer-decoded body data of raw_body parts */
@@ -174,14 +181,66 @@ static bool is_container(const char *content_type)
 		strcmp(content_type, "message/global") == 0;
 }
 
+/* A message/rfc822 part of a failure report (in a multipart/report, or
+   after a message/feedback-report part) is the reported message: lib-mail
+   descends into it, and it is also handed out as one attachment, its raw
+   bytes, once the mail is read (then its size is known), so that it is
+   archived whole; the parts inside it are not attachments of the mail.
+   Other embedded messages (a forwarded report) are only descended into,
+   as before. */
+static void extract_embedded_message(struct extract_ctx *ctx)
+{
+	struct extract_part *cur = &ctx->cur;
+
+	if (strcmp(cur->content_type, "message/rfc822") != 0 &&
+	    strcmp(cur->content_type, "message/global") != 0)
+		return;
+	if ((ctx->report_part == NULL ||
+	     cur->part->parent != ctx->report_part) &&
+	    !ctx->saw_feedback_report)
+		return;
+	if (ctx->attachments >= ctx->limits->max_attachments) {
+		ctx->skipped++;
+		return;
+	}
+	ctx->attachments++;
+	array_push_back(&ctx->embedded, &cur->part);
+}
+
+/* Is part inside a reported message that is handed out whole? Its own
+   attachments are the reported mail's, not reports. */
+static bool extract_in_embedded(struct extract_ctx *ctx,
+				const struct message_part *part)
+{
+	struct message_part *embedded;
+
+	if (array_count(&ctx->embedded) == 0)
+		return FALSE;
+	for (part = part->parent; part != NULL; part = part->parent) {
+		array_foreach_elem(&ctx->embedded, embedded) {
+			if (part == embedded)
+				return TRUE;
+		}
+	}
+	return FALSE;
+}
+
 /* At the end of a part's headers: is it an attachment? */
 static void extract_headers_done(struct extract_ctx *ctx)
 {
 	struct extract_part *cur = &ctx->cur;
 	const char *filename;
 
-	if (is_container(cur->content_type))
+	if (strcmp(cur->content_type, "multipart/report") == 0)
+		ctx->report_part = cur->part;
+	else if (strcmp(cur->content_type, "message/feedback-report") == 0)
+		ctx->saw_feedback_report = TRUE;
+	if (extract_in_embedded(ctx, cur->part))
 		return;
+	if (is_container(cur->content_type)) {
+		extract_embedded_message(ctx);
+		return;
+	}
 	filename = cur->cd_filename != NULL ? cur->cd_filename : cur->ct_name;
 	if (filename == NULL &&
 	    (strcmp(cur->content_type, "text/plain") == 0 ||
@@ -215,6 +274,7 @@ static void extract_headers_done(struct extract_ctx *ctx)
 
 static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
 			 size_t size);
+
 
 static void extract_part_end(struct extract_ctx *ctx)
 {
@@ -285,6 +345,49 @@ static void extract_raw_body(struct extract_ctx *ctx, const unsigned char *data,
 	}
 }
 
+/* Hand out the reported messages noted by extract_embedded_message():
+   the raw body of each message/rfc822 part, read again from the input
+   (a mail's stream is seekable; when it is not, they are left out). */
+static void extract_embedded_messages(struct extract_ctx *ctx,
+				      struct istream *input)
+{
+	struct message_part *part;
+	const unsigned char *data;
+	uoff_t start, size, left, max = ctx->limits->max_attachment_size;
+	size_t n;
+	bool truncated;
+	unsigned int i, first;
+	int ret = 0;
+
+	/* numbered after the attachments handed out before them */
+	first = ctx->attachments - array_count(&ctx->embedded);
+	for (i = 0; i < array_count(&ctx->embedded); i++) {
+		part = array_idx_elem(&ctx->embedded, i);
+		start = part->physical_pos + part->header_size.physical_size;
+		size = part->body_size.physical_size;
+		i_zero(&ctx->att);
+		ctx->att.index = first + i + 1;
+		ctx->att.content_type = "message/rfc822";
+		ctx->att.message_id = ctx->message_id;
+		if (!input->seekable || !ctx->callbacks->begin(&ctx->att,
+							       ctx->context))
+			continue;
+		truncated = size > max;
+		left = truncated ? max : size;
+		i_stream_seek(input, start);
+		while (left > 0 &&
+		       (ret = i_stream_read_more(input, &data, &n)) > 0) {
+			n = I_MIN(n, left);
+			ctx->callbacks->data(data, n, ctx->context);
+			i_stream_skip(input, n);
+			left -= n;
+		}
+		ctx->callbacks->end(&ctx->att, truncated, ctx->context);
+		if (input->stream_errno != 0)
+			break;
+	}
+}
+
 int dmarc_extract_message(struct istream *input,
 			  const struct dmarc_limits *limits,
 			  const struct dmarc_extract_callbacks *callbacks,
@@ -309,6 +412,7 @@ int dmarc_extract_message(struct istream *input,
 	ctx.context = context;
 
 	ctx.decoded = buffer_create_dynamic(default_pool, IO_BLOCK_SIZE);
+	p_array_init(&ctx.embedded, ctx.pool, 2);
 	parser = message_parser_init(ctx.pool, input, &parser_set);
 	decoder = message_decoder_init(NULL, MESSAGE_DECODER_FLAG_RETURN_BINARY);
 	while ((ret = message_parser_parse_next_block(parser, &raw)) > 0) {
@@ -337,6 +441,8 @@ int dmarc_extract_message(struct istream *input,
 	message_decoder_deinit(&decoder);
 	message_parser_deinit(&parser, &parts);
 	buffer_free(&ctx.decoded);
+	if (input->stream_errno == 0)
+		extract_embedded_messages(&ctx, input);
 
 	if (skipped_r != NULL)
 		*skipped_r = ctx.skipped;

@@ -91,6 +91,9 @@ struct ingest_attachment {
 	/* bytes written to fd so far */
 	uoff_t size;
 	time_t received;
+	/* the MIME type it came with, NULL for a file: what the kinds may
+	   use beyond the content (see dmarc_kind_doc) */
+	const char *content_type;
 	/* taken from the pending spool: never queued again */
 	bool from_pending;
 	bool write_failed;
@@ -495,6 +498,7 @@ ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
 	doc.read_context = reader;
 	doc.archive_path = att->archive_path;
 	doc.message_id = att->message_id;
+	doc.content_type = att->content_type;
 	doc.received = att->received;
 	doc.counts = msg->counts;
 	doc.state = &msg->kind_state[i];
@@ -729,6 +733,8 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	ctx->att.mem = ctx->ingest->mem;
 	ctx->att.fd = -1;
 	ctx->att.received = ctx->received;
+	/* valid until dmarc_extract_message() returns */
+	ctx->att.content_type = att->content_type;
 	if (!ctx->ingest->archiving) {
 		/* nothing to keep: memory, or a temp file when too big */
 		return TRUE;

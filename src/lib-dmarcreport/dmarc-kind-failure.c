@@ -34,6 +34,25 @@ struct failure_state {
 	size_t orphan_size;
 };
 
+/* A part cut at dmarcreport_max_failure_report_size is still usable when
+   its header block is whole: a reported message with a big body. */
+static bool header_block_complete(const buffer_t *buf)
+{
+	const unsigned char *data = buf->data;
+	size_t i;
+
+	if (buf->used <= 0)
+		return FALSE;
+	for (i = 0; i + 1 < buf->used; i++) {
+		if (data[i] == '\n' &&
+		    (data[i + 1] == '\n' ||
+		     (data[i + 1] == '\r' && i + 2 < buf->used &&
+		      data[i + 2] == '\n')))
+			return TRUE;
+	}
+	return FALSE;
+}
+
 static bool failure_recognise(const unsigned char *data, size_t size)
 {
 	return dmarc_failure_is_header_block(data, size);
@@ -79,7 +98,8 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 	if (dmarc_ingest_read_all(doc->read, doc->read_context,
 				  limits->max_failure_report_size,
 				  "dmarcreport_max_failure_report_size",
-				  buf, &error) < 0) {
+				  buf, &error) < 0 &&
+	    !header_block_complete(buf)) {
 		e_warning(doc->event, "Not stored: failure report part: %s",
 			  dmarc_log_text(error));
 		dmarc_ingest_document_failed(doc->ingest);
@@ -87,7 +107,14 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 		return 0;
 	}
 	if (!dmarc_failure_is_arf(buf->data, buf->used)) {
-		/* the reported message's headers */
+		/* the reported message: as message/rfc822 its headers came
+		   through failure_embedded_header() already, and it is here
+		   only to be archived whole */
+		if (doc->content_type != NULL &&
+		    (strcmp(doc->content_type, "message/rfc822") == 0 ||
+		     strcmp(doc->content_type, "message/global") == 0))
+			return 0;
+		/* its headers (text/rfc822-headers) */
 		pending = failure_waiting(fstate);
 		if (pending != NULL) {
 			dmarc_failure_parse_original(pending->report,

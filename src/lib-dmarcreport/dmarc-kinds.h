@@ -29,6 +29,10 @@ struct dmarc_kind_doc {
 	/* relative to the archive dir, NULL when not archived */
 	const char *archive_path;
 	const char *message_id;
+	/* the MIME type it came with, NULL for a file. Kinds recognise by
+	   content; this only tells a kind what it has seen already (the
+	   headers of a message/rfc822 part came through embedded_header) */
+	const char *content_type;
 	time_t received;
 	struct dmarc_ingest_counts *counts;
 	/* this kind's state for the current message (see message_end) */

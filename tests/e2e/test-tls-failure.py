@@ -370,6 +370,24 @@ def test_corpus_lmtp(dc):
     for (p,) in rows:
         check(p is not None and os.path.isfile(os.path.join(dc.archive_dir("lmtp"), p)),
               f"archive file {p!r} missing")
+    # the reported message of a failure report is archived whole, its raw
+    # bytes as they are in the mail (message/rfc822 and
+    # text/rfc822-headers alike; LMTP made the line ends CRLF)
+    archived = []
+    for root, _, files in os.walk(dc.archive_dir("lmtp")):
+        for f in files:
+            archived.append(open(os.path.join(root, f), "rb").read()
+                            .replace(b"\r\n", b"\n"))
+    for path in corpus_paths("failure"):
+        raw = open(path, "rb").read().replace(b"\r\n", b"\n")
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        cts = [p.get_content_type() for p in msg.walk()]
+        if "message/feedback-report" not in cts:
+            continue
+        want = "message/rfc822" if "message/rfc822" in cts else "text/rfc822-headers"
+        orig = [a for a in archived if len(a) > 100 and a in raw and
+                re.match(rb"[A-Za-z-]+:", a) and b"Feedback-Type" not in a]
+        check(orig, f"{os.path.basename(path)}: its {want} part is not in the archive")
     # the Exim report without an ARF part is logged, not stored
     check(re.search(r"msgid=<E1u1tpB-00AA5u-ED@node04\.mailgate\.example\.net>.*"
                     r"No attachment", dc.log_text()),

@@ -1,7 +1,9 @@
-/* The pipeline both doors call: extract -> archive -> unpack -> parse ->
-   store. Each attachment is written to the archive as it is decoded (or to
-   an unlinked temp file when archiving is off), then unpacked from there:
-   nothing is held in memory whole, whatever the sizes. */
+/* The pipeline both doors call: extract -> archive -> unpack -> the kind
+   that recognises the document (dmarc-kinds.h) parses and stores it.
+   Each attachment is written to the archive as it is decoded (or to an
+   unlinked temp file when archiving is off), then unpacked from there:
+   nothing is held in memory whole, whatever the sizes (a TLS report or a
+   failure report part is, bounded by its own setting). */
 
 #include "lib.h"
 #include "ioloop.h"

@@ -1,8 +1,9 @@
 #ifndef DMARC_UNPACK_H
 #define DMARC_UNPACK_H
 
-/* attachment bytes -> XML documents. The container is sniffed from the
-   content (gzip magic, zip magic, else plain XML), never from the MIME
+/* attachment bytes -> documents (XML, JSON, header blocks: the report
+   kinds tell them apart, see dmarc-kinds.h). The container is sniffed
+   from the content (gzip magic, zip magic, else plain), never from the MIME
    label or the name, and unpacked with libarchive as a stream: memory stays
    bounded whatever the sizes. A zip yields each of its entries in turn. */
 
@@ -10,7 +11,7 @@ struct dmarc_limits;
 struct dmarc_unpack;
 
 enum dmarc_container {
-	DMARC_CONTAINER_PLAIN,  /* no compression: XML or anything else */
+	DMARC_CONTAINER_PLAIN,  /* no compression: XML, JSON or anything */
 	DMARC_CONTAINER_GZIP,
 	DMARC_CONTAINER_ZIP,
 };

@@ -78,7 +78,8 @@ if [ "${SKIP_FUZZ:-}" != 1 ] && [ -d "$corpus/aggregate" ]; then
 	BUILD_DIR=$fuzz "$top/tools/build.sh" --enable-fuzzer CC=clang
 	(cd "$fuzz/tests" && make fuzz/fuzz-dmarc >/dev/null)
 	rm -rf "$fuzz/seeds" && mkdir -p "$fuzz/seeds" "$fuzz/artifacts"
-	cp "$corpus"/aggregate/* "$corpus"/aggregate-invalid/* "$fuzz/seeds/"
+	cp "$corpus"/aggregate/* "$corpus"/aggregate-invalid/* "$corpus"/email/* \
+		"$fuzz/seeds/"
 	rm -f "$fuzz"/seeds/*.json
 	# TLS reports and failure report mails seed the kinds' parsers
 	for f in "$corpus"/tlsrpt/* "$corpus"/failure/*; do

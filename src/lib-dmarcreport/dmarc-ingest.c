@@ -11,6 +11,7 @@
 #include "str.h"
 #include "safe-mkstemp.h"
 #include "write-full.h"
+#include "message-parser.h"
 #include "dmarc-log.h"
 #include "time-util.h"
 #include "dmarc-settings.h"
@@ -96,6 +97,9 @@ struct ingest_attachment {
 	/* the MIME type it came with, NULL for a file: what the kinds may
 	   use beyond the content (see dmarc_kind_doc) */
 	const char *content_type;
+	/* the MIME charset, when the part is text or XML: it decides how a
+	   plain (uncompressed) document is decoded (RFC 7303) */
+	const char *charset;
 	/* taken from the pending spool: never queued again */
 	bool from_pending;
 	bool write_failed;
@@ -501,6 +505,11 @@ ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
 	doc.archive_path = att->archive_path;
 	doc.message_id = att->message_id;
 	doc.content_type = att->content_type;
+	/* the label describes the bytes as sent, not what a gzip or zip
+	   inside them holds */
+	if (att->charset != NULL &&
+	    dmarc_unpack_get_container(unpack) == DMARC_CONTAINER_PLAIN)
+		doc.charset = att->charset;
 	doc.received = att->received;
 	doc.counts = msg->counts;
 	doc.state = &msg->kind_state[i];
@@ -587,7 +596,7 @@ ingest_attachment_data(struct ingest_message *msg,
 	struct dmarc_ingest_counts *counts = msg->counts;
 	struct dmarc_unpack *unpack;
 	const char *entry_name, *error;
-	unsigned int documents = 0;
+	unsigned int documents = 0, bad = 0;
 	struct event *parent_event = att->event;
 	int ret = 0, result = 0;
 
@@ -604,8 +613,7 @@ ingest_attachment_data(struct ingest_message *msg,
 					      &msg->message_budget);
 	}
 	while (result == 0 && !ingest->budget.exceeded &&
-	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) > 0) {
-		documents++;
+	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) != 0) {
 		if (!ingest_budget_check(ingest, att->event, counts))
 			break;
 		if (entry_name != NULL) {
@@ -615,7 +623,15 @@ ingest_attachment_data(struct ingest_message *msg,
 			event_set_append_log_prefix(att->event, t_strdup_printf(
 				"zip entry '%s': ", entry_name));
 		}
-		T_BEGIN {
+		if (ret < 0) {
+			/* a bad entry, or the container: the entries after
+			   a bad one are still read */
+			e_warning(att->event, "Not stored: %s",
+				  dmarc_log_text(error));
+			counts->failed++;
+			bad++;
+		} else T_BEGIN {
+			documents++;
 			result = ingest_document(msg, att, unpack);
 		} T_END;
 		if (entry_name != NULL) {
@@ -623,10 +639,8 @@ ingest_attachment_data(struct ingest_message *msg,
 			att->event = parent_event;
 		}
 	}
-	if (result == 0 && ret < 0) {
-		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
-		counts->failed++;
-	} else if (result == 0 && documents == 0 && !ingest->budget.exceeded) {
+	if (result == 0 && documents == 0 && bad == 0 &&
+	    !ingest->budget.exceeded) {
 		e_warning(att->event, "Not stored: no document in the container");
 		counts->failed++;
 	}
@@ -713,6 +727,17 @@ static const char *attachment_label(const struct dmarc_attachment *att)
 			       dmarc_log_value(att->content_type));
 }
 
+/* RFC 7303: the charset parameter of an XML or text type names the
+   document's encoding. Other types have no business carrying one. */
+static bool content_type_has_charset(const char *content_type)
+{
+	size_t len = strlen(content_type);
+
+	return strncmp(content_type, "text/", 5) == 0 ||
+		strcmp(content_type, "application/xml") == 0 ||
+		(len > 4 && strcmp(content_type + len - 4, "+xml") == 0);
+}
+
 static bool
 ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 {
@@ -723,6 +748,8 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	i_zero(&ctx->att);
 	/* valid until dmarc_extract_message() returns */
 	ctx->att.message_id = att->message_id;
+	if (att->charset != NULL && content_type_has_charset(att->content_type))
+		ctx->att.charset = att->charset;
 	ctx->att.event = event_create(ctx->ingest->event);
 	event_add_str(ctx->att.event, "attachment", label);
 	event_set_append_log_prefix(ctx->att.event,
@@ -934,7 +961,7 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			 time_t received, struct dmarc_ingest_counts *counts)
 {
 	struct ingest_message ctx;
-	unsigned int skipped;
+	struct dmarc_extract_stats stats;
 	const char *error;
 
 	ingest_message_init(&ctx, ingest, counts, received);
@@ -942,16 +969,25 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 
 	if (dmarc_extract_message(input, &ingest->set.limits,
 				  &ingest_extract_callbacks, &ctx,
-				  &skipped, &error) < 0) {
+				  &stats, &error) < 0) {
 		e_error(ingest->event, "Reading the message failed: %s",
 			dmarc_log_text(error));
 		ctx.ret = -1;
 	}
-	if (skipped > 0) {
+	if (stats.skipped > 0) {
 		e_warning(ingest->event, "%u attachments past "
 			  "dmarcreport_max_attachments=%u not processed",
-			  skipped, ingest->set.limits.max_attachments);
-		counts->failed += skipped;
+			  stats.skipped, ingest->set.limits.max_attachments);
+		counts->failed += stats.skipped;
+	}
+	if (stats.mime_overflow) {
+		/* what lies below is not looked at: a report there would
+		   be lost without a word */
+		e_warning(ingest->event, "MIME parts nested deeper than "
+			  "dmarcreport_max_mime_depth=%u (or more than %u parts) "
+			  "not processed", ingest->set.limits.max_mime_depth,
+			  MESSAGE_PARSER_DEFAULT_MAX_TOTAL_MIME_PARTS);
+		counts->failed++;
 	}
 	ingest_message_end(&ctx);
 	if (counts->attachments == 0)

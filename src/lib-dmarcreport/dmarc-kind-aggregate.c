@@ -43,6 +43,8 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 
 	parser = dmarc_parser_init(doc->read, doc->read_context,
 				   dmarc_ingest_get_limits(ingest));
+	if (doc->charset != NULL)
+		dmarc_parser_set_charset(parser, doc->charset);
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
 		e_warning(doc->event, "Not stored: %s", dmarc_log_text(error));
 		dmarc_ingest_document_failed(ingest);

@@ -33,6 +33,9 @@ struct dmarc_kind_doc {
 	   content; this only tells a kind what it has seen already (the
 	   headers of a message/rfc822 part came through embedded_header) */
 	const char *content_type;
+	/* the MIME charset of a plain (not compressed) text or XML part, or
+	   NULL: RFC 7303 lets it decide an XML document's encoding */
+	const char *charset;
 	time_t received;
 	struct dmarc_ingest_counts *counts;
 	/* this kind's state for the current message (see message_end) */

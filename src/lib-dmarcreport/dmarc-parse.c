@@ -48,6 +48,7 @@
 #include <libxml/parser.h>
 #include <libxml/SAX2.h>
 #include <libxml/dict.h>
+#include <libxml/parserInternals.h>
 
 #define DMARC2_NAMESPACE "urn:ietf:params:xml:ns:dmarc-2.0"
 /* the namespace of the pre-RFC drafts; some reporters still declare it */
@@ -1159,6 +1160,12 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	return parser;
 }
 
+void dmarc_parser_set_charset(struct dmarc_parser *parser,
+			      const char *charset)
+{
+	dmarc_xml_filter_set_charset(parser->filter, charset);
+}
+
 void dmarc_parser_deinit(struct dmarc_parser **_parser)
 {
 	struct dmarc_parser *parser = *_parser;
@@ -1184,7 +1191,8 @@ void dmarc_parser_deinit(struct dmarc_parser **_parser)
 
 static int parser_open(struct dmarc_parser *parser)
 {
-	const char *error;
+	xmlCharEncodingHandlerPtr handler;
+	const char *error, *forced_encoding;
 	unsigned int i;
 
 	/* Look at the start before libxml2 does: an empty or non-XML
@@ -1193,18 +1201,33 @@ static int parser_open(struct dmarc_parser *parser)
 		parser->error = error;
 		return -1;
 	}
+	forced_encoding = dmarc_xml_filter_get_forced_encoding(parser->filter,
+							       &handler);
 	parser->ctxt = xmlCreatePushParserCtxt(&parser_sax, parser,
 					       NULL, 0, NULL);
 	if (parser->ctxt == NULL) {
+		if (handler != NULL)
+			(void)xmlCharEncCloseFunc(handler);
 		parser->error = parser->xml_error != NULL ?
 			parser->xml_error : "cannot create an XML parser";
 		return -1;
 	}
+	if (handler != NULL) {
+		/* the context owns it now, even when switching fails */
+		if (xmlSwitchToEncoding(parser->ctxt, handler) < 0) {
+			parser->error = p_strdup_printf(parser->pool,
+				"unsupported charset \"%s\"",
+				str_sanitize(forced_encoding, 40));
+			return -1;
+		}
+	}
 	/* NONET and no NOENT/DTDLOAD/DTDATTR: nothing is ever fetched or
-	   expanded (the filter refuses DTDs anyway). */
+	   expanded (the filter refuses DTDs anyway). IGNORE_ENC when the
+	   MIME charset decided the encoding. */
 	(void)xmlCtxtUseOptions(parser->ctxt, XML_PARSE_NONET |
 		XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS |
-		XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES);
+		XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES |
+		(forced_encoding != NULL ? XML_PARSE_IGNORE_ENC : 0));
 	/* names are interned in the parser's dictionary: element names
 	   are then compared as pointers */
 	for (i = 0; i < ELEM_DEF_COUNT; i++) {

@@ -13,6 +13,7 @@
 #include "dmarc-xml-filter.h"
 
 #include <stdarg.h>
+#include <libxml/encoding.h>
 
 /* Bytes asked from the read function at a time. */
 #define PARSE_READ_BLOCK_SIZE 16384
@@ -57,6 +58,12 @@ struct dmarc_xml_filter {
 	unsigned int lex_depth;
 	const char *error;
 	const char *root_name;
+	/* the transport's charset (MIME), or NULL */
+	const char *mime_charset;
+	/* set when the MIME charset, not the XML declaration, decides the
+	   encoding; the converter until the parser takes it */
+	const char *forced_encoding;
+	xmlCharEncodingHandlerPtr forced_handler;
 	unsigned int n_utf8_repaired, n_lt_escaped, n_amp_escaped;
 	unsigned int n_charref_repaired;
 	unsigned int n_namespace_decls;
@@ -851,6 +858,29 @@ static int filter_prefetch(struct dmarc_xml_filter *filter)
 		filter->leading_space_removed = TRUE;
 	}
 	encoding = xml_decl_encoding(data + skip, filter->raw->used - skip);
+	if (filter->mime_charset != NULL && !have_bom) {
+		/* RFC 7303 3.2: a BOM first, then the charset parameter, and
+		   the XML declaration only without either. US-ASCII is read
+		   as UTF-8, whose subset it is: stray 8-bit bytes are then
+		   repaired like invalid UTF-8. A charset nobody knows cannot
+		   be honoured: the declaration decides then. */
+		const char *charset = filter->mime_charset;
+
+		if (strcasecmp(charset, "us-ascii") == 0 ||
+		    strcasecmp(charset, "utf-8") == 0 ||
+		    strcasecmp(charset, "utf8") == 0)
+			filter->forced_encoding = "utf-8";
+		else if ((filter->forced_handler =
+			  xmlFindCharEncodingHandler(charset)) != NULL)
+			filter->forced_encoding = charset;
+		else {
+			filter_warning(filter, "unknown MIME charset \"%s\": "
+				       "the XML declaration decides",
+				       str_sanitize(charset, 40));
+		}
+		if (filter->forced_encoding != NULL)
+			encoding = filter->forced_encoding;
+	}
 	filter->utf8_mode = have_bom || encoding == NULL ||
 		strcasecmp(encoding, "utf-8") == 0 ||
 		strcasecmp(encoding, "utf8") == 0;
@@ -918,10 +948,28 @@ void dmarc_xml_filter_deinit(struct dmarc_xml_filter **_filter)
 	*_filter = NULL;
 	if (filter == NULL)
 		return;
+	if (filter->forced_handler != NULL)
+		(void)xmlCharEncCloseFunc(filter->forced_handler);
 	buffer_free(&filter->raw);
 	buffer_free(&filter->clean);
 	buffer_free(&filter->out);
 	pool_unref(&filter->pool);
+}
+
+void dmarc_xml_filter_set_charset(struct dmarc_xml_filter *filter,
+				  const char *charset)
+{
+	i_assert(!filter->prefetched);
+	filter->mime_charset = p_strdup(filter->pool, charset);
+}
+
+const char *
+dmarc_xml_filter_get_forced_encoding(struct dmarc_xml_filter *filter,
+				     xmlCharEncodingHandlerPtr *handler_r)
+{
+	*handler_r = filter->forced_handler;
+	filter->forced_handler = NULL;
+	return filter->forced_encoding;
 }
 
 int dmarc_xml_filter_fill(struct dmarc_xml_filter *filter,

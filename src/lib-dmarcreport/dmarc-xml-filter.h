@@ -8,6 +8,7 @@
    declaration, data after the root). It also bounds the nesting depth. */
 
 #include "dmarc-parse.h"
+#include <libxml/encoding.h>
 
 struct dmarc_xml_filter;
 
@@ -16,6 +17,17 @@ struct dmarc_xml_filter *
 dmarc_xml_filter_init(dmarc_read_func_t *read_func, void *context,
 		      unsigned int max_depth);
 void dmarc_xml_filter_deinit(struct dmarc_xml_filter **filter);
+
+/* The charset the transport declared (see dmarc_parser_set_charset()),
+   before anything is read. */
+void dmarc_xml_filter_set_charset(struct dmarc_xml_filter *filter,
+				  const char *charset);
+/* After the first fill: the encoding the MIME charset imposes over the
+   XML declaration, or NULL; *handler_r is its converter for libxml2
+   (NULL for UTF-8), which the caller then owns. */
+const char *
+dmarc_xml_filter_get_forced_encoding(struct dmarc_xml_filter *filter,
+				     xmlCharEncodingHandlerPtr *handler_r);
 
 /* Produce more filtered output (the first call also checks the start of
    the document: BOM, encoding, '<'). Returns 0, or -1 with *error_r. */

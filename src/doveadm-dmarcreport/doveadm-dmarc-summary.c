@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "str.h"
+#include "hash.h"
 #include "doveadm-print.h"
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
@@ -10,6 +11,9 @@
 struct summary_context {
 	struct dmarc_store *store;
 	const struct dmarc_query_filter *filter;
+	/* the domains printed from aggregate reports */
+	HASH_TABLE(const char *, void *) domains;
+	pool_t pool;
 	const char *error;
 };
 
@@ -18,6 +22,7 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 {
 	struct summary_context *ctx = context;
 	string_t *top = t_str_new(128);
+	const char *domain;
 	uint64_t tls_sessions;
 	double tls_rate;
 	unsigned int i;
@@ -36,6 +41,8 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 		str_printfa(top, "%s (%"PRIu64")", row->top_failing[i].source_ip,
 			    row->top_failing[i].messages);
 	}
+	domain = p_strdup(ctx->pool, row->policy_domain);
+	hash_table_insert(ctx->domains, domain, POINTER_CAST(1));
 	doveadm_dmarc_print_str(row->policy_domain);
 	doveadm_dmarc_print_num(row->reports);
 	doveadm_dmarc_print_num(row->messages);
@@ -51,6 +58,27 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 	return 0;
 }
 
+/* A policy domain with TLS reports and no aggregate report: a row of its
+   own, so that its TLS success rate is shown too. */
+static int summary_tls_domain(const struct dmarc_query_tls_group_row *row,
+			      void *context)
+{
+	struct summary_context *ctx = context;
+
+	if (*row->key == '\0' || hash_table_lookup(ctx->domains, row->key) != NULL)
+		return 0;
+	doveadm_dmarc_print_str(row->key);
+	doveadm_dmarc_print_num(0);
+	doveadm_dmarc_print_num(0);
+	doveadm_dmarc_print_rate(0);
+	doveadm_dmarc_print_rate(0);
+	doveadm_dmarc_print_rate(0);
+	doveadm_dmarc_print_str("");
+	doveadm_dmarc_print_str("no aggregate reports, TLS reports only");
+	doveadm_dmarc_print_rate(row->success_rate);
+	return 0;
+}
+
 static int
 summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	     const struct dmarc_settings *set ATTR_UNUSED, const char **error_r)
@@ -62,10 +90,19 @@ summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	};
 	int ret;
 
+	ctx.pool = pool_alloconly_create("dmarc summary domains", 1024);
+	hash_table_create(&ctx.domains, ctx.pool, 0, str_hash, strcmp);
 	ret = dmarc_query_summary(store, &dctx->filter, summary_domain, &ctx,
 				  error_r);
 	if (ret < 0 && ctx.error != NULL)
 		*error_r = ctx.error;
+	if (ret == 0) {
+		ret = dmarc_query_tls_groups(store, &dctx->filter,
+			DMARC_QUERY_TLS_GROUP_POLICY_DOMAIN,
+			summary_tls_domain, &ctx, error_r);
+	}
+	hash_table_destroy(&ctx.domains);
+	pool_unref(&ctx.pool);
 	return ret;
 }
 

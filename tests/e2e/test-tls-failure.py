@@ -503,6 +503,22 @@ def test_doveadm(dc):
                                    " tls_policies WHERE policy_domain = 'company-y.example'")[0]
     check_equal(row[0]["tls_success_rate"], f"{100.0 * succ / total:.1f}",
                 "summary: TLS success rate")
+    # a domain with TLS reports only has a row for its TLS rate too
+    tls_domains = {d for (d,) in dc.query("lmtp", "SELECT DISTINCT policy_domain"
+                                                  " FROM tls_policies WHERE policy_domain != ''")}
+    check_equal({s["domain"] for s in summ}, tls_domains | {"company-y.example"},
+                "summary domains")
+    for s_row in summ:
+        if s_row["domain"] == "company-y.example":
+            continue
+        check_equal(s_row["verdict"], "no aggregate reports, TLS reports only",
+                    f"summary verdict of {s_row['domain']}")
+        succ, total = dc.query("lmtp", "SELECT total(success_count), total(success_count"
+                                       " + failure_count) FROM tls_policies WHERE"
+                                       " policy_domain = ?", (s_row["domain"],))[0]
+        check_equal(s_row["tls_success_rate"],
+                    f"{(100.0 * succ / total if total else 0.0):.1f}",
+                    f"summary TLS rate of {s_row['domain']}")
     # tab output: one value per cell
     r = dc.doveadm(["dmarc", "tls"], user="lmtp", fmt="tab")
     lines = r.stdout.rstrip("\n").split("\n")

@@ -30,6 +30,7 @@ struct extract_part {
 	const char *content_type;
 	const char *ct_name;      /* Content-Type name= */
 	const char *ct_charset;   /* Content-Type charset= */
+	const char *ct_report_type; /* Content-Type report-type= */
 	const char *cd_filename;  /* Content-Disposition filename= */
 	enum message_cte cte;
 	bool headers_done;
@@ -56,6 +57,7 @@ struct extract_ctx {
 	   (message/rfc822), handed out whole when the mail is read */
 	struct message_part *report_part;
 	bool saw_feedback_report;
+	bool is_feedback_report;
 	ARRAY(struct message_part *) embedded;
 	bool mime_overflow;
 	struct extract_part cur;
@@ -162,6 +164,8 @@ static void extract_header(struct extract_ctx *ctx,
 				   &ctx->cur.ct_name);
 		parse_param_header(hdr, TRUE, "charset", ctx->pool, NULL,
 				   &ctx->cur.ct_charset);
+		parse_param_header(hdr, TRUE, "report-type", ctx->pool, NULL,
+				   &ctx->cur.ct_report_type);
 		if (type != NULL && *type != '\0')
 			ctx->cur.content_type = type;
 	} else if (strcasecmp(hdr->name, "Content-Transfer-Encoding") == 0) {
@@ -239,8 +243,13 @@ static void extract_headers_done(struct extract_ctx *ctx)
 	   count limit was reached */
 	if ((cur->part->flags & MESSAGE_PART_FLAG_OVERFLOW) != 0)
 		ctx->mime_overflow = TRUE;
-	if (strcmp(cur->content_type, "multipart/report") == 0)
+	if (strcmp(cur->content_type, "multipart/report") == 0) {
 		ctx->report_part = cur->part;
+		/* Exim's text-only failure reports leave report-type out */
+		if (cur->ct_report_type == NULL ||
+		    strcasecmp(cur->ct_report_type, "feedback-report") == 0)
+			ctx->is_feedback_report = TRUE;
+	}
 	else if (strcmp(cur->content_type, "message/feedback-report") == 0)
 		ctx->saw_feedback_report = TRUE;
 	if (extract_in_embedded(ctx, cur->part))
@@ -472,6 +481,7 @@ int dmarc_extract_message(struct istream *input,
 		stats_r->skipped = ctx.skipped;
 		stats_r->mime_overflow = ctx.mime_overflow ||
 			parts_overflowed(parts);
+		stats_r->is_feedback_report = ctx.is_feedback_report;
 	}
 	pool_unref(&ctx.pool);
 	if (input->stream_errno != 0) {

@@ -49,6 +49,10 @@ struct dmarc_extract_stats {
 	/* MIME parts nested deeper than limits->max_mime_depth (or past
 	   lib-mail's part count limit) were not looked into */
 	bool mime_overflow;
+	/* the message has a multipart/report with report-type=
+	   feedback-report (RFC 6591), or without a report-type: a failure
+	   report, whether or not an ARF part was found in it */
+	bool is_feedback_report;
 };
 
 /* Walk the whole message. Returns 0 when the message was read to its end,

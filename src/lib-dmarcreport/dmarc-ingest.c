@@ -962,8 +962,11 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 {
 	struct ingest_message ctx;
 	struct dmarc_extract_stats stats;
+	struct dmarc_ingest_counts before;
 	const char *error;
 
+	/* the caller may add up several messages in counts */
+	before = *counts;
 	ingest_message_init(&ctx, ingest, counts, received);
 	ingest_budget_start(ingest);
 
@@ -990,7 +993,17 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 		counts->failed++;
 	}
 	ingest_message_end(&ctx);
-	if (counts->attachments == 0)
+	if (stats.is_feedback_report &&
+	    counts->reports_new == before.reports_new &&
+	    counts->reports_duplicate == before.reports_duplicate &&
+	    counts->failed == before.failed) {
+		/* Exim sends failure reports as text only */
+		e_warning(ingest->event, "Not stored: a multipart/report "
+			  "(report-type feedback-report or none) without a part "
+			  "with a Feedback-Type field: a text-only failure "
+			  "report is not parsed");
+		counts->failed++;
+	} else if (counts->attachments == 0)
 		e_info(ingest->event, "No attachment in the message: nothing to store");
 	return ctx.ret;
 }

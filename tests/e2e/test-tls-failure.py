@@ -698,7 +698,13 @@ def test_hostile(dc):
               f"lmtp peak RSS so far {lmtp_peak_kib(dc)} KiB")
     check(not failures, "\n".join(failures))
     peak = lmtp_peak_kib(dc)
-    check(peak < LMTP_RSS_LIMIT_KIB, f"lmtp peak RSS {peak} KiB")
+    print(f"# lmtp peak RSS: {peak / 1024:.1f} MiB")
+    if os.environ.get("E2E_PRELOAD"):
+        # ASan's shadow memory and quarantine make RSS meaningless; the
+        # plain build of the same suite checks it
+        print("# (sanitizer build: RSS not compared with the limit)")
+    else:
+        check(0 < peak < LMTP_RSS_LIMIT_KIB, f"lmtp peak RSS {peak} KiB")
     check_equal(len(dc.mail_files("hostile")), len(hostile_cases()), "mails in the INBOX")
     rows = dc.query("hostile", "SELECT length(contact_info) FROM tls_reports"
                                " WHERE report_id = 'str'")

@@ -108,6 +108,10 @@ elif [ "${SKIP_FUZZ:-}" != 1 ]; then
 	cp "$corpus"/aggregate/* "$corpus"/aggregate-invalid/* "$corpus"/email/* \
 		"$fuzz/seeds/"
 	rm -f "$fuzz"/seeds/*.json
+	# TLS reports and failure report mails seed the kinds' parsers
+	for f in "$corpus"/tlsrpt/* "$corpus"/failure/*; do
+		case "$f" in *.expected.json) ;; *) cp "$f" "$fuzz/seeds/" ;; esac
+	done
 	if "$fuzz/tests/fuzz/fuzz-dmarc" -max_total_time="${FUZZ_SECONDS:-60}" \
 		-timeout=20 -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
 		-artifact_prefix="$fuzz/artifacts/" "$fuzz/seeds" > "$fuzz/fuzz.out" 2>&1; then

@@ -24,6 +24,8 @@ static struct doveadm_cmd_ver2 *const dmarc_cmds[] = {
 	&doveadm_dmarc_cmd_summary,
 	&doveadm_dmarc_cmd_import,
 	&doveadm_dmarc_cmd_expire,
+	&doveadm_dmarc_cmd_tls,
+	&doveadm_dmarc_cmd_failures,
 };
 
 static void doveadm_dmarc_cmd_init(DMARC_COMPAT_DOVEADM_INIT_PARAMS)

@@ -20,6 +20,9 @@ struct dmarc_query_filter {
 	int64_t since;            /* date_begin >= since */
 	int64_t until;            /* date_begin <= until (inclusive: no
 				     end+1 to overflow at INT64_MAX) */
+	/* "aggregate", "tls" or "failure": the kind of report list shows
+	   (NULL: all; see dmarc-query-kinds.h) */
+	const char *type;
 
 	/* record fields */
 	bool have_source;

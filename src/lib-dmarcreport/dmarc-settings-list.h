@@ -43,6 +43,13 @@
 	X(TIME_MSECS, max_processing_time, limits.max_processing_time_msecs, 10 * 1000) \
 	X(TIME_MSECS, lock_timeout, limits.lock_timeout_msecs, 5 * 1000) \
 	X(SIZE, max_pending_size, limits.max_pending_size, 64 * MIB) \
+	/* parsed from memory, which then takes about four times this: \
+	   real TLS reports are a few KB */ \
+	X(SIZE, max_tls_report_size, limits.max_tls_report_size, 5 * MIB) \
+	X(SIZE, max_failure_report_size, limits.max_failure_report_size, 1 * MIB) \
+	/* a TLS report is held in memory whole: real ones have a handful \
+	   of policies and failure-details entries */ \
+	X(UINT, max_tls_entries, limits.max_tls_entries, 10000) \
 	/* one line per setting, above this comment */
 
 #define MIB (1024ULL * 1024)

@@ -32,6 +32,13 @@ struct dmarc_limits {
 	unsigned int lock_timeout_msecs;
 	/* disk space the pending spool next to the database may take */
 	uoff_t max_pending_size;
+	/* bytes of one SMTP TLS report's JSON (parsed from memory) */
+	uoff_t max_tls_report_size;
+	/* bytes of one failure report's feedback-report part, or of the
+	   header block of the reported message (parsed from memory) */
+	uoff_t max_failure_report_size;
+	/* policies plus failure-details entries of one SMTP TLS report */
+	unsigned int max_tls_entries;
 };
 
 /* A long writer (import, expire) commits at least this often, so that a

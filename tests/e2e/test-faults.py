@@ -115,7 +115,7 @@ def test_database_cannot_be_created(dc):
 def test_disk_full(dc):
     d = dc.path("full")
     os.mkdir(d, 0o755)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k,mode=0700",
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
                         "dmarc-e2e-full", d], capture_output=True, text=True)
     if r.returncode != 0:
         dovetest.skip_test(f"cannot mount a tmpfs: {r.stderr.strip()}")

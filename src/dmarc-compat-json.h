@@ -81,10 +81,14 @@ dmarc_json_next(struct dmarc_json *json, enum dmarc_json_token *token_r,
 		if (json->depth > 0 && --json->depth == 0)
 			json->ended = TRUE;
 		break;
-	case JSON_TYPE_STRING:
+	case JSON_TYPE_STRING: {
+		/* size is set by the call: not in the same argument list */
+		const unsigned char *data = json_node_get_data(&node, &size);
+
 		*token_r = DMARC_JSON_STRING;
-		*value_r = t_strndup(json_node_get_data(&node, &size), size);
+		*value_r = t_strndup(data, size);
 		break;
+	}
 	case JSON_TYPE_NUMBER:
 		*token_r = DMARC_JSON_NUMBER;
 		*value_r = json_node_as_str(&node);

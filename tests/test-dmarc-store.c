@@ -688,6 +688,36 @@ static void test_store_closed_file_complete(void)
 	test_end();
 }
 
+/* Expire deletes a report's row, then its records in later transactions:
+   a report stored in between must not get the freed id, or the rest of
+   the expire takes its records too. */
+static void test_store_id_not_reused_while_rows_remain(void)
+{
+	const char *path = test_db_path("id-reuse");
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	const char *error = NULL;
+
+	test_begin("store: a report id is not handed out while records "
+		   "still refer to it");
+	store = test_open(path);
+	test_report_init(&report, "old");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_close(&store);
+	/* what expire's first transaction leaves: the report row gone,
+	   its records still there */
+	test_sql_exec(path, "PRAGMA foreign_keys = OFF;"
+		      "DELETE FROM reports WHERE report_id = 'old'");
+	store = test_open(path);
+	test_report_init(&report, "new");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path,
+		"SELECT count(*) FROM records WHERE report_ref ="
+		" (SELECT id FROM reports WHERE report_id = 'new')"), "3;\n");
+	test_end();
+}
+
 static void test_store_cache(void)
 {
 	const char *path = test_db_path("cache");
@@ -1253,6 +1283,7 @@ int main(void)
 		test_store_duplicate,
 		test_store_rollback,
 		test_store_closed_file_complete,
+		test_store_id_not_reused_while_rows_remain,
 		test_store_cache,
 		test_store_cache_idle,
 		test_store_batch,

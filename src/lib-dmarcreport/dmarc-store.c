@@ -43,12 +43,20 @@ enum store_stmt {
 
 static const char *const store_stmt_sql[STMT_COUNT] = {
 	[STMT_INSERT_REPORT] =
-		"INSERT INTO reports (org_name, report_id, policy_domain,"
+		/* The id is past every id that records still refer to:
+		   expire deletes a report's row first and its records in
+		   later transactions, and SQLite would otherwise hand the
+		   freed highest id to the next report, whose records the
+		   rest of that expire would then delete. Both maxima are
+		   index lookups. */
+		"INSERT INTO reports (id, org_name, report_id, policy_domain,"
 		" date_begin, date_end, email, extra_contact_info, generator,"
 		" errors, format_version, policy_adkim, policy_aspf, policy_p,"
 		" policy_sp, policy_np, policy_pct, policy_fo, policy_testing,"
 		" policy_discovery_method, archive_path, message_id, received)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		" VALUES (1 + max(coalesce((SELECT max(id) FROM reports), 0),"
+		"  coalesce((SELECT max(report_ref) FROM records), 0)),"
+		" ?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 		" ON CONFLICT (org_name, report_id, policy_domain) DO NOTHING",
 	[STMT_INSERT_RECORD] =
 		"INSERT INTO records (report_ref, source_ip, source_ip_key, count,"

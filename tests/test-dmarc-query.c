@@ -873,6 +873,10 @@ static void test_query_expire(void)
 		" count, dmarc_pass) SELECT 999999, '192.0.2.1', 1, 0 FROM n;"
 		"INSERT INTO auth_results (record_ref, type) SELECT id, 'spf'"
 		" FROM records WHERE report_ref = 999999;"
+		"INSERT INTO record_reasons (record_ref, seq, type) SELECT id,"
+		" 0, 'forwarded' FROM records WHERE report_ref = 999999;"
+		"INSERT INTO report_errors (report_ref, seq, error)"
+		" VALUES (999999, 0, 'e');"
 		"PRAGMA foreign_keys = ON;", NULL, NULL, NULL) == SQLITE_OK);
 	dmarc_store_batch_set_max_time(store, 1);
 	test_assert(dmarc_query_expire(store, DAY1, pool, &paths, &deleted,
@@ -880,6 +884,9 @@ static void test_query_expire(void)
 	test_assert(deleted == 0);
 	test_assert(db_count(store, "SELECT count(*) FROM records") == 2);
 	test_assert(db_count(store, "SELECT count(*) FROM auth_results") == 4);
+	/* and the reasons and errors of schema 3 */
+	test_assert(db_count(store, "SELECT count(*) FROM record_reasons") == 0);
+	test_assert(db_count(store, "SELECT count(*) FROM report_errors") == 0);
 	test_end();
 	pool_unref(&pool);
 	dmarc_store_close(&store);

@@ -337,67 +337,8 @@ static void test_open_newer_schema(void)
 	test_end();
 }
 
-static void test_open_corrupt(void)
-{
-	static const char garbage[] =
-		"this is no SQLite file, just text that happens to be "
-		"longer than the 100 bytes of a database header, padded "
-		"with more words to be sure of it.....";
-	const char *path = test_db_path("corrupt");
-	struct dmarc_store *store;
-	const char *error = NULL;
-	unsigned int i;
-	int fd;
-
-	test_begin("store: a corrupt file gives an error naming it");
-	test_db_mkdir(path);
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	for (i = 0; i < 64; i++) {
-		if (write(fd, garbage, sizeof(garbage)) != sizeof(garbage))
-			i_fatal("write(%s) failed: %m", path);
-	}
-	i_close_fd(&fd);
-	for (i = 0; i < 2; i++) {
-		test_assert_idx(dmarc_store_open(path, i == 0 ?
-			DMARC_STORE_OPEN_CREATE : DMARC_STORE_OPEN_READONLY,
-			&store, &error) == -1, i);
-		test_assert_idx(store == NULL, i);
-		test_assert_idx(error != NULL &&
-				str_begins(error, t_strconcat(path, ": ", NULL)) &&
-				strstr(error, "file is not a database") != NULL, i);
-	}
-	test_end();
-}
-
-static void test_open_foreign_database(void)
-{
-	const char *path = test_db_path("foreign");
-	struct dmarc_store *store;
-	const char *error = NULL;
-
-	test_begin("store: another application's database is left alone");
-	test_db_mkdir(path);
-	{
-		sqlite3 *db;
-
-		if (sqlite3_open(path, &db) != SQLITE_OK ||
-		    sqlite3_exec(db, "CREATE TABLE notes (x TEXT)", NULL,
-				 NULL, NULL) != SQLITE_OK)
-			i_fatal("%s: %s", path, sqlite3_errmsg(db));
-		sqlite3_close(db);
-	}
-	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
-				     &error) == -1);
-	test_assert_strcmp(error, t_strconcat(path, ": not a dovecot-dmarcreport"
-			   " database (no schema_version)", NULL));
-	test_assert_strcmp(test_sql(path, "SELECT name FROM sqlite_master"),
-			   "notes;\n");
-	test_end();
-}
-
-/* The schema of release 1 (schema version 1), as it made databases, and
-   rows it stored: newline-joined errors and reasons, an IPv6 and an IPv4
-   record. */
+/* The schema of release 1 (schema version 1) as it shipped, to make the
+   databases of that release. */
 static const char test_schema_v1_sql[] =
 	"CREATE TABLE schema_version (\n"
 	"  version INTEGER NOT NULL\n"
@@ -461,6 +402,152 @@ static const char test_schema_v1_sql[] =
 	");\n"
 	"CREATE INDEX auth_results_record ON auth_results (record_ref);\n"
 	"INSERT INTO schema_version (version) VALUES (1);\n";
+
+/* A version 1 database with one report, two records and an auth result,
+   as release 1 made it (WAL, 0600). */
+static void test_make_v1_database(const char *path)
+{
+	int fd;
+
+	test_db_mkdir(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd == -1)
+		i_fatal("open(%s) failed: %m", path);
+	i_close_fd(&fd);
+	test_sql_exec(path, t_strconcat("PRAGMA journal_mode = WAL;BEGIN;",
+		test_schema_v1_sql,
+		"INSERT INTO reports (id, org_name, report_id, policy_domain,"
+		" date_begin, date_end, email, format_version, policy_p,"
+		" policy_pct, record_count, message_count, pass_count,"
+		" archive_path, message_id, received) VALUES (7, 'Org',"
+		" 'r-1', 'example.com', 1000, 2000, 'a@b', '1.0', 'reject',"
+		" 100, 2, 12, 10, '2024/01/x.xml', '<m@x>', 3000);"
+		"INSERT INTO records (id, report_ref, source_ip, source_ip_key,"
+		" count, disposition, dkim, spf, dmarc_pass, header_from)"
+		" VALUES (1, 7, '192.0.2.1', x'00000000000000000000ffffc0000201',"
+		" 10, 'none', 'pass', 'fail', 1, 'example.com'), (2, 7,"
+		" '2001:db8::1', NULL, 2, 'reject', 'fail', 'fail', 0, NULL);"
+		"INSERT INTO auth_results (record_ref, type, domain, result)"
+		" VALUES (1, 'dkim', 'example.com', 'pass');"
+		"COMMIT;", NULL));
+}
+
+static const char *test_v1_contents(const char *path)
+{
+	return test_sql(path,
+		"SELECT r.id, org_name, report_id, policy_domain, date_begin,"
+		" date_end, email, policy_p, policy_pct, record_count,"
+		" message_count, pass_count, archive_path, message_id,"
+		" received, c.id, source_ip, hex(source_ip_key), count,"
+		" disposition, dkim, spf, dmarc_pass, header_from,"
+		" (SELECT group_concat(type || ' ' || domain || ' ' || result)"
+		"  FROM auth_results WHERE record_ref = c.id)"
+		" FROM reports r JOIN records c ON c.report_ref = r.id"
+		" WHERE r.id = 7 ORDER BY c.id");
+}
+
+static void test_open_migrates_v1(void)
+{
+	const char *path = test_db_path("v1"), *before, *error;
+	struct dmarc_store *store;
+
+	test_begin("store: a version 1 database is upgraded, its data kept");
+	test_make_v1_database(path);
+	before = test_v1_contents(path);
+	test_assert(strstr(before, "Org|r-1|example.com") != NULL);
+
+	/* read-only: upgraded through a writable connection first (issue
+	   11: every existing database is upgraded in place) */
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_READONLY,
+				     &store, &error) == 1);
+	test_assert(dmarc_store_get_version(store) == DMARC_STORE_SCHEMA_VERSION);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT max(version) FROM "
+				    "schema_version"),
+			   t_strdup_printf("%d;\n", DMARC_STORE_SCHEMA_VERSION));
+
+	/* for writing: as upgraded */
+	store = test_open(path);
+	test_assert(dmarc_store_get_version(store) == DMARC_STORE_SCHEMA_VERSION);
+	test_assert_strcmp(test_v1_contents(path), before);
+	test_assert_strcmp(test_sql(path, "SELECT count(*) FROM sqlite_master"
+		" WHERE name IN ('tls_reports', 'tls_policies',"
+		" 'tls_failures', 'failure_reports')"), "4;\n");
+	/* and takes new reports next to the old */
+	test_store_or_fail(store, "after-upgrade");
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT count(*) FROM reports"),
+			   "2;\n");
+
+	/* opened again: not upgraded twice */
+	store = test_open(path);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT count(DISTINCT version) FROM "
+				    "schema_version"), "3;\n");
+	test_assert_strcmp(test_v1_contents(path), before);
+	test_end();
+}
+
+static void test_open_corrupt(void)
+{
+	static const char garbage[] =
+		"this is no SQLite file, just text that happens to be "
+		"longer than the 100 bytes of a database header, padded "
+		"with more words to be sure of it.....";
+	const char *path = test_db_path("corrupt");
+	struct dmarc_store *store;
+	const char *error = NULL;
+	unsigned int i;
+	int fd;
+
+	test_begin("store: a corrupt file gives an error naming it");
+	test_db_mkdir(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	for (i = 0; i < 64; i++) {
+		if (write(fd, garbage, sizeof(garbage)) != sizeof(garbage))
+			i_fatal("write(%s) failed: %m", path);
+	}
+	i_close_fd(&fd);
+	for (i = 0; i < 2; i++) {
+		test_assert_idx(dmarc_store_open(path, i == 0 ?
+			DMARC_STORE_OPEN_CREATE : DMARC_STORE_OPEN_READONLY,
+			&store, &error) == -1, i);
+		test_assert_idx(store == NULL, i);
+		test_assert_idx(error != NULL &&
+				str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
+				strstr(error, "file is not a database") != NULL, i);
+	}
+	test_end();
+}
+
+static void test_open_foreign_database(void)
+{
+	const char *path = test_db_path("foreign");
+	struct dmarc_store *store;
+	const char *error = NULL;
+
+	test_begin("store: another application's database is left alone");
+	test_db_mkdir(path);
+	{
+		sqlite3 *db;
+
+		if (sqlite3_open(path, &db) != SQLITE_OK ||
+		    sqlite3_exec(db, "CREATE TABLE notes (x TEXT)", NULL,
+				 NULL, NULL) != SQLITE_OK)
+			i_fatal("%s: %s", path, sqlite3_errmsg(db));
+		sqlite3_close(db);
+	}
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
+				     &error) == -1);
+	test_assert_strcmp(error, t_strconcat(path, ": not a dovecot-dmarcreport"
+			   " database (no schema_version)", NULL));
+	test_assert_strcmp(test_sql(path, "SELECT name FROM sqlite_master"),
+			   "notes;\n");
+	test_end();
+}
+
+/* Rows release 1 stored: newline-joined errors and reasons, an IPv6
+   and an IPv4 record (the schema is test_schema_v1_sql above). */
 static const char test_data_v1_sql[] =
 	"INSERT INTO reports (id, org_name, report_id, policy_domain,"
 	" date_begin, date_end, errors, format_version, policy_p,"
@@ -746,6 +833,36 @@ static void test_store_closed_file_complete(void)
 	test_assert(link(path, copy) == 0);
 	test_assert_strcmp(test_counts(copy), "50|150|150;\n");
 	test_assert_strcmp(test_sql(copy, "PRAGMA integrity_check"), "ok;\n");
+	test_end();
+}
+
+/* Expire deletes a report's row, then its records in later transactions:
+   a report stored in between must not get the freed id, or the rest of
+   the expire takes its records too. */
+static void test_store_id_not_reused_while_rows_remain(void)
+{
+	const char *path = test_db_path("id-reuse");
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	const char *error = NULL;
+
+	test_begin("store: a report id is not handed out while records "
+		   "still refer to it");
+	store = test_open(path);
+	test_report_init(&report, "old");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_close(&store);
+	/* what expire's first transaction leaves: the report row gone,
+	   its records still there */
+	test_sql_exec(path, "PRAGMA foreign_keys = OFF;"
+		      "DELETE FROM reports WHERE report_id = 'old'");
+	store = test_open(path);
+	test_report_init(&report, "new");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path,
+		"SELECT count(*) FROM records WHERE report_ref ="
+		" (SELECT id FROM reports WHERE report_id = 'new')"), "3;\n");
 	test_end();
 }
 
@@ -1041,7 +1158,7 @@ static void test_store_readonly_refuses_writes(void)
 	test_assert(dmarc_store_report_begin(store, &report, &info, &sreport,
 					     &error) == -1);
 	test_assert(sreport == NULL);
-	test_assert(str_begins(error, t_strconcat(path, ": ", NULL)) &&
+	test_assert(str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
 		    strstr(error, "readonly") != NULL);
 	dmarc_store_close(&store);
 	test_end();
@@ -1214,7 +1331,7 @@ static void test_concurrent_busy_timeout(void)
 					     &error) == -1);
 	test_assert(sreport == NULL);
 	test_assert(error != NULL &&
-		    str_begins(error, t_strconcat(path, ": ", NULL)) &&
+		    str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
 		    strstr(error, "busy for more than 50 ms") != NULL);
 	i_close_fd(&release_fd);
 	test_assert(test_wait_child(pid) == 0);
@@ -1307,6 +1424,7 @@ int main(void)
 		test_open_missing,
 		test_open_readonly_empty_file,
 		test_open_newer_schema,
+		test_open_migrates_v1,
 		test_open_corrupt,
 		test_open_foreign_database,
 		test_store_columns,
@@ -1316,6 +1434,7 @@ int main(void)
 		test_store_duplicate,
 		test_store_rollback,
 		test_store_closed_file_complete,
+		test_store_id_not_reused_while_rows_remain,
 		test_store_cache,
 		test_store_cache_idle,
 		test_store_batch,

@@ -139,6 +139,16 @@ static int filter_report(struct dmarc_query_filter *filter, const char *value,
 	return 0;
 }
 
+static int filter_type(struct dmarc_query_filter *filter, const char *value,
+		       time_t now ATTR_UNUSED, const char **error_r)
+{
+	static const char *const types[] = {
+		"aggregate", "tls", "failure", NULL
+	};
+
+	return parse_enum("type", value, types, &filter->type, error_r);
+}
+
 static const struct filter_word filter_words[] = {
 	{ "report", DMARC_QUERY_FIELD_REPORT, filter_report },
 	{ "domain", DMARC_QUERY_FIELD_DOMAIN, filter_domain },
@@ -151,6 +161,8 @@ static const struct filter_word filter_words[] = {
 	{ "spf", DMARC_QUERY_FIELD_SPF, filter_spf },
 	{ "result", DMARC_QUERY_FIELD_RESULT, filter_result },
 	{ "header_from", DMARC_QUERY_FIELD_HEADER_FROM, filter_header_from },
+	/* not "not type": the kind is a table, not a condition */
+	{ "type", DMARC_QUERY_FIELD_TYPE, filter_type },
 };
 
 static const struct filter_word *filter_word_find(const char *name)
@@ -184,7 +196,7 @@ int doveadm_dmarc_filter_parse(const char *const *args, time_t now,
 			*error_r = t_strdup_printf("Unknown filter '%s' "
 				"(known: report, domain, org, since, until, "
 				"source, disposition, dkim, spf, result, "
-				"header_from, each after not)", args[0]);
+				"header_from, type, each after not)", args[0]);
 			return -1;
 		}
 		if (negate)

@@ -283,7 +283,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_show_alloc(void)
 	struct show_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct show_cmd_context, "r");
-	ctx->dctx.ctx.v.init = cmd_dmarc_show_init;
+	ctx->dctx.init = cmd_dmarc_show_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_show_run;
 	/* one "field: value" line each: a report has some thirty */
 	doveadm_print_init(DOVEADM_PRINT_TYPE_PAGER);

@@ -9,39 +9,20 @@
 #include "net.h"
 #include "dmarc-store.h"
 #include "dmarc-query.h"
+#include "dmarc-query-private.h"
 
 #include <stdio.h>
 #include <sqlite3.h>
 #include <time.h>
 
-enum query_bind_type {
-	QUERY_BIND_INT,
-	QUERY_BIND_TEXT,
-	QUERY_BIND_BLOB16,
-};
-
-struct query_bind {
-	enum query_bind_type type;
-	int64_t num;
-	const char *text;
-	const unsigned char *blob;
-};
-ARRAY_DEFINE_TYPE(query_bind, struct query_bind);
-
-/* A statement under construction: SQL text plus its bound values. */
-struct query_sql {
-	string_t *sql;
-	ARRAY_TYPE(query_bind) binds;
-};
-
-static void query_sql_init(struct query_sql *q, const char *start)
+void dmarc_query_sql_init(struct query_sql *q, const char *start)
 {
 	q->sql = t_str_new(512);
 	str_append(q->sql, start);
 	t_array_init(&q->binds, 8);
 }
 
-static void bind_int(struct query_sql *q, int64_t num)
+void dmarc_query_bind_int(struct query_sql *q, int64_t num)
 {
 	struct query_bind *b = array_append_space(&q->binds);
 
@@ -49,7 +30,7 @@ static void bind_int(struct query_sql *q, int64_t num)
 	b->num = num;
 }
 
-static void bind_text(struct query_sql *q, const char *text)
+void dmarc_query_bind_text(struct query_sql *q, const char *text)
 {
 	struct query_bind *b = array_append_space(&q->binds);
 
@@ -57,7 +38,7 @@ static void bind_text(struct query_sql *q, const char *text)
 	b->text = text;
 }
 
-static void bind_blob16(struct query_sql *q, const unsigned char *blob)
+void dmarc_query_bind_blob16(struct query_sql *q, const unsigned char *blob)
 {
 	struct query_bind *b = array_append_space(&q->binds);
 
@@ -85,54 +66,54 @@ query_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
 {
 	if (f->have_report) {
 		query_cond(q, f, DMARC_QUERY_FIELD_REPORT, "r.id = ?");
-		bind_int(q, f->report);
+		dmarc_query_bind_int(q, f->report);
 	}
 	if (f->domain != NULL) {
 		query_cond(q, f, DMARC_QUERY_FIELD_DOMAIN,
 			   "r.policy_domain = lower(?)");
-		bind_text(q, f->domain);
+		dmarc_query_bind_text(q, f->domain);
 	}
 	if (f->org != NULL) {
 		query_cond(q, f, DMARC_QUERY_FIELD_ORG,
 			   "r.org_name = ? COLLATE NOCASE");
-		bind_text(q, f->org);
+		dmarc_query_bind_text(q, f->org);
 	}
 	if (f->have_since) {
 		query_cond(q, f, DMARC_QUERY_FIELD_SINCE, "r.date_begin >= ?");
-		bind_int(q, f->since);
+		dmarc_query_bind_int(q, f->since);
 	}
 	if (f->have_until) {
 		query_cond(q, f, DMARC_QUERY_FIELD_UNTIL, "r.date_begin <= ?");
-		bind_int(q, f->until);
+		dmarc_query_bind_int(q, f->until);
 	}
 	if (f->have_source) {
 		/* an invalid source_ip has no key: never in a network */
 		query_cond(q, f, DMARC_QUERY_FIELD_SOURCE,
 			   "rec.source_ip_key BETWEEN ? AND ?");
-		bind_blob16(q, f->source_min);
-		bind_blob16(q, f->source_max);
+		dmarc_query_bind_blob16(q, f->source_min);
+		dmarc_query_bind_blob16(q, f->source_max);
 	}
 	if (f->disposition != NULL) {
 		query_cond(q, f, DMARC_QUERY_FIELD_DISPOSITION,
 			   "rec.disposition = lower(?)");
-		bind_text(q, f->disposition);
+		dmarc_query_bind_text(q, f->disposition);
 	}
 	if (f->dkim != NULL) {
 		query_cond(q, f, DMARC_QUERY_FIELD_DKIM, "rec.dkim = lower(?)");
-		bind_text(q, f->dkim);
+		dmarc_query_bind_text(q, f->dkim);
 	}
 	if (f->spf != NULL) {
 		query_cond(q, f, DMARC_QUERY_FIELD_SPF, "rec.spf = lower(?)");
-		bind_text(q, f->spf);
+		dmarc_query_bind_text(q, f->spf);
 	}
 	if (f->result >= 0) {
 		query_cond(q, f, DMARC_QUERY_FIELD_RESULT, "rec.dmarc_pass = ?");
-		bind_int(q, f->result > 0 ? 1 : 0);
+		dmarc_query_bind_int(q, f->result > 0 ? 1 : 0);
 	}
 	if (f->header_from != NULL) {
 		query_cond(q, f, DMARC_QUERY_FIELD_HEADER_FROM,
 			   "lower(rec.header_from) = lower(?)");
-		bind_text(q, f->header_from);
+		dmarc_query_bind_text(q, f->header_from);
 	}
 }
 
@@ -160,7 +141,7 @@ static void query_add_limit(struct query_sql *q,
 {
 	if (f->limit > 0) {
 		str_append(q->sql, " LIMIT ?");
-		bind_int(q, f->limit);
+		dmarc_query_bind_int(q, f->limit);
 	}
 }
 
@@ -169,8 +150,7 @@ static const char *query_db_error(sqlite3 *db, const char *what)
 	return t_strdup_printf("%s: %s", what, sqlite3_errmsg(db));
 }
 
-static int
-query_prepare(struct dmarc_store *store, const struct query_sql *q,
+int dmarc_query_prepare(struct dmarc_store *store, const struct query_sql *q,
 	      sqlite3_stmt **stmt_r, const char **error_r)
 {
 	sqlite3 *db = dmarc_store_get_db(store);
@@ -207,7 +187,7 @@ query_prepare(struct dmarc_store *store, const struct query_sql *q,
 }
 
 /* Steps stmt to the next row: 1 row, 0 done, -1 error. */
-static int query_step(sqlite3_stmt *stmt, const char **error_r)
+int dmarc_query_step(sqlite3_stmt *stmt, const char **error_r)
 {
 	switch (sqlite3_step(stmt)) {
 	case SQLITE_ROW:
@@ -221,14 +201,14 @@ static int query_step(sqlite3_stmt *stmt, const char **error_r)
 	}
 }
 
-static const char *col_str(sqlite3_stmt *stmt, int col)
+const char *dmarc_query_col_str(sqlite3_stmt *stmt, int col)
 {
 	const unsigned char *s = sqlite3_column_text(stmt, col);
 
 	return s == NULL ? NULL : t_strdup((const char *)s);
 }
 
-static uint64_t col_u64(sqlite3_stmt *stmt, int col)
+uint64_t dmarc_query_col_u64(sqlite3_stmt *stmt, int col)
 {
 	sqlite3_int64 n = sqlite3_column_int64(stmt, col);
 
@@ -250,18 +230,18 @@ static uint64_t total_to_count(double total)
 	return (uint64_t)total;
 }
 
-static uint64_t col_total(sqlite3_stmt *stmt, int col)
+uint64_t dmarc_query_col_total(sqlite3_stmt *stmt, int col)
 {
 	return total_to_count(sqlite3_column_double(stmt, col));
 }
 
 /* Rates come from the unsaturated totals: still right past INT64_MAX. */
-static double query_rate(double part, double total)
+double dmarc_query_rate(double part, double total)
 {
 	return total <= 0.0 ? 0.0 : 100.0 * part / total;
 }
 
-static const char *query_callback_error = "callback failed";
+const char *const dmarc_query_callback_error = "callback failed";
 
 /* --- output --- */
 
@@ -452,7 +432,9 @@ int dmarc_query_list(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
-	query_sql_init(&q,
+	if (filter->type != NULL && strcmp(filter->type, "aggregate") != 0)
+		return 0;
+	dmarc_query_sql_init(&q,
 		"SELECT r.id, r.org_name, r.report_id, r.policy_domain,"
 		" r.date_begin, r.date_end, r.policy_p, r.policy_sp,"
 		" r.policy_np, r.policy_testing, r.policy_pct,"
@@ -476,32 +458,32 @@ int dmarc_query_list(struct dmarc_store *store,
 	}
 	str_append(q.sql, "r.date_begin, r.id");
 	query_add_limit(&q, filter);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+	while (ret == 0 && (ret = dmarc_query_step(stmt, error_r)) > 0) T_BEGIN {
 		struct dmarc_query_report_row row;
 
 		i_zero(&row);
 		row.id = sqlite3_column_int64(stmt, 0);
-		row.org_name = col_str(stmt, 1);
-		row.report_id = col_str(stmt, 2);
-		row.policy_domain = col_str(stmt, 3);
+		row.org_name = dmarc_query_col_str(stmt, 1);
+		row.report_id = dmarc_query_col_str(stmt, 2);
+		row.policy_domain = dmarc_query_col_str(stmt, 3);
 		row.date_begin = sqlite3_column_int64(stmt, 4);
 		row.date_end = sqlite3_column_int64(stmt, 5);
-		row.policy_p = col_str(stmt, 6);
-		row.policy_sp = col_str(stmt, 7);
-		row.policy_np = col_str(stmt, 8);
-		row.policy_testing = col_str(stmt, 9);
+		row.policy_p = dmarc_query_col_str(stmt, 6);
+		row.policy_sp = dmarc_query_col_str(stmt, 7);
+		row.policy_np = dmarc_query_col_str(stmt, 8);
+		row.policy_testing = dmarc_query_col_str(stmt, 9);
 		row.policy_pct = sqlite3_column_type(stmt, 10) == SQLITE_NULL ?
 			-1 : sqlite3_column_int(stmt, 10);
-		row.archive_path = col_str(stmt, 11);
+		row.archive_path = dmarc_query_col_str(stmt, 11);
 		row.received = sqlite3_column_int64(stmt, 12);
-		row.records = col_u64(stmt, 13);
-		row.messages = col_total(stmt, 14);
-		row.pass = col_total(stmt, 15);
+		row.records = dmarc_query_col_u64(stmt, 13);
+		row.messages = dmarc_query_col_total(stmt, 14);
+		row.pass = dmarc_query_col_total(stmt, 15);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
-			*error_r = query_callback_error;
+			*error_r = dmarc_query_callback_error;
 	} T_END;
 	sqlite3_finalize(stmt);
 	return ret < 0 ? -1 : 0;
@@ -518,7 +500,7 @@ int dmarc_query_records(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
-	query_sql_init(&q,
+	dmarc_query_sql_init(&q,
 		"SELECT r.policy_domain, r.org_name, r.report_id, r.date_begin,"
 		" r.id, r.date_end,"
 		" rec.source_ip, rec.count, rec.disposition, rec.dkim, rec.spf,"
@@ -546,30 +528,30 @@ int dmarc_query_records(struct dmarc_store *store,
 	}
 	str_append(q.sql, "r.date_begin, r.id, rec.id");
 	query_add_limit(&q, filter);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+	while (ret == 0 && (ret = dmarc_query_step(stmt, error_r)) > 0) T_BEGIN {
 		struct dmarc_query_record_row row;
 
 		i_zero(&row);
-		row.policy_domain = col_str(stmt, 0);
-		row.org_name = col_str(stmt, 1);
-		row.report_id = col_str(stmt, 2);
+		row.policy_domain = dmarc_query_col_str(stmt, 0);
+		row.org_name = dmarc_query_col_str(stmt, 1);
+		row.report_id = dmarc_query_col_str(stmt, 2);
 		row.date_begin = sqlite3_column_int64(stmt, 3);
 		row.report = sqlite3_column_int64(stmt, 4);
 		row.date_end = sqlite3_column_int64(stmt, 5);
-		row.source_ip = col_str(stmt, 6);
-		row.count = col_u64(stmt, 7);
-		row.disposition = col_str(stmt, 8);
-		row.dkim = col_str(stmt, 9);
-		row.spf = col_str(stmt, 10);
+		row.source_ip = dmarc_query_col_str(stmt, 6);
+		row.count = dmarc_query_col_u64(stmt, 7);
+		row.disposition = dmarc_query_col_str(stmt, 8);
+		row.dkim = dmarc_query_col_str(stmt, 9);
+		row.spf = dmarc_query_col_str(stmt, 10);
 		row.dmarc_pass = sqlite3_column_int(stmt, 11) != 0;
-		row.header_from = col_str(stmt, 12);
-		row.envelope_from = col_str(stmt, 13);
-		row.auth = col_str(stmt, 14);
+		row.header_from = dmarc_query_col_str(stmt, 12);
+		row.envelope_from = dmarc_query_col_str(stmt, 13);
+		row.auth = dmarc_query_col_str(stmt, 14);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
-			*error_r = query_callback_error;
+			*error_r = dmarc_query_callback_error;
 	} T_END;
 	sqlite3_finalize(stmt);
 	return ret < 0 ? -1 : 0;
@@ -638,29 +620,29 @@ int dmarc_query_groups(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
-	query_sql_init(&q, t_strdup_printf(
+	dmarc_query_sql_init(&q, t_strdup_printf(
 		"SELECT coalesce(%s, '') AS k, total(rec.count),"
 		" total(CASE WHEN rec.dmarc_pass THEN rec.count END)"
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
 		" WHERE 1", query_group_expr(group)));
 	query_add_filter(&q, filter);
 	str_append(q.sql, " GROUP BY k ORDER BY 2 DESC, k");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+	while (ret == 0 && (ret = dmarc_query_step(stmt, error_r)) > 0) T_BEGIN {
 		struct dmarc_query_group_row row;
 		double messages = sqlite3_column_double(stmt, 1);
 		double pass = sqlite3_column_double(stmt, 2);
 
 		i_zero(&row);
-		row.key = col_str(stmt, 0);
+		row.key = dmarc_query_col_str(stmt, 0);
 		row.messages = total_to_count(messages);
 		row.pass = total_to_count(pass);
 		row.fail = total_to_count(messages - pass);
-		row.pass_rate = query_rate(pass, messages);
+		row.pass_rate = dmarc_query_rate(pass, messages);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
-			*error_r = query_callback_error;
+			*error_r = dmarc_query_callback_error;
 	} T_END;
 	sqlite3_finalize(stmt);
 	return ret < 0 ? -1 : 0;
@@ -682,7 +664,7 @@ query_top_failing(struct dmarc_store *store,
 	int ret;
 
 	dfilter.domain = domain;
-	query_sql_init(&q,
+	dmarc_query_sql_init(&q,
 		"SELECT rec.source_ip, total(rec.count) AS n"
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
 		" WHERE rec.dmarc_pass = 0");
@@ -690,13 +672,13 @@ query_top_failing(struct dmarc_store *store,
 	str_printfa(q.sql, " GROUP BY rec.source_ip HAVING n > 0"
 		    " ORDER BY n DESC, rec.source_ip LIMIT %u",
 		    DMARC_QUERY_SUMMARY_TOP_SOURCES);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while ((ret = query_step(stmt, error_r)) > 0) {
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
 		struct dmarc_query_source_count *src = array_append_space(top);
 
-		src->source_ip = col_str(stmt, 0);
-		src->messages = col_total(stmt, 1);
+		src->source_ip = dmarc_query_col_str(stmt, 0);
+		src->messages = dmarc_query_col_total(stmt, 1);
 	}
 	sqlite3_finalize(stmt);
 	return ret;
@@ -739,7 +721,7 @@ int dmarc_query_summary(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
-	query_sql_init(&q,
+	dmarc_query_sql_init(&q,
 		"SELECT r.policy_domain, count(DISTINCT r.id), total(rec.count),"
 		" total(CASE WHEN rec.dmarc_pass THEN rec.count END),"
 		" total(CASE WHEN rec.dkim = 'pass' THEN rec.count END),"
@@ -750,26 +732,26 @@ int dmarc_query_summary(struct dmarc_store *store,
 		" WHERE 1");
 	query_add_filter(&q, filter);
 	str_append(q.sql, " GROUP BY r.policy_domain ORDER BY r.policy_domain");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
 	/* no T_BEGIN per row: an error of query_top_failing() must outlive
 	   it, and there is one row per domain only */
-	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) {
+	while (ret == 0 && (ret = dmarc_query_step(stmt, error_r)) > 0) {
 		struct dmarc_query_summary_row row;
 		ARRAY_TYPE(query_source_count) top;
 		double messages = sqlite3_column_double(stmt, 2);
 
 		i_zero(&row);
-		row.policy_domain = col_str(stmt, 0);
-		row.reports = col_u64(stmt, 1);
+		row.policy_domain = dmarc_query_col_str(stmt, 0);
+		row.reports = dmarc_query_col_u64(stmt, 1);
 		row.messages = total_to_count(messages);
-		row.pass = col_total(stmt, 3);
-		row.dkim_aligned = col_total(stmt, 4);
-		row.spf_aligned = col_total(stmt, 5);
-		row.failing_sources = col_u64(stmt, 6);
-		row.pass_rate = query_rate(sqlite3_column_double(stmt, 3), messages);
-		row.dkim_rate = query_rate(sqlite3_column_double(stmt, 4), messages);
-		row.spf_rate = query_rate(sqlite3_column_double(stmt, 5), messages);
+		row.pass = dmarc_query_col_total(stmt, 3);
+		row.dkim_aligned = dmarc_query_col_total(stmt, 4);
+		row.spf_aligned = dmarc_query_col_total(stmt, 5);
+		row.failing_sources = dmarc_query_col_u64(stmt, 6);
+		row.pass_rate = dmarc_query_rate(sqlite3_column_double(stmt, 3), messages);
+		row.dkim_rate = dmarc_query_rate(sqlite3_column_double(stmt, 4), messages);
+		row.spf_rate = dmarc_query_rate(sqlite3_column_double(stmt, 5), messages);
 
 		t_array_init(&top, DMARC_QUERY_SUMMARY_TOP_SOURCES);
 		ret = query_top_failing(store, filter, row.policy_domain,
@@ -780,7 +762,7 @@ int dmarc_query_summary(struct dmarc_store *store,
 			row.verdict = query_verdict(&row);
 			ret = callback(&row, context) < 0 ? -1 : 0;
 			if (ret < 0)
-				*error_r = query_callback_error;
+				*error_r = dmarc_query_callback_error;
 		}
 	}
 	sqlite3_finalize(stmt);
@@ -808,11 +790,11 @@ static int query_expire_orphans(struct dmarc_store *store,
 	int ret;
 
 	t_array_init(&refs, 64);
-	query_sql_init(&q, "SELECT DISTINCT report_ref FROM records"
+	dmarc_query_sql_init(&q, "SELECT DISTINCT report_ref FROM records"
 		       " WHERE report_ref NOT IN (SELECT id FROM reports)");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while ((ret = query_step(stmt, error_r)) > 0) {
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
 		ref = sqlite3_column_int64(stmt, 0);
 		array_push_back(&refs, &ref);
 	}
@@ -826,31 +808,50 @@ static int query_expire_orphans(struct dmarc_store *store,
 				return -1;
 			/* the same chunk of records, first their auth
 			   results (foreign keys are off in a batch) */
-			query_sql_init(&q, "DELETE FROM auth_results WHERE"
+			dmarc_query_sql_init(&q, "DELETE FROM auth_results WHERE"
 				" record_ref IN (SELECT id FROM records"
 				" WHERE report_ref = ? ORDER BY id LIMIT ?)");
-			bind_int(&q, ref);
-			bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (query_prepare(store, &q, &stmt, error_r) < 0)
+			dmarc_query_bind_int(&q, ref);
+			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
+			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 				return -1;
-			ret = query_step(stmt, error_r);
+			ret = dmarc_query_step(stmt, error_r);
 			sqlite3_finalize(stmt);
 			if (ret < 0)
 				return -1;
-			query_sql_init(&q, "DELETE FROM records WHERE id IN"
+			/* and their reasons */
+			dmarc_query_sql_init(&q, "DELETE FROM record_reasons"
+				" WHERE record_ref IN (SELECT id FROM records"
+				" WHERE report_ref = ? ORDER BY id LIMIT ?)");
+			dmarc_query_bind_int(&q, ref);
+			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
+			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
+				return -1;
+			ret = dmarc_query_step(stmt, error_r);
+			sqlite3_finalize(stmt);
+			if (ret < 0)
+				return -1;
+			dmarc_query_sql_init(&q, "DELETE FROM records WHERE id IN"
 				" (SELECT id FROM records WHERE report_ref = ?"
 				" ORDER BY id LIMIT ?)");
-			bind_int(&q, ref);
-			bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (query_prepare(store, &q, &stmt, error_r) < 0)
+			dmarc_query_bind_int(&q, ref);
+			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
+			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 				return -1;
-			ret = query_step(stmt, error_r);
+			ret = dmarc_query_step(stmt, error_r);
 			sqlite3_finalize(stmt);
 			if (ret < 0)
 				return -1;
 		} while (sqlite3_changes(db) > 0);
 	}
-	return 0;
+	/* the expired reports' errors: a handful each */
+	dmarc_query_sql_init(&q, "DELETE FROM report_errors WHERE report_ref"
+		" NOT IN (SELECT id FROM reports)");
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	ret = dmarc_query_step(stmt, error_r);
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
 }
 
 int dmarc_query_expire(struct dmarc_store *store, int64_t before,
@@ -873,19 +874,19 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 		return -1;
 	if (paths_r != NULL) {
 		/* a file that held several reports goes only with the last */
-		query_sql_init(&q,
+		dmarc_query_sql_init(&q,
 			"SELECT DISTINCT archive_path FROM reports"
 			" WHERE date_end < ? AND archive_path IS NOT NULL"
 			" AND archive_path NOT IN (SELECT archive_path"
 			"  FROM reports WHERE date_end >= ?"
 			"  AND archive_path IS NOT NULL)"
 			" ORDER BY archive_path");
-		bind_int(&q, before);
-		bind_int(&q, before);
-		if (query_prepare(store, &q, &stmt, error_r) < 0)
+		dmarc_query_bind_int(&q, before);
+		dmarc_query_bind_int(&q, before);
+		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 			ret = -1;
 		else {
-			while ((ret = query_step(stmt, error_r)) > 0) {
+			while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
 				const char *path = p_strdup(pool,
 					(const char *)sqlite3_column_text(stmt, 0));
 				array_push_back(paths_r, &path);
@@ -894,12 +895,12 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 		}
 	}
 	if (ret == 0) {
-		query_sql_init(&q, "DELETE FROM reports WHERE date_end < ?");
-		bind_int(&q, before);
-		if (query_prepare(store, &q, &stmt, error_r) < 0)
+		dmarc_query_sql_init(&q, "DELETE FROM reports WHERE date_end < ?");
+		dmarc_query_bind_int(&q, before);
+		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 			ret = -1;
 		else {
-			ret = query_step(stmt, error_r);
+			ret = dmarc_query_step(stmt, error_r);
 			if (ret == 0)
 				*deleted_r = sqlite3_changes(db);
 			sqlite3_finalize(stmt);
@@ -943,11 +944,11 @@ query_show_rows(struct dmarc_store *store, const char *sql, int64_t id,
 	sqlite3_stmt *stmt;
 	int ret;
 
-	query_sql_init(&q, sql);
-	bind_int(&q, id);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	dmarc_query_sql_init(&q, sql);
+	dmarc_query_bind_int(&q, id);
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while ((ret = query_step(stmt, error_r)) > 0)
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0)
 		row_func(stmt, context);
 	sqlite3_finalize(stmt);
 	return ret;
@@ -971,7 +972,7 @@ static void show_record_row(sqlite3_stmt *stmt, void *context)
 	rec->id = sqlite3_column_int64(stmt, 0);
 	rec->source_ip = col_pstr(pool, stmt, 1);
 	rec->source_ip_valid = sqlite3_column_int(stmt, 2) != 0;
-	rec->count = col_u64(stmt, 3);
+	rec->count = dmarc_query_col_u64(stmt, 3);
 	rec->disposition = col_pstr(pool, stmt, 4);
 	rec->dkim = col_pstr(pool, stmt, 5);
 	rec->spf = col_pstr(pool, stmt, 6);
@@ -1069,9 +1070,9 @@ query_show_one(struct dmarc_store *store, sqlite3_stmt *stmt,
 	report.archive_path = col_pstr(pool, stmt, 21);
 	report.message_id = col_pstr(pool, stmt, 22);
 	report.received = sqlite3_column_int64(stmt, 23);
-	report.records = col_u64(stmt, 24);
-	report.messages = col_u64(stmt, 25);
-	report.pass = col_u64(stmt, 26);
+	report.records = dmarc_query_col_u64(stmt, 24);
+	report.messages = dmarc_query_col_u64(stmt, 25);
+	report.pass = dmarc_query_col_u64(stmt, 26);
 	p_array_init(&report.errors, pool, 2);
 	p_array_init(&report.record_list, pool, 16);
 
@@ -1104,7 +1105,7 @@ query_show_one(struct dmarc_store *store, sqlite3_stmt *stmt,
 			show_auth_row, &report, error_r);
 	}
 	if (ret == 0 && callback(&report, context) < 0) {
-		*error_r = query_callback_error;
+		*error_r = dmarc_query_callback_error;
 		ret = -1;
 	}
 	pool_unref(&pool);
@@ -1121,7 +1122,7 @@ int dmarc_query_show(struct dmarc_store *store,
 	unsigned int found = 0;
 	int ret;
 
-	query_sql_init(&q,
+	dmarc_query_sql_init(&q,
 		"SELECT id, org_name, report_id, policy_domain, format,"
 		" version, email, extra_contact_info, generator, extensions,"
 		" date_begin, date_end, policy_adkim, policy_aspf, policy_p,"
@@ -1130,18 +1131,18 @@ int dmarc_query_show(struct dmarc_store *store,
 		" record_count, message_count, pass_count FROM reports WHERE ");
 	if (key->report_id == NULL) {
 		str_append(q.sql, "id = ?");
-		bind_int(&q, key->id);
+		dmarc_query_bind_int(&q, key->id);
 	} else {
 		/* the key's comparison: org_name case-insensitively */
 		str_append(q.sql, "report_id = ? AND org_name = ?"
 			   " COLLATE NOCASE");
-		bind_text(&q, key->report_id);
-		bind_text(&q, key->org_name);
+		dmarc_query_bind_text(&q, key->report_id);
+		dmarc_query_bind_text(&q, key->org_name);
 	}
 	str_append(q.sql, " ORDER BY id");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while ((ret = query_step(stmt, error_r)) > 0) {
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
 		found++;
 		T_BEGIN {
 			ret = query_show_one(store, stmt, callback, context,
@@ -1165,15 +1166,15 @@ int dmarc_query_resolved_get(struct dmarc_store *store, const char *ip,
 	int ret;
 
 	*name_r = NULL;
-	query_sql_init(&q, "SELECT name FROM resolved_names"
+	dmarc_query_sql_init(&q, "SELECT name FROM resolved_names"
 		       " WHERE ip = ? AND expires > ?");
-	bind_text(&q, ip);
-	bind_int(&q, now);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	dmarc_query_bind_text(&q, ip);
+	dmarc_query_bind_int(&q, now);
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	ret = query_step(stmt, error_r);
+	ret = dmarc_query_step(stmt, error_r);
 	if (ret > 0)
-		*name_r = col_str(stmt, 0);
+		*name_r = dmarc_query_col_str(stmt, 0);
 	sqlite3_finalize(stmt);
 	return ret;
 }
@@ -1187,14 +1188,14 @@ int dmarc_query_resolved_put(struct dmarc_store *store, const char *ip,
 	int ret;
 
 	/* a name is never "": that is NULL, no verified name */
-	query_sql_init(&q, "INSERT OR REPLACE INTO resolved_names"
+	dmarc_query_sql_init(&q, "INSERT OR REPLACE INTO resolved_names"
 		       " (ip, name, expires) VALUES (?, nullif(?, ''), ?)");
-	bind_text(&q, ip);
-	bind_text(&q, name == NULL ? "" : name);
-	bind_int(&q, expires);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	dmarc_query_bind_text(&q, ip);
+	dmarc_query_bind_text(&q, name == NULL ? "" : name);
+	dmarc_query_bind_int(&q, expires);
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	ret = query_step(stmt, error_r);
+	ret = dmarc_query_step(stmt, error_r);
 	sqlite3_finalize(stmt);
 	return ret < 0 ? -1 : 0;
 }

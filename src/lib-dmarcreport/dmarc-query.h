@@ -22,6 +22,7 @@ enum dmarc_query_field {
 	DMARC_QUERY_FIELD_SPF,
 	DMARC_QUERY_FIELD_RESULT,
 	DMARC_QUERY_FIELD_HEADER_FROM,
+	DMARC_QUERY_FIELD_TYPE,
 };
 #define DMARC_QUERY_FIELD_BIT(field) (1U << (field))
 
@@ -56,6 +57,9 @@ struct dmarc_query_filter {
 	int64_t since;            /* date_begin >= since */
 	int64_t until;            /* date_begin <= until (inclusive: no
 				     end+1 to overflow at INT64_MAX) */
+	/* "aggregate", "tls" or "failure": the kind of report list shows
+	   (NULL: all; see dmarc-query-kinds.h) */
+	const char *type;
 
 	/* record fields */
 	bool have_source;

@@ -55,13 +55,21 @@ static const char *const store_stmt_sql[STMT_COUNT] = {
 		" WHERE report_id = ? AND policy_domain = ?"
 		" AND org_name = ? COLLATE NOCASE ORDER BY id LIMIT 1",
 	[STMT_INSERT_REPORT] =
-		"INSERT INTO reports (org_name, report_id, policy_domain,"
+		/* The id is past every id that records still refer to:
+		   expire deletes a report's row first and its records in
+		   later transactions, and SQLite would otherwise hand the
+		   freed highest id to the next report, whose records the
+		   rest of that expire would then delete. Both maxima are
+		   index lookups. */
+		"INSERT INTO reports (id, org_name, report_id, policy_domain,"
 		" date_begin, date_end, email, extra_contact_info, generator,"
 		" format, format_version, policy_adkim, policy_aspf, policy_p,"
 		" policy_sp, policy_np, policy_pct, policy_fo, policy_testing,"
 		" policy_discovery_method, archive_path, message_id, received,"
 		" version)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		" VALUES (1 + max(coalesce((SELECT max(id) FROM reports), 0),"
+		"  coalesce((SELECT max(report_ref) FROM records), 0)),"
+		" ?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 		" ON CONFLICT (org_name, report_id, policy_domain) DO NOTHING",
 	[STMT_INSERT_ERROR] =
 		"INSERT INTO report_errors (report_ref, seq, error)"
@@ -114,6 +122,8 @@ struct dmarc_store {
 	   not be removed), or NULL */
 	char *batch_error;
 	struct dmarc_store_report *report;
+	/* the schema version of the file (older only when read-only) */
+	int version;
 	/* the file opened, to tell whether the path still names it */
 	dev_t dev;
 	ino_t ino;
@@ -287,14 +297,14 @@ static int store_get_version(struct dmarc_store *store, int *version_r,
    (two processes opening the file at once do not both upgrade it), and
    end where dmarc-store-schema.sql starts a new database. */
 
-/* Version 2: every byte of a report kept. The report's format and its
+/* Version 3: every byte of an aggregate report kept. The report's format and its
    <version> as given, <extensions> and unknown elements, the <error>s and
    <reason>s as lists of rows (they were newline-joined text), a record's
    invalid source_ip marked, a digest of the content to tell a conflicting
    resend, and an index for the case-insensitive key lookup. Rows stored
    before keep what they had: format unknown (NULL), version the
    format_version they were stored with. */
-static const char store_migrate_2_sql[] =
+static const char store_migrate_3_sql[] =
 	"ALTER TABLE reports ADD COLUMN format TEXT;"
 	"ALTER TABLE reports ADD COLUMN version TEXT;"
 	"ALTER TABLE reports ADD COLUMN extensions TEXT;"
@@ -348,7 +358,11 @@ static const struct store_migration {
 	int version;		/* the version the step reaches */
 	const char *sql;
 } store_migrations[] = {
-	{ 2, store_migrate_2_sql },
+	/* Version 2: the SMTP TLS and failure report tables. The schema's
+	   statements are all IF NOT EXISTS: applied to a version 1
+	   database, it adds them (and the tables of version 3). */
+	{ 2, dmarc_store_schema_sql },
+	{ 3, store_migrate_3_sql },
 };
 
 static int store_migrate(struct dmarc_store *store, int *version,
@@ -440,6 +454,7 @@ static int store_check_schema(struct dmarc_store *store, bool readonly,
 		if (store_migrate(store, &version, error_r) < 0)
 			return -1;
 	}
+	store->version = version;
 	return 1;
 }
 
@@ -558,6 +573,11 @@ void dmarc_store_set_busy_timeout(struct dmarc_store *store,
 	store_set_busy_timeout(store, msecs);
 }
 
+const char *dmarc_store_db_error(struct dmarc_store *store, const char *what)
+{
+	return store_error(store, what);
+}
+
 enum dmarc_store_error dmarc_store_get_error(struct dmarc_store *store)
 {
 	return store->last_error;
@@ -626,6 +646,21 @@ void dmarc_store_close(struct dmarc_store **_store)
 struct sqlite3 *dmarc_store_get_db(struct dmarc_store *store)
 {
 	return store->db;
+}
+
+int dmarc_store_get_version(struct dmarc_store *store)
+{
+	return store->version;
+}
+
+const char *dmarc_store_get_path(struct dmarc_store *store)
+{
+	return store->path;
+}
+
+bool dmarc_store_in_batch(struct dmarc_store *store)
+{
+	return store->in_batch;
 }
 
 static sqlite3_stmt *

@@ -13,11 +13,12 @@ struct sqlite3;
 struct dmarc_store;
 struct dmarc_store_report;
 
-/* 2: every byte of a report kept (format, version as given, extensions,
-   errors and reasons as rows, invalid source_ip marked, content digest).
+/* 2: SMTP TLS and failure report tables. 3: every byte of an aggregate
+   report kept (format, version as given, extensions, errors and reasons
+   as rows, invalid source_ip marked, content digest, resolved names).
    An older database is upgraded in place when opened (through a writable
    connection also when opened read-only); releases before refuse it. */
-#define DMARC_STORE_SCHEMA_VERSION 2
+#define DMARC_STORE_SCHEMA_VERSION 3
 
 enum dmarc_store_open_flags {
 	/* Create the file (0600) and its directory (0700) when missing. */
@@ -62,11 +63,22 @@ enum dmarc_store_error {
 	   error, corrupt file). */
 	DMARC_STORE_ERROR_STORAGE,
 };
+/* The error of the database's last call, naming the file and what, and
+   classified for dmarc_store_get_error(): for the kind modules that run
+   their own statements (dmarc-store-kinds.c). */
+const char *dmarc_store_db_error(struct dmarc_store *store, const char *what);
 /* What the last failure of a dmarc_store_*() call on store was. */
 enum dmarc_store_error dmarc_store_get_error(struct dmarc_store *store);
 
-/* For the query module only (dmarc-query.c): the doors never see SQL. */
+/* For the query and kind modules only (dmarc-query*.c,
+   dmarc-store-kinds.c): the doors never see SQL. */
 struct sqlite3 *dmarc_store_get_db(struct dmarc_store *store);
+/* The schema version of the open file: always DMARC_STORE_SCHEMA_VERSION
+   now that a read-only open upgrades an older file first; the readers
+   that skip tables of newer versions keep working either way. */
+int dmarc_store_get_version(struct dmarc_store *store);
+const char *dmarc_store_get_path(struct dmarc_store *store);
+bool dmarc_store_in_batch(struct dmarc_store *store);
 
 /* Imports group many reports in one transaction; a report that fails is
    removed again, so one bad report does not undo the others. */

@@ -115,7 +115,7 @@ def test_database_cannot_be_created(dc):
 def test_disk_full(dc):
     d = dc.path("full")
     os.mkdir(d, 0o755)
-    # room for a new database (schema 2 has more tables: a dozen pages)
+    # room for a new database (schema 3 has more tables: a dozen pages)
     # but not for the report's 3000 records
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
                         "dmarc-e2e-full", d], capture_output=True, text=True)
@@ -242,11 +242,8 @@ def test_archive_symlinks_not_followed(dc):
 def doveadm_start(dc, args, user):
     """doveadm in the background, as dc.doveadm() runs it."""
     cmd = [dovetest.DOVEADM, "-c", dc.conf, "-f", "json"] + args + ["-u", user]
-    shell = 'mount --bind "$1" "$2" || exit 99; shift 2; exec "$@"'
-    return subprocess.Popen(["unshare", "-m", "sh", "-c", shell, "sh",
-                             dovetest.DOVEADM_PLUGIN_DIR,
-                             dovetest.SYSTEM_DOVEADM_MODULE_DIR] + cmd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(dc.wrap(cmd), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             env=dovetest.sanitizer_env())
 
 

@@ -128,7 +128,7 @@ def test_sieve_test_lists_action(dc):
                         "-t", "-", "-T", "level=actions", script, mail],
                        capture_output=True, text=True, timeout=60)
     check_equal(r.returncode, 0, f"sieve-test exit code ({r.stderr.strip()})")
-    check("record the DMARC aggregate reports of this message" in r.stdout,
+    check("record the DMARC and SMTP TLS reports of this message" in r.stdout,
           f"action not listed: {r.stdout!r}")
     check("dmarcreport action" in r.stdout, f"no trace line: {r.stdout!r}")
     check_equal(report_count(dc, "trace"), 0, "reports recorded by a dry run")

@@ -59,7 +59,7 @@ class HttpDovecot(dovetest.Dovecot):
                     f'mount --bind "$3" /etc/hosts && '
                     f'mount --bind "$4" /etc/nsswitch.conf || exit 99; '
                     f'shift 4; exec "$@"\' sh "{dovetest.DOVEADM_PLUGIN_DIR}" '
-                    f'"{dovetest.SYSTEM_DOVEADM_MODULE_DIR}" "{self.path("hosts")}" '
+                    f'"{os.path.join(dovetest.SYSTEM_MODULE_DIR, "doveadm")}" "{self.path("hosts")}" '
                     f'"{self.path("nsswitch.conf")}" "{real}" "$@"\n')
         os.chmod(wrapper, 0o755)
         dovetest.DOVECOT = wrapper
@@ -161,14 +161,6 @@ def test_resolve(dc):
     shown = cli(dc, ["dmarc", "show", "--resolve", str(sample["id"])])
     check_equal(json.loads(shown[0]["records"])[0]["source_name"], "mail.example.test",
                 "show --resolve")
-    summary = cli(dc, ["dmarc", "summary", "--resolve"])
-    plain = cli(dc, ["dmarc", "summary"])
-    check_equal(len(summary), len(plain), "summary --resolve rows")
-    for r, p in zip(summary, plain):
-        check_equal(r["top_failing"].replace(" failing.example.test", ""), p["top_failing"],
-                    "summary --resolve adds the names to the failing sources")
-    check(any("42.42.42.42 failing.example.test (" in r["top_failing"] for r in summary),
-          f"a failing source named: {summary}")
     print(f"# query --resolve over {len(rows)} records: {elapsed:.2f} s (first, uncached)")
 
 

@@ -98,9 +98,13 @@ dmarc_compat_user_settings(struct mail_user *user, pool_t pool,
 #endif
 
 /* --- JSON text (doveadm dmarc show) ---
-   json_append_escaped() is declared in lib's json-parser.h here (2.4:
-   lib-json's json-generator.h, same signature). */
-#include "json-parser.h"
+   json_append_escaped(): lib's json-parser.h in 2.3, lib-json's
+   json-generator.h in 2.4 (same signature). */
+#if DOVECOT_PREREQ(2, 4, 0)
+#  include "json-generator.h"
+#else
+#  include "json-parser.h"
+#endif
 
 /* --- Sieve ---
    Compiled only into the Sieve door, which includes sieve-extensions.h

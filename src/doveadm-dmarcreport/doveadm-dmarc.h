@@ -23,6 +23,7 @@ extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_query;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_summary;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_import;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_expire;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_report;
 
 /* Every dmarc command's context starts with this. */
 struct doveadm_dmarc_cmd_context {

@@ -707,6 +707,597 @@ int dmarc_query_summary(struct dmarc_store *store,
 	return ret < 0 ? -1 : 0;
 }
 
+/* --- report --- */
+
+int64_t dmarc_query_bucket_start(enum dmarc_query_bucket_size size,
+				 int64_t t)
+{
+	/* 1970-01-01 was a Thursday: Mondays are 4 days after a multiple
+	   of 7 days */
+	const int64_t day = 24*60*60, monday = 4*day;
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	switch (size) {
+	case DMARC_QUERY_BUCKET_DAY:
+		return t - (t % day + day) % day;
+	case DMARC_QUERY_BUCKET_WEEK:
+		return t - ((t - monday) % (7*day) + 7*day) % (7*day);
+	case DMARC_QUERY_BUCKET_MONTH:
+	case DMARC_QUERY_BUCKET_YEAR:
+		break;
+	}
+	if (gmtime_r(&tt, &tm) == NULL)
+		return dmarc_query_bucket_start(DMARC_QUERY_BUCKET_DAY, t);
+	tm.tm_sec = tm.tm_min = tm.tm_hour = 0;
+	tm.tm_mday = 1;
+	if (size == DMARC_QUERY_BUCKET_YEAR)
+		tm.tm_mon = 0;
+	return timegm(&tm);
+}
+
+int64_t dmarc_query_bucket_next(enum dmarc_query_bucket_size size,
+				int64_t start)
+{
+	time_t tt = (time_t)start;
+	struct tm tm;
+
+	switch (size) {
+	case DMARC_QUERY_BUCKET_DAY:
+		return start + 24*60*60;
+	case DMARC_QUERY_BUCKET_WEEK:
+		return start + 7*24*60*60;
+	case DMARC_QUERY_BUCKET_MONTH:
+	case DMARC_QUERY_BUCKET_YEAR:
+		break;
+	}
+	if (gmtime_r(&tt, &tm) == NULL)
+		return start + 366*24*60*60;
+	if (size == DMARC_QUERY_BUCKET_YEAR)
+		tm.tm_year++;
+	else
+		tm.tm_mon++;       /* timegm() carries December into January */
+	return timegm(&tm);
+}
+
+/* The bucket of r.date_begin in SQL, as dmarc_query_bucket_start() has
+   it (fixed text, never user input). */
+static const char *query_bucket_expr(enum dmarc_query_bucket_size size)
+{
+	switch (size) {
+	case DMARC_QUERY_BUCKET_DAY:
+		return "(r.date_begin - ((r.date_begin % 86400) + 86400) % 86400)";
+	case DMARC_QUERY_BUCKET_WEEK:
+		return "(r.date_begin - (((r.date_begin - 345600) % 604800)"
+			" + 604800) % 604800)";
+	case DMARC_QUERY_BUCKET_MONTH:
+		return "CAST(strftime('%s', r.date_begin, 'unixepoch',"
+			" 'start of month') AS INTEGER)";
+	case DMARC_QUERY_BUCKET_YEAR:
+		return "CAST(strftime('%s', r.date_begin, 'unixepoch',"
+			" 'start of year') AS INTEGER)";
+	}
+	i_unreached();
+}
+
+/* Does the filter name record fields (then reports are selected through
+   their records)? */
+static bool query_filter_has_record_fields(const struct dmarc_query_filter *f)
+{
+	return f->have_source || f->disposition != NULL || f->dkim != NULL ||
+		f->spf != NULL || f->result >= 0 || f->header_from != NULL;
+}
+
+struct report_domain_ctx {
+	struct dmarc_query_report_domain domain;
+	ARRAY(struct dmarc_query_report_source) top, failing;
+	ARRAY(struct dmarc_query_report_reporter) reporters;
+	ARRAY(struct dmarc_query_report_policy) policies;
+	struct dmarc_query_report_bucket *buckets;
+};
+
+struct report_ctx {
+	struct dmarc_store *store;
+	const struct dmarc_query_filter *filter;
+	pool_t pool;
+	struct dmarc_query_report *report;
+	ARRAY(struct report_domain_ctx) domains;
+	int64_t *bucket_starts;
+};
+
+static int report_collect_domain(const struct dmarc_query_summary_row *row,
+				 void *context)
+{
+	struct report_ctx *ctx = context;
+	struct report_domain_ctx *dom = array_append_space(&ctx->domains);
+	struct dmarc_query_summary_row *sum = &dom->domain.summary;
+	struct dmarc_query_source_count *top;
+	unsigned int i;
+
+	*sum = *row;
+	sum->policy_domain = p_strdup(ctx->pool, row->policy_domain);
+	sum->verdict = p_strdup(ctx->pool, row->verdict);
+	top = p_new(ctx->pool, struct dmarc_query_source_count,
+		    I_MAX(row->top_failing_count, 1));
+	for (i = 0; i < row->top_failing_count; i++) {
+		top[i].source_ip = p_strdup(ctx->pool,
+					    row->top_failing[i].source_ip);
+		top[i].messages = row->top_failing[i].messages;
+	}
+	sum->top_failing = top;
+	return 0;
+}
+
+static int report_domain_cmp(const struct report_domain_ctx *d1,
+			     const struct report_domain_ctx *d2)
+{
+	if (d1->domain.summary.messages != d2->domain.summary.messages)
+		return d1->domain.summary.messages > d2->domain.summary.messages ? -1 : 1;
+	return strcmp(d1->domain.summary.policy_domain,
+		      d2->domain.summary.policy_domain);
+}
+
+static struct report_domain_ctx *
+report_find_domain(struct report_ctx *ctx, const char *name)
+{
+	struct report_domain_ctx *dom;
+
+	if (name == NULL)
+		return NULL;
+	/* at most DMARC_QUERY_REPORT_MAX_DOMAINS */
+	array_foreach_modifiable(&ctx->domains, dom) {
+		if (strcmp(dom->domain.summary.policy_domain, name) == 0)
+			return dom;
+	}
+	return NULL;
+}
+
+/* The span of the filtered reports' date_begin: 1 found, 0 none. The
+   report fields select; record fields only narrow it, so a span read
+   from the reports alone may be a little wider, never narrower. */
+static int
+report_data_span(struct report_ctx *ctx, int64_t *min_r, int64_t *max_r,
+		 const char **error_r)
+{
+	struct dmarc_query_filter rfilter;
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	dmarc_query_filter_init(&rfilter);
+	rfilter.domain = ctx->filter->domain;
+	rfilter.org = ctx->filter->org;
+	rfilter.have_since = ctx->filter->have_since;
+	rfilter.since = ctx->filter->since;
+	rfilter.have_until = ctx->filter->have_until;
+	rfilter.until = ctx->filter->until;
+	query_sql_init(&q, "SELECT min(r.date_begin), max(r.date_begin)"
+		       " FROM reports r WHERE 1");
+	query_add_filter(&q, &rfilter);
+	if (query_prepare(ctx->store, &q, &stmt, error_r) < 0)
+		return -1;
+	ret = query_step(stmt, error_r);
+	if (ret > 0) {
+		if (sqlite3_column_type(stmt, 0) == SQLITE_NULL)
+			ret = 0;
+		else {
+			*min_r = sqlite3_column_int64(stmt, 0);
+			*max_r = sqlite3_column_int64(stmt, 1);
+		}
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+/* Picks the smallest bucket that draws begin..end in at most
+   DMARC_QUERY_REPORT_MAX_BUCKETS; when even years do not, the charts
+   show the last ones. */
+static void report_set_period(struct report_ctx *ctx, int64_t begin,
+			      int64_t end)
+{
+	struct dmarc_query_report *report = ctx->report;
+	enum dmarc_query_bucket_size size;
+	unsigned int count = 0, i;
+	int64_t t, start = 0;
+
+	if (end < begin)
+		end = begin;
+	for (size = DMARC_QUERY_BUCKET_DAY; ; size++) {
+		start = dmarc_query_bucket_start(size, begin);
+		count = 0;
+		for (t = start; t <= end && count <= DMARC_QUERY_REPORT_MAX_BUCKETS;
+		     t = dmarc_query_bucket_next(size, t))
+			count++;
+		if (count <= DMARC_QUERY_REPORT_MAX_BUCKETS ||
+		    size == DMARC_QUERY_BUCKET_YEAR)
+			break;
+	}
+	if (count > DMARC_QUERY_REPORT_MAX_BUCKETS) {
+		/* years: keep the last ones */
+		int64_t last = dmarc_query_bucket_start(size, end);
+		time_t tt = (time_t)last;
+		struct tm tm;
+
+		if (gmtime_r(&tt, &tm) != NULL) {
+			tm.tm_year -= DMARC_QUERY_REPORT_MAX_BUCKETS - 1;
+			start = timegm(&tm);
+		}
+		report->charts_cut = TRUE;
+		count = DMARC_QUERY_REPORT_MAX_BUCKETS;
+	}
+	report->bucket_size = size;
+	report->bucket_count = count;
+	report->begin = start;
+	ctx->bucket_starts = p_new(ctx->pool, int64_t, count + 1);
+	for (i = 0, t = start; i <= count; i++, t = dmarc_query_bucket_next(size, t))
+		ctx->bucket_starts[i] = t;
+	report->end = ctx->bucket_starts[count] - 1;
+}
+
+static int report_bucket_idx(struct report_ctx *ctx, int64_t start)
+{
+	unsigned int i;
+
+	for (i = 0; i < ctx->report->bucket_count; i++) {
+		if (ctx->bucket_starts[i] == start)
+			return (int)i;
+	}
+	return -1;
+}
+
+static int report_timeseries(struct report_ctx *ctx, const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	query_sql_init(&q, t_strdup_printf(
+		"SELECT r.policy_domain, %s AS b, total(rec.count),"
+		" total(CASE WHEN rec.dmarc_pass THEN rec.count END),"
+		" total(CASE WHEN rec.dkim = 'pass' THEN rec.count END),"
+		" total(CASE WHEN rec.spf = 'pass' THEN rec.count END),"
+		" total(CASE WHEN rec.disposition = 'none' THEN rec.count END),"
+		" total(CASE WHEN rec.disposition = 'quarantine'"
+		"  THEN rec.count END),"
+		" total(CASE WHEN rec.disposition = 'reject' THEN rec.count END)"
+		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
+		" WHERE 1", query_bucket_expr(ctx->report->bucket_size)));
+	query_add_filter(&q, ctx->filter);
+	str_append(q.sql, " GROUP BY r.policy_domain, b");
+	if (query_prepare(ctx->store, &q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = query_step(stmt, error_r)) > 0) {
+		struct report_domain_ctx *dom = report_find_domain(ctx,
+			(const char *)sqlite3_column_text(stmt, 0));
+		int idx = report_bucket_idx(ctx, sqlite3_column_int64(stmt, 1));
+		struct dmarc_query_report_bucket *b;
+		double messages, known;
+
+		if (dom == NULL || idx < 0)
+			continue;
+		b = &dom->buckets[idx];
+		messages = sqlite3_column_double(stmt, 2);
+		known = sqlite3_column_double(stmt, 6) +
+			sqlite3_column_double(stmt, 7) +
+			sqlite3_column_double(stmt, 8);
+		b->messages = total_to_count(messages);
+		b->pass = col_total(stmt, 3);
+		b->dkim_aligned = col_total(stmt, 4);
+		b->spf_aligned = col_total(stmt, 5);
+		b->none = col_total(stmt, 6);
+		b->quarantine = col_total(stmt, 7);
+		b->reject = col_total(stmt, 8);
+		b->other = total_to_count(messages - known);
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static int report_sources(struct report_ctx *ctx, const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	/* one pass over the records for both lists: ranked per domain by
+	   messages and by failing messages */
+	query_sql_init(&q,
+		"WITH s AS (SELECT r.policy_domain AS d, rec.source_ip AS ip,"
+		" total(rec.count) AS n,"
+		" total(CASE WHEN rec.dmarc_pass THEN rec.count END) AS p,"
+		" total(CASE WHEN rec.dkim = 'pass' THEN rec.count END) AS k,"
+		" total(CASE WHEN rec.spf = 'pass' THEN rec.count END) AS f"
+		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
+		" WHERE 1");
+	query_add_filter(&q, ctx->filter);
+	str_printfa(q.sql,
+		" GROUP BY d, ip), ranked AS (SELECT *,"
+		" row_number() OVER (PARTITION BY d ORDER BY n DESC, ip) AS ra,"
+		" row_number() OVER (PARTITION BY d ORDER BY n - p DESC, ip) AS rf"
+		" FROM s)"
+		" SELECT d, ip, n, p, k, f, ra, rf FROM ranked"
+		" WHERE ra <= %u OR (rf <= %u AND n > p) ORDER BY d, ra",
+		DMARC_QUERY_REPORT_TOP_SOURCES, DMARC_QUERY_REPORT_TOP_SOURCES);
+	if (query_prepare(ctx->store, &q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = query_step(stmt, error_r)) > 0) {
+		struct report_domain_ctx *dom = report_find_domain(ctx,
+			(const char *)sqlite3_column_text(stmt, 0));
+		struct dmarc_query_report_source src;
+		double n, p;
+
+		if (dom == NULL)
+			continue;
+		i_zero(&src);
+		src.source_ip = p_strdup(ctx->pool,
+			(const char *)sqlite3_column_text(stmt, 1));
+		n = sqlite3_column_double(stmt, 2);
+		p = sqlite3_column_double(stmt, 3);
+		src.messages = total_to_count(n);
+		src.pass = total_to_count(p);
+		src.dkim_aligned = col_total(stmt, 4);
+		src.spf_aligned = col_total(stmt, 5);
+		if (sqlite3_column_int64(stmt, 6) <= DMARC_QUERY_REPORT_TOP_SOURCES)
+			array_push_back(&dom->top, &src);
+		if (sqlite3_column_int64(stmt, 7) <= DMARC_QUERY_REPORT_TOP_SOURCES &&
+		    n > p) {
+			/* rows come by ra: placed by rf */
+			unsigned int rf = sqlite3_column_int64(stmt, 7) - 1;
+
+			array_idx_set(&dom->failing, rf, &src);
+		}
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static int report_reporters(struct report_ctx *ctx, const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	query_sql_init(&q,
+		"WITH o AS (SELECT r.policy_domain AS d, r.org_name AS org,"
+		" count(DISTINCT r.id) AS reports, total(rec.count) AS n,"
+		" total(CASE WHEN rec.dmarc_pass THEN rec.count END) AS p"
+		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
+		" WHERE 1");
+	query_add_filter(&q, ctx->filter);
+	str_printfa(q.sql,
+		" GROUP BY d, org), ranked AS (SELECT *, row_number() OVER"
+		" (PARTITION BY d ORDER BY n DESC, org) AS ra FROM o)"
+		" SELECT d, org, reports, n, p FROM ranked WHERE ra <= %u"
+		" ORDER BY d, ra", DMARC_QUERY_REPORT_TOP_REPORTERS);
+	if (query_prepare(ctx->store, &q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = query_step(stmt, error_r)) > 0) {
+		struct report_domain_ctx *dom = report_find_domain(ctx,
+			(const char *)sqlite3_column_text(stmt, 0));
+		struct dmarc_query_report_reporter *rep;
+
+		if (dom == NULL)
+			continue;
+		rep = array_append_space(&dom->reporters);
+		rep->org_name = p_strdup(ctx->pool,
+			(const char *)sqlite3_column_text(stmt, 1));
+		rep->reports = col_u64(stmt, 2);
+		rep->messages = col_total(stmt, 3);
+		rep->pass = col_total(stmt, 4);
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static const char *col_pstr(pool_t pool, sqlite3_stmt *stmt, int col)
+{
+	const unsigned char *s = sqlite3_column_text(stmt, col);
+
+	return s == NULL ? NULL : p_strdup(pool, (const char *)s);
+}
+
+static int report_policies(struct report_ctx *ctx, const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	/* the reports' own columns; through the records only when the
+	   filter selects by record */
+	query_sql_init(&q,
+		"WITH v AS (SELECT r.policy_domain AS d, r.policy_p AS p,"
+		" r.policy_sp AS sp, r.policy_np AS np, r.policy_adkim AS adkim,"
+		" r.policy_aspf AS aspf, r.policy_fo AS fo,"
+		" r.policy_testing AS testing, r.policy_pct AS pct,"
+		" min(r.date_begin) AS first, max(r.date_begin) AS last,"
+		" count(DISTINCT r.id) AS reports FROM reports r");
+	if (query_filter_has_record_fields(ctx->filter))
+		str_append(q.sql, " JOIN records rec ON rec.report_ref = r.id");
+	str_append(q.sql, " WHERE 1");
+	query_add_filter(&q, ctx->filter);
+	str_printfa(q.sql,
+		" GROUP BY d, p, sp, np, adkim, aspf, fo, testing, pct),"
+		" ranked AS (SELECT *, row_number() OVER (PARTITION BY d"
+		" ORDER BY first, last) AS ra FROM v)"
+		" SELECT d, p, sp, np, adkim, aspf, fo, testing, pct, first, last,"
+		" reports FROM ranked WHERE ra <= %u ORDER BY d, ra",
+		DMARC_QUERY_REPORT_MAX_POLICIES);
+	if (query_prepare(ctx->store, &q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = query_step(stmt, error_r)) > 0) {
+		struct report_domain_ctx *dom = report_find_domain(ctx,
+			(const char *)sqlite3_column_text(stmt, 0));
+		struct dmarc_query_report_policy *pol;
+
+		if (dom == NULL)
+			continue;
+		pol = array_append_space(&dom->policies);
+		pol->p = col_pstr(ctx->pool, stmt, 1);
+		pol->sp = col_pstr(ctx->pool, stmt, 2);
+		pol->np = col_pstr(ctx->pool, stmt, 3);
+		pol->adkim = col_pstr(ctx->pool, stmt, 4);
+		pol->aspf = col_pstr(ctx->pool, stmt, 5);
+		pol->fo = col_pstr(ctx->pool, stmt, 6);
+		pol->testing = col_pstr(ctx->pool, stmt, 7);
+		pol->pct = sqlite3_column_type(stmt, 8) == SQLITE_NULL ? -1 :
+			sqlite3_column_int(stmt, 8);
+		pol->first_seen = sqlite3_column_int64(stmt, 9);
+		pol->last_seen = sqlite3_column_int64(stmt, 10);
+		pol->reports = col_u64(stmt, 11);
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+/* TLS reports (RFC 8460) live in tables of schema version 2: read them
+   when this database has them, say nothing otherwise. Only the policy
+   domain and the period filter them: they have no DMARC records. */
+static int report_tls(struct report_ctx *ctx, const char **error_r)
+{
+	struct dmarc_query_report *report = ctx->report;
+	ARRAY(struct dmarc_query_report_tls) tls;
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	query_sql_init(&q, "SELECT count(*) FROM sqlite_master"
+		       " WHERE type = 'table' AND name IN"
+		       " ('tls_reports', 'tls_policies')");
+	if (query_prepare(ctx->store, &q, &stmt, error_r) < 0)
+		return -1;
+	ret = query_step(stmt, error_r);
+	if (ret > 0)
+		report->have_tls = sqlite3_column_int(stmt, 0) == 2;
+	sqlite3_finalize(stmt);
+	if (ret < 0 || !report->have_tls)
+		return ret < 0 ? -1 : 0;
+
+	query_sql_init(&q,
+		"SELECT p.policy_domain, total(p.success_count) AS s,"
+		" total(p.failure_count) AS f"
+		" FROM tls_reports t JOIN tls_policies p ON p.report_ref = t.id"
+		" WHERE 1");
+	if (ctx->filter->domain != NULL) {
+		str_append(q.sql, " AND p.policy_domain = lower(?)");
+		bind_text(&q, ctx->filter->domain);
+	}
+	if (ctx->filter->have_since) {
+		str_append(q.sql, " AND t.date_begin >= ?");
+		bind_int(&q, ctx->filter->since);
+	}
+	if (ctx->filter->have_until) {
+		str_append(q.sql, " AND t.date_begin <= ?");
+		bind_int(&q, ctx->filter->until);
+	}
+	str_printfa(q.sql, " GROUP BY p.policy_domain"
+		    " ORDER BY s + f DESC, p.policy_domain LIMIT %u",
+		    DMARC_QUERY_REPORT_MAX_DOMAINS);
+	if (query_prepare(ctx->store, &q, &stmt, error_r) < 0)
+		return -1;
+	p_array_init(&tls, ctx->pool, 8);
+	while ((ret = query_step(stmt, error_r)) > 0) {
+		struct dmarc_query_report_tls *row = array_append_space(&tls);
+
+		row->policy_domain = col_pstr(ctx->pool, stmt, 0);
+		row->success = col_total(stmt, 1);
+		row->failure = col_total(stmt, 2);
+	}
+	sqlite3_finalize(stmt);
+	report->tls = array_get(&tls, &report->tls_count);
+	return ret;
+}
+
+int dmarc_query_report(struct dmarc_store *store,
+		       const struct dmarc_query_filter *filter, time_t now,
+		       pool_t pool, struct dmarc_query_report **report_r,
+		       const char **error_r)
+{
+	struct report_ctx ctx;
+	struct report_domain_ctx *dom;
+	struct dmarc_query_report_domain *domains;
+	int64_t data_min = 0, data_max = 0, begin, end;
+	unsigned int i, count;
+	int ret;
+
+	i_zero(&ctx);
+	ctx.store = store;
+	ctx.filter = filter;
+	ctx.pool = pool;
+	ctx.report = p_new(pool, struct dmarc_query_report, 1);
+	*report_r = ctx.report;
+	p_array_init(&ctx.domains, pool, 8);
+
+	ret = report_data_span(&ctx, &data_min, &data_max, error_r);
+	if (ret < 0)
+		return -1;
+	/* the period asked for, else the one the data covers */
+	begin = filter->have_since ? filter->since :
+		(ret > 0 ? data_min : (int64_t)now);
+	end = filter->have_until ? filter->until :
+		filter->have_since ? I_MAX((int64_t)now, data_max) :
+		(ret > 0 ? data_max : (int64_t)now);
+	report_set_period(&ctx, begin, end);
+	if (ret > 0 && data_min < ctx.report->begin)
+		ctx.report->charts_cut = TRUE;
+
+	/* the summary's own figures and verdict, one row per domain */
+	if (dmarc_query_summary(store, filter, report_collect_domain, &ctx,
+				error_r) < 0)
+		return -1;
+	array_sort(&ctx.domains, report_domain_cmp);
+	count = array_count(&ctx.domains);
+	if (count > DMARC_QUERY_REPORT_MAX_DOMAINS) {
+		for (i = DMARC_QUERY_REPORT_MAX_DOMAINS; i < count; i++) {
+			dom = array_idx_modifiable(&ctx.domains, i);
+			ctx.report->more_domains++;
+			ctx.report->more_domains_messages +=
+				dom->domain.summary.messages;
+		}
+		array_delete(&ctx.domains, DMARC_QUERY_REPORT_MAX_DOMAINS,
+			     count - DMARC_QUERY_REPORT_MAX_DOMAINS);
+	}
+	array_foreach_modifiable(&ctx.domains, dom) {
+		dom->buckets = p_new(pool, struct dmarc_query_report_bucket,
+				     ctx.report->bucket_count + 1);
+		for (i = 0; i < ctx.report->bucket_count; i++)
+			dom->buckets[i].start = ctx.bucket_starts[i];
+		p_array_init(&dom->top, pool, DMARC_QUERY_REPORT_TOP_SOURCES);
+		p_array_init(&dom->failing, pool, DMARC_QUERY_REPORT_TOP_SOURCES);
+		p_array_init(&dom->reporters, pool, 4);
+		p_array_init(&dom->policies, pool, 2);
+	}
+
+	if (array_count(&ctx.domains) > 0) {
+		if (report_timeseries(&ctx, error_r) < 0 ||
+		    report_sources(&ctx, error_r) < 0 ||
+		    report_reporters(&ctx, error_r) < 0 ||
+		    report_policies(&ctx, error_r) < 0)
+			return -1;
+	}
+	if (report_tls(&ctx, error_r) < 0)
+		return -1;
+
+	count = array_count(&ctx.domains);
+	domains = p_new(pool, struct dmarc_query_report_domain, count + 1);
+	for (i = 0; i < count; i++) {
+		dom = array_idx_modifiable(&ctx.domains, i);
+		domains[i] = dom->domain;
+		domains[i].buckets = dom->buckets;
+		domains[i].bucket_count = ctx.report->bucket_count;
+		domains[i].top_sources = array_get(&dom->top,
+			&domains[i].top_source_count);
+		domains[i].failing_sources = array_get(&dom->failing,
+			&domains[i].failing_source_count);
+		domains[i].reporters = array_get(&dom->reporters,
+			&domains[i].reporter_count);
+		domains[i].policies = array_get(&dom->policies,
+			&domains[i].policy_count);
+	}
+	ctx.report->domains = domains;
+	ctx.report->domain_count = count;
+	return 0;
+}
+
 /* --- expire --- */
 
 static int query_exec(sqlite3 *db, const char *sql, const char **error_r)

@@ -29,7 +29,6 @@ struct report_cmd_context {
 	/* of the current user */
 	struct mail_user *user;
 	struct dmarc_query_report *report;
-	pool_t pool;
 };
 
 /* --output: "%u" is the user name, so that -A writes one file each */
@@ -154,7 +153,7 @@ report_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	struct report_cmd_context *ctx = (struct report_cmd_context *)_ctx;
 
 	return dmarc_query_report(store, &ctx->dctx.filter, ioloop_time,
-				  ctx->pool, &ctx->report, error_r);
+				  &ctx->report, error_r);
 }
 
 static int
@@ -169,13 +168,13 @@ cmd_dmarc_report_run(struct doveadm_mail_cmd_context *_ctx,
 
 	ctx->user = user;
 	ctx->report = NULL;
-	ctx->pool = pool_alloconly_create("dmarc report", 64 * 1024);
 	/* a user without a database gets no report: under -A, only the
 	   users who receive reports get a digest */
-	if (doveadm_dmarc_read(_ctx, user, report_read) < 0 ||
-	    ctx->report == NULL) {
-		pool_unref(&ctx->pool);
-		return ctx->report == NULL && _ctx->exit_code == 0 ? 0 : -1;
+	ret = doveadm_dmarc_read(_ctx, user, report_read);
+	if (ret < 0 || ctx->report == NULL) {
+		if (ctx->report != NULL)
+			dmarc_query_report_free(&ctx->report);
+		return ret;
 	}
 
 	i_zero(&info);
@@ -202,7 +201,7 @@ cmd_dmarc_report_run(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_dmarc_print_num(str_len(out));
 	}
 	str_free(&out);
-	pool_unref(&ctx->pool);
+	dmarc_query_report_free(&ctx->report);
 	return ret;
 }
 

@@ -267,13 +267,17 @@ struct dmarc_query_report {
 	unsigned int tls_count;
 };
 
-/* Fills *report_r (allocated from pool) with the aggregates of the
-   filtered records. now is the end of an open "since" period. A period
-   with no records gives domain_count 0. Returns 0 or -1. */
+/* The aggregates of the filtered records, in one pass over them in the
+   database's index order (no sort of the records): *report_r is freed
+   with dmarc_query_report_free(), also after an error. now is the end of
+   an open "since" period. A period with no records gives domain_count 0.
+   Memory grows with the distinct sources and reporters of one domain and
+   the days of the period, not with the records. Returns 0 or -1. */
 int dmarc_query_report(struct dmarc_store *store,
 		       const struct dmarc_query_filter *filter, time_t now,
-		       pool_t pool, struct dmarc_query_report **report_r,
+		       struct dmarc_query_report **report_r,
 		       const char **error_r);
+void dmarc_query_report_free(struct dmarc_query_report **report);
 
 /* --- expire: the one write of the read side --- */
 

@@ -47,6 +47,18 @@ const char *dmarc_svg_number(double value)
 	return t_strdup_printf("%.1f", value);
 }
 
+/* A tick label short enough for the margin: 1500000 is "1.5M". */
+static const char *tick_label(double value)
+{
+	if (value >= 1e9)
+		return t_strdup_printf("%gG", value / 1e9);
+	if (value >= 1e6)
+		return t_strdup_printf("%gM", value / 1e6);
+	if (value >= 1e4)
+		return t_strdup_printf("%gk", value / 1e3);
+	return dmarc_svg_number(value);
+}
+
 /* 1, 2 or 5 times a power of ten, at least x */
 static double nice_step(double x)
 {
@@ -135,7 +147,7 @@ chart_begin(string_t *dest, const struct dmarc_svg_chart *chart,
 			    "fill=\"currentColor\">%s%s</text>\n",
 			    PLOT_LEFT, PLOT_LEFT + PLOT_W, y_pos(y, y_max),
 			    y_pos(y, y_max), PLOT_LEFT - 6, y_pos(y, y_max) + 4,
-			    dmarc_svg_number(y), chart->y_unit);
+			    tick_label(y), chart->y_unit);
 	}
 	str_printfa(dest, "<text transform=\"translate(14 %d) rotate(-90)\" "
 		    "text-anchor=\"middle\" fill=\"currentColor\">",

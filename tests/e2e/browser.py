@@ -161,10 +161,11 @@ class Chromium:
 
     # --- one page ---------------------------------------------------------
 
-    def load(self, url, screenshot=None):
+    def load(self, url, screenshot=None, max_height=None):
         """Opens url in a new tab, waits for its load event, collects the
         requests it attempted and the errors it logged; with screenshot, a
-        PNG of the whole page is written there."""
+        PNG of the whole page (or its top max_height pixels) is written
+        there."""
         target = self.send("Target.createTarget", {"url": "about:blank"},
                            session=False)
         attached = self.send("Target.attachToTarget",
@@ -201,6 +202,8 @@ class Chromium:
                 page.errors.append(str(p.get("args")))
         if screenshot:
             height = self.evaluate("document.documentElement.scrollHeight")
+            if max_height:
+                height = min(height, max_height)
             self.send("Emulation.setDeviceMetricsOverride", {
                 "width": self.width, "height": int(height),
                 "deviceScaleFactor": 1, "mobile": False})

@@ -201,13 +201,16 @@ class Chromium:
             elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
                 page.errors.append(str(p.get("args")))
         if screenshot:
+            # the whole page in the viewport: no scroll bar in the picture
             height = self.evaluate("document.documentElement.scrollHeight")
-            if max_height:
-                height = min(height, max_height)
             self.send("Emulation.setDeviceMetricsOverride", {
                 "width": self.width, "height": int(height),
                 "deviceScaleFactor": 1, "mobile": False})
-            shot = self.send("Page.captureScreenshot", {"format": "png"})
+            params = {"format": "png"}
+            if max_height and height > max_height:
+                params["clip"] = {"x": 0, "y": 0, "width": self.width,
+                                  "height": max_height, "scale": 1}
+            shot = self.send("Page.captureScreenshot", params)
             with open(screenshot, "wb") as f:
                 f.write(base64.b64decode(shot["data"]))
         return page

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from email import policy
+from xml.sax.saxutils import escape
 
 sys.dont_write_bytecode = True
 
@@ -28,6 +29,7 @@ PERIOD = ["since", "2025-03-03", "until", "2025-03-07"]  # five days
 ARTIFACTS = os.path.join(dovetest.TOP_BUILDDIR, "tests", "e2e")
 os.makedirs(ARTIFACTS, exist_ok=True)
 
+HOSTILE_ORG = '<img src="http://evil.example/x.png"><script>alert(1)</script>'
 # (domain, day, org, p, records: (ip, count, disposition, dkim, spf))
 REPORTS = [
     ("a.example", 0, "big.example", "none",
@@ -45,7 +47,8 @@ REPORTS = [
      [("192.0.2.1", 30, "none", "pass", "pass"),
       ("198.51.100.7", 20, "quarantine", "fail", "fail"),
       ("203.0.113.9", 3, "reject", "fail", "fail")]),
-    ("b.example", 1, "big.example", "reject",
+    # a reporter's name is the sender's text: shown, never loaded or run
+    ("b.example", 1, HOSTILE_ORG, "reject",
      [("192.0.2.2", 8, "none", "pass", "pass")]),
 ]
 # per domain: days with data
@@ -68,7 +71,8 @@ def report_xml(n, domain, day, org, p, records):
     begin = D0 + day * DAY
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<feedback>'
-        f"<report_metadata><org_name>{org}</org_name><email>dmarc@{org}</email>"
+        f"<report_metadata><org_name>{escape(org)}</org_name>"
+        "<email>dmarc@reports.example</email>"
         f"<report_id>r{n}</report_id><date_range><begin>{begin}</begin>"
         f"<end>{begin + DAY - 1}</end></date_range></report_metadata>"
         f"<policy_published><domain>{domain}</domain><adkim>r</adkim><aspf>r</aspf>"
@@ -79,7 +83,7 @@ def report_xml(n, domain, day, org, p, records):
 def deliver_reports(dc):
     for n, (domain, day, org, p, records) in enumerate(REPORTS):
         xml = report_xml(n, domain, day, org, p, records)
-        mail = reportmail.report_mail([(f"{org}!{domain}!{n}.xml", xml)],
+        mail = reportmail.report_mail([(f"report!{domain}!{n}.xml", xml)],
                                       f"<report-{n}@e2e.test>")
         dc.lmtp_deliver_ok(mail, "rep")
     check_equal(dc.query("rep", "SELECT count(*) FROM reports"),
@@ -119,6 +123,7 @@ COUNT_JS = """
       charts: s.querySelectorAll('figure.chart svg').length,
       titled: s.querySelectorAll('figure.chart svg > title').length,
       verdict: s.querySelector('.verdict').textContent,
+      reporters: [...s.querySelectorAll('table[data-table="reporters"] tbody td:first-child')].map(e => e.textContent),
       policies: s.querySelectorAll('table[data-table="policy"] tbody tr').length,
       chart_width: c('messages').getBoundingClientRect().width,
     };
@@ -168,6 +173,8 @@ def check_counts(counts):
           f"a.example verdict: {counts['a.example']['verdict']}")
     check("too little data" in counts["b.example"]["verdict"],
           f"b.example verdict: {counts['b.example']['verdict']}")
+    check_equal(counts["b.example"]["reporters"], [HOSTILE_ORG],
+                "the hostile reporter name shown as text")
 
 
 def test_report_file(dc):

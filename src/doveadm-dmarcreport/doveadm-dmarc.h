@@ -1,7 +1,7 @@
 #ifndef DOVEADM_DMARC_H
 #define DOVEADM_DMARC_H
 
-/* The doveadm door: doveadm dmarc list|query|summary|import|expire.
+/* The doveadm door: doveadm dmarc list|query|summary|report|import|expire.
    Shared by the command files: the common context, settings and database
    opening per user, and output helpers. */
 

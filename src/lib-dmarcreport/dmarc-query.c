@@ -1,6 +1,7 @@
 /* The read side of the report database for doveadm dmarc (list, query,
-   summary) and its one delete (expire). The doors hand over a filter
-   struct; it becomes a WHERE clause whose values are all bound. */
+   summary, and report's aggregates) and its one delete (expire). The doors
+   hand over a filter struct; it becomes a WHERE clause whose values are
+   all bound. */
 
 #include "lib.h"
 #include "array.h"

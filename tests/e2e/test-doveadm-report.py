@@ -236,6 +236,19 @@ def test_report_digest_mail(dc):
     check_counts(counts)
 
 
+def test_report_all_users_files(dc):
+    """-A --output with %u: a file per user who has reports."""
+    pattern = os.path.join(out_dir(dc), "all-%u.html")
+    doveadm_ok(dc, ["dmarc", "report", "-A", "--output", pattern] + PERIOD)
+    check(os.path.exists(pattern.replace("%u", "rep")), "rep's page written")
+    check(not os.path.exists(pattern.replace("%u", "nodb")),
+          "no page for the user without a database")
+    check_equal(oct(os.stat(pattern.replace("%u", "rep")).st_mode & 0o777), "0o600",
+                "page mode")
+    check_equal([f for f in os.listdir(out_dir(dc)) if ".tmp." in f], [],
+                "no temp file left")
+
+
 def test_report_usage(dc):
     r = dc.doveadm(["dmarc", "report"], user="rep")
     check_equal(r.returncode, 64, "neither --output nor --mailbox")
@@ -249,7 +262,8 @@ def main():
     if browser.find() is None:
         dovetest.skip("chromium is not installed (tools/deps.sh chromium)")
     dovetest.main([test_report_file, test_report_empty_period,
-                   test_report_digest_mail, test_report_usage],
+                   test_report_digest_mail, test_report_all_users_files,
+                   test_report_usage],
                   lambda: dovetest.Dovecot("report",
                                            users={"rep": {}, "nodb": {}}))
 

@@ -1298,12 +1298,16 @@ static int report_walk(struct report_ctx *ctx, struct dmarc_store *store,
 	if (query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
 	while ((ret = query_step(stmt, error_r)) > 0) {
-		domain = col_text(stmt, RCOL_DOMAIN);
-		if (domain == NULL)
-			domain = "";
-		if (ctx->domain == NULL || strcmp(ctx->domain, domain) != 0) {
-			report_domain_end(ctx);
-			report_domain_begin(ctx, domain);
+		/* a new domain is also a new report: look only then */
+		if (sqlite3_column_int64(stmt, RCOL_ID) != ctx->report_id) {
+			domain = col_text(stmt, RCOL_DOMAIN);
+			if (domain == NULL)
+				domain = "";
+			if (ctx->domain == NULL ||
+			    strcmp(ctx->domain, domain) != 0) {
+				report_domain_end(ctx);
+				report_domain_begin(ctx, domain);
+			}
 		}
 		report_row(ctx, stmt);
 	}

@@ -149,6 +149,76 @@ static void test_archive_create(void)
 	test_end();
 }
 
+static void test_archive_no_symlinked_dirs(void)
+{
+	const char *dir = t_strconcat(test_tmpdir(), "/links", NULL);
+	const char *outside = t_strconcat(test_tmpdir(), "/outside", NULL);
+	const char *path, *error;
+	struct stat st;
+	int fd;
+
+	test_begin("archive: YYYY and MM symlinks are not followed");
+	test_assert(mkdir(dir, 0700) == 0);
+	test_assert(mkdir(outside, 0700) == 0);
+	test_assert(mkdir(t_strconcat(outside, "/11", NULL), 0700) == 0);
+	/* 2023 -> outside: delivery must not write into outside/11/ */
+	test_assert(symlink(outside, t_strconcat(dir, "/2023", NULL)) == 0);
+	test_assert(dmarc_archive_create(dir, 1700000000, "r.xml", &fd,
+					 &path, &error) < 0);
+	test_assert(strstr(error, "/2023 is not a directory") != NULL);
+	test_assert(stat(t_strconcat(outside, "/11/r.xml", NULL), &st) < 0 &&
+		    errno == ENOENT);
+	/* a victim file outside, reachable through the link */
+	fd = open(t_strconcat(outside, "/11/victim.xml", NULL),
+		  O_CREAT | O_WRONLY, 0600);
+	test_assert(fd != -1);
+	i_close_fd(&fd);
+	test_assert(dmarc_archive_remove(dir, "2023/11/victim.xml",
+					 &error) < 0);
+	test_assert(stat(t_strconcat(outside, "/11/victim.xml", NULL),
+			 &st) == 0);
+	test_assert(dmarc_archive_open(dir, "2023/11/victim.xml", &fd,
+				       &error) < 0 && fd == -1);
+
+	/* MM as a link: the same */
+	test_assert(unlink(t_strconcat(dir, "/2023", NULL)) == 0);
+	test_assert(mkdir(t_strconcat(dir, "/2023", NULL), 0700) == 0);
+	test_assert(symlink(t_strconcat(outside, "/11", NULL),
+			    t_strconcat(dir, "/2023/11", NULL)) == 0);
+	test_assert(dmarc_archive_create(dir, 1700000000, "r.xml", &fd,
+					 &path, &error) < 0);
+	test_assert(dmarc_archive_remove(dir, "2023/11/victim.xml",
+					 &error) < 0);
+	test_assert(stat(t_strconcat(outside, "/11/victim.xml", NULL),
+			 &st) == 0);
+	/* a link as the file itself: the link goes, not its target */
+	test_assert(unlink(t_strconcat(dir, "/2023/11", NULL)) == 0);
+	test_assert(mkdir(t_strconcat(dir, "/2023/11", NULL), 0700) == 0);
+	test_assert(symlink(t_strconcat(outside, "/11/victim.xml", NULL),
+			    t_strconcat(dir, "/2023/11/link.xml", NULL)) == 0);
+	test_assert(dmarc_archive_open(dir, "2023/11/link.xml", &fd,
+				       &error) < 0);
+	test_assert(dmarc_archive_remove(dir, "2023/11/link.xml",
+					 &error) == 1);
+	test_assert(stat(t_strconcat(outside, "/11/victim.xml", NULL),
+			 &st) == 0);
+	/* no way out by the path itself */
+	test_assert(dmarc_archive_remove(dir, "../outside/11/victim.xml",
+					 &error) < 0);
+	test_assert(dmarc_archive_remove(dir, "/etc/passwd", &error) < 0);
+	test_assert(dmarc_archive_remove(dir, "2023/11/none.xml",
+					 &error) == 0);
+	/* and a real file is created, read and removed */
+	test_assert(dmarc_archive_create(dir, 1700000000, "r.xml", &fd,
+					 &path, &error) == 0);
+	i_close_fd(&fd);
+	path = t_strdup(path);
+	test_assert(dmarc_archive_open(dir, path, &fd, &error) == 1);
+	i_close_fd(&fd);
+	test_assert(dmarc_archive_remove(dir, path, &error) == 1);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -156,6 +226,7 @@ int main(void)
 		test_archive_safe_name_long,
 		test_archive_create,
 		test_archive_same_name_many_times,
+		test_archive_no_symlinked_dirs,
 		test_tmpdir_cleanup,
 		NULL
 	};

@@ -9,9 +9,12 @@
 #include "dmarc-ingest.h"
 
 #include <sqlite3.h>
+#include <signal.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 
 static struct event *test_event;
 
@@ -249,23 +252,31 @@ static void big_report_append(string_t *dest, const char *report_id,
 	str_append(dest, "</feedback>\n");
 }
 
-/* A mail with one plain XML report of n records, built in memory. */
-static struct istream *big_report_mail(unsigned int n)
+/* A mail with one plain XML report of n records, built in memory, with
+   a comment of pad bytes after the metadata. */
+static struct istream *
+report_mail(const char *id, unsigned int n, size_t pad)
 {
-	string_t *mail = str_new(default_pool, n * 200 + 1024);
+	string_t *mail = str_new(default_pool, n * 200 + pad + 1024);
 	unsigned int i;
 
-	str_append(mail,
+	str_printfa(mail,
 		"From: a@example.com\n"
-		"Message-ID: <big@example.com>\n"
+		"Message-ID: <%s@example.com>\n"
 		"Content-Type: multipart/mixed; boundary=\"b\"\n"
 		"\n--b\n"
-		"Content-Type: text/xml; name=\"big.xml\"\n\n"
+		"Content-Type: text/xml; name=\"%s.xml\"\n\n"
 		"<feedback><report_metadata><org_name>big.example</org_name>"
-		"<report_id>big-1</report_id><date_range><begin>1</begin>"
+		"<report_id>%s</report_id><date_range><begin>1</begin>"
 		"<end>2</end></date_range></report_metadata>"
 		"<policy_published><domain>example.com</domain><p>none</p>"
-		"</policy_published>\n");
+		"</policy_published>\n", id, id, id);
+	if (pad > 0) {
+		str_append(mail, "<!--");
+		for (i = 0; i < pad; i++)
+			str_append_c(mail, i % 64 == 63 ? '\n' : 'x');
+		str_append(mail, "-->\n");
+	}
 	for (i = 0; i < n; i++) {
 		str_printfa(mail, "<record><row><source_ip>192.0.2.%u</source_ip>"
 			    "<count>1</count><policy_evaluated><disposition>none"
@@ -280,6 +291,63 @@ static struct istream *big_report_mail(unsigned int n)
 		str_data(mail), str_len(mail));
 	str_free(&mail);
 	return input;
+}
+
+static struct istream *big_report_mail(unsigned int n)
+{
+	return report_mail("big-1", n, 0);
+}
+
+static int ingest_stream(const struct dmarc_settings *set, bool queue,
+			 struct istream *input,
+			 struct dmarc_ingest_counts *counts)
+{
+	struct dmarc_ingest *ingest;
+	int ret;
+
+	ingest = dmarc_ingest_init(set, test_event);
+	dmarc_ingest_set_queue_on_failure(ingest, queue);
+	ret = dmarc_ingest_message(ingest, input, 1700000000, counts);
+	dmarc_ingest_deinit(&ingest);
+	i_stream_unref(&input);
+	return ret;
+}
+
+/* TRUE when a file in dir has a name ending in suffix. */
+static bool have_file_suffix(const char *dir, const char *suffix)
+{
+	struct dirent *d;
+	DIR *dirp;
+	bool found = FALSE;
+
+	if ((dirp = opendir(dir)) == NULL)
+		return FALSE;
+	while ((d = readdir(dirp)) != NULL) {
+		size_t len = strlen(d->d_name);
+
+		if (len > strlen(suffix) &&
+		    strcmp(d->d_name + len - strlen(suffix), suffix) == 0)
+			found = TRUE;
+	}
+	(void)closedir(dirp);
+	return found;
+}
+
+/* Files in dir whose names do not start with a dot; -1 when no dir. */
+static int count_files(const char *dir)
+{
+	struct dirent *d;
+	DIR *dirp;
+	int n = 0;
+
+	if ((dirp = opendir(dir)) == NULL)
+		return -1;
+	while ((d = readdir(dirp)) != NULL) {
+		if (d->d_name[0] != '.')
+			n++;
+	}
+	(void)closedir(dirp);
+	return n;
 }
 
 static void test_ingest_without_archive(void)
@@ -416,6 +484,240 @@ static void test_ingest_processing_time_limit(void)
 	test_end();
 }
 
+static void test_ingest_archive_write_fails(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	struct rlimit old_rl, rl;
+
+	test_begin("ingest: an archive write that fails does not stop the store");
+	test_settings("archive-full", &set);
+	/* create the database first: the file size limit is for the
+	   archive copy */
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, FALSE, report_mail("small", 1, 0),
+				  &counts) == 0);
+	/* a 700 KB attachment where files cannot grow past 256 KB: the
+	   archive write fails (EFBIG), the report is stored from memory */
+	test_assert(getrlimit(RLIMIT_FSIZE, &old_rl) == 0);
+	rl = old_rl;
+	rl.rlim_cur = 256*1024;
+	signal(SIGXFSZ, SIG_IGN);
+	test_assert(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+	i_zero(&counts);
+	test_expect_errors(1);
+	test_assert(ingest_stream(&set, FALSE, report_mail("padded", 3, 700*1024),
+				  &counts) == 0);
+	test_expect_no_more_errors();
+	test_assert(setrlimit(RLIMIT_FSIZE, &old_rl) == 0);
+	test_assert(counts.reports_new == 1 && counts.failed == 0);
+	test_assert(db_int(set.db_path, "SELECT record_count FROM reports "
+			   "WHERE report_id = 'padded' AND archive_path IS NULL") == 3);
+	/* no cut-off copy is left in the archive */
+	test_assert(count_files(t_strconcat(set.archive_dir, "/2023/11",
+					    NULL)) == 1);
+	test_end();
+}
+
+/* Another connection holds the write lock (a long import) until
+   lock_release(). */
+static sqlite3 *lock_db(const char *db_path)
+{
+	sqlite3 *db;
+
+	if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		i_fatal("%s: BEGIN IMMEDIATE: %s", db_path, sqlite3_errmsg(db));
+	return db;
+}
+
+static void lock_release(sqlite3 *db)
+{
+	(void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+}
+
+static void test_ingest_queue_when_busy(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set, set_noarch;
+	const char *spool;
+	sqlite3 *lock;
+
+	test_begin("ingest: busy past the lock timeout: queued, stored later");
+	test_settings("busy", &set);
+	set.limits.lock_timeout_msecs = 100;
+	set_noarch = set;
+	set_noarch.archive_dir = NULL;
+	spool = t_strconcat(set.db_path, "-pending", NULL);
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, TRUE, report_mail("first", 1, 0),
+				  &counts) == 0);
+
+	lock = lock_db(set.db_path);
+	i_zero(&counts);
+	/* one warning each, naming the spool */
+	test_expect_errors(2);
+	test_assert(ingest_stream(&set, TRUE, report_mail("queued-a", 2, 0),
+				  &counts) < 0);
+	/* without an archive copy, the spool keeps the bytes */
+	test_assert(ingest_stream(&set_noarch, TRUE,
+				  report_mail("queued-b", 3, 0), &counts) < 0);
+	test_expect_no_more_errors();
+	test_assert(counts.queued == 2 && counts.reports_new == 0);
+	/* two entries, one of them with its data file */
+	test_assert(count_files(spool) == 3);
+	lock_release(lock);
+
+	/* the next delivery stores them */
+	i_zero(&counts);
+	ingest = dmarc_ingest_init(&set, test_event);
+	dmarc_ingest_set_queue_on_failure(ingest, TRUE);
+	test_assert(dmarc_ingest_pending(ingest, FALSE, 0, &counts) == 0);
+	dmarc_ingest_deinit(&ingest);
+	test_assert(counts.reports_new == 2 && counts.failed == 0);
+	test_assert(count_files(spool) == 0);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports") == 3);
+	test_assert(db_int(set.db_path, "SELECT record_count FROM reports "
+			   "WHERE report_id = 'queued-b'") == 3);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports WHERE "
+			   "report_id = 'queued-a' AND archive_path LIKE '2023/11/%'") == 1);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports WHERE "
+			   "message_id = '<queued-b@example.com>'") == 1);
+	test_end();
+}
+
+static void test_ingest_pending_db_broken(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set;
+	const char *spool;
+	sqlite3 *lock;
+	int fd;
+
+	test_begin("ingest: pending entries keep their attempts while the database is broken");
+	test_settings("broken", &set);
+	set.limits.lock_timeout_msecs = 10;
+	spool = t_strconcat(set.db_path, "-pending", NULL);
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, TRUE, report_mail("first", 1, 0),
+				  &counts) == 0);
+	lock = lock_db(set.db_path);
+	test_expect_errors(1);
+	test_assert(ingest_stream(&set, TRUE, report_mail("queued", 1, 0),
+				  &counts) < 0);
+	test_expect_no_more_errors();
+	lock_release(lock);
+	test_assert(count_files(spool) == 1);
+	/* the database is replaced by something that is not one */
+	test_assert(unlink(set.db_path) == 0);
+	fd = open(set.db_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	test_assert(fd != -1 && write(fd, "not a database, not at all........"
+		"..............................................................."
+		"..............................", 128) == 128);
+	i_close_fd(&fd);
+	ingest = dmarc_ingest_init(&set, test_event);
+	dmarc_ingest_set_queue_on_failure(ingest, TRUE);
+	test_expect_errors(1);
+	test_assert(dmarc_ingest_pending(ingest, FALSE, 0, &counts) < 0);
+	test_expect_no_more_errors();
+	dmarc_ingest_deinit(&ingest);
+	/* still its first attempt to come: <id>.0 */
+	test_assert(count_files(spool) == 1);
+	test_assert(have_file_suffix(spool, ".0"));
+	test_end();
+}
+
+static void test_ingest_queue_bounded(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	sqlite3 *lock;
+
+	test_begin("ingest: the pending spool is bounded");
+	test_settings("spool-full", &set);
+	set.archive_dir = NULL;
+	set.limits.lock_timeout_msecs = 10;
+	set.limits.max_pending_size = 64*1024;
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, TRUE, report_mail("first", 1, 0),
+				  &counts) == 0);
+	lock = lock_db(set.db_path);
+	i_zero(&counts);
+	test_expect_errors(1);
+	test_assert(ingest_stream(&set, TRUE, report_mail("big", 1, 100*1024),
+				  &counts) < 0);
+	test_expect_no_more_errors();
+	test_assert(counts.queued == 0);
+	test_assert(count_files(t_strconcat(set.db_path, "-pending", NULL)) == 0);
+	lock_release(lock);
+	test_end();
+}
+
+static void test_ingest_import_goes_on(void)
+{
+	static const char overflow[] =
+		"<feedback><report_metadata><org_name>o</org_name>"
+		"<report_id>overflow</report_id><date_range><begin>1</begin>"
+		"<end>2</end></date_range></report_metadata>"
+		"<policy_published><domain>example.com</domain><p>none</p>"
+		"</policy_published>"
+		"<record><row><source_ip>192.0.2.1</source_ip>"
+		"<count>9223372036854775807</count><policy_evaluated>"
+		"<disposition>none</disposition><dkim>pass</dkim><spf>pass</spf>"
+		"</policy_evaluated></row><identifiers><header_from>example.com"
+		"</header_from></identifiers></record>"
+		"<record><row><source_ip>192.0.2.2</source_ip>"
+		"<count>9223372036854775807</count><policy_evaluated>"
+		"<disposition>none</disposition><dkim>pass</dkim><spf>pass</spf>"
+		"</policy_evaluated></row><identifiers><header_from>example.com"
+		"</header_from></identifiers></record></feedback>\n";
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set;
+	const char *dir, *bad, *good;
+	int fd;
+
+	test_begin("ingest: a report the store refuses is one failure, the import goes on");
+	test_settings("goes-on", &set);
+	dir = t_strconcat(test_tmpdir(), "/goes-on-files", NULL);
+	test_assert(mkdir(dir, 0700) == 0);
+	bad = t_strconcat(dir, "/a-overflow.xml", NULL);
+	fd = open(bad, O_WRONLY | O_CREAT, 0600);
+	test_assert(write(fd, overflow, sizeof(overflow) - 1) ==
+		    (ssize_t)sizeof(overflow) - 1);
+	i_close_fd(&fd);
+	good = t_strconcat(dir, "/b-good.xml", NULL);
+	fd = open(good, O_WRONLY | O_CREAT, 0600);
+	test_assert(write(fd, "<feedback><report_metadata><org_name>o"
+		"</org_name><report_id>good</report_id><date_range><begin>1"
+		"</begin><end>2</end></date_range></report_metadata>"
+		"<policy_published><domain>example.com</domain><p>none</p>"
+		"</policy_published><record><row><source_ip>192.0.2.1"
+		"</source_ip><count>1</count><policy_evaluated><disposition>"
+		"none</disposition><dkim>pass</dkim><spf>pass</spf>"
+		"</policy_evaluated></row><identifiers><header_from>"
+		"example.com</header_from></identifiers></record></feedback>\n",
+		476) == 476);
+	i_close_fd(&fd);
+
+	i_zero(&counts);
+	ingest = dmarc_ingest_init(&set, test_event);
+	dmarc_ingest_set_archiving(ingest, FALSE);
+	test_assert(dmarc_ingest_batch_begin(ingest) == 0);
+	test_expect_errors(1);
+	test_assert(dmarc_ingest_file(ingest, bad, &counts) == 0);
+	test_expect_no_more_errors();
+	test_assert(dmarc_ingest_file(ingest, good, &counts) == 0);
+	test_assert(dmarc_ingest_batch_commit(ingest) == 0);
+	dmarc_ingest_deinit(&ingest);
+	test_assert(counts.failed == 1 && counts.reports_new == 1);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports") == 1);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -428,6 +730,11 @@ int main(void)
 		test_ingest_without_archive,
 		test_ingest_too_big_not_archived,
 		test_ingest_processing_time_limit,
+		test_ingest_archive_write_fails,
+		test_ingest_queue_when_busy,
+		test_ingest_pending_db_broken,
+		test_ingest_queue_bounded,
+		test_ingest_import_goes_on,
 		test_ingest_teardown,
 		NULL
 	};

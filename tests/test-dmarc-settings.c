@@ -34,6 +34,8 @@ static void test_settings_defaults(void)
 	test_assert(set.limits.max_auth_results == 20);
 	test_assert(set.limits.max_report_rows == 4000000);
 	test_assert(set.limits.max_processing_time_msecs == 10000);
+	test_assert(set.limits.lock_timeout_msecs == 5000);
+	test_assert(set.limits.max_pending_size == 64*1024*1024);
 	test_end();
 }
 
@@ -45,6 +47,7 @@ static void test_settings_overrides(void)
 		"dmarcreport_max_decompressed_size", "10M",
 		"dmarcreport_max_records", "5000",
 		"dmarcreport_max_processing_time", "1500 ms",
+		"dmarcreport_lock_timeout", "1500ms",
 		NULL
 	};
 	struct dmarc_settings set;
@@ -59,6 +62,7 @@ static void test_settings_overrides(void)
 	test_assert(set.limits.max_decompressed_size == 10*1024*1024);
 	test_assert(set.limits.max_records == 5000);
 	test_assert(set.limits.max_processing_time_msecs == 1500);
+	test_assert(set.limits.lock_timeout_msecs == 1500);
 	test_end();
 }
 

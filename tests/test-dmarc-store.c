@@ -6,6 +6,7 @@
 #include "str.h"
 #include "hex-binary.h"
 #include "ioloop.h"
+#include "time-util.h"
 #include "test-dmarc-common.h"
 #include "dmarc-store.h"
 #include "dmarc-store-cache.h"
@@ -748,6 +749,66 @@ static void test_store_count_limits(void)
 	test_end();
 }
 
+static void test_store_error_report_only(void)
+{
+	const char *path = test_db_path("report-error");
+	struct dmarc_store_report_info info;
+	struct dmarc_store_report *sreport;
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	struct dmarc_record record;
+	const char *error = NULL;
+
+	test_begin("store: a report refused alone leaves the batch going");
+	store = test_open(path);
+	test_assert(dmarc_store_batch_begin(store, &error) == 0);
+	test_store_or_fail(store, "a");
+	test_report_init(&report, "overflow");
+	i_zero(&info);
+	i_zero(&record);
+	record.source_ip = "192.0.2.1";
+	record.count = INT64_MAX;
+	test_assert(dmarc_store_report_begin(store, &report, &info, &sreport,
+					     &error) == 1);
+	test_assert(dmarc_store_report_add_record(sreport, &record,
+						  &error) == 0);
+	test_assert(dmarc_store_report_add_record(sreport, &record,
+						  &error) == -1);
+	test_assert(dmarc_store_get_error(store) == DMARC_STORE_ERROR_REPORT);
+	dmarc_store_report_rollback(&sreport);
+	test_store_or_fail(store, "c");
+	test_assert(dmarc_store_batch_commit(store, &error) == 0);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT report_id FROM reports"
+				    " ORDER BY id"), "a;\nc;\n");
+	test_assert_strcmp(test_counts(path), "2|6|6;\n");
+	test_end();
+}
+
+static void test_store_batch_max_time(void)
+{
+	const char *path = test_db_path("batch-time");
+	struct dmarc_store *store;
+	const char *error = NULL;
+
+	test_begin("store: a batch older than its max time commits between reports");
+	store = test_open(path);
+	test_assert(dmarc_store_batch_begin(store, &error) == 0);
+	dmarc_store_batch_set_max_time(store, 1);
+	test_store_or_fail(store, "a");
+	test_assert(dmarc_store_batch_uncommitted(store) == 1);
+	test_assert_strcmp(test_counts(path), "0|0|0;\n");
+	/* past the 1 ms: "a" is committed before "b" begins */
+	usleep(2000);
+	test_store_or_fail(store, "b");
+	test_assert_strcmp(test_counts(path), "1|3|3;\n");
+	test_assert(dmarc_store_batch_uncommitted(store) == 1);
+	test_assert(dmarc_store_batch_commit(store, &error) == 0);
+	test_assert_strcmp(test_counts(path), "2|6|6;\n");
+	dmarc_store_close(&store);
+	test_end();
+}
+
 static void test_store_readonly_refuses_writes(void)
 {
 	const char *path = test_db_path("readonly");
@@ -952,6 +1013,74 @@ static void test_concurrent_busy_timeout(void)
 	test_end();
 }
 
+static void test_concurrent_writer_during_batch(void)
+{
+	const char *path = test_db_path("batch-writer");
+	struct dmarc_store *store;
+	const char *error = NULL;
+	struct timeval start, now;
+	unsigned int n = 0;
+	int status = -1, go[2];
+	pid_t pid;
+	char c;
+
+	test_begin("store: a writer gets in during a long batch (1 s lock timeout)");
+	/* forked before the parent opens the database: SQLite's lock state
+	   of this process must not be copied into the child */
+	test_db_mkdir(path);
+	if (pipe(go) < 0)
+		i_fatal("pipe() failed: %m");
+	pid = fork();
+	if (pid < 0)
+		i_fatal("fork() failed: %m");
+	if (pid == 0) {
+		struct dmarc_store *child;
+		struct dmarc_report report;
+
+		i_close_fd(&go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(4);
+		if (dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &child,
+				     &error) != 1)
+			_exit(2);
+		dmarc_store_set_busy_timeout(child, 1000);
+		test_report_init(&report, "child");
+		if (test_store_report(child, &report, &error) != 1) {
+			i_error("child: %s", error);
+			_exit(3);
+		}
+		dmarc_store_close(&child);
+		_exit(0);
+	}
+	i_close_fd(&go[0]);
+	store = test_open(path);
+	test_assert(dmarc_store_batch_begin(store, &error) == 0);
+	dmarc_store_batch_set_max_time(store, 50);
+	/* the batch holds the write lock from here on */
+	test_store_or_fail(store, "p-first");
+	test_assert(write(go[1], "g", 1) == 1);
+	i_close_fd(&go[1]);
+	/* the import goes on until the child is done (bounded: 20 s) */
+	i_gettimeofday(&start);
+	do {
+		T_BEGIN {
+			test_store_or_fail(store, t_strdup_printf("p%u", n++));
+		} T_END;
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		status = -1;
+		i_gettimeofday(&now);
+	} while (timeval_diff_msecs(&now, &start) < 20000);
+	if (status == -1 && waitpid(pid, &status, 0) < 0)
+		i_fatal("waitpid() failed: %m");
+	test_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	test_assert(dmarc_store_batch_commit(store, &error) == 0);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT count(*) FROM reports"
+				    " WHERE report_id = 'child'"), "1;\n");
+	test_end();
+}
+
 /* test_run() owns lib_init(): the tear-down runs inside it. */
 static void test_teardown(void)
 {
@@ -976,10 +1105,13 @@ int main(void)
 		test_store_cache_idle,
 		test_store_batch,
 		test_store_count_limits,
+		test_store_error_report_only,
+		test_store_batch_max_time,
 		test_store_readonly_refuses_writes,
 		test_ip_key,
 		test_concurrent_writers_wait,
 		test_concurrent_busy_timeout,
+		test_concurrent_writer_during_batch,
 		test_teardown,
 		NULL
 	};

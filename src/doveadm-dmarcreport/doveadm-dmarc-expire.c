@@ -5,11 +5,10 @@
 #include "array.h"
 #include "ioloop.h"
 #include "doveadm-print.h"
-#include "dmarc-query.h"
+#include "dmarc-archive.h"
 #include "dmarc-log.h"
+#include "dmarc-query.h"
 #include "doveadm-dmarc.h"
-
-#include <unistd.h>
 
 struct expire_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
@@ -17,42 +16,23 @@ struct expire_cmd_context {
 	bool archive;
 };
 
-/* Only a relative path without ".." components can lie inside the
-   archive dir: anything else in the database is not ours to delete. */
-static bool archive_path_is_safe(const char *path)
-{
-	const char *const *parts;
-
-	if (*path == '\0' || *path == '/')
-		return FALSE;
-	for (parts = t_strsplit(path, "/"); *parts != NULL; parts++) {
-		if (strcmp(*parts, "..") == 0 || strcmp(*parts, ".") == 0 ||
-		    **parts == '\0')
-			return FALSE;
-	}
-	return TRUE;
-}
-
+/* dmarc_archive_remove() refuses paths that could lead outside the
+   archive dir and follows no symlink below it. */
 static unsigned int
 expire_archive_files(struct mail_user *user, const char *archive_dir,
 		     const ARRAY_TYPE(const_string) *paths)
 {
-	const char *path, *full;
+	const char *path, *error;
 	unsigned int removed = 0;
+	int ret;
 
 	array_foreach_elem(paths, path) {
-		if (!archive_path_is_safe(path)) {
-			i_warning("dmarc: user %s: Not removing '%s': "
-				  "not a path inside the archive dir",
-				  user->username, dmarc_log_text(path));
-			continue;
-		}
-		full = t_strconcat(archive_dir, "/", path, NULL);
-		if (unlink(full) == 0)
+		ret = dmarc_archive_remove(archive_dir, path, &error);
+		if (ret > 0)
 			removed++;
-		else if (errno != ENOENT) {
-			i_error("dmarc: user %s: unlink(%s) failed: %m",
-				user->username, dmarc_log_text(full));
+		else if (ret < 0) {
+			i_error("dmarc: user %s: Not removed: %s",
+				user->username, dmarc_log_text(error));
 		}
 	}
 	return removed;
@@ -77,6 +57,9 @@ cmd_dmarc_expire_run(struct doveadm_mail_cmd_context *_ctx,
 	if (ret > 0) {
 		want_files = ctx->archive && set.archive_dir != NULL;
 		t_array_init(&paths, 16);
+		/* deliveries waiting for the lock get it in time */
+		dmarc_store_batch_set_max_time(store,
+			DMARC_LOCK_TIMEOUT_BATCH_MSECS(set.limits.lock_timeout_msecs));
 		ret = dmarc_query_expire(store, ctx->before, _ctx->pool,
 					 want_files ? &paths : NULL,
 					 &deleted, &error);

@@ -1,26 +1,21 @@
 /* doveadm dmarc import: backfill the database from report files, whole
-   mails (.eml), directories of them, or the messages of a mailbox, through
-   the same ingest pipeline as delivery, in one transaction. */
+   mails (.eml), directories of them, the messages of a mailbox, or the
+   pending spool, through the same ingest pipeline as delivery, in
+   transactions of a bounded time. One input that fails is counted and
+   logged; the run goes on with the next one, unless the database itself
+   fails. */
 
 #include "lib.h"
 #include "array.h"
 #include "ioloop.h"
 #include "istream.h"
 #include "path-util.h"
-#include "read-full.h"
 #include "mail-namespace.h"
 #include "mail-search-build.h"
 #include "doveadm-print.h"
 #include "dmarc-ingest.h"
-#include "dmarc-log.h"
+#include "dmarc-import.h"
 #include "doveadm-dmarc.h"
-
-#define IMPORT_READ_WHOLE_MAX_BYTES (1024*1024)
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <unistd.h>
-#include <sys/stat.h>
 
 struct import_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
@@ -28,206 +23,14 @@ struct import_cmd_context {
 	const char *const *paths;
 	/* copy what is imported into the archive dir */
 	bool archive;
+	/* store the pending spool's reports */
+	bool pending;
 
 	/* of the current user */
 	struct dmarc_ingest *ingest;
 	struct dmarc_ingest_counts total;
-	/* the current mail file when read whole */
-	buffer_t *file_buf;
 	unsigned int inputs;
-	bool storage_failed;
 };
-
-/* --- files --- */
-
-static bool has_suffix(const char *name, const char *suffix)
-{
-	size_t len = strlen(name), slen = strlen(suffix);
-
-	return len >= slen && strcasecmp(name + len - slen, suffix) == 0;
-}
-
-/* Is this file a whole mail rather than a bare report? By the extension
-   first, then by its first bytes: gzip, zip and XML are reports; a first
-   line that is a header field is a mail. */
-static bool import_file_is_message(const char *path, int fd)
-{
-	unsigned char buf[256];
-	ssize_t len, i;
-
-	if (has_suffix(path, ".eml") || has_suffix(path, ".msg"))
-		return TRUE;
-	if (has_suffix(path, ".xml") || has_suffix(path, ".gz") ||
-	    has_suffix(path, ".zip") || has_suffix(path, ".zlib"))
-		return FALSE;
-
-	len = pread(fd, buf, sizeof(buf), 0);
-	if (len < 2)
-		return FALSE;
-	if ((buf[0] == 0x1f && buf[1] == 0x8b) ||
-	    (buf[0] == 'P' && buf[1] == 'K'))
-		return FALSE;
-	/* RFC 5322 2.2: field-name is printable ASCII except ':' */
-	for (i = 0; i < len; i++) {
-		if (buf[i] == ':')
-			return i > 0;
-		if (buf[i] < 33 || buf[i] > 126)
-			return FALSE;
-	}
-	return FALSE;
-}
-
-static void
-import_counts_add(struct import_cmd_context *ctx,
-		  const struct dmarc_ingest_counts *counts)
-{
-	ctx->total.attachments += counts->attachments;
-	ctx->total.reports_new += counts->reports_new;
-	ctx->total.reports_duplicate += counts->reports_duplicate;
-	ctx->total.failed += counts->failed;
-	ctx->total.records += counts->records;
-}
-
-/* A mail file as a stream: read whole when small (one read instead of a
-   pread and an fstat per block, which add up over thousands of files),
-   else streamed. *fd stays the caller's to close, or is taken (-1). */
-static struct istream *
-import_file_stream(struct import_cmd_context *ctx, const char *path,
-		   int *fd, const struct stat *st)
-{
-	struct istream *input;
-	ssize_t ret;
-
-	if (st->st_size > 0 && st->st_size <= IMPORT_READ_WHOLE_MAX_BYTES) {
-		if (ctx->file_buf == NULL)
-			ctx->file_buf = buffer_create_dynamic(default_pool, 65536);
-		buffer_set_used_size(ctx->file_buf, 0);
-		ret = read_full(*fd, buffer_append_space_unsafe(
-			ctx->file_buf, st->st_size), st->st_size);
-		if (ret > 0) {
-			input = i_stream_create_from_data(ctx->file_buf->data,
-							  ctx->file_buf->used);
-			i_stream_set_name(input, path);
-			return input;
-		}
-		/* changed meanwhile, or an error: the stream reports it */
-		if (lseek(*fd, 0, SEEK_SET) < 0)
-			i_error("dmarc import: lseek(%s) failed: %m",
-				dmarc_log_text(path));
-	}
-	input = i_stream_create_fd_autoclose(fd, IO_BLOCK_SIZE);
-	i_stream_set_name(input, path);
-	return input;
-}
-
-static int import_file(struct import_cmd_context *ctx, const char *path)
-{
-	struct dmarc_ingest_counts counts;
-	struct istream *input;
-	struct stat st;
-	int fd, ret;
-
-	i_zero(&counts);
-	ctx->inputs++;
-	fd = open(path, O_RDONLY);
-	if (fd == -1 || fstat(fd, &st) < 0) {
-		i_error("dmarc import: open(%s) failed: %m",
-			dmarc_log_text(path));
-		ctx->total.failed++;
-		if (fd != -1)
-			i_close_fd(&fd);
-		return 0;
-	}
-	if (!import_file_is_message(path, fd)) {
-		i_close_fd(&fd);
-		ret = dmarc_ingest_file(ctx->ingest, path, &counts);
-	} else {
-		input = import_file_stream(ctx, path, &fd, &st);
-		ret = dmarc_ingest_message(ctx->ingest, input, st.st_mtime,
-					   &counts);
-		i_stream_unref(&input);
-		if (fd != -1)
-			i_close_fd(&fd);
-	}
-	import_counts_add(ctx, &counts);
-	return ret;
-}
-
-struct import_dir_entry {
-	const char *path;
-	/* DT_* from readdir(), DT_UNKNOWN when it did not say */
-	unsigned char type;
-};
-
-static int import_dir_entry_cmp(const struct import_dir_entry *e1,
-				const struct import_dir_entry *e2)
-{
-	return strcmp(e1->path, e2->path);
-}
-
-/* A directory: its files and subdirectories in name order, dot files
-   left out (Maildir's tmp/ files are not finished mails either). */
-static int import_dir(struct import_cmd_context *ctx, const char *dir);
-
-static int import_path(struct import_cmd_context *ctx, const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0) {
-		i_error("dmarc import: stat(%s) failed: %m",
-			dmarc_log_text(path));
-		ctx->total.failed++;
-		return 0;
-	}
-	if (S_ISDIR(st.st_mode))
-		return import_dir(ctx, path);
-	if (!S_ISREG(st.st_mode))
-		return 0;
-	return import_file(ctx, path);
-}
-
-static int import_dir(struct import_cmd_context *ctx, const char *dir)
-{
-	ARRAY(struct import_dir_entry) entries;
-	const struct import_dir_entry *entry;
-	struct import_dir_entry *new_entry;
-	struct dirent *d;
-	DIR *dirp;
-	int ret = 0;
-
-	dirp = opendir(dir);
-	if (dirp == NULL) {
-		i_error("dmarc import: opendir(%s) failed: %m",
-			dmarc_log_text(dir));
-		ctx->total.failed++;
-		return 0;
-	}
-	t_array_init(&entries, 64);
-	while ((d = readdir(dirp)) != NULL) {
-		if (d->d_name[0] == '.' || strcmp(d->d_name, "tmp") == 0)
-			continue;
-		new_entry = array_append_space(&entries);
-		new_entry->path = t_strconcat(dir, "/", d->d_name, NULL);
-		new_entry->type = d->d_type;
-	}
-	if (closedir(dirp) < 0)
-		i_error("dmarc import: closedir(%s) failed: %m",
-			dmarc_log_text(dir));
-	array_sort(&entries, import_dir_entry_cmp);
-	array_foreach(&entries, entry) {
-		T_BEGIN {
-			/* a regular file needs no stat() of its own: the
-			   open file is looked at */
-			if (entry->type == DT_REG)
-				ret = import_file(ctx, entry->path);
-			else
-				ret = import_path(ctx, entry->path);
-		} T_END;
-		if (ret < 0)
-			break;
-	}
-	return ret;
-}
 
 /* --- a mailbox --- */
 
@@ -251,9 +54,11 @@ import_mailbox(struct import_cmd_context *ctx, struct mail_user *user)
 	if (mailbox_sync(box, 0) < 0) {
 		i_error("dmarc import: Opening mailbox %s failed: %s",
 			ctx->mailbox, mailbox_get_last_internal_error(box, NULL));
+		/* the exit code says it (68 for a missing mailbox); -1 is
+		   for the database */
 		doveadm_mail_failed_mailbox(_ctx, box);
 		mailbox_free(&box);
-		return -1;
+		return 0;
 	}
 	mail_search_args_init(_ctx->search_args, box, FALSE, NULL);
 	trans = mailbox_transaction_begin(box, 0, "dmarc import");
@@ -275,13 +80,12 @@ import_mailbox(struct import_cmd_context *ctx, struct mail_user *user)
 		i_zero(&counts);
 		ret = dmarc_ingest_message(ctx->ingest, input, received,
 					   &counts);
-		import_counts_add(ctx, &counts);
+		dmarc_ingest_counts_add(&ctx->total, &counts);
 	}
 	if (mailbox_search_deinit(&search) < 0) {
 		i_error("dmarc import: Searching mailbox %s failed: %s",
 			ctx->mailbox, mailbox_get_last_internal_error(box, NULL));
 		doveadm_mail_failed_mailbox(_ctx, box);
-		ret = -1;
 	}
 	mail_search_args_deinit(_ctx->search_args);
 	/* read-only: nothing to commit in the mailbox */
@@ -310,29 +114,41 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	dmarc_ingest_set_archiving(ctx->ingest, ctx->archive);
 	/* the totals are printed; -D shows each report */
 	dmarc_ingest_set_quiet(ctx->ingest, TRUE);
-	/* one transaction: a backfill of thousands of reports stays fast,
-	   and each report is still a savepoint of its own */
-	if (dmarc_ingest_batch_begin(ctx->ingest) < 0)
+	if (ctx->pending) {
+		struct dmarc_ingest_counts counts;
+
+		/* outside a batch: an entry goes only once its report is
+		   committed */
+		i_zero(&counts);
+		ret = dmarc_ingest_pending(ctx->ingest, TRUE, 0, &counts);
+		ctx->inputs += counts.attachments;
+		dmarc_ingest_counts_add(&ctx->total, &counts);
+	}
+	/* Batches of a bounded time: a backfill of thousands of reports
+	   stays fast, and deliveries get the lock between two batches. */
+	if (ret == 0 && (ctx->mailbox != NULL || ctx->paths != NULL) &&
+	    dmarc_ingest_batch_begin(ctx->ingest) < 0)
 		ret = -1;
 	if (ret == 0 && ctx->mailbox != NULL)
 		ret = import_mailbox(ctx, user);
-	else if (ret == 0) {
-		for (path = ctx->paths; *path != NULL && ret == 0; path++) {
-			/* a path given on the command line must exist */
-			if (access(*path, F_OK) < 0) {
-				i_error("dmarc import: %s: %m",
-					dmarc_log_text(*path));
-				_ctx->exit_code = EX_NOINPUT;
-				continue;
-			}
-			ret = import_path(ctx, *path);
-		}
+	else if (ret == 0 && ctx->paths != NULL) {
+		struct dmarc_import *import;
+
+		import = dmarc_import_init(ctx->ingest, user->event,
+					   &ctx->total);
+		for (path = ctx->paths; *path != NULL && ret == 0; path++)
+			ret = dmarc_import_path(import, *path, TRUE);
+		ctx->inputs += dmarc_import_get_inputs(import);
+		/* doveadm's rule: the first error's code, EX_TEMPFAIL over
+		   all */
+		if (dmarc_import_get_unreadable(import) > 0)
+			doveadm_dmarc_set_exit_code(_ctx, EX_NOINPUT);
+		dmarc_import_deinit(&import);
 	}
-	if (dmarc_ingest_batch_commit(ctx->ingest) < 0)
+	if ((ctx->mailbox != NULL || ctx->paths != NULL) &&
+	    dmarc_ingest_batch_commit(ctx->ingest) < 0)
 		ret = -1;
 	dmarc_ingest_deinit(&ctx->ingest);
-	if (ctx->file_buf != NULL)
-		buffer_free(&ctx->file_buf);
 
 	doveadm_dmarc_print_num(ctx->inputs);
 	doveadm_dmarc_print_num(ctx->total.reports_new);
@@ -340,9 +156,9 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	doveadm_dmarc_print_num(ctx->total.failed);
 	doveadm_dmarc_print_num(ctx->total.records);
 	if (ret < 0) {
-		/* the ingest logged why */
-		if (_ctx->exit_code == 0)
-			_ctx->exit_code = EX_TEMPFAIL;
+		/* the database failed (the ingest logged why): the rest
+		   would fail alike; import again once it is fixed */
+		doveadm_dmarc_set_exit_code(_ctx, EX_TEMPFAIL);
 		return -1;
 	}
 	/* Inputs that gave no report are counted and logged, not an
@@ -366,6 +182,7 @@ cmd_dmarc_import_init(struct doveadm_mail_cmd_context *_ctx,
 	struct import_cmd_context *ctx = (struct import_cmd_context *)_ctx;
 
 	(void)doveadm_cmd_param_bool(_ctx->cctx, "archive", &ctx->archive);
+	(void)doveadm_cmd_param_bool(_ctx->cctx, "pending", &ctx->pending);
 	if (ctx->mailbox != NULL) {
 		if (args[0] == NULL) {
 			_ctx->search_args = mail_search_build_init();
@@ -374,8 +191,10 @@ cmd_dmarc_import_init(struct doveadm_mail_cmd_context *_ctx,
 			_ctx->search_args = doveadm_mail_build_search_args(args);
 		}
 	} else if (args[0] == NULL) {
-		doveadm_dmarc_usage_error(_ctx,
-			"Nothing to import: give files, directories or --mailbox");
+		if (!ctx->pending) {
+			doveadm_dmarc_usage_error(_ctx, "Nothing to import: "
+				"give files, directories, --mailbox or --pending");
+		}
 	} else {
 		ARRAY_TYPE(const_string) paths;
 		const char *path, *error;
@@ -406,7 +225,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_import_alloc(void)
 {
 	struct import_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct import_cmd_context, "m:a");
+	ctx = doveadm_dmarc_cmd_alloc(struct import_cmd_context, "m:ap");
 	ctx->dctx.ctx.v.preinit = cmd_dmarc_import_preinit;
 	ctx->dctx.ctx.v.init = cmd_dmarc_import_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_import_run;
@@ -418,11 +237,13 @@ struct doveadm_cmd_ver2 doveadm_dmarc_cmd_import = {
 	.name = "dmarc import",
 	.mail_cmd = cmd_dmarc_import_alloc,
 	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
-		"[--archive] --mailbox <mailbox> [<search query>] | [--archive] <file|dir> [...]",
+		"[--archive] [--pending] --mailbox <mailbox> [<search query>] | "
+		"[--archive] [--pending] [<file|dir> ...]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('m', "mailbox", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('a', "archive", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('p', "pending", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "args", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

@@ -125,6 +125,15 @@ int doveadm_dmarc_read(struct doveadm_mail_cmd_context *ctx,
 	return 0;
 }
 
+void doveadm_dmarc_set_exit_code(struct doveadm_mail_cmd_context *ctx,
+				 int exit_code)
+{
+	/* doveadm's rule (doveadm_mail_failed_error()): EX_TEMPFAIL over
+	   all others, else the first error's code */
+	if (ctx->exit_code == 0 || exit_code == EX_TEMPFAIL)
+		ctx->exit_code = exit_code;
+}
+
 int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 			       struct mail_user *user, const char *error)
 {

@@ -73,6 +73,11 @@ int doveadm_dmarc_read(struct doveadm_mail_cmd_context *ctx,
 		       struct mail_user *user,
 		       doveadm_dmarc_read_func_t *read_func);
 
+/* Set ctx's exit code as doveadm does: an EX_TEMPFAIL is never
+   overwritten, otherwise the first error's code stays. */
+void doveadm_dmarc_set_exit_code(struct doveadm_mail_cmd_context *ctx,
+				 int exit_code);
+
 /* A query failed: log it and set the exit code. Returns -1. */
 int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 			       struct mail_user *user, const char *error);

@@ -7,6 +7,7 @@
 #include "unichar.h"
 #include "randgen.h"
 #include "mkdir-parents.h"
+#include "strfuncs.h"
 #include "dmarc-archive.h"
 
 #include <fcntl.h>
@@ -119,22 +120,104 @@ static const char *numbered_name(const char *name, const char *suffix)
 	return t_strconcat(t_strdup_until(name, ext), "-", suffix, ext, NULL);
 }
 
+/* The relative path's components, or NULL when it could point outside the
+   archive dir (absolute, empty, "." or ".." components). */
+static const char *const *archive_path_split(const char *relpath)
+{
+	const char *const *parts, *const *p;
+
+	if (*relpath == '\0' || *relpath == '/')
+		return NULL;
+	parts = t_strsplit(relpath, "/");
+	for (p = parts; *p != NULL; p++) {
+		if (**p == '\0' || strcmp(*p, ".") == 0 || strcmp(*p, "..") == 0)
+			return NULL;
+	}
+	return parts;
+}
+
+/* Open archive_dir, then each of the count directories of parts below it
+   without following a symlink (a link planted at 2024/ or 2024/01/ must
+   not send a delivery's writes, or an expire's deletes, elsewhere),
+   making the missing ones (0700) when create. The archive dir itself is
+   the admin's setting and may be a link. Returns the fd, or -1 with
+   errno set and *error_r naming the path. */
+static int
+archive_open_dir(const char *archive_dir, const char *const *parts,
+		 unsigned int count, bool create, const char **error_r)
+{
+	const char *path = archive_dir;
+	unsigned int i;
+	int fd, new_fd, saved_errno;
+
+	fd = open(archive_dir, O_RDONLY | O_DIRECTORY);
+	if (fd == -1 && errno == ENOENT && create) {
+		if (mkdir_parents(archive_dir, 0700) < 0 && errno != EEXIST) {
+			*error_r = t_strdup_printf("mkdir(%s) failed: %m",
+						   archive_dir);
+			return -1;
+		}
+		fd = open(archive_dir, O_RDONLY | O_DIRECTORY);
+	}
+	if (fd == -1) {
+		saved_errno = errno;
+		*error_r = t_strdup_printf("open(%s) failed: %m", archive_dir);
+		errno = saved_errno;
+		return -1;
+	}
+	for (i = 0; i < count; i++) {
+		path = t_strconcat(path, "/", parts[i], NULL);
+		new_fd = openat(fd, parts[i],
+				O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+		if (new_fd == -1 && errno == ENOENT && create) {
+			if (mkdirat(fd, parts[i], 0700) < 0 && errno != EEXIST) {
+				saved_errno = errno;
+				*error_r = t_strdup_printf(
+					"mkdir(%s) failed: %m", path);
+				i_close_fd(&fd);
+				errno = saved_errno;
+				return -1;
+			}
+			new_fd = openat(fd, parts[i],
+					O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+		}
+		saved_errno = errno;
+		i_close_fd(&fd);
+		if (new_fd == -1) {
+			errno = saved_errno;
+			*error_r = errno == ELOOP || errno == ENOTDIR ?
+				t_strdup_printf("%s is not a directory (a "
+						"symlink is not followed)", path) :
+				t_strdup_printf("open(%s) failed: %m", path);
+			errno = saved_errno;
+			return -1;
+		}
+		fd = new_fd;
+	}
+	return fd;
+}
+
 int dmarc_archive_create(const char *archive_dir, time_t when,
 			 const char *filename, int *fd_r,
 			 const char **relpath_r, const char **error_r)
 {
-	const char *name, *subdir, *dir, *relpath, *path;
+	const char *name, *subdir, *relpath, *parts[3];
+	char year[16], month[8];
 	struct tm tm;
 	unsigned int i;
-	bool dir_created = FALSE;
-	int fd;
+	int dir_fd, fd;
 
 	if (gmtime_r(&when, &tm) == NULL) {
 		*error_r = t_strdup_printf("invalid time %ld", (long)when);
 		return -1;
 	}
-	subdir = t_strdup_printf("%04d/%02d", tm.tm_year + 1900, tm.tm_mon + 1);
-	dir = t_strconcat(archive_dir, "/", subdir, NULL);
+	i_snprintf(year, sizeof(year), "%04d", tm.tm_year + 1900);
+	i_snprintf(month, sizeof(month), "%02d", tm.tm_mon + 1);
+	parts[0] = year; parts[1] = month; parts[2] = NULL;
+	subdir = t_strdup_printf("%s/%s", year, month);
+	dir_fd = archive_open_dir(archive_dir, parts, 2, TRUE, error_r);
+	if (dir_fd == -1)
+		return -1;
 	name = dmarc_archive_safe_name(filename, "attachment");
 	for (i = 0;; i++) {
 		const char *try_name = name;
@@ -146,29 +229,84 @@ int dmarc_archive_create(const char *archive_dir, time_t when,
 				"%lx%x", (long)time(NULL), i_rand()));
 		}
 		relpath = t_strconcat(subdir, "/", try_name, NULL);
-		path = t_strconcat(archive_dir, "/", relpath, NULL);
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
-		if (fd == -1 && errno == ENOENT && !dir_created) {
-			/* the month's first report: its directory, then
-			   again */
-			if (mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
-				*error_r = t_strdup_printf(
-					"mkdir(%s) failed: %m", dir);
-				return -1;
-			}
-			dir_created = TRUE;
-			fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW,
-				  0600);
-		}
+		fd = openat(dir_fd, try_name,
+			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
 		if (fd != -1)
 			break;
 		if (errno != EEXIST || i > ARCHIVE_NUMBERED_TRIES + 10) {
 			*error_r = t_strdup_printf("open(%s/%s) failed: %m",
 						   archive_dir, relpath);
+			i_close_fd(&dir_fd);
 			return -1;
 		}
 	}
+	i_close_fd(&dir_fd);
 	*fd_r = fd;
 	*relpath_r = relpath;
 	return 0;
+}
+
+/* The directory fd of relpath's parent and its last component. */
+static int
+archive_open_parent(const char *archive_dir, const char *relpath,
+		    const char **name_r, const char **error_r)
+{
+	const char *const *parts = archive_path_split(relpath);
+	unsigned int count;
+
+	if (parts == NULL) {
+		*error_r = t_strdup_printf("'%s' is not a path inside the "
+					   "archive dir", relpath);
+		errno = EINVAL;
+		return -1;
+	}
+	count = str_array_length(parts);
+	*name_r = parts[count - 1];
+	return archive_open_dir(archive_dir, parts, count - 1, FALSE, error_r);
+}
+
+int dmarc_archive_open(const char *archive_dir, const char *relpath,
+		       int *fd_r, const char **error_r)
+{
+	const char *name;
+	int dir_fd, saved_errno;
+
+	*fd_r = -1;
+	if ((dir_fd = archive_open_parent(archive_dir, relpath, &name,
+					  error_r)) == -1)
+		return errno == ENOENT ? 0 : -1;
+	*fd_r = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW);
+	saved_errno = errno;
+	i_close_fd(&dir_fd);
+	if (*fd_r != -1)
+		return 1;
+	errno = saved_errno;
+	if (errno == ENOENT)
+		return 0;
+	*error_r = errno == ELOOP ?
+		t_strdup_printf("%s/%s is a symlink: not followed",
+				archive_dir, relpath) :
+		t_strdup_printf("open(%s/%s) failed: %m", archive_dir, relpath);
+	return -1;
+}
+
+int dmarc_archive_remove(const char *archive_dir, const char *relpath,
+			 const char **error_r)
+{
+	const char *name;
+	int dir_fd, ret;
+
+	if ((dir_fd = archive_open_parent(archive_dir, relpath, &name,
+					  error_r)) == -1)
+		return errno == ENOENT ? 0 : -1;
+	/* a symlink itself is removed, never what it points at */
+	ret = unlinkat(dir_fd, name, 0);
+	if (ret < 0 && errno != ENOENT) {
+		*error_r = t_strdup_printf("unlink(%s/%s) failed: %m",
+					   archive_dir, relpath);
+	}
+	i_close_fd(&dir_fd);
+	if (ret == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -1;
 }

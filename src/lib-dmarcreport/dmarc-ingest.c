@@ -10,6 +10,7 @@
 #include "safe-mkstemp.h"
 #include "write-full.h"
 #include "dmarc-log.h"
+#include "time-util.h"
 #include "dmarc-settings.h"
 #include "dmarc-extract.h"
 #include "dmarc-archive.h"
@@ -17,6 +18,7 @@
 #include "dmarc-parse.h"
 #include "dmarc-store.h"
 #include "dmarc-store-cache.h"
+#include "dmarc-pending.h"
 #include "dmarc-ingest.h"
 
 /* Without an archive, attachments up to this size stay in memory; larger
@@ -57,6 +59,15 @@ struct dmarc_ingest {
 	/* Set once the database could not be used: later reports of this
 	   run are not tried again, and the error is logged only once. */
 	bool store_failed;
+	bool failure_logged;
+	/* the first storage failure: what failed, why, and whether only
+	   because another writer held the lock */
+	const char *failure_prefix;
+	char *failure_error;
+	bool failure_busy;
+	/* a delivery: wait dmarcreport_lock_timeout at most, and queue the
+	   reports that could not be stored in the pending spool */
+	bool queue_on_failure;
 	bool in_batch;
 	/* copy attachments into set.archive_dir */
 	bool archiving;
@@ -76,6 +87,11 @@ struct ingest_attachment {
 	buffer_t *mem;
 	/* relative to the archive dir, NULL when not archived */
 	const char *archive_path;
+	/* bytes written to fd so far */
+	uoff_t size;
+	time_t received;
+	/* taken from the pending spool: never queued again */
+	bool from_pending;
 	bool write_failed;
 };
 
@@ -122,6 +138,7 @@ void dmarc_ingest_deinit(struct dmarc_ingest **_ingest)
 		dmarc_store_close(&ingest->store);
 	if (ingest->mem != NULL)
 		buffer_free(&ingest->mem);
+	i_free(ingest->failure_error);
 	event_unref(&ingest->event);
 	pool_unref(&ingest->pool);
 }
@@ -215,17 +232,32 @@ static ssize_t ingest_read(void *context, void *buf, size_t size,
 	return dmarc_unpack_read(reader->unpack, buf, size, error_r);
 }
 
-/* How the reports can still be stored once the cause is fixed: the log
-   line of a storage failure says it, as the only line about it. */
-static const char *ingest_recovery_hint(struct dmarc_ingest *ingest)
+void dmarc_ingest_set_queue_on_failure(struct dmarc_ingest *ingest,
+				       bool queue)
 {
-	if (!ingest->archiving) {
-		return "the mail is kept; store its reports later with "
-			"`doveadm dmarc import --mailbox`";
+	ingest->queue_on_failure = queue;
+}
+
+/* The database failed: remember the first cause; the line about it is
+   logged per attachment by ingest_attachment_failed(), which knows
+   whether its report was queued. Later reports of this run are not
+   tried. */
+static void
+ingest_store_failed(struct dmarc_ingest *ingest, const char *prefix,
+		    const char *error, bool busy)
+{
+	if (ingest->failure_error == NULL) {
+		ingest->failure_prefix = prefix;
+		ingest->failure_error = i_strdup(error);
+		ingest->failure_busy = busy;
 	}
-	return t_strdup_printf("the mail is kept and its attachments are in "
-			       "%s; store them later with `doveadm dmarc "
-			       "import`", ingest->set.archive_dir);
+	ingest->store_failed = TRUE;
+	if (ingest->store != NULL && ingest->queue_on_failure) {
+		/* Closed at once: on a full disk, the last connection's
+		   close removes the WAL of what was rolled back, and the
+		   space it gives back lets the spool entry be written. */
+		dmarc_store_close(&ingest->store);
+	}
 }
 
 static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
@@ -237,32 +269,57 @@ static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 	if (ingest->store_cache != NULL && !ingest->in_batch) {
 		ingest->store = dmarc_store_cache_take(ingest->store_cache,
 						       ingest->set.db_path);
-		if (ingest->store != NULL)
-			return ingest->store;
 	}
-	if (dmarc_store_open(ingest->set.db_path, DMARC_STORE_OPEN_CREATE,
+	if (ingest->store == NULL &&
+	    dmarc_store_open(ingest->set.db_path, DMARC_STORE_OPEN_CREATE,
 			     &ingest->store, &error) <= 0) {
-		e_error(ingest->event, "Cannot open the report database (%s): %s",
-			ingest_recovery_hint(ingest), dmarc_log_text(error));
 		ingest->store = NULL;
-		ingest->store_failed = TRUE;
+		ingest_store_failed(ingest, "Cannot open the report database",
+				    error, FALSE);
 		return NULL;
 	}
-	if (ingest->in_batch &&
-	    dmarc_store_batch_begin(ingest->store, &error) < 0) {
-		e_error(ingest->event, "%s", dmarc_log_text(error));
-		dmarc_store_close(&ingest->store);
-		ingest->store_failed = TRUE;
-		return NULL;
+	if (ingest->queue_on_failure) {
+		dmarc_store_set_busy_timeout(ingest->store,
+			ingest->set.limits.lock_timeout_msecs);
+	}
+	if (ingest->in_batch) {
+		if (dmarc_store_batch_begin(ingest->store, &error) < 0) {
+			ingest_store_failed(ingest, "Storing the report failed",
+				error, dmarc_store_get_error(ingest->store) ==
+				DMARC_STORE_ERROR_BUSY);
+			return NULL;
+		}
+		/* deliveries get the lock between two commits */
+		dmarc_store_batch_set_max_time(ingest->store,
+			DMARC_LOCK_TIMEOUT_BATCH_MSECS(
+				ingest->set.limits.lock_timeout_msecs));
 	}
 	return ingest->store;
 }
 
-static void ingest_store_failed(struct dmarc_ingest *ingest, const char *error)
+static const char *report_label(const struct dmarc_report *report);
+
+/* A report the store failed on: only this report (a warning, go on), or
+   the database (-1). */
+static int
+ingest_report_store_failed(struct dmarc_ingest *ingest,
+			   struct ingest_attachment *att,
+			   const struct dmarc_report *report,
+			   const char *error, struct dmarc_ingest_counts *counts)
 {
-	e_error(ingest->event, "Storing the report failed (%s): %s",
-		ingest_recovery_hint(ingest), dmarc_log_text(error));
-	ingest->store_failed = TRUE;
+	enum dmarc_store_error code = ingest->store == NULL ?
+		DMARC_STORE_ERROR_STORAGE :
+		dmarc_store_get_error(ingest->store);
+
+	if (code == DMARC_STORE_ERROR_REPORT) {
+		e_warning(att->event, "Not stored: %s: %s",
+			  report_label(report), dmarc_log_text(error));
+		counts->failed++;
+		return 0;
+	}
+	ingest_store_failed(ingest, "Storing the report failed", error,
+			    code == DMARC_STORE_ERROR_BUSY);
+	return -1;
 }
 
 int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest)
@@ -274,23 +331,39 @@ int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest)
 		const char *error;
 
 		if (dmarc_store_batch_begin(ingest->store, &error) < 0) {
-			ingest_store_failed(ingest, error);
+			e_error(ingest->event, "Starting the import failed: %s",
+				dmarc_log_text(error));
+			ingest->failure_logged = TRUE;
+			ingest->store_failed = TRUE;
 			return -1;
 		}
+		dmarc_store_batch_set_max_time(ingest->store,
+			DMARC_LOCK_TIMEOUT_BATCH_MSECS(
+				ingest->set.limits.lock_timeout_msecs));
 	}
 	return 0;
 }
 
 int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest)
 {
+	unsigned int lost;
 	const char *error;
 
 	i_assert(ingest->in_batch);
 	ingest->in_batch = FALSE;
 	if (ingest->store == NULL)
 		return ingest->store_failed ? -1 : 0;
+	lost = dmarc_store_batch_uncommitted(ingest->store);
 	if (dmarc_store_batch_commit(ingest->store, &error) < 0) {
-		ingest_store_failed(ingest, error);
+		/* the reports committed before this batch's last
+		   transaction stay stored */
+		if (!ingest->failure_logged) {
+			e_error(ingest->event, "Storing the reports failed "
+				"(the last %u of them are not stored): %s",
+				lost, dmarc_log_text(error));
+		}
+		ingest->failure_logged = TRUE;
+		ingest->store_failed = TRUE;
 		return -1;
 	}
 	return 0;
@@ -345,9 +418,10 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	info.received = received;
 	ret = dmarc_store_report_begin(store, report, &info, &sreport, &error);
 	if (ret < 0) {
-		ingest_store_failed(ingest, error);
+		ret = ingest_report_store_failed(ingest, att, report, error,
+						 counts);
 		dmarc_parser_deinit(&parser);
-		return -1;
+		return ret;
 	}
 	if (ret == 0) {
 		e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
@@ -360,9 +434,10 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	while ((ret = dmarc_parser_next_record(parser, &record, &error)) > 0) {
 		if (dmarc_store_report_add_record(sreport, record, &error) < 0) {
 			dmarc_store_report_rollback(&sreport);
-			ingest_store_failed(ingest, error);
+			ret = ingest_report_store_failed(ingest, att, report,
+							 error, counts);
 			dmarc_parser_deinit(&parser);
-			return -1;
+			return ret;
 		}
 		records++;
 	}
@@ -377,9 +452,10 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 		return 0;
 	}
 	if (dmarc_store_report_commit(&sreport, &error) < 0) {
-		ingest_store_failed(ingest, error);
+		ret = ingest_report_store_failed(ingest, att, report, error,
+						 counts);
 		dmarc_parser_deinit(&parser);
-		return -1;
+		return ret;
 	}
 	warnings = dmarc_parser_get_warnings(parser);
 	for (; warnings != NULL && *warnings != NULL; warnings++)
@@ -391,6 +467,75 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	counts->records += records;
 	dmarc_parser_deinit(&parser);
 	return 0;
+}
+
+/* How the report can still be stored once the cause is fixed. */
+static const char *
+ingest_recovery_hint(struct dmarc_ingest *ingest,
+		     const struct ingest_attachment *att)
+{
+	if (att->archive_path == NULL) {
+		return "the mail is kept; store its reports later with "
+			"`doveadm dmarc import --mailbox`";
+	}
+	return t_strdup_printf("the mail is kept and the attachment is in "
+			       "%s/%s; store it later with `doveadm dmarc "
+			       "import`", ingest->set.archive_dir,
+			       att->archive_path);
+}
+
+/* The database failed while this attachment was stored (or before): a
+   delivery queues the attachment in the pending spool. One line says
+   what failed and where the report is now; only a failure to queue a
+   later attachment of the same message adds a line. */
+static void
+ingest_attachment_failed(struct dmarc_ingest *ingest,
+			 struct ingest_attachment *att,
+			 struct dmarc_ingest_counts *counts)
+{
+	struct dmarc_pending_info info;
+	const char *error, *hint;
+	int ret;
+
+	i_assert(ingest->failure_error != NULL);
+	if (!ingest->queue_on_failure || att->from_pending) {
+		if (!ingest->failure_logged) {
+			e_error(att->event, "%s: %s", ingest->failure_prefix,
+				dmarc_log_text(ingest->failure_error));
+		}
+		ingest->failure_logged = TRUE;
+		return;
+	}
+	i_zero(&info);
+	info.archive_path = att->archive_path;
+	info.message_id = att->message_id;
+	info.received = att->received;
+	ret = dmarc_pending_add(ingest->set.db_path,
+				ingest->set.limits.max_pending_size, &info,
+				att->mem == NULL ? NULL : att->mem->data,
+				att->mem == NULL ? 0 : att->mem->used,
+				att->fd, &error);
+	if (ret == 0) {
+		counts->queued++;
+		hint = t_strdup_printf("queued in %s: the next delivery or "
+			"`doveadm dmarc import --pending` stores it",
+			dmarc_pending_dir(ingest->set.db_path));
+	} else {
+		hint = t_strdup_printf("not queued: %s; %s", error,
+				       ingest_recovery_hint(ingest, att));
+	}
+	if (!ingest->failure_logged) {
+		/* a busy database is not broken: a long import or expire
+		   held it */
+		e_log(att->event, ingest->failure_busy && ret == 0 ?
+		      LOG_TYPE_WARNING : LOG_TYPE_ERROR, "%s (%s): %s",
+		      ingest->failure_prefix, dmarc_log_text(hint),
+		      dmarc_log_text(ingest->failure_error));
+		ingest->failure_logged = TRUE;
+	} else if (ret < 0) {
+		e_error(att->event, "Storing the report failed (%s)",
+			dmarc_log_text(hint));
+	}
 }
 
 /* Unpack the attachment (in att->mem, else in att->fd) and ingest each
@@ -448,7 +593,31 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 		counts->failed++;
 	}
 	dmarc_unpack_deinit(&unpack);
+	if (result < 0)
+		ingest_attachment_failed(ingest, att, counts);
 	return result;
+}
+
+/* Copies the first size bytes of from_fd to to_fd's position. */
+static int copy_fd_range(int from_fd, int to_fd, uoff_t size)
+{
+	unsigned char buf[IO_BLOCK_SIZE];
+	uoff_t offset = 0;
+	ssize_t ret;
+
+	while (offset < size) {
+		ret = pread(from_fd, buf, I_MIN(sizeof(buf), size - offset),
+			    offset);
+		if (ret <= 0) {
+			if (ret == 0)
+				errno = EIO;
+			return -1;
+		}
+		if (write_full(to_fd, buf, ret) < 0)
+			return -1;
+		offset += ret;
+	}
+	return 0;
 }
 
 /* Where the attachment's bytes go: the archive, or a temp file that
@@ -527,6 +696,7 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	buffer_set_used_size(ctx->ingest->mem, 0);
 	ctx->att.mem = ctx->ingest->mem;
 	ctx->att.fd = -1;
+	ctx->att.received = ctx->received;
 	if (!ctx->ingest->archiving) {
 		/* nothing to keep: memory, or a temp file when too big */
 		return TRUE;
@@ -540,6 +710,42 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 		return FALSE;
 	}
 	return TRUE;
+}
+
+static void ingest_archive_remove(struct dmarc_ingest *ingest,
+				  struct ingest_attachment *att);
+
+/* Writing the archive copy failed (disk full): the archive is only a
+   copy, so the attachment goes on in memory, or in a temp file with what
+   the archive file held so far, and is stored without an archive path. */
+static void
+ingest_archive_failed(struct ingest_message *ctx, const unsigned char *data,
+		      size_t size)
+{
+	struct ingest_attachment *att = &ctx->att;
+	int archive_fd = att->fd;
+
+	att->fd = -1;
+	if (att->mem == NULL) {
+		/* the bytes so far are only in the archive file */
+		att->fd = ingest_open_temp(att);
+		if (att->fd == -1 ||
+		    copy_fd_range(archive_fd, att->fd, att->size) < 0 ||
+		    write_full(att->fd, data, size) < 0) {
+			if (att->fd != -1) {
+				e_error(att->event,
+					"write(temp file) failed: %m");
+				i_close_fd(&att->fd);
+			}
+			att->write_failed = TRUE;
+		} else {
+			att->size += size;
+		}
+	}
+	/* else mem holds all, this block too: on in memory (or a temp
+	   file once too big), as without an archive */
+	i_close_fd(&archive_fd);
+	ingest_archive_remove(ctx->ingest, att);
 }
 
 static void
@@ -575,11 +781,19 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 		}
 	}
 	if (write_full(ctx->att.fd, data, size) < 0) {
-		e_error(ctx->att.event, "write(%s) failed: %m",
-			ctx->att.archive_path != NULL ?
-			dmarc_log_value(ctx->att.archive_path) : "temp file");
+		if (ctx->att.archive_path != NULL) {
+			e_error(ctx->att.event, "Archiving failed, processing "
+				"it anyway: write(%s/%s) failed: %m",
+				dmarc_log_text(ctx->ingest->set.archive_dir),
+				dmarc_log_text(ctx->att.archive_path));
+			ingest_archive_failed(ctx, data, size);
+			return;
+		}
+		e_error(ctx->att.event, "write(temp file) failed: %m");
 		ctx->att.write_failed = TRUE;
+		return;
 	}
+	ctx->att.size += size;
 }
 
 /* A cut-off copy in the archive would only be re-imported as garbage
@@ -587,10 +801,13 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 static void ingest_archive_remove(struct dmarc_ingest *ingest,
 				  struct ingest_attachment *att)
 {
+	const char *error;
+
 	if (att->archive_path == NULL)
 		return;
-	i_unlink_if_exists(t_strconcat(ingest->set.archive_dir, "/",
-				       att->archive_path, NULL));
+	if (dmarc_archive_remove(ingest->set.archive_dir, att->archive_path,
+				 &error) < 0)
+		e_error(att->event, "%s", error);
 	att->archive_path = NULL;
 }
 
@@ -707,6 +924,7 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 	int fd, ret = 0;
 
 	i_zero(&att);
+	att.fd = -1;
 	base = strrchr(path, '/');
 	base = base == NULL ? path : base + 1;
 	ingest_budget_start(ingest);
@@ -716,12 +934,20 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		"file '%s': ", dmarc_log_value(path)));
 	counts->attachments++;
 
-	fd = open(path, O_RDONLY);
+	/* O_NONBLOCK: a FIFO must not hang the import */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 	if (fd == -1 || fstat(fd, &st) < 0) {
 		e_error(att.event, "open() failed: %m");
 		counts->failed++;
 		if (fd != -1)
 			i_close_fd(&fd);
+		event_unref(&att.event);
+		return 0;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		e_error(att.event, "Not a regular file");
+		counts->failed++;
+		i_close_fd(&fd);
 		event_unref(&att.event);
 		return 0;
 	}
@@ -753,6 +979,7 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 			fd = -1;
 		}
 	}
+	att.received = st.st_mtime;
 	ret = ingest_attachment_data(ingest, &att, st.st_mtime,
 				     &message_budget, counts);
 	if (att.fd != fd)
@@ -761,4 +988,158 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		i_close_fd(&fd);
 	event_unref(&att.event);
 	return ret;
+}
+
+/* One entry of the pending spool: 0 done (stored, duplicate or no
+   report: remove it), -1 storage failed again (keep it). */
+static int
+ingest_pending_entry(struct dmarc_ingest *ingest,
+		     const struct dmarc_pending_entry *entry,
+		     struct dmarc_ingest_counts *counts)
+{
+	struct ingest_attachment att;
+	uoff_t message_budget = ingest->set.limits.max_message_decompressed_size;
+	const char *error;
+	struct stat st;
+	int ret;
+
+	i_zero(&att);
+	att.fd = -1;
+	att.from_pending = TRUE;
+	att.message_id = entry->info.message_id;
+	att.received = entry->info.received;
+	att.event = event_create(ingest->event);
+	event_add_str(att.event, "pending", entry->name);
+	if (entry->info.message_id != NULL)
+		event_add_str(att.event, "message_id", entry->info.message_id);
+	event_set_append_log_prefix(att.event, t_strdup_printf(
+		"pending '%s': ", dmarc_log_value(entry->name)));
+	counts->attachments++;
+
+	if (entry->info.archive_path != NULL) {
+		if (ingest->set.archive_dir == NULL) {
+			e_error(att.event, "Kept: its attachment is in the "
+				"archive (%s), but dmarcreport_archive_dir is "
+				"not set", dmarc_log_text(entry->info.archive_path));
+			event_unref(&att.event);
+			return -1;
+		}
+		att.archive_path = entry->info.archive_path;
+		ret = dmarc_archive_open(ingest->set.archive_dir,
+					 att.archive_path, &att.fd, &error);
+	} else {
+		att.fd = open(entry->data_path, O_RDONLY | O_NOFOLLOW);
+		ret = att.fd != -1 ? 1 : errno == ENOENT ? 0 : -1;
+		if (ret < 0) {
+			error = t_strdup_printf("open(%s) failed: %m",
+						entry->data_path);
+		}
+	}
+	if (ret <= 0) {
+		if (ret == 0) {
+			e_warning(att.event, "Not stored: its attachment is "
+				  "gone (%s); entry removed",
+				  dmarc_log_text(entry->info.archive_path != NULL ?
+						 entry->info.archive_path :
+						 entry->data_path));
+			counts->failed++;
+		} else {
+			e_error(att.event, "%s", dmarc_log_text(error));
+		}
+		event_unref(&att.event);
+		return ret == 0 ? 0 : -1;
+	}
+	if (fstat(att.fd, &st) == 0 &&
+	    (uoff_t)st.st_size > ingest->set.limits.max_attachment_size) {
+		e_warning(att.event, "Not stored: larger than "
+			  "dmarcreport_max_attachment_size");
+		counts->failed++;
+		ret = 0;
+	} else {
+		/* each entry is one mail's attachment: a CPU budget of its
+		   own */
+		ingest_budget_start(ingest);
+		ret = ingest_attachment_data(ingest, &att, att.received,
+					     &message_budget, counts);
+	}
+	i_close_fd(&att.fd);
+	event_unref(&att.event);
+	return ret;
+}
+
+void dmarc_ingest_counts_add(struct dmarc_ingest_counts *dest,
+			     const struct dmarc_ingest_counts *src)
+{
+	dest->attachments += src->attachments;
+	dest->reports_new += src->reports_new;
+	dest->reports_duplicate += src->reports_duplicate;
+	dest->failed += src->failed;
+	dest->records += src->records;
+	dest->queued += src->queued;
+}
+
+int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
+			 unsigned int max_msecs,
+			 struct dmarc_ingest_counts *counts)
+{
+	struct dmarc_ingest_counts pcounts;
+	struct dmarc_pending_iter *iter;
+	const struct dmarc_pending_entry *entry;
+	struct timeval start, now;
+	const char *error;
+	int ret, result = 0;
+
+	i_assert(!ingest->in_batch);
+	if (ingest->store_failed)
+		return -1;
+	i_zero(&pcounts);
+	i_gettimeofday(&start);
+	iter = dmarc_pending_iter_init(ingest->set.db_path, include_failed);
+	/* a database that cannot be opened now must not cost the entries
+	   one of their attempts each */
+	if (dmarc_pending_iter_count(iter) > 0 &&
+	    ingest_get_store(ingest) == NULL) {
+		e_warning(ingest->event, "%u pending reports wait: %s: %s",
+			  dmarc_pending_iter_count(iter),
+			  ingest->failure_prefix,
+			  dmarc_log_text(ingest->failure_error));
+		ingest->failure_logged = TRUE;
+		(void)dmarc_pending_iter_deinit(&iter, &error);
+		return -1;
+	}
+	while ((ret = dmarc_pending_iter_next(iter, &entry, &error)) != 0) {
+		if (ret < 0) {
+			e_error(ingest->event, "Pending: %s",
+				dmarc_log_text(error));
+			continue;
+		}
+		T_BEGIN {
+			ret = ingest_pending_entry(ingest, entry, &pcounts);
+		} T_END;
+		dmarc_pending_iter_done(iter, ret == 0);
+		if (ret < 0 && ingest->store_failed) {
+			/* the database again: the rest waits too */
+			result = -1;
+			break;
+		}
+		i_gettimeofday(&now);
+		if (max_msecs > 0 &&
+		    timeval_diff_msecs(&now, &start) >= (int)max_msecs)
+			break;
+	}
+	if (dmarc_pending_iter_deinit(&iter, &error) < 0) {
+		e_error(ingest->event, "Pending: %s", dmarc_log_text(error));
+		result = -1;
+	}
+	if (pcounts.attachments > 0) {
+		/* import --pending prints its totals instead */
+		e_log(ingest->event, ingest->quiet ? LOG_TYPE_DEBUG :
+		      LOG_TYPE_INFO, "Pending reports: %u stored, "
+		      "%u duplicate, %u not stored (%"PRIu64" records), "
+		      "%u entries", pcounts.reports_new,
+		      pcounts.reports_duplicate, pcounts.failed,
+		      pcounts.records, pcounts.attachments);
+	}
+	dmarc_ingest_counts_add(counts, &pcounts);
+	return result;
 }

@@ -17,7 +17,11 @@ struct dmarc_ingest_counts {
 	unsigned int reports_duplicate;
 	unsigned int failed;       /* attachments/entries that gave no report */
 	uint64_t records;          /* records stored */
+	unsigned int queued;       /* attachments queued as pending */
 };
+
+void dmarc_ingest_counts_add(struct dmarc_ingest_counts *dest,
+			     const struct dmarc_ingest_counts *src);
 
 /* The database is opened on first use and kept open until deinit.
    event is the parent for log lines (it should say which user). */
@@ -42,7 +46,27 @@ void dmarc_ingest_set_store_cache(struct dmarc_ingest *ingest,
    either way. */
 void dmarc_ingest_set_quiet(struct dmarc_ingest *ingest, bool quiet);
 
-/* Group the following reports in one transaction (doveadm import). */
+/* For a delivery: wait at most dmarcreport_lock_timeout for another
+   writer of the database, and when the database cannot be used (busy,
+   unwritable, disk full), queue the attachment in the pending spool next
+   to it (dmarc-pending.h) instead of only logging the failure. */
+void dmarc_ingest_set_queue_on_failure(struct dmarc_ingest *ingest,
+				       bool queue);
+
+/* Store the reports of the pending spool, oldest first; each one stored
+   (or found to be no report) is removed from it. Stops at the first
+   storage failure, and after max_msecs (0: no limit) so that a delivery
+   is not held up by a long queue. include_failed takes also the entries
+   set aside after too many attempts. Returns 0, or -1 when the database
+   or the spool failed (logged). Not inside a batch: an entry is removed
+   only once its report is committed. */
+int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
+			 unsigned int max_msecs,
+			 struct dmarc_ingest_counts *counts);
+
+/* Group the following reports in transactions of a bounded time (doveadm
+   import): a tenth of dmarcreport_lock_timeout each, so that deliveries
+   get the lock in between. */
 int dmarc_ingest_batch_begin(struct dmarc_ingest *ingest);
 int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest);
 

@@ -1452,11 +1452,66 @@ void dmarc_query_report_free(struct dmarc_query_report **_report)
 
 /* --- expire --- */
 
-static int query_exec(sqlite3 *db, const char *sql, const char **error_r)
+/* Rows of one expired report deleted per statement: a report of a million
+   records goes in many short steps, each of which the store's batch may
+   commit, so that deliveries get the lock in between. */
+#define EXPIRE_CHUNK_RECORDS 2000
+
+/* The records (and their auth results) of reports that are gone: those
+   just deleted, or left by an expire that was interrupted. Readers never
+   see them: every query joins records to reports. */
+static int query_expire_orphans(struct dmarc_store *store,
+				const char **error_r)
 {
-	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-		*error_r = query_db_error(db, t_strdup_printf("%s failed", sql));
+	sqlite3 *db = dmarc_store_get_db(store);
+	ARRAY(int64_t) refs;
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int64_t ref;
+	int ret;
+
+	t_array_init(&refs, 64);
+	query_sql_init(&q, "SELECT DISTINCT report_ref FROM records"
+		       " WHERE report_ref NOT IN (SELECT id FROM reports)");
+	if (query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
+	while ((ret = query_step(stmt, error_r)) > 0) {
+		ref = sqlite3_column_int64(stmt, 0);
+		array_push_back(&refs, &ref);
+	}
+	sqlite3_finalize(stmt);
+	if (ret < 0)
+		return -1;
+
+	array_foreach_elem(&refs, ref) {
+		do {
+			if (dmarc_store_batch_continue(store, error_r) < 0)
+				return -1;
+			/* the same chunk of records, first their auth
+			   results (foreign keys are off in a batch) */
+			query_sql_init(&q, "DELETE FROM auth_results WHERE"
+				" record_ref IN (SELECT id FROM records"
+				" WHERE report_ref = ? ORDER BY id LIMIT ?)");
+			bind_int(&q, ref);
+			bind_int(&q, EXPIRE_CHUNK_RECORDS);
+			if (query_prepare(store, &q, &stmt, error_r) < 0)
+				return -1;
+			ret = query_step(stmt, error_r);
+			sqlite3_finalize(stmt);
+			if (ret < 0)
+				return -1;
+			query_sql_init(&q, "DELETE FROM records WHERE id IN"
+				" (SELECT id FROM records WHERE report_ref = ?"
+				" ORDER BY id LIMIT ?)");
+			bind_int(&q, ref);
+			bind_int(&q, EXPIRE_CHUNK_RECORDS);
+			if (query_prepare(store, &q, &stmt, error_r) < 0)
+				return -1;
+			ret = query_step(stmt, error_r);
+			sqlite3_finalize(stmt);
+			if (ret < 0)
+				return -1;
+		} while (sqlite3_changes(db) > 0);
 	}
 	return 0;
 }
@@ -1468,12 +1523,16 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 	sqlite3 *db = dmarc_store_get_db(store);
 	struct query_sql q;
 	sqlite3_stmt *stmt;
+	const char *error;
 	int ret = 0;
 
 	*deleted_r = 0;
-	/* IMMEDIATE: no delivery may add a report using one of the archive
-	   files between reading the paths and deleting the rows */
-	if (query_exec(db, "BEGIN IMMEDIATE", error_r) < 0)
+	/* A batch: foreign keys off, so that deleting a report does not
+	   cascade to all its records in one long statement; they follow in
+	   chunks. Its first transaction is IMMEDIATE: no delivery may add a
+	   report using one of the archive files between reading the paths
+	   and deleting the rows. */
+	if (dmarc_store_batch_begin(store, error_r) < 0)
 		return -1;
 	if (paths_r != NULL) {
 		/* a file that held several reports goes only with the last */
@@ -1510,18 +1569,19 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 		}
 	}
 	if (ret < 0) {
-		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		(void)dmarc_store_batch_commit(store, &error);
 		if (paths_r != NULL)
 			array_clear(paths_r);
 		*deleted_r = 0;
 		return -1;
 	}
-	if (query_exec(db, "COMMIT", error_r) < 0) {
-		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		if (paths_r != NULL)
-			array_clear(paths_r);
-		*deleted_r = 0;
+	/* the reports are gone as one: their rows follow in steps */
+	if (dmarc_store_batch_flush(store, error_r) < 0 ||
+	    query_expire_orphans(store, error_r) < 0) {
+		/* the reports and their archive files are gone already,
+		   whatever rows are left go with the next expire */
+		(void)dmarc_store_batch_commit(store, &error);
 		return -1;
 	}
-	return 0;
+	return dmarc_store_batch_commit(store, error_r);
 }

@@ -57,6 +57,10 @@ static const struct setting_def setting_defs[] = {
 	   8 s; slower machines and sanitizer builds need room too */
 	DEF_LIMIT("dmarcreport_max_processing_time", SETTING_TIME_MSECS,
 		  max_processing_time_msecs, "10s"),
+	DEF_LIMIT("dmarcreport_lock_timeout", SETTING_TIME_MSECS,
+		  lock_timeout_msecs, "5s"),
+	DEF_LIMIT("dmarcreport_max_pending_size", SETTING_SIZE,
+		  max_pending_size, "64M"),
 };
 
 static int

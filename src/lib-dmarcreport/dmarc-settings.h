@@ -24,7 +24,17 @@ struct dmarc_limits {
 	unsigned int max_report_rows;
 	/* CPU time one mail (or one imported file) may take, in ms */
 	unsigned int max_processing_time_msecs;
+	/* a delivery waits this long for another writer of the database,
+	   then queues the report as pending */
+	unsigned int lock_timeout_msecs;
+	/* disk space the pending spool next to the database may take */
+	uoff_t max_pending_size;
 };
+
+/* A long writer (import, expire) commits at least this often, so that a
+   delivery waiting dmarcreport_lock_timeout for it gets its turn. */
+#define DMARC_LOCK_TIMEOUT_BATCH_MSECS(lock_timeout_msecs) \
+	I_MAX((lock_timeout_msecs) / 10, 1U)
 
 struct dmarc_settings {
 	const char *db_path;          /* absolute, "~" expanded */

@@ -6,6 +6,7 @@
 #include "str.h"
 #include "mkdir-parents.h"
 #include "hostpid.h"
+#include "time-util.h"
 #include "dmarc-store.h"
 #include "dmarc-store-schema.h"
 
@@ -15,10 +16,18 @@
 #include <sys/stat.h>
 #include <arpa/inet.h>
 
-/* Concurrent deliveries to one user wait this long for each other. */
+/* Concurrent deliveries to one user wait this long for each other
+   (deliveries set their own, shorter dmarcreport_lock_timeout). */
 #define DMARC_STORE_BUSY_TIMEOUT_MSECS (30*1000)
 /* How long an explicit checkpoint waits for other connections. */
 #define STORE_CHECKPOINT_BUSY_MSECS 1000
+/* A writer waiting for the lock looks again this often. SQLite's own
+   busy handler backs off to 100 ms, so a waiter could miss every short
+   gap an import leaves between its batches. */
+#define STORE_BUSY_POLL_USECS 2000
+/* What an import leaves between two batches for a waiting writer: a few
+   of its polls. */
+#define STORE_BATCH_YIELD_USECS (3*STORE_BUSY_POLL_USECS)
 
 enum store_stmt {
 	STMT_INSERT_REPORT,
@@ -63,9 +72,18 @@ struct dmarc_store {
 	char *path;
 	sqlite3 *db;
 	unsigned int busy_timeout_msecs;
+	/* when the busy handler first saw the current lock wait */
+	struct timeval busy_start;
 	sqlite3_stmt *stmts[STMT_COUNT];
+	enum dmarc_store_error last_error;
 	bool readonly;
 	bool in_batch;
+	/* a batch's transaction is committed and begun again between
+	   reports once it is this old (0: one transaction) */
+	unsigned int batch_msecs;
+	struct timeval batch_start;
+	/* reports added since the batch's transaction began */
+	unsigned int batch_reports;
 	/* why the batch cannot be committed any more (a failed report could
 	   not be removed), or NULL */
 	char *batch_error;
@@ -81,11 +99,25 @@ struct dmarc_store_report {
 	int64_t records, messages, pass;
 };
 
+/* Only this report is refused (a value the database does not take); the
+   database itself is fine. */
+static bool sqlite_code_is_report_error(int code)
+{
+	return code == SQLITE_CONSTRAINT || code == SQLITE_TOOBIG ||
+		code == SQLITE_MISMATCH || code == SQLITE_RANGE;
+}
+
 static const char *
 store_error(struct dmarc_store *store, const char *what)
 {
 	int code = sqlite3_errcode(store->db);
 
+	if (sqlite_code_is_report_error(code))
+		store->last_error = DMARC_STORE_ERROR_REPORT;
+	else if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+		store->last_error = DMARC_STORE_ERROR_BUSY;
+	else
+		store->last_error = DMARC_STORE_ERROR_STORAGE;
 	if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
 		return t_strdup_printf("%s: %s: database busy for more than "
 				       "%u ms: %s", store->path, what,
@@ -266,6 +298,30 @@ static int store_check_schema(struct dmarc_store *store, bool readonly,
 	return 1;
 }
 
+/* Polls every STORE_BUSY_POLL_USECS until busy_timeout_msecs have passed
+   since this wait began (count 0). */
+static int store_busy_handler(void *context, int count)
+{
+	struct dmarc_store *store = context;
+	struct timeval now;
+
+	i_gettimeofday(&now);
+	if (count == 0)
+		store->busy_start = now;
+	if (timeval_diff_msecs(&now, &store->busy_start) >=
+	    (int)store->busy_timeout_msecs)
+		return 0;
+	usleep(STORE_BUSY_POLL_USECS);
+	return 1;
+}
+
+static void store_set_busy_timeout(struct dmarc_store *store,
+				   unsigned int msecs)
+{
+	store->busy_timeout_msecs = msecs;
+	(void)sqlite3_busy_handler(store->db, store_busy_handler, store);
+}
+
 int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		     struct dmarc_store **store_r, const char **error_r)
 {
@@ -299,7 +355,7 @@ int dmarc_store_open(const char *path, enum dmarc_store_open_flags flags,
 		return -1;
 	}
 	sqlite3_extended_result_codes(store->db, 0);
-	(void)sqlite3_busy_timeout(store->db, store->busy_timeout_msecs);
+	store_set_busy_timeout(store, store->busy_timeout_msecs);
 	/* WAL: readers (doveadm) never block a delivery. synchronous=NORMAL:
 	   the mail and the archive are the durable copies; a power cut may
 	   lose the last transactions, never consistency. A file that is not
@@ -341,8 +397,12 @@ bool dmarc_store_is_current(struct dmarc_store *store)
 void dmarc_store_set_busy_timeout(struct dmarc_store *store,
 				  unsigned int msecs)
 {
-	store->busy_timeout_msecs = msecs;
-	(void)sqlite3_busy_timeout(store->db, msecs);
+	store_set_busy_timeout(store, msecs);
+}
+
+enum dmarc_store_error dmarc_store_get_error(struct dmarc_store *store)
+{
+	return store->last_error;
 }
 
 /* Write the WAL into the database file and empty it (truncated through
@@ -352,10 +412,12 @@ static int store_checkpoint_truncate(struct dmarc_store *store)
 {
 	int ret;
 
-	(void)sqlite3_busy_timeout(store->db, STORE_CHECKPOINT_BUSY_MSECS);
+	unsigned int busy_timeout_msecs = store->busy_timeout_msecs;
+
+	store->busy_timeout_msecs = STORE_CHECKPOINT_BUSY_MSECS;
 	ret = sqlite3_wal_checkpoint_v2(store->db, NULL,
 					SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-	(void)sqlite3_busy_timeout(store->db, store->busy_timeout_msecs);
+	store->busy_timeout_msecs = busy_timeout_msecs;
 	return ret == SQLITE_OK ? 0 : -1;
 }
 
@@ -473,7 +535,65 @@ int dmarc_store_batch_begin(struct dmarc_store *store, const char **error_r)
 		return -1;
 	}
 	store->in_batch = TRUE;
+	store->batch_reports = 0;
+	i_gettimeofday(&store->batch_start);
 	return 0;
+}
+
+void dmarc_store_batch_set_max_time(struct dmarc_store *store,
+				    unsigned int msecs)
+{
+	store->batch_msecs = msecs;
+}
+
+unsigned int dmarc_store_batch_uncommitted(struct dmarc_store *store)
+{
+	return store->in_batch ? store->batch_reports : 0;
+}
+
+/* Commit what the batch has so far and begin its transaction again, with
+   a short pause between: the write lock is free for a moment, and a
+   delivery waiting for it (polling every STORE_BUSY_POLL_USECS) gets it. */
+static int store_batch_renew(struct dmarc_store *store, bool force,
+			     const char **error_r)
+{
+	struct timeval now;
+
+	i_gettimeofday(&now);
+	if (!force && (store->batch_msecs == 0 ||
+		       timeval_diff_msecs(&now, &store->batch_start) <
+		       (int)store->batch_msecs))
+		return 0;
+	if (store->batch_error != NULL) {
+		*error_r = t_strdup(store->batch_error);
+		return -1;
+	}
+	if (store_exec(store, "COMMIT", "committing a batch", error_r) < 0) {
+		store->batch_error = i_strdup(*error_r);
+		return -1;
+	}
+	store->batch_reports = 0;
+	usleep(STORE_BATCH_YIELD_USECS);
+	if (store_exec(store, "BEGIN IMMEDIATE", "starting a batch",
+		       error_r) < 0) {
+		/* nothing is lost, but the batch is over */
+		store->batch_error = i_strdup(*error_r);
+		return -1;
+	}
+	i_gettimeofday(&store->batch_start);
+	return 0;
+}
+
+int dmarc_store_batch_continue(struct dmarc_store *store, const char **error_r)
+{
+	i_assert(store->in_batch && store->report == NULL);
+	return store_batch_renew(store, FALSE, error_r);
+}
+
+int dmarc_store_batch_flush(struct dmarc_store *store, const char **error_r)
+{
+	i_assert(store->in_batch && store->report == NULL);
+	return store_batch_renew(store, TRUE, error_r);
 }
 
 int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r)
@@ -521,7 +641,7 @@ static int store_tx_begin(struct dmarc_store *store, const char **error_r)
 			*error_r = t_strdup(store->batch_error);
 			return -1;
 		}
-		return 0;
+		return store_batch_renew(store, FALSE, error_r);
 	}
 	return store_exec(store, "BEGIN IMMEDIATE", "starting a transaction",
 			  error_r);
@@ -529,8 +649,10 @@ static int store_tx_begin(struct dmarc_store *store, const char **error_r)
 
 static int store_tx_commit(struct dmarc_store *store, const char **error_r)
 {
-	if (store->in_batch)
+	if (store->in_batch) {
+		store->batch_reports++;
 		return 0;
+	}
 	return store_exec(store, "COMMIT", "committing the report", error_r);
 }
 
@@ -712,12 +834,14 @@ int dmarc_store_report_add_record(struct dmarc_store_report *ctx,
 	int ret;
 
 	if (record->count < 0) {
+		store->last_error = DMARC_STORE_ERROR_REPORT;
 		*error_r = t_strdup_printf("%s: record count %"PRId64" is "
 					   "negative", store->path,
 					   record->count);
 		return -1;
 	}
 	if (ctx->messages > INT64_MAX - record->count) {
+		store->last_error = DMARC_STORE_ERROR_REPORT;
 		*error_r = t_strdup_printf("%s: the report's message count "
 					   "overflows", store->path);
 		return -1;

@@ -2,9 +2,9 @@
 #define DMARC_STORE_H
 
 /* reports -> SQLite (schema in dmarc-store-schema.sql). One transaction
-   per report (or per batch for imports), WAL journal and a busy timeout so
-   that concurrent deliveries to one user wait for each other instead of
-   failing. Only bound parameters reach SQL. */
+   per report (or per batch of a bounded time for imports), WAL journal and
+   a busy timeout so that concurrent writers to one user's database wait
+   for each other instead of failing. Only bound parameters reach SQL. */
 
 #include "dmarc-report.h"
 
@@ -40,18 +40,46 @@ bool dmarc_store_is_current(struct dmarc_store *store);
 void dmarc_store_checkpoint(struct dmarc_store *store);
 
 /* How long to wait for another process's write transaction before failing
-   with "database busy" (default 30 s: concurrent deliveries to one user
-   wait for each other). */
+   with "database busy" (default 30 s; deliveries wait less, see
+   dmarcreport_lock_timeout). The wait polls every few milliseconds, so a
+   short gap between another writer's transactions is enough. */
 void dmarc_store_set_busy_timeout(struct dmarc_store *store,
 				  unsigned int msecs);
+
+enum dmarc_store_error {
+	DMARC_STORE_ERROR_NONE = 0,
+	/* Only this report was refused (a value the database does not
+	   take, a count that overflows): the store is fine, go on. */
+	DMARC_STORE_ERROR_REPORT,
+	/* Another writer held the lock past the busy timeout. */
+	DMARC_STORE_ERROR_BUSY,
+	/* The database cannot be written (disk full, permissions, I/O
+	   error, corrupt file). */
+	DMARC_STORE_ERROR_STORAGE,
+};
+/* What the last failure of a dmarc_store_*() call on store was. */
+enum dmarc_store_error dmarc_store_get_error(struct dmarc_store *store);
 
 /* For the query module only (dmarc-query.c): the doors never see SQL. */
 struct sqlite3 *dmarc_store_get_db(struct dmarc_store *store);
 
-/* Imports group many reports in one transaction; each report is then a
-   savepoint, so one bad report does not undo the others. */
+/* Imports group many reports in one transaction; a report that fails is
+   removed again, so one bad report does not undo the others. */
 int dmarc_store_batch_begin(struct dmarc_store *store, const char **error_r);
 int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r);
+/* Commit the batch's transaction and begin a new one between two reports
+   once it is msecs old (0, the default: one transaction for the batch),
+   leaving the lock free for a moment: deliveries interleave with a long
+   import instead of waiting for its end. */
+void dmarc_store_batch_set_max_time(struct dmarc_store *store,
+				    unsigned int msecs);
+/* Between two steps of a long batch that stores no reports (expire): the
+   same commit once the max time is reached. flush commits now. */
+int dmarc_store_batch_continue(struct dmarc_store *store, const char **error_r);
+int dmarc_store_batch_flush(struct dmarc_store *store, const char **error_r);
+/* Reports stored in the batch's current transaction, not committed yet:
+   what a failed dmarc_store_batch_commit() loses. */
+unsigned int dmarc_store_batch_uncommitted(struct dmarc_store *store);
 
 struct dmarc_store_report_info {
 	const char *archive_path;  /* relative to the archive dir, or NULL */

@@ -146,12 +146,26 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 	i_zero(&counts);
 	ingest = dmarc_ingest_init(&set, event);
 	dmarc_ingest_set_store_cache(ingest, sieve_dmarcreport_store_cache());
+	/* never wait long inside the LMTP transaction: a report the
+	   database cannot take now is queued */
+	dmarc_ingest_set_queue_on_failure(ingest, TRUE);
 	ret = dmarc_ingest_message(ingest, input, received, &counts);
+	if (ret == 0) {
+		/* the database works: reports queued by earlier deliveries
+		   go in now, for at most the lock timeout */
+		struct dmarc_ingest_counts pending_counts;
+
+		i_zero(&pending_counts);
+		(void)dmarc_ingest_pending(ingest, FALSE,
+					   set.limits.lock_timeout_msecs,
+					   &pending_counts);
+	}
 	dmarc_ingest_deinit(&ingest);
 	i_stream_unref(&input);
 
-	/* After a storage failure the core's one error line says the cause
-	   and how to recover; the counts would say nothing more. */
+	/* After a storage failure the core's one line says the cause and
+	   where the report went (queued, or how to recover it); the counts
+	   would say nothing more. */
 	if (ret == 0)
 		act_dmarcreport_log_summary(aenv, &counts);
 	event_unref(&event);
@@ -179,7 +193,8 @@ act_dmarcreport_commit(const struct sieve_action_exec_env *aenv,
 		act_dmarcreport_ingest(aenv, mail, user);
 	} T_END;
 	/* Always OK: a bad report, or even a broken database, must never
-	   cost the mail (it stays in the mailbox and the archive). */
+	   cost the mail (it stays in the mailbox, and the report in the
+	   pending spool or the archive). */
 	return SIEVE_EXEC_OK;
 }
 

@@ -16,6 +16,7 @@ sys.dont_write_bytecode = True
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dovetest  # noqa: E402
+import hostile_inputs  # noqa: E402
 import reportmail  # noqa: E402
 from dovetest import check, check_equal, skip_test  # noqa: E402
 
@@ -24,8 +25,9 @@ CORPUS = dovetest.CORPUS_DIR
 # lmtp: corpus delivered over LMTP; imp: the same files imported;
 # eml: corpus mails imported as files; mbox: mails kept in INBOX without
 # the action, then imported from there; exp: expire; nodb: never gets a
-# database; newer: a database of a future schema; arch: import --archive
-USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer", "arch"]
+# database; newer: a database of a future schema; arch: import --archive;
+# robust: imports of bad inputs
+USERS = ["lmtp", "imp", "eml", "mbox", "exp", "nodb", "newer", "arch", "robust"]
 KEEP_ONLY = "keep;\n"
 
 EX_USAGE = 64
@@ -351,6 +353,55 @@ def test_import_archive_only_on_request(dc):
               f"{name}: not copied byte for byte into the archive: {copies}")
 
 
+def write_user_file(dc, path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chown(path, dc.uid, dc.uid)
+
+
+def test_import_goes_on_after_bad_inputs(dc):
+    """One bad input does not stop an import: a report whose counts
+    overflow is one failure and the files after it are read; a symlink
+    loop is walked once; a FIFO, and a directory the user cannot read,
+    named on the command line are errors that count and give exit 66
+    (not a hang, not exit 0)."""
+    src = dc.path("robust-src")
+    os.makedirs(os.path.join(src, "sub"))
+    big = str(2**63 - 1)
+    write_user_file(dc, os.path.join(src, "a-overflow.xml"),
+                    hostile_inputs.report_xml("robust-overflow", records=2, count=big))
+    write_user_file(dc, os.path.join(src, "b-good.xml"),
+                    hostile_inputs.report_xml("robust-b"))
+    write_user_file(dc, os.path.join(src, "sub", "c-good.xml"),
+                    hostile_inputs.report_xml("robust-c"))
+    # a loop back to the top, and a second name of a file
+    os.symlink("..", os.path.join(src, "sub", "loop"))
+    os.symlink("b-good.xml", os.path.join(src, "d-link.xml"))
+    for d in (src, os.path.join(src, "sub")):
+        os.chown(d, dc.uid, dc.uid)
+    fifo = dc.path("robust-fifo")
+    os.mkfifo(fifo)
+    os.chown(fifo, dc.uid, dc.uid)
+    unreadable = dc.path("robust-unreadable")
+    os.mkdir(unreadable, 0o700)          # root's: the user cannot read it
+    write_user_file(dc, os.path.join(unreadable, "e.xml"),
+                    hostile_inputs.report_xml("robust-e"))
+
+    r = dc.doveadm(["dmarc", "import", src, fifo, unreadable], user="robust", fmt="json")
+    check_equal(r.returncode, EX_NOINPUT, f"import with bad inputs: {r.stderr!r}")
+    counts = json.loads(r.stdout)[0]
+    check_equal(counts["new"], 2, f"reports stored after the bad one: {counts}")
+    check_equal(counts["failed"], 3, f"failed: overflow, FIFO, unreadable dir: {counts}")
+    check_equal(sorted(x[0] for x in dc.query(
+        "robust", "SELECT report_id FROM reports")), ["robust-b", "robust-c"], "reports")
+    check("robust-fifo" in r.stderr and "robust-unreadable" in r.stderr,
+          f"the errors do not name the paths: {r.stderr!r}")
+
+    # an unreadable directory alone is not "nothing to do"
+    r = dc.doveadm(["dmarc", "import", unreadable], user="robust", fmt="json")
+    check_equal(r.returncode, EX_NOINPUT, f"import of an unreadable dir: {r.stderr!r}")
+
+
 # --- expire ---------------------------------------------------------------------
 
 def test_expire(dc):
@@ -447,6 +498,7 @@ TESTS = [
     test_import_eml_files,
     test_import_mailbox,
     test_import_archive_only_on_request,
+    test_import_goes_on_after_bad_inputs,
     test_expire,
     test_no_database,
     test_newer_schema,

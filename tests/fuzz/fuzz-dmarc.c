@@ -1,5 +1,7 @@
 /* libFuzzer target for the core: bytes of one attachment -> unpack (from
-   a file and from memory) -> parse -> store into a throw-away database. Build with
+   a file and from memory) -> parse -> store into a throw-away database;
+   and the same bytes as a file in a directory that doveadm import's walk
+   reads (file sniffing, whole mails, the ingest pipeline). Build with
    ./configure --enable-fuzzer CC=clang; seed with ../shared/corpus. */
 
 #include "lib.h"
@@ -8,15 +10,31 @@
 #include "dmarc-unpack.h"
 #include "dmarc-parse.h"
 #include "dmarc-store.h"
+#include "dmarc-ingest.h"
+#include "dmarc-import.h"
 
 #include <stdio.h>
+#include <fcntl.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct dmarc_limits limits;
 static struct dmarc_store *store;
+/* the import walk's: a directory holding one file, and its database */
+static const char *walk_dir;
+static struct dmarc_settings walk_set;
+static struct event *walk_event;
+
+/* Every garbage input gives a warning: not printed, or the fuzzer would
+   spend its time writing them. Fatal errors and panics still are. */
+static void fuzz_log_nothing(const struct failure_context *ctx ATTR_UNUSED,
+			     const char *format ATTR_UNUSED,
+			     va_list args ATTR_UNUSED)
+{
+}
 
 int LLVMFuzzerInitialize(int *argc ATTR_UNUSED, char ***argv ATTR_UNUSED)
 {
@@ -34,7 +52,49 @@ int LLVMFuzzerInitialize(int *argc ATTR_UNUSED, char ***argv ATTR_UNUSED)
 	if (dmarc_store_open(t_strconcat(path, "/fuzz.sqlite", NULL),
 			     DMARC_STORE_OPEN_CREATE, &store, &error) <= 0)
 		i_fatal("%s", error);
+
+	walk_dir = i_strconcat(path, "/walk", NULL);
+	if (mkdir(walk_dir, 0700) < 0)
+		i_fatal("mkdir(%s) failed: %m", walk_dir);
+	walk_set.db_path = i_strconcat(path, "/walk.sqlite", NULL);
+	walk_set.archive_dir = NULL;
+	walk_set.limits = limits;
+	walk_event = event_create(NULL);
+	i_set_error_handler(fuzz_log_nothing);
+	i_set_info_handler(fuzz_log_nothing);
 	return 0;
+}
+
+/* The bytes as the one file of a directory given to the import walk;
+   its name (no extension, .eml, .xml.gz) picks how it is taken. */
+static void fuzz_import_walk(const uint8_t *data, size_t size)
+{
+	static const char *const names[] = { "input", "input.eml", "input.xml.gz" };
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_import *import;
+	const char *path;
+	unsigned int i;
+	int fd;
+
+	for (i = 0; i < N_ELEMENTS(names); i++)
+		i_unlink_if_exists(t_strconcat(walk_dir, "/", names[i], NULL));
+	path = t_strconcat(walk_dir, "/", names[size % N_ELEMENTS(names)], NULL);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd == -1 || write_full(fd, data, size) < 0)
+		i_fatal("write(%s) failed: %m", path);
+	i_close_fd(&fd);
+
+	i_zero(&counts);
+	ingest = dmarc_ingest_init(&walk_set, walk_event);
+	dmarc_ingest_set_quiet(ingest, TRUE);
+	import = dmarc_import_init(ingest, walk_event, &counts);
+	(void)dmarc_import_path(import, walk_dir, TRUE);
+	if (dmarc_import_get_inputs(import) != 1)
+		i_panic("import walk: %u inputs, expected 1",
+			dmarc_import_get_inputs(import));
+	dmarc_import_deinit(&import);
+	dmarc_ingest_deinit(&ingest);
 }
 
 static void fuzz_document(struct dmarc_unpack *unpack)
@@ -88,6 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		while (dmarc_unpack_next(unpack, &name, &error) > 0)
 			fuzz_document(unpack);
 		dmarc_unpack_deinit(&unpack);
+		fuzz_import_walk(data, size);
 	} T_END;
 	fclose(file);
 	return 0;

@@ -260,10 +260,13 @@ static void test_report_mail(void)
 	unsigned int i;
 	bool in_body = FALSE, long_line = FALSE;
 
+	struct dmarc_report_html_info mail_info = info;
+
 	test_begin("report mail: multipart/alternative, text then HTML, base64");
 	test_report_fill(&report, &domain);
 	dmarc_report_mail(mail, &report, &info, "dmarc@example.com");
-	dmarc_report_html(html, &report, &info);
+	mail_info.for_mail = TRUE;
+	dmarc_report_html(html, &report, &mail_info);
 	dmarc_report_text(text, &report, &info);
 
 	p = str_c(mail);
@@ -302,6 +305,35 @@ static void test_report_mail(void)
 	str_truncate(mail, 0);
 	dmarc_report_mail(mail, &report, &info, "evil>\nBcc: x@y");
 	test_assert(strstr(str_c(mail), "\nBcc:") == NULL);
+	test_end();
+}
+
+static void test_report_mail_charts(void)
+{
+	struct dmarc_query_report report;
+	struct dmarc_query_report_domain domain;
+	struct dmarc_report_html_info mail_info = info;
+	string_t *html = t_str_new(65536);
+	const char *p;
+
+	test_begin("report mail html: charts as tables of bars, no SVG (Gmail, Outlook)");
+	test_report_fill(&report, &domain);
+	mail_info.for_mail = TRUE;
+	dmarc_report_html(html, &report, &mail_info);
+	p = str_c(html);
+	test_assert(strstr(p, "<svg") == NULL);
+	test_assert(count_str(p, "<table class=\"mailchart\"") == 3);
+	/* a row per day in each chart */
+	test_assert(count_str(p, "<tr class=\"bar\">") == 3 * 4);
+	/* messages: pass+fail on day 1, pass on day 3, fail on day 4;
+	   rates: three bars on each of the 3 days with mail; dispositions:
+	   none+quarantine, none, reject+other */
+	test_assert(count_str(p, "class=\"seg\"") == (2 + 1 + 1) + 3 * 3 + (2 + 1 + 2));
+	/* widths are percentages of the largest day */
+	test_assert(strstr(p, "<table width=\"100.0%\" cellpadding=\"0\" "
+			   "cellspacing=\"0\"><tr><td class=\"seg\" width=\"90.0%\"") != NULL);
+	test_assert(strstr(p, "<script") == NULL);
+	test_assert(strstr(p, "src=") == NULL);
 	test_end();
 }
 
@@ -363,6 +395,7 @@ int main(void)
 		test_report_more_domains,
 		test_report_text,
 		test_report_mail,
+		test_report_mail_charts,
 		test_svg_lines_without_values,
 		test_svg_axis,
 		NULL

@@ -34,6 +34,7 @@ static const char report_css[] =
 "text-align:left;vertical-align:top}\n"
 "th{font-weight:600}td.n,th.n{text-align:right}\n"
 ".table td:first-child{white-space:nowrap}\n"
+"table.mailchart{max-width:900px}table.mailchart td{border:0;padding:1px 4px}\n"
 ".meta{color:#555}.empty{font-size:1.2em;padding:1em;"
 "border:1px dashed rgba(128,128,128,.6)}\n"
 ".verdict{font-size:1.1em;padding:.5em .8em;border-left:6px solid #999}\n"
@@ -143,18 +144,136 @@ static void chart_table(string_t *dest, const struct dmarc_svg_chart *chart)
 
 enum chart_kind { CHART_BARS, CHART_LINES };
 
+static const char *percent(double part, double whole)
+{
+	double p = whole <= 0 ? 0 : 100.0 * part / whole;
+
+	/* a sliver stays visible */
+	return t_strdup_printf("%.1f%%", p < 0.5 ? 0.5 : p > 100 ? 100 : p);
+}
+
+/* A bar of one colour, as mail clients draw it: a table cell with a
+   width and a background, both as attributes and as style. */
 static void
-chart_figure(string_t *dest, const struct dmarc_svg_chart *chart,
-	     enum chart_kind kind)
+mail_bar_segment(string_t *dest, const char *width, const char *colour,
+		 const char *name, double value)
+{
+	str_printfa(dest, "<td class=\"seg\" width=\"%s\" height=\"12\" "
+		    "bgcolor=\"%s\" style=\"background:%s;height:12px;"
+		    "line-height:12px;font-size:1px\" title=\"", width, colour,
+		    colour);
+	html_text(dest, name);
+	str_printfa(dest, " %s\">&nbsp;</td>", dmarc_svg_number(value));
+}
+
+/* The chart of a digest mail: Gmail and Outlook drop inline SVG, but draw
+   tables. One row per x with its bars and its numbers: stacked bars of
+   the series (CHART_BARS), or one bar per series on the axis 0..y_max
+   (CHART_LINES, the rates). */
+static void
+chart_mail(string_t *dest, const struct dmarc_svg_chart *chart,
+	   enum chart_kind kind)
+{
+	double max = chart->y_max, sum, v;
+	unsigned int x, i;
+
+	if (max <= 0) {
+		for (x = 0; x < chart->x_count; x++) {
+			sum = 0;
+			for (i = 0; i < chart->series_count; i++) {
+				if (chart->series[i].values[x] > 0)
+					sum += chart->series[i].values[x];
+			}
+			if (sum > max)
+				max = sum;
+		}
+	}
+	str_append(dest, "<table class=\"mailchart\" data-chart=\"");
+	html_text(dest, chart->id);
+	str_append(dest, "\" width=\"100%\" cellpadding=\"0\" "
+		   "cellspacing=\"0\"><thead><tr><th>");
+	html_text(dest, chart->x_label);
+	str_append(dest, "</th><th>");
+	for (i = 0; i < chart->series_count; i++) {
+		str_printfa(dest, "<span style=\"color:%s\">&#9632;</span> ",
+			    chart->series[i].colour);
+		html_text(dest, chart->series[i].name);
+		str_append(dest, " ");
+	}
+	str_append(dest, "</th>");
+	for (i = 0; i < chart->series_count; i++) {
+		str_append(dest, "<th class=\"n\">");
+		html_text(dest, chart->series[i].name);
+		if (chart->y_unit[0] != '\0')
+			str_printfa(dest, " (%s)", chart->y_unit);
+		str_append(dest, "</th>");
+	}
+	str_append(dest, "</tr></thead><tbody>\n");
+	for (x = 0; x < chart->x_count; x++) {
+		str_append(dest, "<tr class=\"bar\"><td nowrap>");
+		html_text(dest, chart->x_labels[x]);
+		str_append(dest, "</td><td width=\"50%\">");
+		if (kind == CHART_BARS) {
+			sum = 0;
+			for (i = 0; i < chart->series_count; i++) {
+				if (chart->series[i].values[x] > 0)
+					sum += chart->series[i].values[x];
+			}
+			if (sum > 0) {
+				str_printfa(dest, "<table width=\"%s\" "
+					    "cellpadding=\"0\" cellspacing=\"0\">"
+					    "<tr>", percent(sum, max));
+				for (i = 0; i < chart->series_count; i++) {
+					v = chart->series[i].values[x];
+					if (v <= 0)
+						continue;
+					mail_bar_segment(dest, percent(v, sum),
+						chart->series[i].colour,
+						chart->series[i].name, v);
+				}
+				str_append(dest, "</tr></table>");
+			}
+		} else {
+			for (i = 0; i < chart->series_count; i++) {
+				v = chart->series[i].values[x];
+				if (v < 0)
+					continue;
+				str_printfa(dest, "<table width=\"%s\" "
+					    "cellpadding=\"0\" cellspacing=\"1\">"
+					    "<tr>", percent(v, max));
+				mail_bar_segment(dest, "100%",
+						 chart->series[i].colour,
+						 chart->series[i].name, v);
+				str_append(dest, "</tr></table>");
+			}
+		}
+		str_append(dest, "</td>");
+		for (i = 0; i < chart->series_count; i++) {
+			str_printfa(dest, "<td class=\"n\">%s</td>",
+				    dmarc_svg_number(chart->series[i].values[x]));
+		}
+		str_append(dest, "</tr>\n");
+	}
+	str_append(dest, "</tbody></table>\n");
+}
+
+static void
+chart_figure(string_t *dest, const struct dmarc_report_html_info *info,
+	     const struct dmarc_svg_chart *chart, enum chart_kind kind)
 {
 	str_append(dest, "<figure class=\"chart\"><figcaption>");
 	html_text(dest, chart->title);
 	str_append(dest, "</figcaption>\n");
-	if (kind == CHART_BARS)
-		dmarc_svg_stacked_bars(dest, chart);
-	else
-		dmarc_svg_lines(dest, chart);
-	chart_table(dest, chart);
+	if (info->for_mail) {
+		/* the numbers are in the chart's own rows */
+		chart_mail(dest, chart, kind);
+	} else {
+		if (kind == CHART_BARS)
+			dmarc_svg_stacked_bars(dest, chart);
+		else
+			dmarc_svg_lines(dest, chart);
+		chart_table(dest, chart);
+	}
 	str_append(dest, "</figure>\n");
 }
 
@@ -165,6 +284,7 @@ static double *series_values(unsigned int count)
 
 static void
 domain_charts(string_t *dest, const struct dmarc_query_report *report,
+	      const struct dmarc_report_html_info *info,
 	      const struct dmarc_query_report_domain *dom)
 {
 	unsigned int n = dom->bucket_count, x;
@@ -207,7 +327,7 @@ domain_charts(string_t *dest, const struct dmarc_query_report *report,
 	chart.series = s_msgs;
 	chart.series_count = N_ELEMENTS(s_msgs);
 	chart.y_max = 0;
-	chart_figure(dest, &chart, CHART_BARS);
+	chart_figure(dest, info, &chart, CHART_BARS);
 
 	s_rates[0] = (struct dmarc_svg_series){ "DMARC pass", DMARC_SVG_BLUE, NULL, r_dmarc };
 	s_rates[1] = (struct dmarc_svg_series){ "DKIM aligned", DMARC_SVG_GREEN, "6 3", r_dkim };
@@ -219,7 +339,7 @@ domain_charts(string_t *dest, const struct dmarc_query_report *report,
 	chart.series = s_rates;
 	chart.series_count = N_ELEMENTS(s_rates);
 	chart.y_max = 100;
-	chart_figure(dest, &chart, CHART_LINES);
+	chart_figure(dest, info, &chart, CHART_LINES);
 
 	s_disp[0] = (struct dmarc_svg_series){ "none", DMARC_SVG_SKY, NULL, d_none };
 	s_disp[1] = (struct dmarc_svg_series){ "quarantine", DMARC_SVG_ORANGE, NULL, d_quar };
@@ -232,7 +352,7 @@ domain_charts(string_t *dest, const struct dmarc_query_report *report,
 	chart.series = s_disp;
 	chart.series_count = N_ELEMENTS(s_disp);
 	chart.y_max = 0;
-	chart_figure(dest, &chart, CHART_BARS);
+	chart_figure(dest, info, &chart, CHART_BARS);
 }
 
 static void
@@ -356,6 +476,7 @@ static const char *verdict_class(const struct dmarc_query_summary_row *sum)
 
 static void
 domain_section(string_t *dest, const struct dmarc_query_report *report,
+	       const struct dmarc_report_html_info *info,
 	       const struct dmarc_query_report_domain *dom, unsigned int idx)
 {
 	const struct dmarc_query_summary_row *sum = &dom->summary;
@@ -371,7 +492,7 @@ domain_section(string_t *dest, const struct dmarc_query_report *report,
 		    "%.1f%%; %"PRIu64" sources failed DMARC.</p>\n",
 		    sum->messages, sum->reports, sum->pass_rate, sum->dkim_rate,
 		    sum->spf_rate, sum->failing_sources);
-	domain_charts(dest, report, dom);
+	domain_charts(dest, report, info, dom);
 	sources_table(dest, "top-sources", "Sources sending the most mail",
 		      dom->top_sources, dom->top_source_count, FALSE);
 	sources_table(dest, "failing-sources", "Sources failing most",
@@ -381,7 +502,8 @@ domain_section(string_t *dest, const struct dmarc_query_report *report,
 	str_append(dest, "</section>\n");
 }
 
-static void tls_section(string_t *dest, const struct dmarc_query_report *report)
+static void tls_section(string_t *dest, const struct dmarc_query_report *report,
+			const struct dmarc_report_html_info *info)
 {
 	unsigned int n = report->tls_count, i;
 	const char **labels = t_new(const char *, n + 1);
@@ -413,7 +535,7 @@ static void tls_section(string_t *dest, const struct dmarc_query_report *report)
 	chart.x_count = n;
 	chart.series = series;
 	chart.series_count = N_ELEMENTS(series);
-	chart_figure(dest, &chart, CHART_BARS);
+	chart_figure(dest, info, &chart, CHART_BARS);
 	str_append(dest, "</section>\n");
 }
 
@@ -482,13 +604,13 @@ void dmarc_report_html(string_t *dest, const struct dmarc_query_report *report,
 	} else {
 		overview(dest, report);
 		for (i = 0; i < report->domain_count; i++) T_BEGIN {
-			domain_section(dest, report, &report->domains[i], i);
+			domain_section(dest, report, info, &report->domains[i], i);
 		} T_END;
 	}
 	/* a database without TLS report tables (schema version 1) has no
 	   section at all */
 	if (report->have_tls) T_BEGIN {
-		tls_section(dest, report);
+		tls_section(dest, report, info);
 	} T_END;
 	str_append(dest, "</body>\n</html>\n");
 }
@@ -610,9 +732,11 @@ void dmarc_report_mail(string_t *dest, const struct dmarc_query_report *report,
 					       (long)info->generated, my_pid);
 	const char *addr = mail_address(address);
 	string_t *text = t_str_new(4096), *html = t_str_new(65536);
+	struct dmarc_report_html_info mail_info = *info;
 
+	mail_info.for_mail = TRUE;
 	dmarc_report_text(text, report, info);
-	dmarc_report_html(html, report, info);
+	dmarc_report_html(html, report, &mail_info);
 	str_printfa(dest, "From: DMARC report <%s>\nTo: <%s>\n"
 		    "Subject: %s\nDate: %s\n"
 		    "Message-ID: <dmarcreport.%ld.%s@%s>\n"

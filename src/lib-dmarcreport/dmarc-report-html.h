@@ -12,6 +12,9 @@ struct dmarc_report_html_info {
 	const char *user;
 	/* when made (the page says so) */
 	time_t generated;
+	/* for a mail: charts as tables of bars instead of SVG, which Gmail
+	   and Outlook drop (dmarc_report_mail() sets it) */
+	bool for_mail;
 };
 
 /* Appends the whole HTML document to dest. */

@@ -292,6 +292,21 @@ def test_report_usage(dc):
     r = dc.doveadm(["dmarc", "report"], user="rep")
     check_equal(r.returncode, 64, "neither --output nor --mailbox")
     check("--output" in r.stderr, f"says why: {r.stderr.strip()}")
+    r = dc.doveadm(["dmarc", "report", "--output", "/x.html", "--mailbox", "X"],
+                   user="rep")
+    check_equal(r.returncode, 64, "both --output and --mailbox")
+
+
+def test_report_unwritable(dc):
+    """The page is written as the mail user: a directory it may not write
+    to is EX_CANTCREAT, with the reason, and leaves nothing behind."""
+    d = dc.path("root-only")
+    os.mkdir(d, 0o755)
+    r = dc.doveadm(["dmarc", "report", "--output", os.path.join(d, "r.html")],
+                   user="rep")
+    check_equal(r.returncode, 73, "exit status")
+    check("Permission denied" in r.stderr, f"says why: {r.stderr.strip()}")
+    check_equal(os.listdir(d), [], "nothing written")
 
 
 def main():
@@ -302,7 +317,7 @@ def main():
         dovetest.skip("chromium is not installed (tools/deps.sh chromium)")
     dovetest.main([test_report_file, test_report_empty_period,
                    test_report_digest_mail, test_report_all_users_files,
-                   test_report_usage],
+                   test_report_usage, test_report_unwritable],
                   lambda: dovetest.Dovecot("report",
                                            users={"rep": {}, "nodb": {}}))
 

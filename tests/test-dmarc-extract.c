@@ -19,6 +19,8 @@ struct extracted {
 	unsigned char first_bytes[4];
 	/* all of the first attachment, when not NULL */
 	buffer_t *first_data;
+	ARRAY_TYPE(const_string) charsets;
+	bool mime_overflow;
 };
 
 static bool test_begin_cb(const struct dmarc_attachment *att, void *context)
@@ -29,6 +31,11 @@ static bool test_begin_cb(const struct dmarc_attachment *att, void *context)
 
 	array_push_back(&ex->names, &name);
 	array_push_back(&ex->types, &type);
+	if (array_is_created(&ex->charsets)) {
+		const char *charset = t_strdup(att->charset);
+
+		array_push_back(&ex->charsets, &charset);
+	}
 	if (att->message_id != NULL)
 		ex->message_id = t_strdup(att->message_id);
 	return TRUE;
@@ -67,13 +74,19 @@ static const struct dmarc_extract_callbacks test_callbacks = {
 static int extract(struct istream *input, const struct dmarc_limits *limits,
 		   struct extracted *ex_r, unsigned int *skipped_r)
 {
+	struct dmarc_extract_stats stats;
 	const char *error;
+	int ret;
 
 	i_zero(ex_r);
 	t_array_init(&ex_r->names, 4);
 	t_array_init(&ex_r->types, 4);
-	return dmarc_extract_message(input, limits, &test_callbacks, ex_r,
-				     skipped_r, &error);
+	ret = dmarc_extract_message(input, limits, &test_callbacks, ex_r,
+				    &stats, &error);
+	ex_r->mime_overflow = stats.mime_overflow;
+	if (skipped_r != NULL)
+		*skipped_r = stats.skipped;
+	return ret;
 }
 
 static int extract_str(const char *mail, const struct dmarc_limits *limits,
@@ -258,6 +271,201 @@ static void test_extract_binary_with_charset(void)
 	test_end();
 }
 
+/* A mail with one attachment: headers, then the body as it is. */
+static const char *
+one_part_mail(const char *part_headers, const char *body, bool closed)
+{
+	return t_strconcat("From: a@example.com\nMessage-ID: <p@x>\n"
+		"MIME-Version: 1.0\n"
+		"Content-Type: multipart/mixed; boundary=\"B\"\n\n"
+		"--B\nContent-Type: text/plain\n\nreport\n--B\n",
+		part_headers, "\n", body, closed ? "--B--\n" : "", NULL);
+}
+
+/* Everything of each attachment: names, types, charsets, the first's
+   bytes. */
+static void extract_collect(const char *mail, struct extracted *ex_r)
+{
+	struct istream *input = i_stream_create_from_data(mail, strlen(mail));
+	const char *error;
+
+	i_zero(ex_r);
+	t_array_init(&ex_r->names, 4);
+	t_array_init(&ex_r->types, 4);
+	t_array_init(&ex_r->charsets, 4);
+	ex_r->first_data = t_buffer_create(256);
+	test_assert(dmarc_extract_message(input, test_default_limits(),
+					  &test_callbacks, ex_r, NULL,
+					  &error) == 0);
+	i_stream_unref(&input);
+}
+
+static void test_extract_base64_text_without_closing_boundary(void)
+{
+	static const char *const types[] = {
+		"text/xml", "text/plain; name=\"report.xml\"",
+		"text/xml; charset=utf-8", "application/xml",
+	};
+	const char *xml = "<?xml version=\"1.0\"?>\n<feedback>"
+		"<report_metadata><report_id>unclosed</report_id>"
+		"</report_metadata></feedback>\n";
+	unsigned int i, closed;
+
+	test_begin("extract: a base64 text part without its closing "
+		   "boundary is one whole attachment");
+	for (i = 0; i < N_ELEMENTS(types); i++) {
+		for (closed = 0; closed < 2; closed++) T_BEGIN {
+			string_t *body = t_str_new(256);
+			struct extracted ex;
+			buffer_t *data = t_buffer_create(256);
+
+			base64_encode(xml, strlen(xml), body);
+			/* lines of 76, as mailers write them */
+			for (size_t pos = 76; pos < str_len(body); pos += 77)
+				str_insert(body, pos, "\n");
+			str_append_c(body, '\n');
+			i_zero(&ex);
+			t_array_init(&ex.names, 4);
+			t_array_init(&ex.types, 4);
+			ex.first_data = data;
+			struct istream *input;
+			const char *mail = one_part_mail(t_strconcat(
+				"Content-Type: ", types[i], "\n"
+				"Content-Disposition: attachment; filename=r.xml\n"
+				"Content-Transfer-Encoding: base64\n", NULL),
+				str_c(body), closed == 1);
+			struct dmarc_extract_stats stats;
+			const char *error;
+
+			input = i_stream_create_from_data(mail, strlen(mail));
+			test_assert_idx(dmarc_extract_message(input,
+				test_default_limits(), &test_callbacks, &ex,
+				&stats, &error) == 0, i);
+			i_stream_unref(&input);
+			test_assert_idx(array_count(&ex.names) == 1, i*2 + closed);
+			test_assert_idx(ex.ends == 1, i*2 + closed);
+			test_assert_idx(data->used == strlen(xml) &&
+					memcmp(data->data, xml, data->used) == 0,
+					i*2 + closed);
+		} T_END;
+	}
+	test_end();
+}
+
+static void test_extract_binary_labelled_text(void)
+{
+	static const char *const types[] = {
+		"text/xml", "text/plain; name=\"report.xml.gz\"",
+		"text/xml; charset=utf-8",
+		"text/plain; charset=us-ascii; name=r.xml.gz",
+	};
+	static const char *const ctes[] = { "base64", "quoted-printable",
+					    "8bit" };
+	unsigned int i, j, k;
+
+	test_begin("extract: a gzip labelled as text comes out byte for byte");
+	for (i = 0; i < N_ELEMENTS(types); i++) {
+		for (j = 0; j < N_ELEMENTS(ctes); j++) T_BEGIN {
+			string_t *body = t_str_new(256);
+			struct extracted ex;
+
+			if (j == 0) {
+				base64_encode(binary_bytes,
+					      sizeof(binary_bytes), body);
+			} else if (j == 1) {
+				for (k = 0; k < sizeof(binary_bytes); k++)
+					str_printfa(body, "=%02X",
+						    binary_bytes[k]);
+			} else {
+				/* 8bit: no NUL, no line breaks */
+				str_append_data(body, binary_bytes, 3);
+				str_append_data(body, binary_bytes + 4, 6);
+			}
+			str_append_c(body, '\n');
+			i_zero(&ex);
+			t_array_init(&ex.names, 4);
+			t_array_init(&ex.types, 4);
+			ex.first_data = t_buffer_create(64);
+			struct istream *input;
+			const char *error, *mail = one_part_mail(t_strconcat(
+				"Content-Type: ", types[i], "\n"
+				"Content-Transfer-Encoding: ", ctes[j], "\n",
+				NULL), str_c(body), TRUE);
+
+			input = i_stream_create_from_data(mail, strlen(mail));
+			test_assert(dmarc_extract_message(input,
+				test_default_limits(), &test_callbacks, &ex,
+				NULL, &error) == 0);
+			i_stream_unref(&input);
+			test_assert_idx(array_count(&ex.names) == 1, i*10 + j);
+			if (j < 2) {
+				test_assert_idx(ex.first_data->used >= sizeof(binary_bytes) &&
+					memcmp(ex.first_data->data, binary_bytes,
+					       sizeof(binary_bytes)) == 0, i*10 + j);
+			} else {
+				test_assert_idx(ex.first_data->used >= 9 &&
+					memcmp(ex.first_data->data, binary_bytes, 3) == 0 &&
+					memcmp(CONST_PTR_OFFSET(ex.first_data->data, 3),
+					       binary_bytes + 4, 6) == 0, i*10 + j);
+			}
+		} T_END;
+	}
+	test_end();
+}
+
+static void test_extract_charset_handed_on(void)
+{
+	/* "caf\xe9" in ISO-8859-1: converted it would be "caf\xc3\xa9" */
+	const char *mail = one_part_mail(
+		"Content-Type: text/xml; charset=\"ISO-8859-1\"\n"
+		"Content-Disposition: attachment; filename=r.xml\n"
+		"Content-Transfer-Encoding: quoted-printable\n",
+		"<feedback>caf=E9</feedback>\n", TRUE);
+	struct extracted ex;
+
+	test_begin("extract: a text/xml charset is handed on, the bytes kept");
+	extract_collect(mail, &ex);
+	test_assert(array_count(&ex.names) == 1);
+	test_assert_strcmp(array_idx_elem(&ex.charsets, 0), "ISO-8859-1");
+	test_assert(ex.first_data->used >= 25 &&
+		    memcmp(ex.first_data->data, "<feedback>caf\xe9</feedback>",
+			   25) == 0);
+	test_end();
+}
+
+static void test_extract_mime_depth_limit(void)
+{
+	struct dmarc_limits limits = *test_default_limits();
+	unsigned int depth, levels, i, skipped;
+
+	test_begin("extract: a report below dmarcreport_max_mime_depth "
+		   "is found, one deeper is reported");
+	limits.max_mime_depth = 5;
+	for (levels = 1; levels <= 7; levels++) T_BEGIN {
+		string_t *mail = t_str_new(4096);
+		struct extracted ex;
+
+		/* the message is multipart level 1, each nested one more */
+		str_append(mail, "Message-ID: <deep@x>\nContent-Type: "
+			   "multipart/mixed; boundary=\"b0\"\n\n");
+		for (depth = 1; depth < levels; depth++) {
+			str_printfa(mail, "--b%u\nContent-Type: multipart/mixed; "
+				    "boundary=\"b%u\"\n\n", depth - 1, depth);
+		}
+		str_printfa(mail, "--b%u\nContent-Type: application/gzip; "
+			    "name=\"deep.gz\"\n\nx\n", levels - 1);
+		for (i = levels; i > 0; i--)
+			str_printfa(mail, "--b%u--\n", i - 1);
+		test_assert_idx(extract_str(str_c(mail), &limits, &ex,
+					    &skipped) == 0, levels);
+		test_assert_idx(array_count(&ex.names) ==
+				(levels <= limits.max_mime_depth ? 1U : 0U), levels);
+		test_assert_idx(ex.mime_overflow ==
+				(levels > limits.max_mime_depth), levels);
+	} T_END;
+	test_end();
+}
+
 static void test_extract_limits(void)
 {
 	struct dmarc_limits limits = *test_default_limits();
@@ -316,6 +524,10 @@ int main(void)
 		test_extract_corpus,
 		test_extract_names_and_parts,
 		test_extract_binary_with_charset,
+		test_extract_base64_text_without_closing_boundary,
+		test_extract_binary_labelled_text,
+		test_extract_charset_handed_on,
+		test_extract_mime_depth_limit,
 		test_extract_limits,
 		test_extract_deep_nesting,
 		NULL

@@ -3,6 +3,7 @@
 
 #include "lib.h"
 #include "istream.h"
+#include "base64.h"
 #include "str.h"
 #include "unlink-directory.h"
 #include "test-dmarc-common.h"
@@ -11,6 +12,7 @@
 #include <sqlite3.h>
 #include <signal.h>
 #include <dirent.h>
+#include <zlib.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -718,6 +720,220 @@ static void test_ingest_import_goes_on(void)
 	test_end();
 }
 
+
+static int ingest_mail_str(const struct dmarc_settings *set, const char *mail,
+			   struct dmarc_ingest_counts *counts)
+{
+	struct dmarc_ingest *ingest;
+	struct istream *input;
+	int ret;
+
+	input = i_stream_create_from_data(mail, strlen(mail));
+	ingest = dmarc_ingest_init(set, test_event);
+	ret = dmarc_ingest_message(ingest, input, 1700000000, counts);
+	dmarc_ingest_deinit(&ingest);
+	i_stream_unref(&input);
+	return ret;
+}
+
+/* A one-record report; org is put in as it is (any charset). */
+static const char *small_report(const char *decl, const char *report_id,
+				const char *org)
+{
+	return t_strdup_printf("%s<feedback><report_metadata>"
+		"<org_name>%s</org_name><report_id>%s</report_id>"
+		"<date_range><begin>1</begin><end>2</end></date_range>"
+		"</report_metadata><policy_published><domain>example.com"
+		"</domain><p>none</p></policy_published><record><row>"
+		"<source_ip>192.0.2.1</source_ip><count>1</count>"
+		"<policy_evaluated><disposition>none</disposition><dkim>pass"
+		"</dkim><spf>pass</spf></policy_evaluated></row><identifiers>"
+		"<header_from>example.com</header_from></identifiers></record>"
+		"</feedback>\n", decl, org, report_id);
+}
+
+static buffer_t *gzip_data(const char *data)
+{
+	buffer_t *out = t_buffer_create(1024);
+	z_stream zs;
+
+	i_zero(&zs);
+	if (deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8,
+			 Z_DEFAULT_STRATEGY) != Z_OK)
+		i_fatal("deflateInit2() failed");
+	zs.next_in = (void *)data;
+	zs.avail_in = strlen(data);
+	zs.next_out = buffer_append_space_unsafe(out, 4096);
+	zs.avail_out = 4096;
+	if (deflate(&zs, Z_FINISH) != Z_STREAM_END)
+		i_fatal("deflate() failed");
+	buffer_set_used_size(out, zs.total_out);
+	(void)deflateEnd(&zs);
+	return out;
+}
+
+/* A mail whose one attachment has these headers and this (encoded)
+   body; the closing boundary only when closed. */
+static const char *
+attachment_mail(const char *id, const char *headers, const char *body,
+		bool closed)
+{
+	return t_strdup_printf("From: a@example.com\n"
+		"Message-ID: <%s@example.com>\n"
+		"MIME-Version: 1.0\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\n\n"
+		"--b\nContent-Type: text/plain\n\nreport attached\n"
+		"--b\n%s\n%s%s", id, headers, body, closed ? "--b--\n" : "");
+}
+
+static const char *base64_lines(const void *data, size_t size)
+{
+	string_t *str = t_str_new(size * 2);
+	size_t pos;
+
+	base64_encode(data, size, str);
+	for (pos = 76; pos < str_len(str); pos += 77)
+		str_insert(str, pos, "\n");
+	str_append_c(str, '\n');
+	return str_c(str);
+}
+
+static bool archive_holds(const struct dmarc_settings *set,
+			  const char *report_id, const buffer_t *expected)
+{
+	const char *rel, *path;
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	buffer_t *data = t_buffer_create(expected->used + 16);
+	unsigned char buf[4096];
+	ssize_t ret;
+	int fd;
+
+	if (sqlite3_open_v2(set->db_path, &db, SQLITE_OPEN_READONLY,
+			    NULL) != SQLITE_OK)
+		return FALSE;
+	if (sqlite3_prepare_v2(db, "SELECT archive_path FROM reports "
+			       "WHERE report_id = ?", -1, &stmt,
+			       NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return FALSE;
+	}
+	sqlite3_bind_text(stmt, 1, report_id, -1, SQLITE_TRANSIENT);
+	rel = sqlite3_step(stmt) == SQLITE_ROW ?
+		t_strdup((const char *)sqlite3_column_text(stmt, 0)) : NULL;
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	if (rel == NULL)
+		return FALSE;
+	path = t_strconcat(set->archive_dir, "/", rel, NULL);
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return FALSE;
+	while ((ret = read(fd, buf, sizeof(buf))) > 0)
+		buffer_append(data, buf, ret);
+	i_close_fd(&fd);
+	return buffer_cmp(data, expected);
+}
+
+static void test_ingest_gzip_labelled_text(void)
+{
+	static const char *const types[] = {
+		"text/xml", "text/plain; name=\"report.xml.gz\"",
+		"text/xml; charset=utf-8",
+	};
+	struct dmarc_settings set;
+	unsigned int i;
+
+	test_begin("ingest: a gzip labelled as text is stored and archived "
+		   "as sent");
+	test_settings("gzip-as-text", &set);
+	for (i = 0; i < N_ELEMENTS(types); i++) {
+		struct dmarc_ingest_counts counts;
+		const char *id = t_strdup_printf("gz-as-text-%u", i);
+		buffer_t *gz = gzip_data(small_report("", id, "org"));
+
+		i_zero(&counts);
+		test_assert_idx(ingest_mail_str(&set, attachment_mail(id,
+			t_strdup_printf("Content-Type: %s\n"
+				"Content-Disposition: attachment; "
+				"filename=\"r.xml.gz\"\n"
+				"Content-Transfer-Encoding: base64\n", types[i]),
+			base64_lines(gz->data, gz->used), TRUE),
+			&counts) == 0, i);
+		test_assert_idx(counts.reports_new == 1 && counts.failed == 0, i);
+		test_assert_idx(archive_holds(&set, id, gz), i);
+	}
+	test_end();
+}
+
+static void test_ingest_mime_charset(void)
+{
+	static const struct {
+		const char *decl, *content_type;
+	} cases[] = {
+		/* the declaration agrees: converting before the parser
+		   would decode twice ("CafÃ©") */
+		{ "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n",
+		  "text/xml; charset=iso-8859-1" },
+		/* no declaration: UTF-8 unless the MIME charset says */
+		{ "", "text/xml; charset=iso-8859-1" },
+		/* a wrong declaration: the MIME charset decides */
+		{ "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
+		  "application/xml; charset=\"ISO-8859-1\"" },
+		/* a charset nobody knows: the declaration decides */
+		{ "<?xml version=\"1.0\" encoding=\"windows-1252\"?>\n",
+		  "text/xml; charset=x-no-such-charset" },
+	};
+	struct dmarc_settings set;
+	unsigned int i;
+
+	test_begin("ingest: the MIME charset of a text/xml report decides "
+		   "its encoding (RFC 7303)");
+	test_settings("mime-charset", &set);
+	for (i = 0; i < N_ELEMENTS(cases); i++) {
+		struct dmarc_ingest_counts counts;
+		const char *id = t_strdup_printf("latin1-%u", i);
+		const char *xml = small_report(cases[i].decl, id, "Caf\xe9");
+
+		i_zero(&counts);
+		test_assert_idx(ingest_mail_str(&set, attachment_mail(id,
+			t_strdup_printf("Content-Type: %s\n"
+				"Content-Disposition: attachment; "
+				"filename=\"r.xml\"\n"
+				"Content-Transfer-Encoding: base64\n",
+				cases[i].content_type),
+			base64_lines(xml, strlen(xml)), TRUE),
+			&counts) == 0, i);
+		test_assert_idx(counts.reports_new == 1, i);
+		test_assert_idx(db_int(set.db_path, t_strdup_printf(
+			"SELECT org_name = 'Caf\xc3\xa9' FROM reports "
+			"WHERE report_id = '%s'", id)) == 1, i);
+	}
+	test_end();
+}
+
+static void test_ingest_base64_text_unclosed(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	const char *xml = small_report("", "unclosed", "org");
+	buffer_t *expected = t_buffer_create(512);
+
+	test_begin("ingest: a base64 text/xml part without its closing "
+		   "boundary is one stored report");
+	test_settings("unclosed", &set);
+	buffer_append(expected, xml, strlen(xml));
+	i_zero(&counts);
+	test_assert(ingest_mail_str(&set, attachment_mail("unclosed",
+		"Content-Type: text/xml\n"
+		"Content-Disposition: attachment; filename=\"r.xml\"\n"
+		"Content-Transfer-Encoding: base64\n",
+		base64_lines(xml, strlen(xml)), FALSE), &counts) == 0);
+	test_assert(counts.attachments == 1);
+	test_assert(counts.reports_new == 1 && counts.failed == 0);
+	test_assert(archive_holds(&set, "unclosed", expected));
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -735,6 +951,9 @@ int main(void)
 		test_ingest_pending_db_broken,
 		test_ingest_queue_bounded,
 		test_ingest_import_goes_on,
+		test_ingest_gzip_labelled_text,
+		test_ingest_mime_charset,
+		test_ingest_base64_text_unclosed,
 		test_ingest_teardown,
 		NULL
 	};

@@ -78,7 +78,8 @@ if [ "${SKIP_FUZZ:-}" != 1 ] && [ -d "$corpus/aggregate" ]; then
 	BUILD_DIR=$fuzz "$top/tools/build.sh" --enable-fuzzer CC=clang
 	(cd "$fuzz/tests" && make fuzz/fuzz-dmarc >/dev/null)
 	rm -rf "$fuzz/seeds" && mkdir -p "$fuzz/seeds" "$fuzz/artifacts"
-	cp "$corpus"/aggregate/* "$corpus"/aggregate-invalid/* "$fuzz/seeds/"
+	cp "$corpus"/aggregate/* "$corpus"/aggregate-invalid/* "$corpus"/email/* \
+		"$fuzz/seeds/"
 	rm -f "$fuzz"/seeds/*.json
 	if "$fuzz/tests/fuzz/fuzz-dmarc" -max_total_time="${FUZZ_SECONDS:-60}" \
 		-timeout=20 -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1 \

@@ -1,11 +1,12 @@
 /* message -> attachments, with Dovecot's lib-mail: message-parser splits
    the MIME structure (bounded by its nesting and part-count limits),
-   message-decoder decodes RFC 2047 in headers and the bodies of text parts,
-   rfc2231_parse() reads the parameters. The body of any other attachment
-   only loses its transfer encoding here (base64 / qp-decoder): the message
-   decoder would convert it as text as soon as its Content-Type has a
-   charset parameter, which mangles a gzip or zip. Data is streamed to the
-   callbacks; nothing is buffered whole. */
+   message-decoder decodes RFC 2047 in headers, rfc2231_parse() reads the
+   parameters. An attachment's body only loses its transfer encoding here
+   (base64 / qp-decoder), whatever its type: the message decoder would
+   convert every part with a charset as text, which mangles a gzip
+   labelled text/xml, and converts a text/xml report behind its XML
+   declaration's back. The MIME charset is handed on instead. Data is
+   streamed to the callbacks; nothing is buffered whole. */
 
 #include "lib.h"
 #include "str.h"
@@ -27,15 +28,15 @@ struct extract_part {
 	struct message_part *part;
 	const char *content_type;
 	const char *ct_name;      /* Content-Type name= */
+	const char *ct_charset;   /* Content-Type charset= */
 	const char *cd_filename;  /* Content-Disposition filename= */
 	enum message_cte cte;
+	bool headers_done;
 	bool is_attachment;
 	bool skipped;
 	bool truncated;
 	uoff_t size;
 
-	/* not text: the transfer encoding is removed here */
-	bool raw_body;
 	bool raw_body_ended;	/* end of base64 data, or broken data */
 	struct base64_decoder base64;
 	struct qp_decoder *qp;
@@ -49,9 +50,10 @@ struct extract_ctx {
 
 	const char *message_id;
 	unsigned int attachments, skipped;
+	bool mime_overflow;
 	struct extract_part cur;
 	struct dmarc_attachment att;
-	/* transfer-decoded body data of raw_body parts */
+	/* transfer-decoded body data of the current attachment */
 	buffer_t *decoded;
 };
 
@@ -144,6 +146,8 @@ static void extract_header(struct extract_ctx *ctx,
 	if (strcasecmp(hdr->name, "Content-Type") == 0) {
 		parse_param_header(hdr, TRUE, "name", ctx->pool, &type,
 				   &ctx->cur.ct_name);
+		parse_param_header(hdr, TRUE, "charset", ctx->pool, NULL,
+				   &ctx->cur.ct_charset);
 		if (type != NULL && *type != '\0')
 			ctx->cur.content_type = type;
 	} else if (strcasecmp(hdr->name, "Content-Transfer-Encoding") == 0) {
@@ -173,6 +177,10 @@ static void extract_headers_done(struct extract_ctx *ctx)
 	struct extract_part *cur = &ctx->cur;
 	const char *filename;
 
+	/* lib-mail did not look inside this part: its nesting or part
+	   count limit was reached */
+	if ((cur->part->flags & MESSAGE_PART_FLAG_OVERFLOW) != 0)
+		ctx->mime_overflow = TRUE;
 	if (is_container(cur->content_type))
 		return;
 	filename = cur->cd_filename != NULL ? cur->cd_filename : cur->ct_name;
@@ -192,18 +200,16 @@ static void extract_headers_done(struct extract_ctx *ctx)
 	ctx->att.index = ctx->attachments;
 	ctx->att.filename = filename;
 	ctx->att.content_type = cur->content_type;
+	ctx->att.charset = cur->ct_charset;
 	ctx->att.message_id = ctx->message_id;
 	if (!ctx->callbacks->begin(&ctx->att, ctx->context)) {
 		cur->skipped = TRUE;
 		return;
 	}
-	if (strncmp(cur->content_type, "text/", 5) != 0) {
-		cur->raw_body = TRUE;
-		if (cur->cte == MESSAGE_CTE_BASE64)
-			base64_decode_init(&cur->base64, &base64_scheme, 0);
-		else if (cur->cte == MESSAGE_CTE_QP)
-			cur->qp = qp_decoder_init(ctx->decoded);
-	}
+	if (cur->cte == MESSAGE_CTE_BASE64)
+		base64_decode_init(&cur->base64, &base64_scheme, 0);
+	else if (cur->cte == MESSAGE_CTE_QP)
+		cur->qp = qp_decoder_init(ctx->decoded);
 }
 
 static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
@@ -243,7 +249,7 @@ static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
 		ctx->callbacks->data(data, size, ctx->context);
 }
 
-/* A body block of a raw_body part, still transfer-encoded. Broken base64
+/* A body block of an attachment, still transfer-encoded. Broken base64
    ends the data there (as message-decoder does); the parser then finds
    the report cut short and says so. */
 static void extract_raw_body(struct extract_ctx *ctx, const unsigned char *data,
@@ -254,7 +260,8 @@ static void extract_raw_body(struct extract_ctx *ctx, const unsigned char *data,
 	size_t pos;
 	int ret;
 
-	if (cur->skipped || cur->truncated || cur->raw_body_ended)
+	if (!cur->is_attachment || cur->skipped || cur->truncated ||
+	    cur->raw_body_ended)
 		return;
 	switch (cur->cte) {
 	case MESSAGE_CTE_BASE64:
@@ -278,15 +285,29 @@ static void extract_raw_body(struct extract_ctx *ctx, const unsigned char *data,
 	}
 }
 
+/* The total part count limit may also be hit inside a part's body, after
+   its headers were seen. */
+static bool parts_overflowed(const struct message_part *part)
+{
+	for (; part != NULL; part = part->next) {
+		if ((part->flags & MESSAGE_PART_FLAG_OVERFLOW) != 0 ||
+		    parts_overflowed(part->children))
+			return TRUE;
+	}
+	return FALSE;
+}
+
 int dmarc_extract_message(struct istream *input,
 			  const struct dmarc_limits *limits,
 			  const struct dmarc_extract_callbacks *callbacks,
-			  void *context, unsigned int *skipped_r,
+			  void *context, struct dmarc_extract_stats *stats_r,
 			  const char **error_r)
 {
 	const struct message_parser_settings parser_set = {
 		.hdr_flags = MESSAGE_HEADER_PARSER_FLAG_CLEAN_ONELINE,
-		/* lib-mail's defaults bound nesting and the part count */
+		/* +1: lib-mail counts the message itself as a level */
+		.max_nested_mime_parts = limits->max_mime_depth + 1,
+		/* lib-mail's default bounds the part count */
 	};
 	struct message_parser_ctx *parser;
 	struct message_decoder_context *decoder;
@@ -305,34 +326,40 @@ int dmarc_extract_message(struct istream *input,
 	parser = message_parser_init(ctx.pool, input, &parser_set);
 	decoder = message_decoder_init(NULL, MESSAGE_DECODER_FLAG_RETURN_BINARY);
 	while ((ret = message_parser_parse_next_block(parser, &raw)) > 0) {
-		if (raw.hdr == NULL && raw.size > 0 &&
-		    raw.part == ctx.cur.part && ctx.cur.raw_body) {
-			extract_raw_body(&ctx, raw.data, raw.size);
-			continue;
-		}
-		if (!message_decoder_decode_next_block(decoder, &raw, &block))
-			continue;
-		if (block.part != ctx.cur.part) {
+		if (raw.part != ctx.cur.part) {
 			extract_part_end(&ctx);
-			ctx.cur.part = block.part;
+			ctx.cur.part = raw.part;
 			ctx.cur.content_type = "text/plain";
 		}
-		if (block.hdr != NULL) {
-			if (!block.hdr->eoh)
-				extract_header(&ctx, block.hdr);
+		if (raw.hdr == NULL) {
+			/* The first block without a header line ends the
+			   headers. Once per part: an attachment that began
+			   twice counted twice and lost its first copy. */
+			if (!ctx.cur.headers_done) {
+				ctx.cur.headers_done = TRUE;
+				extract_headers_done(&ctx);
+			}
+			if (raw.size > 0)
+				extract_raw_body(&ctx, raw.data, raw.size);
+			continue;
 		}
-		else if (block.size == 0)
-			extract_headers_done(&ctx);
-		else
-			extract_body(&ctx, block.data, block.size);
+		/* header lines only: RFC 2047 decoded, continuations
+		   merged */
+		if (message_decoder_decode_next_block(decoder, &raw, &block) &&
+		    block.hdr != NULL && !block.hdr->eoh)
+			extract_header(&ctx, block.hdr);
 	}
 	extract_part_end(&ctx);
 	message_decoder_deinit(&decoder);
 	message_parser_deinit(&parser, &parts);
 	buffer_free(&ctx.decoded);
 
-	if (skipped_r != NULL)
-		*skipped_r = ctx.skipped;
+	if (stats_r != NULL) {
+		i_zero(stats_r);
+		stats_r->skipped = ctx.skipped;
+		stats_r->mime_overflow = ctx.mime_overflow ||
+			parts_overflowed(parts);
+	}
 	pool_unref(&ctx.pool);
 	if (input->stream_errno != 0) {
 		*error_r = t_strdup_printf("read(%s) failed: %s",

@@ -18,6 +18,9 @@ struct dmarc_attachment {
 	const char *filename;
 	/* lower-case "type/subtype"; "text/plain" when the part had none */
 	const char *content_type;
+	/* the Content-Type charset parameter as sent, or NULL; the data is
+	   never converted */
+	const char *charset;
 	/* the message's Message-ID header, or NULL */
 	const char *message_id;
 };
@@ -26,7 +29,8 @@ struct dmarc_extract_callbacks {
 	/* Return FALSE to skip this attachment's data (then neither data()
 	   nor end() is called for it). */
 	bool (*begin)(const struct dmarc_attachment *att, void *context);
-	/* Decoded bytes (transfer encoding removed, no charset conversion). */
+	/* The bytes as sent: transfer encoding removed, nothing converted,
+	   whatever the Content-Type says. */
 	void (*data)(const unsigned char *data, size_t size, void *context);
 	/* truncated: the attachment exceeded max_attachment_size and its
 	   data was cut there. */
@@ -34,14 +38,22 @@ struct dmarc_extract_callbacks {
 		    void *context);
 };
 
+struct dmarc_extract_stats {
+	/* attachments past limits->max_attachments, not handed out */
+	unsigned int skipped;
+	/* MIME parts nested deeper than limits->max_mime_depth (or past
+	   lib-mail's part count limit) were not looked into */
+	bool mime_overflow;
+};
+
 /* Walk the whole message. Returns 0 when the message was read to its end,
    -1 on a read error (error_r says why; attachments already handed out
-   stay valid). At most limits->max_attachments attachments are handed out;
-   the rest are counted in *skipped_r when it is not NULL. */
+   stay valid). At most limits->max_attachments attachments are handed out.
+   stats_r may be NULL. */
 int dmarc_extract_message(struct istream *input,
 			  const struct dmarc_limits *limits,
 			  const struct dmarc_extract_callbacks *callbacks,
-			  void *context, unsigned int *skipped_r,
+			  void *context, struct dmarc_extract_stats *stats_r,
 			  const char **error_r);
 
 #endif

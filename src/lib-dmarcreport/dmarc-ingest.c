@@ -9,6 +9,7 @@
 #include "str.h"
 #include "safe-mkstemp.h"
 #include "write-full.h"
+#include "message-parser.h"
 #include "dmarc-log.h"
 #include "time-util.h"
 #include "dmarc-settings.h"
@@ -90,6 +91,9 @@ struct ingest_attachment {
 	/* bytes written to fd so far */
 	uoff_t size;
 	time_t received;
+	/* the MIME charset, when the part is text or XML: it decides how a
+	   plain (uncompressed) document is decoded (RFC 7303) */
+	const char *charset;
 	/* taken from the pending spool: never queued again */
 	bool from_pending;
 	bool write_failed;
@@ -398,6 +402,11 @@ ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	int ret;
 
 	parser = dmarc_parser_init(ingest_read, &reader, &ingest->set.limits);
+	/* the label describes the bytes as sent, not what a gzip or zip
+	   inside them holds */
+	if (att->charset != NULL &&
+	    dmarc_unpack_get_container(unpack) == DMARC_CONTAINER_PLAIN)
+		dmarc_parser_set_charset(parser, att->charset);
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
 		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
 		/* the budget's one warning, if that was the cause */
@@ -548,7 +557,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 {
 	struct dmarc_unpack *unpack;
 	const char *entry_name, *error;
-	unsigned int documents = 0;
+	unsigned int documents = 0, bad = 0;
 	struct event *parent_event = att->event;
 	int ret = 0, result = 0;
 
@@ -565,8 +574,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 					      message_budget);
 	}
 	while (result == 0 && !ingest->budget.exceeded &&
-	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) > 0) {
-		documents++;
+	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) != 0) {
 		if (!ingest_budget_check(ingest, att->event, counts))
 			break;
 		if (entry_name != NULL) {
@@ -576,7 +584,15 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 			event_set_append_log_prefix(att->event, t_strdup_printf(
 				"zip entry '%s': ", entry_name));
 		}
-		T_BEGIN {
+		if (ret < 0) {
+			/* a bad entry, or the container: the entries after
+			   a bad one are still read */
+			e_warning(att->event, "Not stored: %s",
+				  dmarc_log_text(error));
+			counts->failed++;
+			bad++;
+		} else T_BEGIN {
+			documents++;
 			result = ingest_document(ingest, att, unpack,
 						 received, counts);
 		} T_END;
@@ -585,10 +601,8 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 			att->event = parent_event;
 		}
 	}
-	if (result == 0 && ret < 0) {
-		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
-		counts->failed++;
-	} else if (result == 0 && documents == 0 && !ingest->budget.exceeded) {
+	if (result == 0 && documents == 0 && bad == 0 &&
+	    !ingest->budget.exceeded) {
 		e_warning(att->event, "Not stored: no document in the container");
 		counts->failed++;
 	}
@@ -675,6 +689,17 @@ static const char *attachment_label(const struct dmarc_attachment *att)
 			       dmarc_log_value(att->content_type));
 }
 
+/* RFC 7303: the charset parameter of an XML or text type names the
+   document's encoding. Other types have no business carrying one. */
+static bool content_type_has_charset(const char *content_type)
+{
+	size_t len = strlen(content_type);
+
+	return strncmp(content_type, "text/", 5) == 0 ||
+		strcmp(content_type, "application/xml") == 0 ||
+		(len > 4 && strcmp(content_type + len - 4, "+xml") == 0);
+}
+
 static bool
 ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 {
@@ -685,6 +710,8 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	i_zero(&ctx->att);
 	/* valid until dmarc_extract_message() returns */
 	ctx->att.message_id = att->message_id;
+	if (att->charset != NULL && content_type_has_charset(att->content_type))
+		ctx->att.charset = att->charset;
 	ctx->att.event = event_create(ctx->ingest->event);
 	event_add_str(ctx->att.event, "attachment", label);
 	event_set_append_log_prefix(ctx->att.event,
@@ -851,7 +878,7 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			 time_t received, struct dmarc_ingest_counts *counts)
 {
 	struct ingest_message ctx;
-	unsigned int skipped;
+	struct dmarc_extract_stats stats;
 	const char *error;
 
 	i_zero(&ctx);
@@ -863,16 +890,25 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 
 	if (dmarc_extract_message(input, &ingest->set.limits,
 				  &ingest_extract_callbacks, &ctx,
-				  &skipped, &error) < 0) {
+				  &stats, &error) < 0) {
 		e_error(ingest->event, "Reading the message failed: %s",
 			dmarc_log_text(error));
 		ctx.ret = -1;
 	}
-	if (skipped > 0) {
+	if (stats.skipped > 0) {
 		e_warning(ingest->event, "%u attachments past "
 			  "dmarcreport_max_attachments=%u not processed",
-			  skipped, ingest->set.limits.max_attachments);
-		counts->failed += skipped;
+			  stats.skipped, ingest->set.limits.max_attachments);
+		counts->failed += stats.skipped;
+	}
+	if (stats.mime_overflow) {
+		/* what lies below is not looked at: a report there would
+		   be lost without a word */
+		e_warning(ingest->event, "MIME parts nested deeper than "
+			  "dmarcreport_max_mime_depth=%u (or more than %u parts) "
+			  "not processed", ingest->set.limits.max_mime_depth,
+			  MESSAGE_PARSER_DEFAULT_MAX_TOTAL_MIME_PARTS);
+		counts->failed++;
 	}
 	if (counts->attachments == 0)
 		e_info(ingest->event, "No attachment in the message: nothing to store");

@@ -47,6 +47,7 @@
 #include <libxml/parser.h>
 #include <libxml/SAX2.h>
 #include <libxml/dict.h>
+#include <libxml/parserInternals.h>
 
 #define DMARC2_NAMESPACE "urn:ietf:params:xml:ns:dmarc-2.0"
 /* the namespace of the pre-RFC drafts; some reporters still declare it */
@@ -220,6 +221,12 @@ struct dmarc_parser {
 	unsigned int lex_depth;
 	const char *filter_error;
 	const char *root_name;
+	/* the transport's charset (MIME), or NULL */
+	const char *mime_charset;
+	/* set when the MIME charset, not the XML declaration, decides the
+	   encoding; the converter until libxml2 owns it */
+	const char *forced_encoding;
+	xmlCharEncodingHandlerPtr forced_handler;
 	unsigned int n_utf8_repaired, n_lt_escaped, n_amp_escaped;
 	unsigned int n_charref_repaired, n_values_cut, n_controls_replaced;
 	unsigned int n_namespace_decls;
@@ -1043,6 +1050,29 @@ static int filter_prefetch(struct dmarc_parser *parser)
 		parser->leading_space_removed = TRUE;
 	}
 	encoding = xml_decl_encoding(data + skip, parser->raw->used - skip);
+	if (parser->mime_charset != NULL && !have_bom) {
+		/* RFC 7303 3.2: a BOM first, then the charset parameter, and
+		   the XML declaration only without either. US-ASCII is read
+		   as UTF-8, whose subset it is: stray 8-bit bytes are then
+		   repaired like invalid UTF-8. A charset nobody knows cannot
+		   be honoured: the declaration decides then. */
+		const char *charset = parser->mime_charset;
+
+		if (strcasecmp(charset, "us-ascii") == 0 ||
+		    strcasecmp(charset, "utf-8") == 0 ||
+		    strcasecmp(charset, "utf8") == 0)
+			parser->forced_encoding = "utf-8";
+		else if ((parser->forced_handler =
+			  xmlFindCharEncodingHandler(charset)) != NULL)
+			parser->forced_encoding = charset;
+		else {
+			parser_warning(parser, "unknown MIME charset \"%s\": "
+				       "the XML declaration decides",
+				       str_sanitize(charset, 40));
+		}
+		if (parser->forced_encoding != NULL)
+			encoding = parser->forced_encoding;
+	}
 	parser->utf8_mode = have_bom || encoding == NULL ||
 		strcasecmp(encoding, "utf-8") == 0 ||
 		strcasecmp(encoding, "utf8") == 0;
@@ -2008,6 +2038,13 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	return parser;
 }
 
+void dmarc_parser_set_charset(struct dmarc_parser *parser,
+			      const char *charset)
+{
+	i_assert(!parser->prefetched);
+	parser->mime_charset = p_strdup(parser->pool, charset);
+}
+
 void dmarc_parser_deinit(struct dmarc_parser **_parser)
 {
 	struct dmarc_parser *parser = *_parser;
@@ -2022,6 +2059,8 @@ void dmarc_parser_deinit(struct dmarc_parser **_parser)
 		xmlFreeParserCtxt(parser->ctxt);
 		generic_error_pop(&save);
 	}
+	if (parser->forced_handler != NULL)
+		(void)xmlCharEncCloseFunc(parser->forced_handler);
 	array_foreach_elem(&parser->slots, slot)
 		record_slot_free(&slot);
 	array_free(&parser->slots);
@@ -2050,11 +2089,25 @@ static int parser_open(struct dmarc_parser *parser)
 			parser->xml_error : "cannot create an XML parser";
 		return -1;
 	}
+	if (parser->forced_handler != NULL) {
+		xmlCharEncodingHandlerPtr handler = parser->forced_handler;
+
+		/* the context owns it now, even when switching fails */
+		parser->forced_handler = NULL;
+		if (xmlSwitchToEncoding(parser->ctxt, handler) < 0) {
+			parser->error = p_strdup_printf(parser->pool,
+				"unsupported charset \"%s\"",
+				str_sanitize(parser->forced_encoding, 40));
+			return -1;
+		}
+	}
 	/* NONET and no NOENT/DTDLOAD/DTDATTR: nothing is ever fetched or
-	   expanded (the filter refuses DTDs anyway). */
+	   expanded (the filter refuses DTDs anyway). IGNORE_ENC when the
+	   MIME charset decided the encoding. */
 	(void)xmlCtxtUseOptions(parser->ctxt, XML_PARSE_NONET |
 		XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS |
-		XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES);
+		XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES |
+		(parser->forced_encoding != NULL ? XML_PARSE_IGNORE_ENC : 0));
 	/* names are interned in the parser's dictionary: element names
 	   are then compared as pointers */
 	for (i = 0; i < ELEM_DEF_COUNT; i++) {

@@ -28,6 +28,12 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 		  const struct dmarc_limits *limits);
 void dmarc_parser_deinit(struct dmarc_parser **parser);
 
+/* The charset the transport declared for the document (the MIME charset
+   of a text/xml part), before anything is read. RFC 7303 3.2: it decides
+   the encoding over the XML declaration (a BOM still wins). */
+void dmarc_parser_set_charset(struct dmarc_parser *parser,
+			      const char *charset);
+
 /* Read up to the first <record>: report_metadata and policy_published.
    Returns 0 and the report (valid until deinit), or -1 when this is not an
    aggregate report or it lacks what identifies it (report_id, policy

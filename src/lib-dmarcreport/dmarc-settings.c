@@ -38,6 +38,8 @@ static const struct setting_def setting_defs[] = {
 		  max_message_decompressed_size, "512M"),
 	DEF_LIMIT("dmarcreport_max_attachments", SETTING_UINT,
 		  max_attachments, "50"),
+	DEF_LIMIT("dmarcreport_max_mime_depth", SETTING_UINT,
+		  max_mime_depth, "20"),
 	DEF_LIMIT("dmarcreport_max_zip_entries", SETTING_UINT,
 		  max_zip_entries, "100"),
 	DEF_LIMIT("dmarcreport_max_records", SETTING_UINT,

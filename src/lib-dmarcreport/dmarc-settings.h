@@ -13,6 +13,8 @@ struct dmarc_limits {
 	/* bytes of XML unpacked from all attachments of one message */
 	uoff_t max_message_decompressed_size;
 	unsigned int max_attachments;
+	/* MIME nesting levels looked into below the message itself */
+	unsigned int max_mime_depth;
 	unsigned int max_zip_entries;
 	unsigned int max_records;
 	unsigned int max_xml_depth;

@@ -1,7 +1,10 @@
 /* attachment bytes -> XML documents. The container is sniffed from its
-   first bytes; gzip and zip are read with libarchive as a stream, and every
-   byte that comes out is counted against the limits as it comes, so a bomb
-   stops after max_decompressed_size bytes, in bounded memory. */
+   first bytes. gzip is inflated with zlib, which checks each member's CRC32
+   and ISIZE and steps over its header fields without keeping them; zip is
+   read with libarchive's seekable reader, after its directory was found
+   small enough. Every byte that comes out is counted against the limits as
+   it comes, so a bomb stops after max_decompressed_size bytes, in bounded
+   memory. */
 
 #include "lib.h"
 #include "dmarc-settings.h"
@@ -9,22 +12,56 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <zlib.h>
 #include <unistd.h>
 
 #define UNPACK_READ_BLOCK_SIZE (64*1024)
+/* Input buffer of one gzip layer. */
+#define UNPACK_GZIP_BLOCK_SIZE (16*1024)
+/* gzip inside gzip is unwrapped up to this depth; reporters use one. */
+#define UNPACK_GZIP_MAX_LAYERS 4
+/* RFC 1952 2.3: a member's header with its optional extra field, file
+   name and comment. Real ones hold a file name; longer is hostile. */
+#define UNPACK_GZIP_MAX_HEADER_SIZE (64*1024)
+/* APPNOTE 4.3.12: what each central directory entry starts with */
+#define ZIP_CDIR_SIGNATURE "PK\001\002"
+
+struct gzip_layer {
+	z_stream zs;
+	gz_header head;
+	unsigned char in[UNPACK_GZIP_BLOCK_SIZE];
+	uoff_t out_total;
+	bool in_eof;
+	bool member_ended;
+};
 
 struct dmarc_unpack {
 	/* the source: an fd, or bytes in memory (fd == -1) */
 	int fd;
+	off_t fd_start;
 	const unsigned char *data;
 	size_t data_size, data_pos;
 	const struct dmarc_limits *limits;
 	uoff_t *message_budget;
 
 	enum dmarc_container container;
-	struct archive *archive;
 
-	unsigned int documents, entries;
+	/* gzip: layer 0 reads the source, each next one the one before */
+	struct gzip_layer *gz[UNPACK_GZIP_MAX_LAYERS];
+	unsigned int gz_count;
+	/* bytes of the innermost layer read while looking for another
+	   gzip magic, handed out first */
+	unsigned char gz_pending[2];
+	unsigned int gz_pending_size;
+
+	/* zip */
+	struct archive *archive;
+	/* headers read from the zip, directories too */
+	unsigned int entries;
+	/* reading the current entry failed: the next one is still read */
+	bool entry_failed;
+
+	unsigned int documents;
 	uoff_t decompressed;
 	bool finished;
 	/* An error is reported once, by the call that hit it (open errors by
@@ -50,6 +87,397 @@ unpack_sniff(const unsigned char *magic, ssize_t ret)
 	return DMARC_CONTAINER_PLAIN;
 }
 
+/* The container's own bytes. */
+static ssize_t unpack_source_read(struct dmarc_unpack *unpack, void *buf,
+				  size_t size, const char **error_r)
+{
+	ssize_t ret;
+
+	if (unpack->fd == -1) {
+		ret = I_MIN(size, unpack->data_size - unpack->data_pos);
+		memcpy(buf, unpack->data + unpack->data_pos, ret);
+		unpack->data_pos += ret;
+		return ret;
+	}
+	ret = read(unpack->fd, buf, size);
+	if (ret < 0)
+		*error_r = t_strdup_printf("read() failed: %m");
+	return ret;
+}
+
+/* ---------------------------------------------------------------------
+   zip */
+
+/* libarchive's seekable reader loads the whole central directory when
+   the zip is opened, and it walks it up to the end record whatever
+   entry count that record claims: 1M entries cost 180 MB before the
+   first header is handed out. Each directory entry starts with its own
+   signature at its own offset, so the number of signatures in the file
+   bounds what it can load. */
+static int unpack_zip_count_dir_entries(struct dmarc_unpack *unpack,
+					unsigned int max,
+					unsigned int *count_r)
+{
+	const size_t sig_len = sizeof(ZIP_CDIR_SIGNATURE) - 1;
+	const unsigned char *data, *p, *end;
+	unsigned char *buf = NULL;
+	size_t size, keep = 0;
+	off_t offset;
+	ssize_t ret;
+	unsigned int count = 0;
+
+	if (unpack->fd == -1) {
+		data = unpack->data;
+		size = unpack->data_size;
+	} else {
+		buf = i_malloc(UNPACK_READ_BLOCK_SIZE);
+		data = buf;
+		size = 0;
+	}
+	offset = unpack->fd_start;
+	for (;;) {
+		if (buf != NULL) {
+			/* a signature may span two blocks */
+			memmove(buf, buf + size - keep, keep);
+			ret = pread(unpack->fd, buf + keep,
+				    UNPACK_READ_BLOCK_SIZE - keep, offset);
+			if (ret < 0) {
+				i_free(buf);
+				return -1;
+			}
+			if (ret == 0)
+				break;
+			offset += ret;
+			size = keep + ret;
+		}
+		p = data;
+		end = data + size;
+		while (count <= max && (size_t)(end - p) >= sig_len &&
+		       (p = memchr(p, 'P', end - p - (sig_len - 1))) != NULL) {
+			if (memcmp(p, ZIP_CDIR_SIGNATURE, sig_len) == 0) {
+				count++;
+				p += sig_len;
+			} else {
+				p++;
+			}
+		}
+		if (buf == NULL || count > max)
+			break;
+		keep = I_MIN(size, sig_len - 1);
+	}
+	i_free(buf);
+	*count_r = count;
+	return 0;
+}
+
+static int unpack_zip_open(struct dmarc_unpack *unpack)
+{
+	int ret;
+
+	i_assert(unpack->archive == NULL);
+	unpack->archive = archive_read_new();
+	/* Seekable only: entries are found through the central directory,
+	   a broken entry's data is skipped by seeking, and nothing is
+	   decompressed to find where the next entry starts. */
+	ret = archive_read_support_format_zip_seekable(unpack->archive);
+	if (ret != ARCHIVE_OK)
+		return ret;
+	if (unpack->fd == -1) {
+		return archive_read_open_memory(unpack->archive,
+						unpack->data, unpack->data_size);
+	}
+	if (lseek(unpack->fd, unpack->fd_start, SEEK_SET) < 0) {
+		archive_set_error(unpack->archive, errno, "lseek() failed: %s",
+				  strerror(errno));
+		return ARCHIVE_FATAL;
+	}
+	return archive_read_open_fd(unpack->archive, unpack->fd,
+				    UNPACK_READ_BLOCK_SIZE);
+}
+
+static void unpack_zip_init(struct dmarc_unpack *unpack)
+{
+	unsigned int count;
+
+	if (unpack_zip_count_dir_entries(unpack,
+					 unpack->limits->max_zip_entries,
+					 &count) < 0) {
+		unpack->open_error = i_strdup_printf("read() failed: %m");
+		return;
+	}
+	if (count > unpack->limits->max_zip_entries) {
+		unpack->open_error = i_strdup_printf(
+			"zip has more than %u entries "
+			"(dmarcreport_max_zip_entries): not read",
+			unpack->limits->max_zip_entries);
+		return;
+	}
+	if (unpack_zip_open(unpack) != ARCHIVE_OK) {
+		unpack->open_error = i_strdup_printf("broken zip: %s",
+			archive_error(unpack->archive));
+	}
+}
+
+/* After an entry whose data was broken libarchive may refuse to go on:
+   open the zip again and step over the entries read so far (seeks, no
+   decompression). */
+static int unpack_zip_reopen(struct dmarc_unpack *unpack)
+{
+	struct archive_entry *entry;
+	unsigned int i;
+
+	(void)archive_read_free(unpack->archive);
+	unpack->archive = NULL;
+	if (unpack_zip_open(unpack) != ARCHIVE_OK)
+		return -1;
+	for (i = 0; i < unpack->entries; i++) {
+		if (archive_read_next_header(unpack->archive, &entry) < ARCHIVE_WARN)
+			return -1;
+	}
+	return 0;
+}
+
+/* The compression method libarchive names in the format of the current
+   entry ("ZIP 2.0 (deflation)"): it has no other way to tell. Reporters
+   use stored and deflate; the others (LZMA, bzip2, xz, zstd, PPMd) bring
+   decoders whose memory the entry itself declares. */
+static const char *unpack_zip_bad_method(struct archive *archive)
+{
+	const char *format = archive_format_name(archive), *method;
+	size_t len;
+
+	if (format == NULL)
+		return "unknown";
+	method = strrchr(format, '(');
+	len = strlen(format);
+	if (method == NULL || format[len-1] != ')')
+		return "unknown";
+	method = t_strndup(method + 1, format + len - 1 - (method + 1));
+	if (strcmp(method, "uncompressed") == 0 ||
+	    strcmp(method, "deflation") == 0)
+		return NULL;
+	return method;
+}
+
+static int unpack_zip_next(struct dmarc_unpack *unpack, const char **name_r,
+			   const char **error_r)
+{
+	struct archive_entry *entry;
+	const char *name, *method;
+	int ret;
+
+	for (;;) {
+		ret = archive_read_next_header(unpack->archive, &entry);
+		if (ret == ARCHIVE_FATAL && unpack->entry_failed) {
+			unpack->entry_failed = FALSE;
+			if (unpack_zip_reopen(unpack) == 0)
+				ret = archive_read_next_header(unpack->archive,
+							       &entry);
+		}
+		unpack->entry_failed = FALSE;
+		if (ret == ARCHIVE_EOF) {
+			unpack->finished = TRUE;
+			return 0;
+		}
+		if (ret != ARCHIVE_OK && ret != ARCHIVE_WARN) {
+			*error_r = t_strdup_printf("broken zip: %s",
+				archive_error(unpack->archive));
+			unpack->failed = TRUE;
+			return -1;
+		}
+		/* the directory was counted before it was opened; this
+		   only guards the count */
+		if (unpack->entries++ >= unpack->limits->max_zip_entries) {
+			*error_r = t_strdup_printf("zip has more than %u entries "
+				"(dmarcreport_max_zip_entries): the rest is "
+				"not read", unpack->limits->max_zip_entries);
+			unpack->failed = TRUE;
+			return -1;
+		}
+		if (archive_entry_filetype(entry) != AE_IFDIR)
+			break;
+	}
+	name = archive_entry_pathname(entry);
+	*name_r = name == NULL || *name == '\0' ? "(no name)" : t_strdup(name);
+	if (archive_entry_is_encrypted(entry)) {
+		*error_r = "encrypted zip entry: not read";
+		return -1;
+	}
+	if ((method = unpack_zip_bad_method(unpack->archive)) != NULL) {
+		*error_r = t_strdup_printf("zip entry compressed with %s: "
+			"only stored and deflate entries are read", method);
+		return -1;
+	}
+	unpack->documents++;
+	return 1;
+}
+
+/* ---------------------------------------------------------------------
+   gzip */
+
+static int gzip_layer_add(struct dmarc_unpack *unpack,
+			  const unsigned char *input, size_t size)
+{
+	struct gzip_layer *layer;
+
+	i_assert(unpack->gz_count < UNPACK_GZIP_MAX_LAYERS);
+	layer = i_new(struct gzip_layer, 1);
+	/* 16 + MAX_WBITS: gzip only, with its trailer checked */
+	if (inflateInit2(&layer->zs, 16 + MAX_WBITS) != Z_OK) {
+		i_free(layer);
+		return -1;
+	}
+	/* no buffers given: zlib steps over the name, comment and extra
+	   field without keeping them; head.done says when it is past */
+	(void)inflateGetHeader(&layer->zs, &layer->head);
+	if (size > 0)
+		memcpy(layer->in, input, size);
+	layer->zs.next_in = layer->in;
+	layer->zs.avail_in = size;
+	unpack->gz[unpack->gz_count++] = layer;
+	return 0;
+}
+
+static void gzip_layers_free(struct dmarc_unpack *unpack)
+{
+	unsigned int i;
+
+	for (i = 0; i < unpack->gz_count; i++) {
+		(void)inflateEnd(&unpack->gz[i]->zs);
+		i_free(unpack->gz[i]);
+	}
+	unpack->gz_count = 0;
+}
+
+static ssize_t gzip_read(struct dmarc_unpack *unpack, unsigned int level,
+			 void *buf, size_t size, const char **error_r)
+{
+	struct gzip_layer *layer = unpack->gz[level];
+	z_stream *zs = &layer->zs;
+	ssize_t ret;
+	int zret;
+
+	zs->next_out = buf;
+	zs->avail_out = size;
+	while (zs->avail_out == size) {
+		if (zs->avail_in == 0 && !layer->in_eof) {
+			ret = level == 0 ?
+				unpack_source_read(unpack, layer->in,
+						   sizeof(layer->in), error_r) :
+				gzip_read(unpack, level - 1, layer->in,
+					  sizeof(layer->in), error_r);
+			if (ret < 0)
+				return -1;
+			layer->in_eof = ret == 0;
+			zs->next_in = layer->in;
+			zs->avail_in = ret;
+		}
+		if (layer->member_ended) {
+			/* RFC 1952 2.2: members may follow one another;
+			   anything else after the last one is ignored, as
+			   gzip does */
+			if (zs->avail_in == 0 || zs->next_in[0] != 0x1f)
+				break;
+			if (inflateReset(zs) != Z_OK) {
+				*error_r = "broken gzip: inflateReset() failed";
+				return -1;
+			}
+			(void)inflateGetHeader(zs, &layer->head);
+			layer->member_ended = FALSE;
+		}
+		zret = inflate(zs, Z_NO_FLUSH);
+		if (layer->head.done == 0 &&
+		    zs->total_in > UNPACK_GZIP_MAX_HEADER_SIZE) {
+			*error_r = t_strdup_printf("broken gzip: header "
+				"(name, comment, extra field) longer than "
+				"%u bytes", UNPACK_GZIP_MAX_HEADER_SIZE);
+			return -1;
+		}
+		switch (zret) {
+		case Z_OK:
+			break;
+		case Z_STREAM_END:
+			/* the trailer's CRC32 and ISIZE matched */
+			layer->member_ended = TRUE;
+			break;
+		case Z_BUF_ERROR:
+			if (zs->avail_in == 0 && layer->in_eof) {
+				*error_r = "broken gzip: unexpected end of data";
+				return -1;
+			}
+			break;
+		default:
+			*error_r = t_strdup_printf("broken gzip: %s",
+				zs->msg != NULL ? zs->msg : "inflate() failed");
+			return -1;
+		}
+	}
+	ret = size - zs->avail_out;
+	if (level + 1 < unpack->gz_count) {
+		/* the outer layers of a gzip in a gzip are bounded too:
+		   else empty members inside could be inflated without end */
+		layer->out_total += ret;
+		if (layer->out_total > unpack->limits->max_decompressed_size) {
+			*error_r = t_strdup_printf("decompressed size exceeds "
+				"%"PRIuUOFF_T" bytes (dmarcreport_max_decompressed_size)",
+				unpack->limits->max_decompressed_size);
+			return -1;
+		}
+	}
+	return ret;
+}
+
+/* Open the layers: while what comes out starts with the gzip magic, it is
+   a gzip too (as in a .xml.gz.gz). */
+static int gzip_open(struct dmarc_unpack *unpack, const char **error_r)
+{
+	ssize_t ret;
+
+	if (gzip_layer_add(unpack, NULL, 0) < 0) {
+		*error_r = "inflateInit2() failed";
+		return -1;
+	}
+	for (;;) {
+		unpack->gz_pending_size = 0;
+		while (unpack->gz_pending_size < sizeof(unpack->gz_pending)) {
+			ret = gzip_read(unpack, unpack->gz_count - 1,
+					unpack->gz_pending + unpack->gz_pending_size,
+					sizeof(unpack->gz_pending) -
+					unpack->gz_pending_size, error_r);
+			if (ret < 0)
+				return -1;
+			if (ret == 0)
+				return 0;
+			unpack->gz_pending_size += ret;
+		}
+		if (unpack_sniff(unpack->gz_pending, 2) != DMARC_CONTAINER_GZIP ||
+		    unpack->gz_count == UNPACK_GZIP_MAX_LAYERS)
+			return 0;
+		if (gzip_layer_add(unpack, unpack->gz_pending, 2) < 0) {
+			*error_r = "inflateInit2() failed";
+			return -1;
+		}
+	}
+}
+
+static ssize_t gzip_read_document(struct dmarc_unpack *unpack, void *buf,
+				  size_t size, const char **error_r)
+{
+	size_t n;
+
+	if (unpack->gz_pending_size > 0) {
+		n = I_MIN(size, unpack->gz_pending_size);
+		memcpy(buf, unpack->gz_pending, n);
+		memmove(unpack->gz_pending, unpack->gz_pending + n,
+			unpack->gz_pending_size - n);
+		unpack->gz_pending_size -= n;
+		return n;
+	}
+	return gzip_read(unpack, unpack->gz_count - 1, buf, size, error_r);
+}
+
+/* --------------------------------------------------------------------- */
+
 static struct dmarc_unpack *
 unpack_init(int fd, const unsigned char *data, size_t size,
 	    const struct dmarc_limits *limits, uoff_t *message_budget)
@@ -57,7 +485,6 @@ unpack_init(int fd, const unsigned char *data, size_t size,
 	struct dmarc_unpack *unpack;
 	unsigned char magic[4];
 	ssize_t magic_size;
-	int ret;
 
 	unpack = i_new(struct dmarc_unpack, 1);
 	unpack->fd = fd;
@@ -69,40 +496,14 @@ unpack_init(int fd, const unsigned char *data, size_t size,
 		magic_size = I_MIN(size, sizeof(magic));
 		memcpy(magic, data, magic_size);
 	} else {
-		magic_size = read(fd, magic, sizeof(magic));
-		if (magic_size > 0 && lseek(fd, -magic_size, SEEK_CUR) < 0)
-			i_error("lseek() failed: %m");
+		unpack->fd_start = lseek(fd, 0, SEEK_CUR);
+		if (unpack->fd_start < 0)
+			unpack->fd_start = 0;
+		magic_size = pread(fd, magic, sizeof(magic), unpack->fd_start);
 	}
 	unpack->container = unpack_sniff(magic, magic_size);
-
-	if (unpack->container == DMARC_CONTAINER_PLAIN)
-		return unpack;
-
-	unpack->archive = archive_read_new();
-	if (unpack->container == DMARC_CONTAINER_GZIP) {
-		/* A gzip inside a gzip is unwrapped too (libarchive stacks
-		   the filter); the size limits apply to the final bytes. */
-		ret = archive_read_support_filter_gzip(unpack->archive);
-		if (ret == ARCHIVE_OK)
-			ret = archive_read_support_format_raw(unpack->archive);
-	} else {
-		ret = archive_read_support_format_zip(unpack->archive);
-	}
-	if (ret == ARCHIVE_OK) {
-		/* a regular file or memory: libarchive may seek, so a zip is
-		   read from its central directory (entries with data
-		   descriptors and empty names too) */
-		ret = fd == -1 ?
-			archive_read_open_memory(unpack->archive, data, size) :
-			archive_read_open_fd(unpack->archive, fd,
-					     UNPACK_READ_BLOCK_SIZE);
-	}
-	if (ret != ARCHIVE_OK) {
-		unpack->open_error = i_strdup(t_strdup_printf("%s: %s",
-			unpack->container == DMARC_CONTAINER_GZIP ?
-			"broken gzip" : "broken zip",
-			archive_error(unpack->archive)));
-	}
+	if (unpack->container == DMARC_CONTAINER_ZIP)
+		unpack_zip_init(unpack);
 	return unpack;
 }
 
@@ -128,6 +529,7 @@ void dmarc_unpack_deinit(struct dmarc_unpack **_unpack)
 	*_unpack = NULL;
 	if (unpack->archive != NULL)
 		(void)archive_read_free(unpack->archive);
+	gzip_layers_free(unpack);
 	i_free(unpack->open_error);
 	i_free(unpack);
 }
@@ -137,34 +539,9 @@ enum dmarc_container dmarc_unpack_get_container(struct dmarc_unpack *unpack)
 	return unpack->container;
 }
 
-static ssize_t
-unpack_count(struct dmarc_unpack *unpack, ssize_t size, const char **error_r);
-
-static int unpack_drain(struct dmarc_unpack *unpack, const char **error_r)
-{
-	unsigned char buf[IO_BLOCK_SIZE];
-	ssize_t ret;
-
-	while ((ret = archive_read_data(unpack->archive, buf, sizeof(buf))) > 0) {
-		if (unpack_count(unpack, ret, error_r) < 0)
-			return -1;
-	}
-	if (ret < 0) {
-		*error_r = t_strdup_printf("broken zip: %s",
-					   archive_error(unpack->archive));
-		unpack->failed = TRUE;
-		return -1;
-	}
-	return 0;
-}
-
 int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
 		      const char **error_r)
 {
-	struct archive_entry *entry;
-	const char *name;
-	int ret;
-
 	*name_r = NULL;
 	if (unpack->open_error != NULL && !unpack->failed) {
 		*error_r = t_strdup(unpack->open_error);
@@ -180,18 +557,8 @@ int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
 		unpack->documents++;
 		return 1;
 	case DMARC_CONTAINER_GZIP:
-		if (unpack->documents > 0) {
-			unpack->finished = TRUE;
-			return 0;
-		}
-		ret = archive_read_next_header(unpack->archive, &entry);
-		if (ret == ARCHIVE_EOF) {
-			unpack->finished = TRUE;
-			return 0;
-		}
-		if (ret != ARCHIVE_OK) {
-			*error_r = t_strdup_printf("broken gzip: %s",
-				archive_error(unpack->archive));
+		unpack->finished = TRUE;
+		if (gzip_open(unpack, error_r) < 0) {
 			unpack->failed = TRUE;
 			return -1;
 		}
@@ -200,40 +567,7 @@ int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
 	case DMARC_CONTAINER_ZIP:
 		break;
 	}
-
-	/* libarchive would skip the rest of an entry the parser left
-	   unread by decompressing it uncounted: a bomb entry would cost
-	   unbounded time. Drain it here, under the limits. */
-	if (unpack->documents > 0 && unpack_drain(unpack, error_r) < 0)
-		return -1;
-	for (;;) {
-		ret = archive_read_next_header(unpack->archive, &entry);
-		if (ret == ARCHIVE_EOF) {
-			unpack->finished = TRUE;
-			return 0;
-		}
-		if (ret != ARCHIVE_OK && ret != ARCHIVE_WARN) {
-			*error_r = t_strdup_printf("broken zip: %s",
-				archive_error(unpack->archive));
-			unpack->failed = TRUE;
-			return -1;
-		}
-		/* every entry counts, directories too: a zip of nothing but
-		   directory entries is no cheaper to walk */
-		if (unpack->entries++ >= unpack->limits->max_zip_entries) {
-			*error_r = t_strdup_printf("zip has more than %u entries "
-				"(dmarcreport_max_zip_entries): the rest is "
-				"not read", unpack->limits->max_zip_entries);
-			unpack->failed = TRUE;
-			return -1;
-		}
-		if (archive_entry_filetype(entry) != AE_IFDIR)
-			break;
-	}
-	unpack->documents++;
-	name = archive_entry_pathname(entry);
-	*name_r = name == NULL || *name == '\0' ? "(no name)" : t_strdup(name);
-	return 1;
+	return unpack_zip_next(unpack, name_r, error_r);
 }
 
 static ssize_t
@@ -270,30 +604,35 @@ ssize_t dmarc_unpack_read(void *context, void *buf, size_t size,
 	struct dmarc_unpack *unpack = context;
 	ssize_t ret;
 
-	if (unpack->failed) {
+	if (unpack->failed || unpack->entry_failed) {
 		*error_r = "reading stopped after an earlier error";
 		return -1;
 	}
-	if (unpack->container == DMARC_CONTAINER_PLAIN && unpack->fd == -1) {
-		ret = I_MIN(size, unpack->data_size - unpack->data_pos);
-		memcpy(buf, unpack->data + unpack->data_pos, ret);
-		unpack->data_pos += ret;
-	} else if (unpack->container == DMARC_CONTAINER_PLAIN) {
-		ret = read(unpack->fd, buf, size);
-		if (ret < 0) {
-			*error_r = t_strdup_printf("read() failed: %m");
+	switch (unpack->container) {
+	case DMARC_CONTAINER_PLAIN:
+		ret = unpack_source_read(unpack, buf, size, error_r);
+		if (ret < 0)
 			return -1;
-		}
-	} else {
-		ret = archive_read_data(unpack->archive, buf, size);
+		break;
+	case DMARC_CONTAINER_GZIP:
+		ret = gzip_read_document(unpack, buf, size, error_r);
 		if (ret < 0) {
-			*error_r = t_strdup_printf("%s: %s",
-				unpack->container == DMARC_CONTAINER_GZIP ?
-				"broken gzip" : "broken zip",
-				archive_error(unpack->archive));
 			unpack->failed = TRUE;
 			return -1;
 		}
+		break;
+	case DMARC_CONTAINER_ZIP:
+		ret = archive_read_data(unpack->archive, buf, size);
+		if (ret < 0) {
+			/* this entry only: the next one is still read */
+			*error_r = t_strdup_printf("broken zip entry: %s",
+				archive_error(unpack->archive));
+			unpack->entry_failed = TRUE;
+			return -1;
+		}
+		break;
+	default:
+		i_unreached();
 	}
 	return unpack_count(unpack, ret, error_r);
 }

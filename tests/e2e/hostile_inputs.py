@@ -6,7 +6,9 @@ generating them needs no memory to speak of.
 """
 
 import gzip
+import lzma
 import os
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -178,6 +180,104 @@ XXE = b"""<?xml version="1.0"?>
 """
 
 
+def unclosed_mail(name, filename, mime, data):
+    """mail() without its closing boundary: the last part runs to the
+    end of the message."""
+    raw = mail(name, [(filename, mime, data)])
+    closing = f"--=_hostile_{name}--".encode()
+    i = raw.rindex(closing)
+    return raw[:i]
+
+
+def zip_many_directory_entries(n):
+    """One real entry, then n central directory entries that all point at
+    it, and an end record that claims a single entry: what libarchive
+    loads is what the directory holds, not what the end record says."""
+    single = zip_bytes([("r.xml", report_xml("many-cd"))])
+    cd = single.index(b"PK\x01\x02")
+    eocd = single.index(b"PK\x05\x06")
+    entry = single[cd:eocd]
+    cd_data = entry * n
+    end = bytearray(single[eocd:])
+    struct.pack_into("<HHII", end, 8, 1, 1, len(cd_data) & 0xffffffff, cd)
+    return single[:cd] + cd_data + bytes(end)
+
+
+def zip_lzma_big_dictionary(dict_size=128 * 1024 ** 2, size=140 * 1024 ** 2):
+    """A small zip whose LZMA entry declares a dict_size dictionary and
+    decodes to `size` bytes, enough to touch all of it."""
+    with tempfile.TemporaryFile() as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_LZMA) as z:
+            with z.open("lzma.xml", "w") as f:
+                f.write(BOMB_HEAD)
+                chunk = BOMB_CHUNK
+                for _ in range(size // len(chunk)):
+                    f.write(chunk)
+        tmp.seek(0)
+        data = bytearray(tmp.read())
+    # APPNOTE 5.8.8: version (2), properties size (2), properties (5:
+    # lc/lp/pb, then the dictionary size)
+    local = data.index(b"PK\x03\x04")
+    name_len, extra_len = struct.unpack_from("<HH", data, local + 26)
+    props = local + 30 + name_len + extra_len + 4
+    struct.pack_into("<I", data, props + 1, dict_size)
+    return bytes(data)
+
+
+def gzip_header_comment(size):
+    """A valid gzip of a report whose FCOMMENT is `size` bytes long."""
+    body = gzip.compress(report_xml("gz-comment"))
+    # FLG.FCOMMENT; no FNAME in what gzip.compress() writes
+    head = bytearray(body[:10])
+    head[3] |= 0x10
+    return bytes(head) + b"C" * size + b"\0" + body[10:]
+
+
+def gzip_zeroed_trailer():
+    gz = bytearray(gzip.compress(report_xml("zero-trailer")))
+    gz[-8:] = b"\0" * 8
+    return bytes(gz)
+
+
+def zip_with_bad_entries():
+    """good, encrypted-flagged, LZMA-labelled, CRC-broken, good: the bad
+    ones in the middle must not stop the last good one."""
+    entries = [("good-1.xml", report_xml("zip-good-1")),
+               ("enc.xml", report_xml("zip-enc")),
+               ("lzma.xml", report_xml("zip-lzma")),
+               ("crc.xml", report_xml("zip-crc")),
+               ("good-2.xml", report_xml("zip-good-2"))]
+    data = bytearray(zip_bytes(entries, compression=zipfile.ZIP_STORED))
+    locals_ = [i for i in range(len(data) - 3) if data[i:i + 4] == b"PK\x03\x04"]
+    centrals = [i for i in range(len(data) - 3) if data[i:i + 4] == b"PK\x01\x02"]
+    data[locals_[1] + 6] |= 1
+    data[centrals[1] + 8] |= 1
+    struct.pack_into("<H", data, locals_[2] + 8, 14)
+    struct.pack_into("<H", data, centrals[2] + 10, 14)
+    name_len, extra_len = struct.unpack_from("<HH", data, locals_[3] + 26)
+    data[locals_[3] + 30 + name_len + extra_len + 100] ^= 0x20
+    return bytes(data)
+
+
+def deep_multipart_mail(name, levels, attachment):
+    """The report `levels` multiparts deep."""
+    filename, mime, data = attachment
+    import base64
+    lines = [f"From: reporter@hostile.example", "To: dmarc@example.com",
+             f"Subject: hostile case {name}", f"Message-ID: <{name}@hostile.example>",
+             "MIME-Version: 1.0",
+             'Content-Type: multipart/mixed; boundary="b0x"', ""]
+    # "bNx": no boundary is a prefix of another (MIME matches prefixes)
+    for i in range(1, levels):
+        lines += [f"--b{i - 1}x", f'Content-Type: multipart/mixed; boundary="b{i}x"', ""]
+    lines += [f"--b{levels - 1}x", f'Content-Type: {mime}; name="{filename}"',
+              "Content-Transfer-Encoding: base64", ""]
+    lines += base64.encodebytes(data).decode().splitlines()
+    for i in range(levels, 0, -1):
+        lines.append(f"--b{i - 1}x--")
+    return ("\n".join(lines) + "\n").encode()
+
+
 def cases(tmpdir):
     """All cases but the big ones that have their own tests."""
     deep = (b'<?xml version="1.0"?><feedback>' + b"<a>" * 100000 +
@@ -277,9 +377,48 @@ def cases(tmpdir):
         Case("html-no-doctype", mail("html-no-doctype", [
             ("page.xml", "text/xml", b"<html><body>nope</body></html>")]),
              0, r"attachment 'page\.xml'.*Not stored.*(root|not a DMARC)"),
+        # counted before the directory is loaded: nothing is read
         Case("many-zip-entries", mail("many-zip-entries", [
             ("many.zip", "application/zip", many_entries)]),
-             100, r"attachment 'many\.zip'.*more than 100 entries"),
+             0, r"attachment 'many\.zip'.*more than 100 entries"),
+        Case("zip-directory-1m", mail("zip-directory-1m", [
+            ("huge-dir.zip", "application/zip",
+             zip_many_directory_entries(600000))]),
+             0, r"attachment 'huge-dir\.zip'.*more than 100 entries"),
+        Case("zip-lzma-dictionary", mail("zip-lzma-dictionary", [
+            ("lzma.zip", "application/zip", zip_lzma_big_dictionary())]),
+             0, r"attachment 'lzma\.zip'.*compressed with lzma"),
+        Case("gzip-header-comment", mail("gzip-header-comment", [
+            ("comment.xml.gz", "application/gzip",
+             gzip_header_comment(45 * 1024 ** 2))]),
+             0, r"attachment 'comment\.xml\.gz'.*header .*longer than"),
+        Case("gzip-zeroed-trailer", mail("gzip-zeroed-trailer", [
+            ("zero.xml.gz", "application/gzip", gzip_zeroed_trailer())]),
+             0, r"attachment 'zero\.xml\.gz'.*incorrect data check"),
+        # the warnings are per entry: no "one warning" rule for this one
+        Case("zip-bad-entries", mail("zip-bad-entries", [
+            ("entries.zip", "application/zip", zip_with_bad_entries())]),
+             2, r"Stored report zip-good-2"),
+        Case("deep-multipart", deep_multipart_mail("deep-multipart", 200, (
+            "deep.xml", "text/xml", report_xml("deep-multipart"))),
+             0, r"Warning: .*dmarcreport_max_mime_depth=20"),
+        Case("gzip-as-text-xml", mail("gzip-as-text-xml", [
+            ("r.xml.gz", "text/xml", gzip.compress(report_xml("gz-as-text")))]),
+             1, r"Stored report gz-as-text"),
+        Case("gzip-as-text-plain", mail("gzip-as-text-plain", [
+            ("report.xml.gz", "text/plain; name=report.xml.gz",
+             gzip.compress(report_xml("gz-as-plain")))]),
+             1, r"Stored report gz-as-plain"),
+        Case("latin1-text-xml", mail("latin1-text-xml", [
+            ("latin1.xml", "text/xml; charset=iso-8859-1",
+             report_xml("latin1", org="caf\xe9.example").replace(
+                 b'encoding="UTF-8"', b'encoding="ISO-8859-1"').replace(
+                 "caf\xe9".encode(), b"caf\xe9"))]),
+             1, r"Stored report latin1"),
+        Case("base64-text-unclosed", unclosed_mail(
+            "base64-text-unclosed", "unclosed.xml", "text/xml",
+            report_xml("unclosed")),
+             1, r"Stored report unclosed"),
         Case("path-traversal-names", mail("path-traversal-names", [
             ("../../../../tmp/evil.xml", "text/xml", report_xml("traversal-1")),
             ("/etc/cron.d/evil.xml", "text/xml", report_xml("traversal-2")),

@@ -80,9 +80,9 @@ def report_xml(report_id, org="e2e.example", domain="example.com",
         f"{rows}</feedback>\n").encode()
 
 
-def zip_bytes(entries):
+def zip_bytes(entries, compression=zipfile.ZIP_DEFLATED):
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(buf, "w", compression) as z:
         for name, data in entries:
             z.writestr(name, data)
     return buf.getvalue()

@@ -8,6 +8,7 @@ reason, nothing is written outside the user's own dirs, and the lmtp
 process stays under 64 MiB. The inputs are generated here
 (hostile_inputs.py); nothing big is committed."""
 
+import gzip
 import os
 import re
 import sys
@@ -162,6 +163,29 @@ def test_processing_time_budget(dc):
                     "reports stored")
 
 
+def test_text_labels(dc):
+    """Binary parts labelled as text: archived as sent, stored; a
+    text/xml charset decides the encoding."""
+    for report_id in ("gz-as-text", "gz-as-plain"):
+        rows = dc.query(USER, "SELECT archive_path FROM reports WHERE report_id = ?",
+                        (report_id,))
+        check(len(rows) == 1 and rows[0][0], f"{report_id}: {rows}")
+        with open(os.path.join(dc.archive_dir(USER), rows[0][0]), "rb") as f:
+            archived = f.read()
+        check_equal(gzip.decompress(archived), hostile_inputs.report_xml(report_id),
+                    f"{report_id}: the archived gzip's content")
+    rows = dc.query(USER, "SELECT org_name FROM reports WHERE report_id = 'latin1'")
+    check_equal(rows, [("caf\u00e9.example",)], "org_name of the ISO-8859-1 report")
+    # one attachment, one report, one archived file with the whole XML
+    rows = dc.query(USER, "SELECT archive_path FROM reports WHERE report_id = 'unclosed'")
+    check(len(rows) == 1, f"unclosed: {rows}")
+    with open(os.path.join(dc.archive_dir(USER), rows[0][0]), "rb") as f:
+        check_equal(f.read(), hostile_inputs.report_xml("unclosed"), "archived unclosed.xml")
+    empty = [os.path.join(r, n) for r, _, files in os.walk(dc.archive_dir(USER))
+             for n in files if os.path.getsize(os.path.join(r, n)) == 0]
+    check(not empty, f"empty files in the archive: {empty}")
+
+
 def check_rss(dc, when):
     peak = lmtp_peak_kib(dc)
     print(f"# lmtp peak RSS after {when}: {peak / 1024:.1f} MiB")
@@ -207,7 +231,8 @@ def test_no_crash(dc):
 
 
 TESTS = [test_hostile_cases, test_stored_values, test_processing_time_budget,
-         test_bombs_bounded_memory, test_huge_report_accepted, test_no_crash]
+         test_text_labels, test_bombs_bounded_memory, test_huge_report_accepted,
+         test_no_crash]
 
 if __name__ == "__main__":
     dovetest.main(TESTS, lambda: dovetest.Dovecot("hostile", users={

@@ -1,11 +1,16 @@
 /* libFuzzer target for the core: bytes of one attachment -> unpack (from
    a file and from memory) -> parse -> store into a throw-away database;
-   and the same bytes as a file in a directory that doveadm import's walk
-   reads (file sniffing, whole mails, the ingest pipeline). Build with
-   ./configure --enable-fuzzer CC=clang; seed with ../shared/corpus. */
+   the same bytes as a mail -> MIME extraction -> the same for each
+   attachment; and the same bytes as a file in a directory that doveadm
+   import's walk reads (file sniffing, whole mails, the ingest pipeline).
+   Build with ./configure --enable-fuzzer CC=clang; seed with
+   ../shared/corpus (aggregate reports and mails). */
 
 #include "lib.h"
+#include "buffer.h"
+#include "istream.h"
 #include "write-full.h"
+#include "dmarc-extract.h"
 #include "dmarc-settings.h"
 #include "dmarc-unpack.h"
 #include "dmarc-parse.h"
@@ -47,6 +52,7 @@ int LLVMFuzzerInitialize(int *argc ATTR_UNUSED, char ***argv ATTR_UNUSED)
 	limits.max_decompressed_size = 4*1024*1024;
 	limits.max_message_decompressed_size = 8*1024*1024;
 	limits.max_records = 10000;
+	limits.max_attachment_size = 1024*1024;
 	if (mkdtemp(path) == NULL)
 		i_fatal("mkdtemp() failed: %m");
 	if (dmarc_store_open(t_strconcat(path, "/fuzz.sqlite", NULL),
@@ -123,13 +129,71 @@ static void fuzz_document(struct dmarc_unpack *unpack)
 	dmarc_parser_deinit(&parser);
 }
 
+static void fuzz_unpack_data(const void *data, size_t size)
+{
+	uoff_t budget = limits.max_message_decompressed_size;
+	struct dmarc_unpack *unpack;
+	const char *name, *error;
+	int ret;
+
+	unpack = dmarc_unpack_init_data(data, size, &limits, &budget);
+	while ((ret = dmarc_unpack_next(unpack, &name, &error)) != 0) {
+		if (ret > 0)
+			fuzz_document(unpack);
+	}
+	dmarc_unpack_deinit(&unpack);
+}
+
+/* the mail's attachments, one at a time */
+static bool fuzz_att_begin(const struct dmarc_attachment *att ATTR_UNUSED,
+			   void *context)
+{
+	buffer_set_used_size(context, 0);
+	return TRUE;
+}
+
+static void fuzz_att_data(const unsigned char *data, size_t size,
+			  void *context)
+{
+	buffer_append(context, data, size);
+}
+
+static void fuzz_att_end(const struct dmarc_attachment *att ATTR_UNUSED,
+			 bool truncated, void *context)
+{
+	buffer_t *buf = context;
+
+	if (!truncated)
+		fuzz_unpack_data(buf->data, buf->used);
+}
+
+static const struct dmarc_extract_callbacks fuzz_extract_callbacks = {
+	.begin = fuzz_att_begin,
+	.data = fuzz_att_data,
+	.end = fuzz_att_end,
+};
+
+static void fuzz_mail(const uint8_t *data, size_t size)
+{
+	struct dmarc_extract_stats stats;
+	struct istream *input;
+	buffer_t *buf = buffer_create_dynamic(default_pool, 4096);
+	const char *error;
+
+	input = i_stream_create_from_data(data, size);
+	(void)dmarc_extract_message(input, &limits, &fuzz_extract_callbacks,
+				    buf, &stats, &error);
+	i_stream_unref(&input);
+	buffer_free(&buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct dmarc_unpack *unpack;
 	uoff_t budget = limits.max_message_decompressed_size;
 	const char *name, *error;
 	FILE *file;
-	int fd;
+	int fd, ret;
 
 	file = tmpfile();
 	if (file == NULL)
@@ -139,15 +203,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		i_fatal("write() failed: %m");
 	T_BEGIN {
 		unpack = dmarc_unpack_init_fd(fd, &limits, &budget);
-		while (dmarc_unpack_next(unpack, &name, &error) > 0)
-			fuzz_document(unpack);
+		while ((ret = dmarc_unpack_next(unpack, &name, &error)) != 0) {
+			if (ret > 0)
+				fuzz_document(unpack);
+		}
 		dmarc_unpack_deinit(&unpack);
 		/* the same bytes through the in-memory reader */
-		budget = limits.max_message_decompressed_size;
-		unpack = dmarc_unpack_init_data(data, size, &limits, &budget);
-		while (dmarc_unpack_next(unpack, &name, &error) > 0)
-			fuzz_document(unpack);
-		dmarc_unpack_deinit(&unpack);
+		fuzz_unpack_data(data, size);
+		/* and as a mail */
+		fuzz_mail(data, size);
 		fuzz_import_walk(data, size);
 	} T_END;
 	fclose(file);

@@ -86,7 +86,6 @@ static int report_save_mail(struct report_cmd_context *ctx,
 	struct mail_save_context *save_ctx;
 	struct istream *input;
 	enum mail_error error;
-	ssize_t ret;
 	int result = -1;
 
 	ns = mail_namespace_find(ctx->user->namespaces, ctx->mailbox);
@@ -95,7 +94,8 @@ static int report_save_mail(struct report_cmd_context *ctx,
 		(void)mailbox_get_last_error(box, &error);
 		if (error != MAIL_ERROR_EXISTS) {
 			i_error("dmarc report: Creating mailbox %s failed: %s",
-				ctx->mailbox, mailbox_get_last_internal_error(box, NULL));
+				dmarc_log_text(ctx->mailbox),
+				mailbox_get_last_internal_error(box, NULL));
 			doveadm_mail_failed_mailbox(_ctx, box);
 			mailbox_free(&box);
 			return -1;
@@ -103,7 +103,8 @@ static int report_save_mail(struct report_cmd_context *ctx,
 	}
 	if (mailbox_open(box) < 0) {
 		i_error("dmarc report: Opening mailbox %s failed: %s",
-			ctx->mailbox, mailbox_get_last_internal_error(box, NULL));
+			dmarc_log_text(ctx->mailbox),
+			mailbox_get_last_internal_error(box, NULL));
 		doveadm_mail_failed_mailbox(_ctx, box);
 		mailbox_free(&box);
 		return -1;
@@ -113,27 +114,24 @@ static int report_save_mail(struct report_cmd_context *ctx,
 	trans = mailbox_transaction_begin(box, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
 					  "dmarc report");
 	save_ctx = mailbox_save_alloc(trans);
-	mailbox_save_set_flags(save_ctx, 0, NULL);
-	if (mailbox_save_begin(&save_ctx, input) < 0)
-		ret = -1;
-	else {
+	if (mailbox_save_begin(&save_ctx, input) == 0) {
+		bool save_failed = FALSE;
+
 		do {
 			if (mailbox_save_continue(save_ctx) < 0) {
-				ret = -1;
+				save_failed = TRUE;
 				break;
 			}
-		} while ((ret = i_stream_read(input)) > 0);
-		if (ret == -1 && input->eof && input->stream_errno == 0)
-			ret = 0;
-		if (ret == 0 && mailbox_save_finish(&save_ctx) < 0)
-			ret = -1;
-		if (ret == 0 && mailbox_transaction_commit(&trans) < 0)
-			ret = -1;
-		if (ret == 0)
+		} while (i_stream_read(input) > 0);
+		/* a memory stream: read to its end unless saving failed */
+		if (!save_failed && input->eof &&
+		    mailbox_save_finish(&save_ctx) == 0 &&
+		    mailbox_transaction_commit(&trans) == 0)
 			result = 0;
 	}
 	if (result < 0) {
-		i_error("dmarc report: Saving into %s failed: %s", ctx->mailbox,
+		i_error("dmarc report: Saving into %s failed: %s",
+			dmarc_log_text(ctx->mailbox),
 			mailbox_get_last_internal_error(box, NULL));
 		doveadm_mail_failed_mailbox(_ctx, box);
 	}

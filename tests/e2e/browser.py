@@ -214,3 +214,14 @@ class Chromium:
             with open(screenshot, "wb") as f:
                 f.write(base64.b64decode(shot["data"]))
         return page
+
+    def print_pdf(self, path):
+        """The page loaded last, printed (print media, A4) to a PDF file;
+        returns its page count as the PDF says it."""
+        r = self.send("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69,
+                                          "printBackground": False})
+        data = base64.b64decode(r["data"])
+        with open(path, "wb") as f:
+            f.write(data)
+        import re
+        return len(re.findall(rb"/Type\s*/Page[^s]", data))

@@ -217,6 +217,11 @@ def test_report_file(dc):
     check(verdict_a in text, f"summary verdict {verdict_a!r} in the page")
     counts = render(path, os.path.join(ARTIFACTS, "report-file.png"))
     check_counts(counts)
+    # printed: one page per domain section at least (each starts a page)
+    with browser.Chromium() as b:
+        b.load("file://" + path)
+        pages = b.print_pdf(os.path.join(ARTIFACTS, "report-file.pdf"))
+        check(pages >= 3, f"printed on {pages} pages")
     # dark mode renders too
     with browser.Chromium(dark=True) as b:
         page = b.load("file://" + path,

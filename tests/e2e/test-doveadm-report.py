@@ -5,7 +5,7 @@ and the digest mail's HTML part are rendered in headless Chromium: no
 request attempted, no console error, the charts there (SVG in the file,
 tables of bars in the mail) with as many bars and points as the data has
 days. A PNG of each is kept in the build dir
-(tests/e2e/report-*.png). The digest is read back with `doveadm fetch`
+(tests/report-artifacts/report-*.png). The digest is read back with `doveadm fetch`
 and its MIME structure checked."""
 
 import calendar
@@ -27,7 +27,8 @@ from dovetest import check, check_equal  # noqa: E402
 DAY = 86400
 D0 = calendar.timegm((2025, 3, 3, 0, 0, 0))  # a Monday
 PERIOD = ["since", "2025-03-03", "until", "2025-03-07"]  # five days
-ARTIFACTS = os.path.join(dovetest.TOP_BUILDDIR, "tests", "e2e")
+# not below tests/e2e: EXTRA_DIST takes that directory whole into a tarball
+ARTIFACTS = os.path.join(dovetest.TOP_BUILDDIR, "tests", "report-artifacts")
 os.makedirs(ARTIFACTS, exist_ok=True)
 
 HOSTILE_ORG = '<img src="http://evil.example/x.png"><script>alert(1)</script>'

@@ -895,6 +895,33 @@ static void test_query_bucket_bounds(void)
 	test_end();
 }
 
+static void test_query_report_far_future(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	struct dmarc_query_report *report;
+	const char *error;
+	enum dmarc_query_bucket_size size;
+
+	test_begin("query report: dates near INT64_MAX saturate, no overflow");
+	for (size = DMARC_QUERY_BUCKET_DAY; size <= DMARC_QUERY_BUCKET_YEAR; size++) {
+		test_assert(dmarc_query_bucket_next(size, INT64_MAX - 10) == INT64_MAX);
+		test_assert(dmarc_query_bucket_next(size, INT64_MAX) == INT64_MAX);
+	}
+	/* a report may be dated up to INT64_MAX: "since" that far */
+	dmarc_query_filter_init(&filter);
+	filter.have_since = TRUE;
+	filter.since = INT64_MAX - 100;
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(report->domain_count == 0);
+	test_assert(report->bucket_count >= 1 &&
+		    report->bucket_count <= DMARC_QUERY_REPORT_MAX_BUCKETS);
+	test_assert(report->end >= report->begin);
+	dmarc_query_report_free(&report);
+	test_end();
+	dmarc_store_close(&store);
+}
+
 /* The report's summary rows are summary's own: same figures, verdict. */
 static void
 check_report_matches_summary(struct dmarc_store *store,
@@ -1219,6 +1246,7 @@ int main(void)
 		test_query_summary,
 		/* before expire and the saturation test change the set */
 		test_query_bucket_bounds,
+		test_query_report_far_future,
 		test_query_report_summary,
 		test_query_report_aggregates,
 		test_query_report_period_bounded,

@@ -738,28 +738,37 @@ int64_t dmarc_query_bucket_start(enum dmarc_query_bucket_size size,
 	return timegm(&tm);
 }
 
+/* start + step, at most INT64_MAX: a report may be dated up to it */
+static int64_t bucket_add(int64_t start, int64_t step)
+{
+	return start > INT64_MAX - step ? INT64_MAX : start + step;
+}
+
 int64_t dmarc_query_bucket_next(enum dmarc_query_bucket_size size,
 				int64_t start)
 {
-	time_t tt = (time_t)start;
+	time_t tt = (time_t)start, next;
 	struct tm tm;
 
 	switch (size) {
 	case DMARC_QUERY_BUCKET_DAY:
-		return start + 24*60*60;
+		return bucket_add(start, 24*60*60);
 	case DMARC_QUERY_BUCKET_WEEK:
-		return start + 7*24*60*60;
+		return bucket_add(start, 7*24*60*60);
 	case DMARC_QUERY_BUCKET_MONTH:
 	case DMARC_QUERY_BUCKET_YEAR:
 		break;
 	}
+	/* past the years struct tm holds: a year's worth of seconds */
 	if (gmtime_r(&tt, &tm) == NULL)
-		return start + 366*24*60*60;
+		return bucket_add(start, 366*24*60*60);
 	if (size == DMARC_QUERY_BUCKET_YEAR)
 		tm.tm_year++;
 	else
 		tm.tm_mon++;       /* timegm() carries December into January */
-	return timegm(&tm);
+	next = timegm(&tm);
+	return next == (time_t)-1 || next <= start ?
+		bucket_add(start, 366*24*60*60) : next;
 }
 
 /* The span of the filtered reports' date_begin: 1 found, 0 none. The

@@ -337,6 +337,103 @@ static void test_report_mail_charts(void)
 	test_end();
 }
 
+/* The page is bounded whatever the database holds: at most 20 domains,
+   62 buckets, 10+10 sources, 10 reporters and 20 policy versions each,
+   values (up to dmarcreport_max_value_length, 1024 bytes) shown cut at
+   255. That page is 2.8 MB, 3.9 MB as a mail's HTML. */
+#define WORST_VALUE_LEN 1024
+#define WORST_PAGE_BYTES (4*1024*1024)
+static void test_report_html_worst_case_size(void)
+{
+	const unsigned int nb = DMARC_QUERY_REPORT_MAX_BUCKETS;
+	struct dmarc_query_report report;
+	struct dmarc_query_report_domain *domains;
+	struct dmarc_query_report_bucket *b;
+	struct dmarc_query_report_source *src;
+	struct dmarc_query_report_reporter *rep;
+	struct dmarc_query_report_policy *pol;
+	const char *long_value;
+	string_t *html = str_new(default_pool, 1024*1024);
+	unsigned int i, j;
+
+	test_begin("report html: the largest page the limits allow stays bounded");
+	long_value = t_strdup_printf("%0*d", WORST_VALUE_LEN, 7);
+	b = t_new(struct dmarc_query_report_bucket, nb);
+	for (i = 0; i < nb; i++) {
+		b[i].start = DAY1 + i * DAY;
+		b[i].messages = UINT64_C(1234567890123);
+		b[i].pass = UINT64_C(1234567890000);
+		b[i].dkim_aligned = b[i].spf_aligned = UINT64_C(1111111111111);
+		b[i].none = b[i].quarantine = b[i].reject = b[i].other =
+			UINT64_C(308641972530);
+	}
+	src = t_new(struct dmarc_query_report_source, DMARC_QUERY_REPORT_TOP_SOURCES);
+	for (i = 0; i < DMARC_QUERY_REPORT_TOP_SOURCES; i++) {
+		src[i].source_ip = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff";
+		src[i].messages = UINT64_C(1234567890123);
+	}
+	rep = t_new(struct dmarc_query_report_reporter, DMARC_QUERY_REPORT_TOP_REPORTERS);
+	for (i = 0; i < DMARC_QUERY_REPORT_TOP_REPORTERS; i++)
+		rep[i].org_name = long_value;
+	pol = t_new(struct dmarc_query_report_policy, DMARC_QUERY_REPORT_MAX_POLICIES);
+	for (i = 0; i < DMARC_QUERY_REPORT_MAX_POLICIES; i++) {
+		pol[i].p = pol[i].sp = pol[i].np = pol[i].adkim = pol[i].aspf =
+			pol[i].fo = pol[i].testing = long_value;
+	}
+	domains = t_new(struct dmarc_query_report_domain, DMARC_QUERY_REPORT_MAX_DOMAINS);
+	for (i = 0; i < DMARC_QUERY_REPORT_MAX_DOMAINS; i++) {
+		domains[i].summary.policy_domain = long_value;
+		domains[i].summary.verdict = t_strdup_printf("fix first: %s", long_value);
+		domains[i].buckets = b;
+		domains[i].bucket_count = nb;
+		domains[i].top_sources = domains[i].failing_sources = src;
+		domains[i].top_source_count = domains[i].failing_source_count =
+			DMARC_QUERY_REPORT_TOP_SOURCES;
+		domains[i].reporters = rep;
+		domains[i].reporter_count = DMARC_QUERY_REPORT_TOP_REPORTERS;
+		domains[i].policies = pol;
+		domains[i].policy_count = DMARC_QUERY_REPORT_MAX_POLICIES;
+	}
+	i_zero(&report);
+	report.begin = DAY1;
+	report.end = DAY1 + nb * DAY - 1;
+	report.bucket_count = nb;
+	report.domains = domains;
+	report.domain_count = DMARC_QUERY_REPORT_MAX_DOMAINS;
+	for (j = 0; j < 2; j++) {
+		struct dmarc_report_html_info worst_info = info;
+
+		worst_info.for_mail = j == 1;
+		str_truncate(html, 0);
+		dmarc_report_html(html, &report, &worst_info);
+		test_assert_idx(str_len(html) < WORST_PAGE_BYTES, j);
+	}
+	str_free(&html);
+	test_end();
+}
+
+static void test_svg_text_cut(void)
+{
+	string_t *str = t_str_new(1024);
+	const char *long_value = t_strdup_printf("%0*d", 300, 0);
+	const char *utf8 = t_strconcat(t_strdup_printf("%0*d", 254, 0),
+				       "\xc3\xa9", NULL);
+
+	test_begin("svg text: a value past 255 bytes is cut with an ellipsis");
+	dmarc_svg_append_text(str, long_value);
+	test_assert(str_len(str) == 255 + 3);
+	test_assert(strcmp(str_c(str) + 255, "\xe2\x80\xa6") == 0);
+	/* at a character boundary: 254 bytes and "é" is 256, cut before
+	   the "é"; 253 bytes and "é" is 255, whole */
+	str_truncate(str, 0);
+	dmarc_svg_append_text(str, utf8);
+	test_assert(str_len(str) == 254 + 3);
+	str_truncate(str, 0);
+	dmarc_svg_append_text(str, utf8 + 1);
+	test_assert(str_len(str) == 255);
+	test_end();
+}
+
 static void test_svg_lines_without_values(void)
 {
 	static const double none[] = { DMARC_SVG_NO_VALUE, DMARC_SVG_NO_VALUE };
@@ -396,6 +493,8 @@ int main(void)
 		test_report_text,
 		test_report_mail,
 		test_report_mail_charts,
+		test_report_html_worst_case_size,
+		test_svg_text_cut,
 		test_svg_lines_without_values,
 		test_svg_axis,
 		NULL

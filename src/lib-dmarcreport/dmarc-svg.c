@@ -4,6 +4,7 @@
 
 #include "lib.h"
 #include "str.h"
+#include "unichar.h"
 #include "dmarc-query.h"
 #include "dmarc-svg.h"
 
@@ -22,10 +23,18 @@
 
 void dmarc_svg_append_text(string_t *dest, const char *text)
 {
-	const char *p;
+	const char *p, *ellipsis = "";
+	size_t len;
 
 	if (text == NULL)
 		return;
+	len = strlen(text);
+	if (len > DMARC_SVG_MAX_TEXT) {
+		len = uni_utf8_data_truncate((const unsigned char *)text, len,
+					     DMARC_SVG_MAX_TEXT);
+		text = t_strndup(text, len);
+		ellipsis = "\xe2\x80\xa6";
+	}
 	for (p = dmarc_query_escape(text); *p != '\0'; p++) {
 		switch (*p) {
 		case '&': str_append(dest, "&amp;"); break;
@@ -36,6 +45,7 @@ void dmarc_svg_append_text(string_t *dest, const char *text)
 		default: str_append_c(dest, *p); break;
 		}
 	}
+	str_append(dest, ellipsis);
 }
 
 const char *dmarc_svg_number(double value)

@@ -49,7 +49,11 @@ void dmarc_svg_lines(string_t *dest, const struct dmarc_svg_chart *chart);
 
 /* Text for HTML/SVG content and attribute values: &, <, >, " and '
    as entities, and control characters shown as dmarc_query_escape() does
-   (a report is attacker-controlled text). */
+   (a report is attacker-controlled text). A value longer than
+   DMARC_SVG_MAX_TEXT bytes is cut there (at a character boundary) and
+   ends in "…": the page stays small whatever a report holds, and doveadm
+   query shows the whole value. */
+#define DMARC_SVG_MAX_TEXT 255
 void dmarc_svg_append_text(string_t *dest, const char *text);
 
 /* "%.1f" of a number or "–" for no value. */

@@ -205,12 +205,18 @@ static void test_report_more_domains(void)
 	struct dmarc_query_report_domain domain;
 	string_t *html = t_str_new(65536), *text = t_str_new(4096);
 
-	test_begin("report: domains beyond the limit are counted in one line");
+	test_begin("report: domains beyond the limit and reports beyond the charts are said");
 	test_report_fill(&report, &domain);
 	report.more_domains = 5;
 	report.more_domains_messages = 12;
 	dmarc_report_html(html, &report, &info);
 	test_assert(strstr(str_c(html), "And 5 more domains with 12 messages") != NULL);
+	test_assert(strstr(str_c(html), "Some reports began outside") == NULL);
+	report.charts_cut = TRUE;
+	str_truncate(html, 0);
+	dmarc_report_html(html, &report, &info);
+	test_assert(strstr(str_c(html), "Some reports began outside 2024-01-01 "
+			   "to 2024-01-04: they count in the figures") != NULL);
 	dmarc_report_text(text, &report, &info);
 	test_assert(strstr(str_c(text), "And 5 more domains with 12 messages") != NULL);
 	test_end();

@@ -811,8 +811,9 @@ report_data_span(struct dmarc_store *store,
 
 /* Picks the smallest bucket that draws begin..end in at most
    DMARC_QUERY_REPORT_MAX_BUCKETS; when even years do not, the charts
-   show the last ones. Returns the bucket starts, one more than buckets
-   (the end of the last). */
+   show the last ones (the first ones when end is past what struct tm
+   holds). Returns the bucket starts, one more than buckets (the end of
+   the last). */
 static const int64_t *
 report_set_period(pool_t pool, struct dmarc_query_report *report,
 		  int64_t begin, int64_t end)
@@ -1418,7 +1419,8 @@ int dmarc_query_report(struct dmarc_store *store,
 		filter->have_since ? I_MAX((int64_t)now, data_max) :
 		(ret > 0 ? data_max : (int64_t)now);
 	ctx.bucket_starts = report_set_period(pool, &priv->report, begin, end);
-	if (ret > 0 && data_min < priv->report.begin)
+	if (ret > 0 && (data_min < priv->report.begin ||
+			data_max > priv->report.end))
 		priv->report.charts_cut = TRUE;
 
 	ctx.scratch = pool_alloconly_create("dmarc report scratch", 65536);

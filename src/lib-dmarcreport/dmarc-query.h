@@ -252,8 +252,8 @@ struct dmarc_query_report {
 	int64_t begin, end;
 	enum dmarc_query_bucket_size bucket_size;
 	unsigned int bucket_count;
-	/* reports began before begin (more buckets than the charts hold):
-	   they count in the figures, not in the charts */
+	/* some reports began outside begin..end (more buckets than the
+	   charts hold): they count in the figures, not in the charts */
 	bool charts_cut;
 
 	const struct dmarc_query_report_domain *domains;

@@ -593,9 +593,10 @@ void dmarc_report_html(string_t *dest, const struct dmarc_query_report *report,
 		    bucket_name(report->bucket_size),
 		    report_date(info->generated));
 	if (report->charts_cut) {
-		str_printfa(dest, "<p>Reports before %s count in the figures "
-			    "and tables, not in the charts.</p>\n",
-			    report_date(report->begin));
+		str_printfa(dest, "<p>Some reports began outside %s to %s: "
+			    "they count in the figures and tables, not in the "
+			    "charts.</p>\n", report_date(report->begin),
+			    report_date(report->end));
 	}
 	if (report->domain_count == 0) {
 		str_printfa(dest, "<p class=\"empty\">No DMARC aggregate reports "

@@ -8,7 +8,15 @@ with an HTML body), Yahoo (gzip, CTE binary style headers), Mail.ru
 one .eml per report plus manifest.json with the expected figures, so every
 consumer can check exactness.
 
+Next to the aggregate reports it writes SMTP TLS report mails (RFC 8460:
+multipart/report, gzip'ed JSON, after Google and Microsoft) and DMARC
+failure report mails (RFC 6591 ARF, with the reported message's headers),
+by default 15% and 3% of --count: what a report mailbox gets in addition.
+They come from a random generator of their own, so the aggregate mails
+are the same bytes for the same seed with or without them.
+
     gen_reports.py OUTDIR [--count N] [--seed S] [--huge RECORDS]
+                   [--tls-share F] [--failure-share F]
 """
 
 import argparse
@@ -20,6 +28,7 @@ import os
 import random
 import zipfile
 from email.mime.application import MIMEApplication
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formatdate
@@ -164,6 +173,108 @@ def report_mail(style, org, email, domain, report_id, data, filename, mime,
     return msg.as_bytes()
 
 
+TLS_STYLES = [
+    # org, address, policy type, weight
+    ("Google Inc.", "noreply-smtp-tls-reporting@google.com", "sts", 60),
+    ("Microsoft Corporation", "tlsrpt-noreply@microsoft.com", "sts", 30),
+    ("Mail.Ru", "tlsrpt@corp.mail.ru", "no-policy-found", 10),
+]
+TLS_RESULTS = ["certificate-expired", "starttls-not-supported",
+               "validation-failure", "certificate-host-mismatch",
+               "sts-webpki-invalid"]
+
+
+def tls_mail(rnd, seq):
+    """One TLS report mail; returns (bytes, manifest entry)."""
+    org, address, ptype, _ = rnd.choices(TLS_STYLES, [t[3] for t in TLS_STYLES])[0]
+    begin = BASE_TIME - DAY * rnd.randrange(0, 365)
+    report_id = f"{begin}-tls-{seq}-{rnd.randrange(10 ** 9)}"
+    policies, details, sessions = [], 0, 0
+    for domain in rnd.sample(DOMAINS, rnd.randint(1, 2)):
+        ok = rnd.randint(1, 5000)
+        failures = []
+        for _ in range(rnd.choice([0, 0, 0, 1, 2, 3])):
+            failures.append({
+                "result-type": rnd.choice(TLS_RESULTS),
+                "sending-mta-ip": source_ip(rnd),
+                "receiving-mx-hostname": f"mx{rnd.randint(1, 3)}.{domain}",
+                "failed-session-count": rnd.randint(1, 50)})
+        failed = sum(f["failed-session-count"] for f in failures)
+        policy = {"policy-type": ptype, "policy-domain": domain}
+        if ptype == "sts":
+            policy["policy-string"] = ["version: STSv1", "mode: enforce",
+                                       f"mx: *.{domain}", "max_age: 604800"]
+            policy["mx-host"] = [f"*.{domain}"]
+        entry = {"policy": policy,
+                 "summary": {"total-successful-session-count": ok,
+                             "total-failure-session-count": failed}}
+        if failures:
+            entry["failure-details"] = failures
+        policies.append(entry)
+        details += len(failures)
+        sessions += ok + failed
+    doc = {"organization-name": org,
+           "date-range": {"start-datetime": f"{iso(begin)}",
+                          "end-datetime": f"{iso(begin + DAY - 1)}"},
+           "contact-info": address, "report-id": report_id,
+           "policies": policies}
+    data = gzip.compress(json.dumps(doc).encode(), mtime=0)
+    msg = MIMEMultipart("report", report_type="tlsrpt")
+    msg.attach(MIMEText(f"This is an aggregate TLS report from {org}.\n"))
+    att = MIMEApplication(data, "tlsrpt+gzip")
+    att.add_header("Content-Disposition", "attachment",
+                   filename=f"{org.split()[0].lower()}!{policies[0]['policy']['policy-domain']}"
+                   f"!{begin}!{begin + DAY - 1}!{report_id}.json.gz")
+    msg.attach(att)
+    msg.set_boundary(f"=_tls_{seq}")
+    msg["From"] = address
+    msg["To"] = "tlsrpt@" + DOMAINS[0]
+    msg["Subject"] = f"Report Domain: {DOMAINS[0]} Submitter: {org} Report-ID: <{report_id}>"
+    msg["Date"] = formatdate(begin + DAY + 3600, usegmt=True)
+    msg["Message-ID"] = f"<bench-tls-{seq}.{report_id}@tls.invalid>"
+    return msg.as_bytes(), {"org_name": org, "report_id": report_id,
+                            "policies": len(policies), "failure_details": details,
+                            "sessions": sessions}
+
+
+def failure_mail(rnd, seq):
+    """One DMARC failure report mail (ARF); returns (bytes, manifest entry)."""
+    domain = rnd.choice(DOMAINS)
+    ip = source_ip(rnd)
+    when = BASE_TIME - DAY * rnd.randrange(0, 365) + rnd.randrange(DAY)
+    auth = rnd.choice(["dmarc", "dkim", "spf"])
+    arf = (f"Feedback-Type: auth-failure\r\nUser-Agent: bench-reporter/1.0\r\n"
+           f"Version: 1\r\nOriginal-Mail-From: <bounce-{seq}@{domain}>\r\n"
+           f"Arrival-Date: {formatdate(when, usegmt=True)}\r\nSource-IP: {ip}\r\n"
+           f"Reported-Domain: {domain}\r\nAuthentication-Results: mx.receiver.example;"
+           f" dmarc=fail header.from={domain}\r\nAuth-Failure: {auth}\r\n"
+           f"Delivery-Result: {rnd.choice(['reject', 'delivered', 'spam'])}\r\n")
+    headers = (f"From: Billing <billing@{domain}>\r\nTo: <victim@receiver.example>\r\n"
+               f"Subject: Invoice {seq}\r\nDate: {formatdate(when - 60, usegmt=True)}\r\n"
+               f"Message-ID: <spoof-{seq}@{domain}>\r\n")
+    msg = MIMEMultipart("report", report_type="feedback-report")
+    msg.attach(MIMEText(f"A message from {ip} failed DMARC for {domain}.\n"))
+    part = MIMEBase("message", "feedback-report")
+    part.set_payload(arf)
+    msg.attach(part)
+    orig = MIMEBase("text", "rfc822-headers")
+    orig.set_payload(headers)
+    msg.attach(orig)
+    msg.set_boundary(f"=_ruf_{seq}")
+    msg["From"] = "ruf@receiver.example"
+    msg["To"] = "dmarc-ruf@" + domain
+    msg["Subject"] = f"DMARC failure report for {domain} from {ip}"
+    msg["Date"] = formatdate(when + 60, usegmt=True)
+    msg["Message-ID"] = f"<bench-ruf-{seq}@receiver.invalid>"
+    return msg.as_bytes(), {"domain": domain, "source_ip": ip}
+
+
+def iso(t):
+    import datetime
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
 def huge_report(path, n_records, seed):
     """One report of n_records records, gzip'ed, streamed to disk."""
     rnd = random.Random(seed)
@@ -190,6 +301,10 @@ def main():
     ap.add_argument("--seed", type=int, default=7489)
     ap.add_argument("--huge", type=int, default=0,
                     help="also write huge.xml.gz with this many records")
+    ap.add_argument("--tls-share", type=float, default=0.15,
+                    help="TLS report mails, as a share of --count")
+    ap.add_argument("--failure-share", type=float, default=0.03,
+                    help="failure report mails, as a share of --count")
     args = ap.parse_args()
 
     rnd = random.Random(args.seed)
@@ -216,6 +331,22 @@ def main():
             "file": fname, "org_name": org, "report_id": report_id,
             "domain": domain, "records": n, "messages": total,
             "pass": passed, "container": container})
+    # TLS and failure reports: a generator of their own, so the
+    # aggregate mails above stay the same bytes
+    krnd = random.Random(args.seed + 8460)
+    manifest["tls"], manifest["failure"] = [], []
+    for i in range(round(args.count * args.tls_share)):
+        mail, entry = tls_mail(krnd, i)
+        entry["file"] = f"t{i:05d}-tls.eml"
+        with open(os.path.join(args.outdir, entry["file"]), "wb") as f:
+            f.write(mail)
+        manifest["tls"].append(entry)
+    for i in range(round(args.count * args.failure_share)):
+        mail, entry = failure_mail(krnd, i)
+        entry["file"] = f"u{i:05d}-failure.eml"
+        with open(os.path.join(args.outdir, entry["file"]), "wb") as f:
+            f.write(mail)
+        manifest["failure"].append(entry)
     if args.huge:
         manifest["huge"] = huge_report(os.path.join(args.outdir, "huge"),
                                        args.huge, args.seed + 1)
@@ -223,8 +354,9 @@ def main():
     manifest["total_messages"] = sum(r["messages"] for r in manifest["reports"])
     with open(os.path.join(args.outdir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
-    print(f"{args.count} mails, {manifest['total_records']} records, "
-          f"{manifest['total_messages']} messages in {args.outdir}")
+    print(f"{args.count} aggregate report mails, {manifest['total_records']} records, "
+          f"{manifest['total_messages']} messages; {len(manifest['tls'])} TLS and "
+          f"{len(manifest['failure'])} failure report mails in {args.outdir}")
 
 
 if __name__ == "__main__":

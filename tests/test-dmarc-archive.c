@@ -94,7 +94,7 @@ static void test_archive_same_name_many_times(void)
 			size_t len = strlen(path);
 
 			/* "same-<random>.xml.gz", not "same-10.xml.gz" */
-			test_assert_idx(str_begins(path, "2023/11/same-") &&
+			test_assert_idx(str_begins_with(path, "2023/11/same-") &&
 					len > strlen("2023/11/same-1234.xml.gz") &&
 					strcmp(path + len - 7, ".xml.gz") == 0, i);
 		}

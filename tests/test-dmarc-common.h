@@ -4,6 +4,7 @@
 /* Helpers shared by the unit tests: the corpus, temp dirs, whole files. */
 
 #include "test-common.h"
+#include "dmarc-compat-lib.h"
 #include "dmarc-settings.h"
 
 /* ../shared/corpus seen from the project root; NULL (and a line saying the

@@ -518,6 +518,56 @@ static void test_extract_deep_nesting(void)
 	test_end();
 }
 
+static const char *joined_types(const struct extracted *ex)
+{
+	string_t *str = t_str_new(64);
+	const char *type;
+
+	array_foreach_elem(&ex->types, type) {
+		if (str_len(str) > 0)
+			str_append_c(str, ' ');
+		str_append(str, type);
+	}
+	return str_c(str);
+}
+
+static void test_extract_reported_message(void)
+{
+	static const char report[] =
+		"Content-Type: multipart/report; report-type=feedback-report;"
+		" boundary=b\n\n"
+		"--b\nContent-Type: text/plain\n\nhuman\n"
+		"--b\nContent-Type: message/feedback-report\n\n"
+		"Feedback-Type: auth-failure\n\n"
+		"--b\nContent-Type: message/rfc822\n\n"
+		"From: a@example.com\nSubject: s\n"
+		"Content-Type: application/zip; name=x.zip\n\nPK\n"
+		"--b--\n";
+	static const char forwarded[] =
+		"Content-Type: multipart/mixed; boundary=b\n\n"
+		"--b\nContent-Type: text/plain\n\nsee attached\n"
+		"--b\nContent-Type: message/rfc822\n\n"
+		"From: a@example.com\nSubject: s\n"
+		"Content-Type: application/zip; name=x.zip\n\nPK\n"
+		"--b--\n";
+	struct extracted ex;
+	unsigned int skipped;
+
+	test_begin("extract: a failure report's reported message, whole");
+	test_assert(extract_str(report, test_default_limits(), &ex,
+				&skipped) == 0);
+	/* the zip inside it is not one of the mail's attachments: the
+	   message is handed out whole, after the mail was read */
+	test_assert_strcmp(joined_types(&ex),
+			   "message/feedback-report message/rfc822");
+	test_assert(ex.ends == 2);
+	/* a forwarded message is descended into, as before */
+	test_assert(extract_str(forwarded, test_default_limits(), &ex,
+				&skipped) == 0);
+	test_assert_strcmp(joined_types(&ex), "application/zip");
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -530,6 +580,7 @@ int main(void)
 		test_extract_mime_depth_limit,
 		test_extract_limits,
 		test_extract_deep_nesting,
+		test_extract_reported_message,
 		NULL
 	};
 	return test_run(test_functions);

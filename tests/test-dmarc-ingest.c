@@ -934,6 +934,125 @@ static void test_ingest_base64_text_unclosed(void)
 	test_end();
 }
 
+static const char *db_text(const char *db_path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	const char *value = NULL;
+
+	if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		i_fatal("sqlite3_open(%s): %s", db_path, sqlite3_errmsg(db));
+	if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		i_fatal("%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(stmt) == SQLITE_ROW &&
+	    sqlite3_column_type(stmt, 0) != SQLITE_NULL)
+		value = t_strdup((const char *)sqlite3_column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return value;
+}
+
+static bool name_ends_with(const char *name, const char *suffix)
+{
+	size_t len = strlen(name), slen = strlen(suffix);
+
+	return len >= slen && strcmp(name + len - slen, suffix) == 0;
+}
+
+static void test_ingest_tls_corpus(void)
+{
+	const char *const *names = test_corpus_list("tlsrpt");
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	struct dmarc_ingest *ingest;
+	unsigned int i, mails = 0, files = 0;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: every corpus TLS report mail and file is stored");
+	test_settings("tls", &set);
+	for (i = 0; names[i] != NULL; i++) {
+		const char *path = t_strconcat(test_corpus_dir(), "/tlsrpt/",
+					       names[i], NULL);
+
+		i_zero(&counts);
+		if (name_ends_with(names[i], ".eml")) {
+			test_assert_idx(ingest_mail_file(&set, path,
+							 &counts) == 0, i);
+			mails++;
+		} else {
+			ingest = dmarc_ingest_init(&set, test_event);
+			test_assert_idx(dmarc_ingest_file(ingest, path,
+							  &counts) == 0, i);
+			dmarc_ingest_deinit(&ingest);
+			files++;
+		}
+		/* rpt01.eml carries the RFC 8460 example, as does
+		   parsedmarc--rfc8460.json: the second is a duplicate */
+		test_assert_idx(counts.reports_new + counts.reports_duplicate == 1, i);
+		test_assert_idx(counts.failed == 0, i);
+		if (counts.failed != 0 ||
+		    counts.reports_new + counts.reports_duplicate != 1)
+			i_info("%s: %u new, %u failed", names[i],
+			       counts.reports_new, counts.failed);
+	}
+	test_assert(mails == 5 && files == 8);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM tls_reports") >= 10);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports") == 0);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM tls_reports "
+			   "WHERE archive_path IS NULL") == 0);
+	test_assert_strcmp(db_text(set.db_path, "SELECT group_concat("
+		"result_type || '/' || failed_session_count, ' ') FROM "
+		"tls_failures f JOIN tls_policies p ON f.policy_ref = p.id "
+		"JOIN tls_reports r ON p.report_ref = r.id WHERE "
+		"r.report_id = '5065427c-23d3-47ca-b6e0-946ea0e8c4be'"),
+		"certificate-expired/100 starttls-not-supported/200 "
+		"validation-failure/3");
+	test_end();
+}
+
+static void test_ingest_failure_corpus(void)
+{
+	const char *const *names = test_corpus_list("failure");
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	unsigned int i, n = 0;
+
+	if (test_corpus_dir() == NULL)
+		return;
+	test_begin("ingest: every corpus failure report with an ARF part is stored");
+	test_settings("failure", &set);
+	for (i = 0; names[i] != NULL; i++) {
+		const char *path = t_strconcat(test_corpus_dir(), "/failure/",
+					       names[i], NULL);
+		bool no_arf = strstr(names[i], "no_arf_part") != NULL;
+
+		i_zero(&counts);
+		if (no_arf)
+			test_expect_errors(1);
+		test_assert_idx(ingest_mail_file(&set, path, &counts) == 0, i);
+		if (no_arf)
+			test_expect_no_more_errors();
+		/* the LinkedIn report comes with CRLF and LF line ends:
+		   the same report, stored once */
+		test_assert_idx(counts.reports_new + counts.reports_duplicate ==
+				(no_arf ? 0U : 1U), i);
+		/* Exim's text-only one is counted as not stored */
+		test_assert_idx(counts.failed == (no_arf ? 1U : 0U), i);
+		n++;
+	}
+	test_assert(n == 7);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM failure_reports") == 5);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM failure_reports "
+			   "WHERE orig_from IS NULL OR orig_subject IS NULL "
+			   "OR reported_domain IS NULL") == 0);
+	test_assert_strcmp(db_text(set.db_path, "SELECT orig_subject || '|' "
+		"|| auth_failure || '|' || source_ip FROM failure_reports "
+		"WHERE user_agent LIKE 'OpenDMARC%'"),
+		"Wir kaufen dein Auto!|dmarc|148.163.85.135");
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -954,6 +1073,8 @@ int main(void)
 		test_ingest_gzip_labelled_text,
 		test_ingest_mime_charset,
 		test_ingest_base64_text_unclosed,
+		test_ingest_tls_corpus,
+		test_ingest_failure_corpus,
 		test_ingest_teardown,
 		NULL
 	};

@@ -80,13 +80,6 @@ static buffer_t *read_corpus_file(const char *subdir, const char *name)
 					  name, NULL));
 }
 
-static bool str_ends_with(const char *str, const char *suffix)
-{
-	size_t len = strlen(str), slen = strlen(suffix);
-
-	return len >= slen && strcmp(str + len - slen, suffix) == 0;
-}
-
 /* The independent check of the corpus figures: count "<record>" and sum
    the numbers after "<count>" in the raw text. This is valid for the
    corpus because none of its files uses a namespace prefix or attributes

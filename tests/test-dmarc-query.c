@@ -997,7 +997,7 @@ static void test_query_report_aggregates(void)
 	test_assert(report->begin == DAY1);
 	test_assert(report->end == DAY1 + 3*DAY - 1);
 	test_assert(!report->charts_cut);
-	test_assert(!report->have_tls);
+	test_assert(!report->have_tls);       /* no TLS report stored */
 	test_assert(report->domain_count == 2);
 	if (report->domain_count != 2) {
 		dmarc_query_report_free(&report);
@@ -1178,30 +1178,27 @@ static void test_query_report_tls(void)
 	struct dmarc_store *store;
 	const char *error;
 
-	test_begin("query report: TLS sessions per policy domain when the tables exist");
+	test_begin("query report: TLS sessions per policy domain once TLS reports are stored");
 	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
 				     &error) == 1);
 	dmarc_query_filter_init(&filter);
+	/* no TLS report yet: no TLS section */
 	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
 	test_assert(!report->have_tls);
 	dmarc_query_report_free(&report);
 
-	/* the tables of schema version 2 (RFC 8460 reports), as the store
-	   creates them there */
+	/* rows as the store keeps RFC 8460 reports (schema version 2) */
 	test_assert(sqlite3_exec(dmarc_store_get_db(store),
-		"CREATE TABLE IF NOT EXISTS tls_reports (id INTEGER PRIMARY KEY,"
-		" org_name TEXT NOT NULL, report_id TEXT NOT NULL,"
-		" date_begin INTEGER NOT NULL, date_end INTEGER NOT NULL,"
-		" success_count INTEGER NOT NULL DEFAULT 0,"
-		" failure_count INTEGER NOT NULL DEFAULT 0);"
-		"CREATE TABLE IF NOT EXISTS tls_policies (id INTEGER PRIMARY KEY,"
-		" report_ref INTEGER NOT NULL, policy_domain TEXT NOT NULL,"
-		" success_count INTEGER NOT NULL, failure_count INTEGER NOT NULL);"
-		"INSERT INTO tls_reports VALUES (1, 'o', 'a', 1704067200, 1704153599, 0, 0);"
-		"INSERT INTO tls_reports VALUES (2, 'o', 'b', 1704153600, 1704239999, 0, 0);"
-		"INSERT INTO tls_policies VALUES (1, 1, 'example.com', 90, 10);"
-		"INSERT INTO tls_policies VALUES (2, 2, 'example.com', 5, 0);"
-		"INSERT INTO tls_policies VALUES (3, 2, 'example.org', 500, 1);",
+		"INSERT INTO tls_reports (id, org_name, report_id, date_begin,"
+		" date_end, received) VALUES (1, 'o', 'a', 1704067200, 1704153599, 0);"
+		"INSERT INTO tls_reports (id, org_name, report_id, date_begin,"
+		" date_end, received) VALUES (2, 'o', 'b', 1704153600, 1704239999, 0);"
+		"INSERT INTO tls_policies (id, report_ref, policy_domain,"
+		" success_count, failure_count) VALUES (1, 1, 'example.com', 90, 10);"
+		"INSERT INTO tls_policies (id, report_ref, policy_domain,"
+		" success_count, failure_count) VALUES (2, 2, 'example.com', 5, 0);"
+		"INSERT INTO tls_policies (id, report_ref, policy_domain,"
+		" success_count, failure_count) VALUES (3, 2, 'example.org', 500, 1);",
 		NULL, NULL, NULL) == SQLITE_OK);
 	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
 	test_assert(report->have_tls);
@@ -1209,17 +1206,19 @@ static void test_query_report_tls(void)
 	if (report->tls_count == 2) {
 		/* most sessions first */
 		test_assert_strcmp(report->tls[0].policy_domain, "example.org");
+		test_assert(report->tls[0].success == 500);
+		test_assert(report->tls[0].failure == 1);
 		test_assert(report->tls[1].success == 95);
 		test_assert(report->tls[1].failure == 10);
 	}
 	dmarc_query_report_free(&report);
 
-	/* the period filters them too */
+	/* the period and the domain filter them too */
 	filter.have_since = TRUE;
 	filter.since = DAY1 + DAY;
 	filter.domain = "example.com";
 	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
-	test_assert(report->tls_count == 1);
+	test_assert(report->have_tls);
 	test_assert(report->tls_count == 1 && report->tls[0].success == 5);
 	dmarc_query_report_free(&report);
 	dmarc_store_close(&store);

@@ -2,6 +2,8 @@
 
 #include "lib.h"
 #include "test-dmarc-common.h"
+#include "str.h"
+#include "dmarc-settings-list.h"
 #include "dmarc-settings.h"
 
 /* A plugin {} block as name=value pairs, NULL-terminated. */
@@ -102,12 +104,39 @@ static void test_settings_errors(void)
 	test_end();
 }
 
+/* Records every name read, comma-terminated. */
+static const char *lookup_record(const char *name, void *context)
+{
+	string_t *names = context;
+
+	str_printfa(names, "%s,", name);
+	return NULL;
+}
+
+static void test_settings_list(void)
+{
+#define LIST_NAME(kind, name, field, default_value) "dmarcreport_" #name ","
+	static const char *list_names = DMARC_SETTINGS_LIST(LIST_NAME);
+	string_t *names = t_str_new(256);
+	struct dmarc_settings set;
+	const char *error;
+
+	/* dmarc-settings-list.h is the one list: the core reads each of
+	   its rows, in order, and no other name */
+	test_begin("settings: every row of the list is read by its name");
+	test_assert(dmarc_settings_read(pool_datastack_create(), lookup_record,
+					names, "/h", &set, &error) == 0);
+	test_assert_strcmp(str_c(names), list_names);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
 		test_settings_defaults,
 		test_settings_overrides,
 		test_settings_errors,
+		test_settings_list,
 		NULL
 	};
 	return test_run(test_functions);

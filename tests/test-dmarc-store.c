@@ -245,7 +245,7 @@ static void test_open_create_modes(void)
 	old_umask = umask(0);
 	store = test_open(path);
 	test_assert_strcmp(test_sql(path, "SELECT version FROM schema_version"),
-			   "1;\n");
+			   "2;\n");
 	test_assert(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
 	test_assert(stat(t_strconcat(dir, "/sub", NULL), &st) == 0 &&
 		    (st.st_mode & 07777) == 0700);
@@ -319,16 +319,167 @@ static void test_open_newer_schema(void)
 	test_begin("store: a newer schema version is refused");
 	store = test_open(path);
 	dmarc_store_close(&store);
-	test_sql_exec(path, "UPDATE schema_version SET version = 2");
+	test_sql_exec(path, "UPDATE schema_version SET version = 3");
 	for (i = 0; i < 2; i++) {
 		test_assert_idx(dmarc_store_open(path, i == 0 ?
 			DMARC_STORE_OPEN_CREATE : DMARC_STORE_OPEN_READONLY,
 			&store, &error) == -1, i);
 		test_assert_idx(store == NULL, i);
 		test_assert_strcmp_idx(error, t_strconcat(path,
-			": database schema version 2 is newer than this build "
-			"knows (1)", NULL), i);
+			": database schema version 3 is newer than this build "
+			"knows (2)", NULL), i);
 	}
+	test_end();
+}
+
+/* The schema of release 1 (schema version 1) as it shipped, to make the
+   databases of that release. */
+static const char test_schema_v1_sql[] =
+	"CREATE TABLE schema_version (\n"
+	"  version INTEGER NOT NULL\n"
+	");\n"
+	"CREATE TABLE reports (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  org_name TEXT NOT NULL,\n"
+	"  report_id TEXT NOT NULL,\n"
+	"  policy_domain TEXT NOT NULL,\n"
+	"  date_begin INTEGER NOT NULL,\n"
+	"  date_end INTEGER NOT NULL,\n"
+	"  email TEXT,\n"
+	"  extra_contact_info TEXT,\n"
+	"  generator TEXT,\n"
+	"  errors TEXT,\n"
+	"  format_version TEXT NOT NULL,\n"
+	"  policy_adkim TEXT,\n"
+	"  policy_aspf TEXT,\n"
+	"  policy_p TEXT,\n"
+	"  policy_sp TEXT,\n"
+	"  policy_np TEXT,\n"
+	"  policy_pct INTEGER,\n"
+	"  policy_fo TEXT,\n"
+	"  policy_testing TEXT,\n"
+	"  policy_discovery_method TEXT,\n"
+	"  record_count INTEGER NOT NULL DEFAULT 0,\n"
+	"  message_count INTEGER NOT NULL DEFAULT 0,\n"
+	"  pass_count INTEGER NOT NULL DEFAULT 0,\n"
+	"  archive_path TEXT,\n"
+	"  message_id TEXT,\n"
+	"  received INTEGER NOT NULL,\n"
+	"  UNIQUE (org_name, report_id, policy_domain)\n"
+	");\n"
+	"CREATE INDEX reports_domain_begin ON reports (policy_domain, date_begin);\n"
+	"CREATE INDEX reports_begin ON reports (date_begin);\n"
+	"CREATE TABLE records (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  report_ref INTEGER NOT NULL REFERENCES reports (id) ON DELETE CASCADE,\n"
+	"  source_ip TEXT NOT NULL,\n"
+	"  source_ip_key BLOB,\n"
+	"  count INTEGER NOT NULL,\n"
+	"  disposition TEXT,\n"
+	"  dkim TEXT,\n"
+	"  spf TEXT,\n"
+	"  dmarc_pass INTEGER NOT NULL,\n"
+	"  reasons TEXT,\n"
+	"  header_from TEXT,\n"
+	"  envelope_from TEXT,\n"
+	"  envelope_to TEXT\n"
+	");\n"
+	"CREATE INDEX records_report ON records (report_ref);\n"
+	"CREATE INDEX records_source ON records (source_ip_key);\n"
+	"CREATE TABLE auth_results (\n"
+	"  record_ref INTEGER NOT NULL REFERENCES records (id) ON DELETE CASCADE,\n"
+	"  type TEXT NOT NULL,\n"
+	"  domain TEXT,\n"
+	"  selector TEXT,\n"
+	"  scope TEXT,\n"
+	"  result TEXT,\n"
+	"  human_result TEXT\n"
+	");\n"
+	"CREATE INDEX auth_results_record ON auth_results (record_ref);\n"
+	"INSERT INTO schema_version (version) VALUES (1);\n";
+
+/* A version 1 database with one report, two records and an auth result,
+   as release 1 made it (WAL, 0600). */
+static void test_make_v1_database(const char *path)
+{
+	int fd;
+
+	test_db_mkdir(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd == -1)
+		i_fatal("open(%s) failed: %m", path);
+	i_close_fd(&fd);
+	test_sql_exec(path, t_strconcat("PRAGMA journal_mode = WAL;BEGIN;",
+		test_schema_v1_sql,
+		"INSERT INTO reports (id, org_name, report_id, policy_domain,"
+		" date_begin, date_end, email, format_version, policy_p,"
+		" policy_pct, record_count, message_count, pass_count,"
+		" archive_path, message_id, received) VALUES (7, 'Org',"
+		" 'r-1', 'example.com', 1000, 2000, 'a@b', '1.0', 'reject',"
+		" 100, 2, 12, 10, '2024/01/x.xml', '<m@x>', 3000);"
+		"INSERT INTO records (id, report_ref, source_ip, source_ip_key,"
+		" count, disposition, dkim, spf, dmarc_pass, header_from)"
+		" VALUES (1, 7, '192.0.2.1', x'00000000000000000000ffffc0000201',"
+		" 10, 'none', 'pass', 'fail', 1, 'example.com'), (2, 7,"
+		" '2001:db8::1', NULL, 2, 'reject', 'fail', 'fail', 0, NULL);"
+		"INSERT INTO auth_results (record_ref, type, domain, result)"
+		" VALUES (1, 'dkim', 'example.com', 'pass');"
+		"COMMIT;", NULL));
+}
+
+static const char *test_v1_contents(const char *path)
+{
+	return test_sql(path,
+		"SELECT r.id, org_name, report_id, policy_domain, date_begin,"
+		" date_end, email, policy_p, policy_pct, record_count,"
+		" message_count, pass_count, archive_path, message_id,"
+		" received, c.id, source_ip, hex(source_ip_key), count,"
+		" disposition, dkim, spf, dmarc_pass, header_from,"
+		" (SELECT group_concat(type || ' ' || domain || ' ' || result)"
+		"  FROM auth_results WHERE record_ref = c.id)"
+		" FROM reports r JOIN records c ON c.report_ref = r.id"
+		" WHERE r.id = 7 ORDER BY c.id");
+}
+
+static void test_open_migrates_v1(void)
+{
+	const char *path = test_db_path("v1"), *before, *error;
+	struct dmarc_store *store;
+
+	test_begin("store: a version 1 database is upgraded, its data kept");
+	test_make_v1_database(path);
+	before = test_v1_contents(path);
+	test_assert(strstr(before, "Org|r-1|example.com") != NULL);
+
+	/* read-only: used as it is, the new tables read as missing */
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_READONLY,
+				     &store, &error) == 1);
+	test_assert(dmarc_store_get_version(store) == 1);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT max(version) FROM "
+				    "schema_version"), "1;\n");
+
+	/* for writing: upgraded in place */
+	store = test_open(path);
+	test_assert(dmarc_store_get_version(store) == 2);
+	test_assert_strcmp(test_v1_contents(path), before);
+	test_assert_strcmp(test_sql(path, "SELECT max(version) FROM "
+				    "schema_version"), "2;\n");
+	test_assert_strcmp(test_sql(path, "SELECT count(*) FROM sqlite_master"
+		" WHERE name IN ('tls_reports', 'tls_policies',"
+		" 'tls_failures', 'failure_reports')"), "4;\n");
+	/* and takes new reports next to the old */
+	test_store_or_fail(store, "after-upgrade");
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT count(*) FROM reports"),
+			   "2;\n");
+
+	/* opened again: not upgraded twice */
+	store = test_open(path);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path, "SELECT count(*) FROM "
+				    "schema_version"), "2;\n");
+	test_assert_strcmp(test_v1_contents(path), before);
 	test_end();
 }
 
@@ -358,7 +509,7 @@ static void test_open_corrupt(void)
 			&store, &error) == -1, i);
 		test_assert_idx(store == NULL, i);
 		test_assert_idx(error != NULL &&
-				str_begins(error, t_strconcat(path, ": ", NULL)) &&
+				str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
 				strstr(error, "file is not a database") != NULL, i);
 	}
 	test_end();
@@ -534,6 +685,36 @@ static void test_store_closed_file_complete(void)
 	test_assert(link(path, copy) == 0);
 	test_assert_strcmp(test_counts(copy), "50|150|150;\n");
 	test_assert_strcmp(test_sql(copy, "PRAGMA integrity_check"), "ok;\n");
+	test_end();
+}
+
+/* Expire deletes a report's row, then its records in later transactions:
+   a report stored in between must not get the freed id, or the rest of
+   the expire takes its records too. */
+static void test_store_id_not_reused_while_rows_remain(void)
+{
+	const char *path = test_db_path("id-reuse");
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	const char *error = NULL;
+
+	test_begin("store: a report id is not handed out while records "
+		   "still refer to it");
+	store = test_open(path);
+	test_report_init(&report, "old");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_close(&store);
+	/* what expire's first transaction leaves: the report row gone,
+	   its records still there */
+	test_sql_exec(path, "PRAGMA foreign_keys = OFF;"
+		      "DELETE FROM reports WHERE report_id = 'old'");
+	store = test_open(path);
+	test_report_init(&report, "new");
+	test_assert(test_store_report(store, &report, &error) == 1);
+	dmarc_store_close(&store);
+	test_assert_strcmp(test_sql(path,
+		"SELECT count(*) FROM records WHERE report_ref ="
+		" (SELECT id FROM reports WHERE report_id = 'new')"), "3;\n");
 	test_end();
 }
 
@@ -828,7 +1009,7 @@ static void test_store_readonly_refuses_writes(void)
 	test_assert(dmarc_store_report_begin(store, &report, &info, &sreport,
 					     &error) == -1);
 	test_assert(sreport == NULL);
-	test_assert(str_begins(error, t_strconcat(path, ": ", NULL)) &&
+	test_assert(str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
 		    strstr(error, "readonly") != NULL);
 	dmarc_store_close(&store);
 	test_end();
@@ -1001,7 +1182,7 @@ static void test_concurrent_busy_timeout(void)
 					     &error) == -1);
 	test_assert(sreport == NULL);
 	test_assert(error != NULL &&
-		    str_begins(error, t_strconcat(path, ": ", NULL)) &&
+		    str_begins_with(error, t_strconcat(path, ": ", NULL)) &&
 		    strstr(error, "busy for more than 50 ms") != NULL);
 	i_close_fd(&release_fd);
 	test_assert(test_wait_child(pid) == 0);
@@ -1094,6 +1275,7 @@ int main(void)
 		test_open_missing,
 		test_open_readonly_empty_file,
 		test_open_newer_schema,
+		test_open_migrates_v1,
 		test_open_corrupt,
 		test_open_foreign_database,
 		test_store_columns,
@@ -1101,6 +1283,7 @@ int main(void)
 		test_store_duplicate,
 		test_store_rollback,
 		test_store_closed_file_complete,
+		test_store_id_not_reused_while_rows_remain,
 		test_store_cache,
 		test_store_cache_idle,
 		test_store_batch,

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what building and testing dovecot-dmarcreport needs on Debian 12
-# (run as root). Installs nothing when everything is already there.
+# or 13 (run as root). Installs nothing when everything is already there.
 set -e
 
 PACKAGES="

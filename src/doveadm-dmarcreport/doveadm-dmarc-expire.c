@@ -9,6 +9,7 @@
 #include "dmarc-log.h"
 #include "dmarc-query.h"
 #include "doveadm-dmarc.h"
+#include "dmarc-query-kinds.h"
 
 struct expire_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
@@ -46,7 +47,7 @@ cmd_dmarc_expire_run(struct doveadm_mail_cmd_context *_ctx,
 	struct dmarc_settings set;
 	struct dmarc_store *store;
 	ARRAY_TYPE(const_string) paths;
-	unsigned int deleted = 0, removed = 0;
+	unsigned int deleted = 0, deleted_kinds = 0, removed = 0;
 	bool want_files;
 	const char *error;
 	int ret;
@@ -63,6 +64,13 @@ cmd_dmarc_expire_run(struct doveadm_mail_cmd_context *_ctx,
 		ret = dmarc_query_expire(store, ctx->before, _ctx->pool,
 					 want_files ? &paths : NULL,
 					 &deleted, &error);
+		/* TLS and failure reports: their own transaction */
+		if (ret == 0) {
+			ret = dmarc_query_expire_kinds(store, ctx->before,
+				_ctx->pool, want_files ? &paths : NULL,
+				&deleted_kinds, &error);
+			deleted += deleted_kinds;
+		}
 		dmarc_store_close(&store);
 		if (ret < 0)
 			return doveadm_dmarc_query_failed(_ctx, user, error);
@@ -106,7 +114,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_expire_alloc(void)
 	struct expire_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct expire_cmd_context, "b:a");
-	ctx->dctx.ctx.v.init = cmd_dmarc_expire_init;
+	ctx->dctx.init = cmd_dmarc_expire_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_expire_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->dctx.ctx;

@@ -125,6 +125,16 @@ filter_header_from(struct dmarc_query_filter *filter, const char *value,
 	return 0;
 }
 
+static int filter_type(struct dmarc_query_filter *filter, const char *value,
+		       time_t now ATTR_UNUSED, const char **error_r)
+{
+	static const char *const types[] = {
+		"aggregate", "tls", "failure", NULL
+	};
+
+	return parse_enum("type", value, types, &filter->type, error_r);
+}
+
 static const struct filter_word filter_words[] = {
 	{ "domain", filter_domain },
 	{ "org", filter_org },
@@ -136,6 +146,7 @@ static const struct filter_word filter_words[] = {
 	{ "spf", filter_spf },
 	{ "result", filter_result },
 	{ "header_from", filter_header_from },
+	{ "type", filter_type },
 };
 
 static const struct filter_word *filter_word_find(const char *name)
@@ -161,7 +172,8 @@ int doveadm_dmarc_filter_parse(const char *const *args, time_t now,
 		if (word == NULL) {
 			*error_r = t_strdup_printf("Unknown filter '%s' "
 				"(known: domain, org, since, until, source, "
-				"disposition, dkim, spf, result, header_from)",
+				"disposition, dkim, spf, result, header_from, "
+				"type)",
 				args[0]);
 			return -1;
 		}

@@ -227,7 +227,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_import_alloc(void)
 
 	ctx = doveadm_dmarc_cmd_alloc(struct import_cmd_context, "m:ap");
 	ctx->dctx.ctx.v.preinit = cmd_dmarc_import_preinit;
-	ctx->dctx.ctx.v.init = cmd_dmarc_import_init;
+	ctx->dctx.init = cmd_dmarc_import_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_import_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->dctx.ctx;

@@ -1,10 +1,12 @@
-/* doveadm dmarc list: one row per stored report. */
+/* doveadm dmarc list: one row per stored report of every kind: aggregate
+   reports, then SMTP TLS reports, then failure reports. */
 
 #include "lib.h"
 #include "str.h"
 #include "doveadm-print.h"
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
+#include "dmarc-query-kinds.h"
 
 struct list_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
@@ -48,6 +50,35 @@ static int list_report(const struct dmarc_query_report_row *row, void *context)
 		doveadm_dmarc_print_str(t_strconcat(ctx->archive_dir, "/",
 						    row->archive_path, NULL));
 	}
+	doveadm_print("aggregate");
+	return 0;
+}
+
+static void list_archive(struct list_cmd_context *ctx, const char *path)
+{
+	if (path == NULL || ctx->archive_dir == NULL)
+		doveadm_dmarc_print_str(path);
+	else {
+		doveadm_dmarc_print_str(t_strconcat(ctx->archive_dir, "/",
+						    path, NULL));
+	}
+}
+
+static int list_kind(const struct dmarc_query_kind_row *row, void *context)
+{
+	struct list_cmd_context *ctx = context;
+
+	doveadm_dmarc_print_str(row->org_name);
+	doveadm_dmarc_print_str(row->report_id);
+	doveadm_dmarc_print_str(row->domain);
+	doveadm_print(doveadm_dmarc_time(row->date_begin));
+	doveadm_print(doveadm_dmarc_time(row->date_end));
+	doveadm_dmarc_print_num(row->records);
+	doveadm_dmarc_print_num(row->messages);
+	doveadm_dmarc_print_num(row->pass);
+	doveadm_dmarc_print_str(row->policy);
+	list_archive(ctx, row->archive_path);
+	doveadm_print(row->type);
 	return 0;
 }
 
@@ -58,8 +89,11 @@ list_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
 
 	ctx->archive_dir = set->archive_dir;
-	return dmarc_query_list(store, &ctx->dctx.filter, list_report, ctx,
-				error_r);
+	if (dmarc_query_list(store, &ctx->dctx.filter, list_report, ctx,
+			     error_r) < 0)
+		return -1;
+	return dmarc_query_list_kinds(store, &ctx->dctx.filter, list_kind,
+				      ctx, error_r);
 }
 
 static int
@@ -86,6 +120,8 @@ cmd_dmarc_list_init(struct doveadm_mail_cmd_context *_ctx,
 	doveadm_print_header("dmarc_pass", "Pass", DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("policy", "Policy", 0);
 	doveadm_print_header("archive", "Archive", 0);
+	/* last: the columns before it keep their places for scripts */
+	doveadm_print_header("type", "Type", 0);
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_list_alloc(void)
@@ -93,7 +129,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_list_alloc(void)
 	struct list_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct list_cmd_context, "");
-	ctx->dctx.ctx.v.init = cmd_dmarc_list_init;
+	ctx->dctx.init = cmd_dmarc_list_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_list_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->dctx.ctx;

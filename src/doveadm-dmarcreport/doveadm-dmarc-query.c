@@ -115,7 +115,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_query_alloc(void)
 	struct query_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct query_cmd_context, "g:");
-	ctx->dctx.ctx.v.init = cmd_dmarc_query_init;
+	ctx->dctx.init = cmd_dmarc_query_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_query_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->dctx.ctx;

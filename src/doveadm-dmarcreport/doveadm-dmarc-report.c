@@ -245,7 +245,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_report_alloc(void)
 
 	ctx = doveadm_dmarc_cmd_alloc(struct report_cmd_context, "o:m:");
 	ctx->dctx.ctx.v.preinit = cmd_dmarc_report_preinit;
-	ctx->dctx.ctx.v.init = cmd_dmarc_report_init;
+	ctx->dctx.init = cmd_dmarc_report_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_report_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->dctx.ctx;

@@ -2,15 +2,38 @@
 
 #include "lib.h"
 #include "str.h"
+#include "hash.h"
 #include "doveadm-print.h"
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
+#include "dmarc-query-kinds.h"
+
+struct summary_context {
+	struct dmarc_store *store;
+	const struct dmarc_query_filter *filter;
+	/* the domains printed from aggregate reports */
+	HASH_TABLE(const char *, void *) domains;
+	pool_t pool;
+	const char *error;
+};
 
 static int summary_domain(const struct dmarc_query_summary_row *row,
-			  void *context ATTR_UNUSED)
+			  void *context)
 {
+	struct summary_context *ctx = context;
 	string_t *top = t_str_new(128);
+	const char *domain;
+	uint64_t tls_sessions;
+	double tls_rate;
 	unsigned int i;
+
+	/* the TLS success rate where TLS reports exist */
+	if (dmarc_query_tls_domain_rate(ctx->store, ctx->filter,
+					row->policy_domain, &tls_sessions,
+					&tls_rate, &ctx->error) < 0) {
+		ctx->error = t_strdup(ctx->error);
+		return -1;
+	}
 
 	for (i = 0; i < row->top_failing_count; i++) {
 		if (i > 0)
@@ -18,6 +41,8 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 		str_printfa(top, "%s (%"PRIu64")", row->top_failing[i].source_ip,
 			    row->top_failing[i].messages);
 	}
+	domain = p_strdup(ctx->pool, row->policy_domain);
+	hash_table_insert(ctx->domains, domain, POINTER_CAST(1));
 	doveadm_dmarc_print_str(row->policy_domain);
 	doveadm_dmarc_print_num(row->reports);
 	doveadm_dmarc_print_num(row->messages);
@@ -26,6 +51,31 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 	doveadm_dmarc_print_rate(row->spf_rate);
 	doveadm_dmarc_print_str(str_c(top));
 	doveadm_dmarc_print_str(row->verdict);
+	if (tls_sessions > 0)
+		doveadm_dmarc_print_rate(tls_rate);
+	else
+		doveadm_print("");
+	return 0;
+}
+
+/* A policy domain with TLS reports and no aggregate report: a row of its
+   own, so that its TLS success rate is shown too. */
+static int summary_tls_domain(const struct dmarc_query_tls_group_row *row,
+			      void *context)
+{
+	struct summary_context *ctx = context;
+
+	if (*row->key == '\0' || hash_table_lookup(ctx->domains, row->key) != NULL)
+		return 0;
+	doveadm_dmarc_print_str(row->key);
+	doveadm_dmarc_print_num(0);
+	doveadm_dmarc_print_num(0);
+	doveadm_dmarc_print_rate(0);
+	doveadm_dmarc_print_rate(0);
+	doveadm_dmarc_print_rate(0);
+	doveadm_dmarc_print_str("");
+	doveadm_dmarc_print_str("no aggregate reports, TLS reports only");
+	doveadm_dmarc_print_rate(row->success_rate);
 	return 0;
 }
 
@@ -35,9 +85,25 @@ summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 {
 	struct doveadm_dmarc_cmd_context *dctx =
 		(struct doveadm_dmarc_cmd_context *)_ctx;
+	struct summary_context ctx = {
+		.store = store, .filter = &dctx->filter,
+	};
+	int ret;
 
-	return dmarc_query_summary(store, &dctx->filter, summary_domain, dctx,
-				   error_r);
+	ctx.pool = pool_alloconly_create("dmarc summary domains", 1024);
+	hash_table_create(&ctx.domains, ctx.pool, 0, str_hash, strcmp);
+	ret = dmarc_query_summary(store, &dctx->filter, summary_domain, &ctx,
+				  error_r);
+	if (ret < 0 && ctx.error != NULL)
+		*error_r = ctx.error;
+	if (ret == 0) {
+		ret = dmarc_query_tls_groups(store, &dctx->filter,
+			DMARC_QUERY_TLS_GROUP_POLICY_DOMAIN,
+			summary_tls_domain, &ctx, error_r);
+	}
+	hash_table_destroy(&ctx.domains);
+	pool_unref(&ctx.pool);
+	return ret;
 }
 
 static int
@@ -63,6 +129,10 @@ cmd_dmarc_summary_init(struct doveadm_mail_cmd_context *_ctx,
 			     DOVEADM_DMARC_NUMBER_FLAGS);
 	doveadm_print_header("top_failing", "Top failing sources", 0);
 	doveadm_print_header("verdict", "Verdict", 0);
+	/* last, so that the columns before keep their places for scripts;
+	   a string: empty for a domain without TLS reports */
+	doveadm_print_header("tls_success_rate", "TLS%",
+			     DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY);
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_summary_alloc(void)
@@ -70,7 +140,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_summary_alloc(void)
 	struct doveadm_dmarc_cmd_context *dctx;
 
 	dctx = doveadm_dmarc_cmd_alloc(struct doveadm_dmarc_cmd_context, "");
-	dctx->ctx.v.init = cmd_dmarc_summary_init;
+	dctx->init = cmd_dmarc_summary_init;
 	dctx->ctx.v.run = cmd_dmarc_summary_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &dctx->ctx;

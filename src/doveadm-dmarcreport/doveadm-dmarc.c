@@ -25,7 +25,18 @@ static struct doveadm_cmd_ver2 *const dmarc_cmds[] = {
 	&doveadm_dmarc_cmd_import,
 	&doveadm_dmarc_cmd_expire,
 	&doveadm_dmarc_cmd_report,
+	&doveadm_dmarc_cmd_tls,
+	&doveadm_dmarc_cmd_failures,
 };
+
+static void doveadm_dmarc_cmd_init(DMARC_COMPAT_DOVEADM_INIT_PARAMS)
+{
+	struct doveadm_dmarc_cmd_context *dctx =
+		(struct doveadm_dmarc_cmd_context *)ctx;
+
+	if (dctx->init != NULL)
+		dctx->init(ctx, DMARC_COMPAT_DOVEADM_INIT_ARGS);
+}
 
 struct doveadm_dmarc_cmd_context *
 doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args)
@@ -37,8 +48,9 @@ doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args)
 		doveadm_mail_cmd_alloc_size(size);
 	/* options are read with doveadm_cmd_param_*() */
 	dmarc_compat_doveadm_named_options(&dctx->ctx, getopt_args);
+	dctx->ctx.v.init = doveadm_dmarc_cmd_init;
 	/* The commands read one SQLite file: they need the user's home and
-	   plugin {} settings, not its mailboxes. import --mailbox clears
+	   settings, not its mailboxes. import --mailbox clears
 	   this flag again. */
 	dctx->ctx.service_flags |= MAIL_STORAGE_SERVICE_FLAG_NO_NAMESPACES;
 	dmarc_query_filter_init(&dctx->filter);

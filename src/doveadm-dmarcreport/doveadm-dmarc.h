@@ -1,7 +1,8 @@
 #ifndef DOVEADM_DMARC_H
 #define DOVEADM_DMARC_H
 
-/* The doveadm door: doveadm dmarc list|query|summary|report|import|expire.
+/* The doveadm door: doveadm dmarc
+   list|query|summary|report|import|expire|tls|failures.
    Shared by the command files: the common context, settings and database
    opening per user, and output helpers. */
 
@@ -24,11 +25,19 @@ extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_summary;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_import;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_expire;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_report;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_tls;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_failures;
+
+/* A command's init, with its positional words (on any Dovecot version). */
+typedef void doveadm_dmarc_init_func_t(struct doveadm_mail_cmd_context *ctx,
+				       const char *const args[]);
 
 /* Every dmarc command's context starts with this. */
 struct doveadm_dmarc_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
 	struct dmarc_query_filter filter;
+	/* set instead of ctx.v.init, whose signature is version dependent */
+	doveadm_dmarc_init_func_t *init;
 };
 
 #define doveadm_dmarc_cmd_alloc(type, getopt_args) \

@@ -9,6 +9,7 @@
    streamed to the callbacks; nothing is buffered whole. */
 
 #include "lib.h"
+#include "array.h"
 #include "str.h"
 #include "istream.h"
 #include "rfc822-parser.h"
@@ -29,6 +30,7 @@ struct extract_part {
 	const char *content_type;
 	const char *ct_name;      /* Content-Type name= */
 	const char *ct_charset;   /* Content-Type charset= */
+	const char *ct_report_type; /* Content-Type report-type= */
 	const char *cd_filename;  /* Content-Disposition filename= */
 	enum message_cte cte;
 	bool headers_done;
@@ -50,6 +52,13 @@ struct extract_ctx {
 
 	const char *message_id;
 	unsigned int attachments, skipped;
+	/* a failure report's parts: its multipart/report, whether a
+	   message/feedback-report part was seen, and the reported messages
+	   (message/rfc822), handed out whole when the mail is read */
+	struct message_part *report_part;
+	bool saw_feedback_report;
+	bool is_feedback_report;
+	ARRAY(struct message_part *) embedded;
 	bool mime_overflow;
 	struct extract_part cur;
 	struct dmarc_attachment att;
@@ -143,11 +152,20 @@ static void extract_header(struct extract_ctx *ctx,
 {
 	const char *type = NULL;
 
+	if (ctx->callbacks->embedded_header != NULL &&
+	    ctx->cur.part->parent != NULL &&
+	    (ctx->cur.part->parent->flags & MESSAGE_PART_FLAG_MESSAGE_RFC822) != 0) {
+		ctx->callbacks->embedded_header(hdr->name,
+			t_strndup(hdr->full_value, hdr->full_value_len),
+			ctx->context);
+	}
 	if (strcasecmp(hdr->name, "Content-Type") == 0) {
 		parse_param_header(hdr, TRUE, "name", ctx->pool, &type,
 				   &ctx->cur.ct_name);
 		parse_param_header(hdr, TRUE, "charset", ctx->pool, NULL,
 				   &ctx->cur.ct_charset);
+		parse_param_header(hdr, TRUE, "report-type", ctx->pool, NULL,
+				   &ctx->cur.ct_report_type);
 		if (type != NULL && *type != '\0')
 			ctx->cur.content_type = type;
 	} else if (strcasecmp(hdr->name, "Content-Transfer-Encoding") == 0) {
@@ -171,6 +189,50 @@ static bool is_container(const char *content_type)
 		strcmp(content_type, "message/global") == 0;
 }
 
+/* A message/rfc822 part of a failure report (in a multipart/report, or
+   after a message/feedback-report part) is the reported message: lib-mail
+   descends into it, and it is also handed out as one attachment, its raw
+   bytes, once the mail is read (then its size is known), so that it is
+   archived whole; the parts inside it are not attachments of the mail.
+   Other embedded messages (a forwarded report) are only descended into,
+   as before. */
+static void extract_embedded_message(struct extract_ctx *ctx)
+{
+	struct extract_part *cur = &ctx->cur;
+
+	if (strcmp(cur->content_type, "message/rfc822") != 0 &&
+	    strcmp(cur->content_type, "message/global") != 0)
+		return;
+	if ((ctx->report_part == NULL ||
+	     cur->part->parent != ctx->report_part) &&
+	    !ctx->saw_feedback_report)
+		return;
+	if (ctx->attachments >= ctx->limits->max_attachments) {
+		ctx->skipped++;
+		return;
+	}
+	ctx->attachments++;
+	array_push_back(&ctx->embedded, &cur->part);
+}
+
+/* Is part inside a reported message that is handed out whole? Its own
+   attachments are the reported mail's, not reports. */
+static bool extract_in_embedded(struct extract_ctx *ctx,
+				const struct message_part *part)
+{
+	struct message_part *embedded;
+
+	if (array_count(&ctx->embedded) == 0)
+		return FALSE;
+	for (part = part->parent; part != NULL; part = part->parent) {
+		array_foreach_elem(&ctx->embedded, embedded) {
+			if (part == embedded)
+				return TRUE;
+		}
+	}
+	return FALSE;
+}
+
 /* At the end of a part's headers: is it an attachment? */
 static void extract_headers_done(struct extract_ctx *ctx)
 {
@@ -181,8 +243,21 @@ static void extract_headers_done(struct extract_ctx *ctx)
 	   count limit was reached */
 	if ((cur->part->flags & MESSAGE_PART_FLAG_OVERFLOW) != 0)
 		ctx->mime_overflow = TRUE;
-	if (is_container(cur->content_type))
+	if (strcmp(cur->content_type, "multipart/report") == 0) {
+		ctx->report_part = cur->part;
+		/* Exim's text-only failure reports leave report-type out */
+		if (cur->ct_report_type == NULL ||
+		    strcasecmp(cur->ct_report_type, "feedback-report") == 0)
+			ctx->is_feedback_report = TRUE;
+	}
+	else if (strcmp(cur->content_type, "message/feedback-report") == 0)
+		ctx->saw_feedback_report = TRUE;
+	if (extract_in_embedded(ctx, cur->part))
 		return;
+	if (is_container(cur->content_type)) {
+		extract_embedded_message(ctx);
+		return;
+	}
 	filename = cur->cd_filename != NULL ? cur->cd_filename : cur->ct_name;
 	if (filename == NULL &&
 	    (strcmp(cur->content_type, "text/plain") == 0 ||
@@ -214,6 +289,7 @@ static void extract_headers_done(struct extract_ctx *ctx)
 
 static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
 			 size_t size);
+
 
 static void extract_part_end(struct extract_ctx *ctx)
 {
@@ -285,6 +361,49 @@ static void extract_raw_body(struct extract_ctx *ctx, const unsigned char *data,
 	}
 }
 
+/* Hand out the reported messages noted by extract_embedded_message():
+   the raw body of each message/rfc822 part, read again from the input
+   (a mail's stream is seekable; when it is not, they are left out). */
+static void extract_embedded_messages(struct extract_ctx *ctx,
+				      struct istream *input)
+{
+	struct message_part *part;
+	const unsigned char *data;
+	uoff_t start, size, left, max = ctx->limits->max_attachment_size;
+	size_t n;
+	bool truncated;
+	unsigned int i, first;
+	int ret = 0;
+
+	/* numbered after the attachments handed out before them */
+	first = ctx->attachments - array_count(&ctx->embedded);
+	for (i = 0; i < array_count(&ctx->embedded); i++) {
+		part = array_idx_elem(&ctx->embedded, i);
+		start = part->physical_pos + part->header_size.physical_size;
+		size = part->body_size.physical_size;
+		i_zero(&ctx->att);
+		ctx->att.index = first + i + 1;
+		ctx->att.content_type = "message/rfc822";
+		ctx->att.message_id = ctx->message_id;
+		if (!input->seekable || !ctx->callbacks->begin(&ctx->att,
+							       ctx->context))
+			continue;
+		truncated = size > max;
+		left = truncated ? max : size;
+		i_stream_seek(input, start);
+		while (left > 0 &&
+		       (ret = i_stream_read_more(input, &data, &n)) > 0) {
+			n = I_MIN(n, left);
+			ctx->callbacks->data(data, n, ctx->context);
+			i_stream_skip(input, n);
+			left -= n;
+		}
+		ctx->callbacks->end(&ctx->att, truncated, ctx->context);
+		if (input->stream_errno != 0)
+			break;
+	}
+}
+
 /* The total part count limit may also be hit inside a part's body, after
    its headers were seen. */
 static bool parts_overflowed(const struct message_part *part)
@@ -323,6 +442,7 @@ int dmarc_extract_message(struct istream *input,
 	ctx.context = context;
 
 	ctx.decoded = buffer_create_dynamic(default_pool, IO_BLOCK_SIZE);
+	p_array_init(&ctx.embedded, ctx.pool, 2);
 	parser = message_parser_init(ctx.pool, input, &parser_set);
 	decoder = message_decoder_init(NULL, MESSAGE_DECODER_FLAG_RETURN_BINARY);
 	while ((ret = message_parser_parse_next_block(parser, &raw)) > 0) {
@@ -353,12 +473,15 @@ int dmarc_extract_message(struct istream *input,
 	message_decoder_deinit(&decoder);
 	message_parser_deinit(&parser, &parts);
 	buffer_free(&ctx.decoded);
+	if (input->stream_errno == 0)
+		extract_embedded_messages(&ctx, input);
 
 	if (stats_r != NULL) {
 		i_zero(stats_r);
 		stats_r->skipped = ctx.skipped;
 		stats_r->mime_overflow = ctx.mime_overflow ||
 			parts_overflowed(parts);
+		stats_r->is_feedback_report = ctx.is_feedback_report;
 	}
 	pool_unref(&ctx.pool);
 	if (input->stream_errno != 0) {

@@ -36,6 +36,11 @@ struct dmarc_extract_callbacks {
 	   data was cut there. */
 	void (*end)(const struct dmarc_attachment *att, bool truncated,
 		    void *context);
+	/* Optional: a header of a message embedded in this one
+	   (message/rfc822, as a failure report carries the message it
+	   reports), RFC 2047 decoded to UTF-8, unfolded. */
+	void (*embedded_header)(const char *name, const char *value,
+				void *context);
 };
 
 struct dmarc_extract_stats {
@@ -44,6 +49,10 @@ struct dmarc_extract_stats {
 	/* MIME parts nested deeper than limits->max_mime_depth (or past
 	   lib-mail's part count limit) were not looked into */
 	bool mime_overflow;
+	/* the message has a multipart/report with report-type=
+	   feedback-report (RFC 6591), or without a report-type: a failure
+	   report, whether or not an ARF part was found in it */
+	bool is_feedback_report;
 };
 
 /* Walk the whole message. Returns 0 when the message was read to its end,

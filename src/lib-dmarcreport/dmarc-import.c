@@ -87,8 +87,8 @@ static bool has_suffix(const char *name, const char *suffix)
 }
 
 /* Is this file a whole mail rather than a bare report? By the extension
-   first, then by its first bytes: gzip, zip and XML are reports; a first
-   line that is a header field is a mail. */
+   first, then by its first bytes: gzip, zip, XML and JSON (TLS reports)
+   are reports; a first line that is a header field is a mail. */
 static bool import_file_is_message(const char *path, int fd)
 {
 	unsigned char buf[256];
@@ -97,14 +97,15 @@ static bool import_file_is_message(const char *path, int fd)
 	if (has_suffix(path, ".eml") || has_suffix(path, ".msg"))
 		return TRUE;
 	if (has_suffix(path, ".xml") || has_suffix(path, ".gz") ||
-	    has_suffix(path, ".zip") || has_suffix(path, ".zlib"))
+	    has_suffix(path, ".zip") || has_suffix(path, ".zlib") ||
+	    has_suffix(path, ".json"))
 		return FALSE;
 
 	len = pread(fd, buf, sizeof(buf), 0);
 	if (len < 2)
 		return FALSE;
 	if ((buf[0] == 0x1f && buf[1] == 0x8b) ||
-	    (buf[0] == 'P' && buf[1] == 'K'))
+	    (buf[0] == 'P' && buf[1] == 'K') || buf[0] == '{')
 		return FALSE;
 	/* RFC 5322 2.2: field-name is printable ASCII except ':' */
 	for (i = 0; i < len; i++) {

@@ -1,7 +1,9 @@
-/* The pipeline both doors call: extract -> archive -> unpack -> parse ->
-   store. Each attachment is written to the archive as it is decoded (or to
-   an unlinked temp file when archiving is off), then unpacked from there:
-   nothing is held in memory whole, whatever the sizes. */
+/* The pipeline both doors call: extract -> archive -> unpack -> the kind
+   that recognises the document (dmarc-kinds.h) parses and stores it.
+   Each attachment is written to the archive as it is decoded (or to an
+   unlinked temp file when archiving is off), then unpacked from there:
+   nothing is held in memory whole, whatever the sizes (a TLS report or a
+   failure report part is, bounded by its own setting). */
 
 #include "lib.h"
 #include "ioloop.h"
@@ -20,7 +22,8 @@
 #include "dmarc-store.h"
 #include "dmarc-store-cache.h"
 #include "dmarc-pending.h"
-#include "dmarc-ingest.h"
+#include "dmarc-kinds.h"
+#include "dmarc-ingest-private.h"
 
 /* Without an archive, attachments up to this size stay in memory; larger
    ones spill to an unlinked temp file. Creating a file per attachment is
@@ -34,8 +37,8 @@
 
 /* The CPU time one mail (or one imported file) may take:
    dmarcreport_max_processing_time. It is checked where the work loops
-   are: on every read the parser makes (at least one per 16 KB of
-   decompressed input; the parser bounds its work per byte), which
+   are: on every read a kind's parser makes (at least one per 16 KB of
+   decompressed input; the parsers bound their work per byte), which
    covers decompression, parsing and storing the records, before each
    document of a container and before each attachment, which covers
    extracting it from the mail. */
@@ -91,6 +94,9 @@ struct ingest_attachment {
 	/* bytes written to fd so far */
 	uoff_t size;
 	time_t received;
+	/* the MIME type it came with, NULL for a file: what the kinds may
+	   use beyond the content (see dmarc_kind_doc) */
+	const char *content_type;
 	/* the MIME charset, when the part is text or XML: it decides how a
 	   plain (uncompressed) document is decoded (RFC 7303) */
 	const char *charset;
@@ -105,6 +111,9 @@ struct ingest_message {
 	time_t received;
 	uoff_t message_budget;
 	struct ingest_attachment att;
+	/* what kinds made of several parts keep until the mail ends */
+	pool_t pool;
+	void *kind_state[DMARC_KIND_COUNT];
 	int ret;
 };
 
@@ -217,23 +226,10 @@ ingest_budget_check(struct dmarc_ingest *ingest, struct event *event,
 	return FALSE;
 }
 
-/* The parser's read function: the unpacked bytes, while the mail's
-   budget lasts. */
-struct ingest_reader {
-	struct dmarc_ingest *ingest;
-	struct dmarc_unpack *unpack;
-};
-
-static ssize_t ingest_read(void *context, void *buf, size_t size,
-			   const char **error_r)
+void dmarc_ingest_document_failed(struct dmarc_ingest *ingest)
 {
-	struct ingest_reader *reader = context;
-
-	if (ingest_budget_exceeded(reader->ingest)) {
-		*error_r = ingest_budget_error(reader->ingest);
-		return -1;
-	}
-	return dmarc_unpack_read(reader->unpack, buf, size, error_r);
+	/* the budget's one warning, if that was the cause */
+	ingest->budget.logged = ingest->budget.exceeded;
 }
 
 void dmarc_ingest_set_queue_on_failure(struct dmarc_ingest *ingest,
@@ -264,7 +260,7 @@ ingest_store_failed(struct dmarc_ingest *ingest, const char *prefix,
 	}
 }
 
-static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
+struct dmarc_store *dmarc_ingest_get_store(struct dmarc_ingest *ingest)
 {
 	const char *error;
 
@@ -301,23 +297,18 @@ static struct dmarc_store *ingest_get_store(struct dmarc_ingest *ingest)
 	return ingest->store;
 }
 
-static const char *report_label(const struct dmarc_report *report);
-
-/* A report the store failed on: only this report (a warning, go on), or
-   the database (-1). */
-static int
-ingest_report_store_failed(struct dmarc_ingest *ingest,
-			   struct ingest_attachment *att,
-			   const struct dmarc_report *report,
-			   const char *error, struct dmarc_ingest_counts *counts)
+int dmarc_ingest_report_store_failed(struct dmarc_ingest *ingest,
+				     struct event *event, const char *label,
+				     const char *error,
+				     struct dmarc_ingest_counts *counts)
 {
 	enum dmarc_store_error code = ingest->store == NULL ?
 		DMARC_STORE_ERROR_STORAGE :
 		dmarc_store_get_error(ingest->store);
 
 	if (code == DMARC_STORE_ERROR_REPORT) {
-		e_warning(att->event, "Not stored: %s: %s",
-			  report_label(report), dmarc_log_text(error));
+		e_warning(event, "Not stored: %s: %s", label,
+			  dmarc_log_text(error));
 		counts->failed++;
 		return 0;
 	}
@@ -373,109 +364,157 @@ int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest)
 	return 0;
 }
 
-/* For log lines: each value sanitised (see dmarc-log.h). */
-static const char *report_label(const struct dmarc_report *report)
+enum log_type dmarc_ingest_report_log_type(struct dmarc_ingest *ingest)
 {
-	return t_strdup_printf("report %s from %s for %s",
-			       dmarc_log_value(report->report_id),
-			       report->org_name == NULL || *report->org_name == '\0' ?
-			       "(no org_name)" : dmarc_log_value(report->org_name),
-			       dmarc_log_value(report->policy.domain));
+	return ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO;
 }
 
-/* Parse one XML document and store it. Returns -1 only when storage failed;
-   a bad document is logged and counted. */
-static int
-ingest_document(struct dmarc_ingest *ingest, struct ingest_attachment *att,
-		struct dmarc_unpack *unpack, time_t received,
-		struct dmarc_ingest_counts *counts)
+const struct dmarc_limits *dmarc_ingest_get_limits(struct dmarc_ingest *ingest)
 {
-	struct dmarc_store_report_info info;
-	struct dmarc_store_report *sreport;
-	const struct dmarc_report *report;
-	const struct dmarc_record *record;
-	struct dmarc_parser *parser;
-	struct dmarc_store *store;
-	struct ingest_reader reader = { .ingest = ingest, .unpack = unpack };
-	const char *error, *const *warnings;
-	uint64_t records = 0;
-	int ret;
+	return &ingest->set.limits;
+}
 
-	parser = dmarc_parser_init(ingest_read, &reader, &ingest->set.limits);
+void dmarc_ingest_storage_failed(struct dmarc_ingest *ingest,
+				 struct event *event, const char *error)
+{
+	bool busy = ingest->store != NULL &&
+		dmarc_store_get_error(ingest->store) == DMARC_STORE_ERROR_BUSY;
+
+	if (error != NULL) {
+		ingest_store_failed(ingest, "Storing the report failed",
+				    error, busy);
+	}
+	i_assert(ingest->failure_error != NULL);
+	if (!ingest->failure_logged) {
+		e_error(event, "%s (the mail is kept; store its reports "
+			"later with `doveadm dmarc import`): %s",
+			ingest->failure_prefix,
+			dmarc_log_text(ingest->failure_error));
+		ingest->failure_logged = TRUE;
+	}
+}
+
+int dmarc_ingest_read_all(dmarc_read_func_t *read, void *context,
+			  uoff_t max_size, const char *limit_name,
+			  buffer_t *buf, const char **error_r)
+{
+	unsigned char *dest;
+	ssize_t ret;
+
+	for (;;) {
+		dest = buffer_append_space_unsafe(buf, IO_BLOCK_SIZE);
+		ret = read(context, dest, IO_BLOCK_SIZE, error_r);
+		buffer_set_used_size(buf, buf->used - IO_BLOCK_SIZE +
+				     (ret > 0 ? ret : 0));
+		if (ret < 0)
+			return -1;
+		if (ret == 0)
+			return 0;
+		if (buf->used > max_size) {
+			*error_r = t_strdup_printf("larger than %s "
+				"(%"PRIuUOFF_T" bytes)", limit_name, max_size);
+			return -1;
+		}
+	}
+}
+
+/* The first bytes of a document, held back for the kinds to look at and
+   then handed to the kind's parser before the rest. */
+struct doc_reader {
+	struct dmarc_ingest *ingest;
+	struct dmarc_unpack *unpack;
+	unsigned char head[DMARC_KIND_PEEK_SIZE];
+	size_t head_size, head_pos;
+};
+
+/* The unpacked bytes, while the mail's budget lasts. */
+static ssize_t doc_reader_unpack(struct doc_reader *reader, void *buf,
+				 size_t size, const char **error_r)
+{
+	if (ingest_budget_exceeded(reader->ingest)) {
+		*error_r = ingest_budget_error(reader->ingest);
+		return -1;
+	}
+	return dmarc_unpack_read(reader->unpack, buf, size, error_r);
+}
+
+static ssize_t doc_reader_read(void *context, void *buf, size_t size,
+			       const char **error_r)
+{
+	struct doc_reader *reader = context;
+	size_t n;
+
+	if (reader->head_pos < reader->head_size) {
+		n = I_MIN(size, reader->head_size - reader->head_pos);
+		memcpy(buf, reader->head + reader->head_pos, n);
+		reader->head_pos += n;
+		return n;
+	}
+	return doc_reader_unpack(reader, buf, size, error_r);
+}
+
+static int doc_reader_peek(struct doc_reader *reader, const char **error_r)
+{
+	ssize_t ret;
+
+	while (reader->head_size < sizeof(reader->head)) {
+		ret = doc_reader_unpack(reader,
+					reader->head + reader->head_size,
+					sizeof(reader->head) - reader->head_size,
+					error_r);
+		if (ret < 0)
+			return -1;
+		if (ret == 0)
+			break;
+		reader->head_size += ret;
+	}
+	return 0;
+}
+
+/* Recognise the document by its first bytes and hand it to its kind.
+   Returns -1 only when storage failed; a bad document is logged and
+   counted. */
+static int
+ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
+		struct dmarc_unpack *unpack)
+{
+	struct dmarc_ingest *ingest = msg->ingest;
+	const struct dmarc_kind *kind;
+	struct dmarc_kind_doc doc;
+	struct doc_reader *reader;
+	const char *error;
+	unsigned int i;
+
+	reader = t_new(struct doc_reader, 1);
+	reader->ingest = ingest;
+	reader->unpack = unpack;
+	if (doc_reader_peek(reader, &error) < 0) {
+		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
+		dmarc_ingest_document_failed(ingest);
+		msg->counts->failed++;
+		return 0;
+	}
+	kind = dmarc_kind_find(reader->head, reader->head_size);
+	for (i = 0; dmarc_kinds[i] != kind; i++) ;
+
+	i_zero(&doc);
+	doc.ingest = ingest;
+	doc.event = att->event;
+	doc.read = doc_reader_read;
+	doc.read_context = reader;
+	doc.archive_path = att->archive_path;
+	doc.message_id = att->message_id;
+	doc.content_type = att->content_type;
 	/* the label describes the bytes as sent, not what a gzip or zip
 	   inside them holds */
 	if (att->charset != NULL &&
 	    dmarc_unpack_get_container(unpack) == DMARC_CONTAINER_PLAIN)
-		dmarc_parser_set_charset(parser, att->charset);
-	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
-		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
-		/* the budget's one warning, if that was the cause */
-		ingest->budget.logged = ingest->budget.exceeded;
-		counts->failed++;
-		dmarc_parser_deinit(&parser);
-		return 0;
-	}
-
-	store = ingest_get_store(ingest);
-	if (store == NULL) {
-		dmarc_parser_deinit(&parser);
-		return -1;
-	}
-	i_zero(&info);
-	info.archive_path = att->archive_path;
-	info.message_id = att->message_id;
-	info.received = received;
-	ret = dmarc_store_report_begin(store, report, &info, &sreport, &error);
-	if (ret < 0) {
-		ret = ingest_report_store_failed(ingest, att, report, error,
-						 counts);
-		dmarc_parser_deinit(&parser);
-		return ret;
-	}
-	if (ret == 0) {
-		e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
-		      "Duplicate, already stored: %s", report_label(report));
-		counts->reports_duplicate++;
-		dmarc_parser_deinit(&parser);
-		return 0;
-	}
-
-	while ((ret = dmarc_parser_next_record(parser, &record, &error)) > 0) {
-		if (dmarc_store_report_add_record(sreport, record, &error) < 0) {
-			dmarc_store_report_rollback(&sreport);
-			ret = ingest_report_store_failed(ingest, att, report,
-							 error, counts);
-			dmarc_parser_deinit(&parser);
-			return ret;
-		}
-		records++;
-	}
-	if (ret < 0) {
-		/* all or nothing: a report cut short is not stored */
-		dmarc_store_report_rollback(&sreport);
-		e_warning(att->event, "Not stored: %s: %s",
-			  report_label(report), dmarc_log_text(error));
-		ingest->budget.logged = ingest->budget.exceeded;
-		counts->failed++;
-		dmarc_parser_deinit(&parser);
-		return 0;
-	}
-	if (dmarc_store_report_commit(&sreport, &error) < 0) {
-		ret = ingest_report_store_failed(ingest, att, report, error,
-						 counts);
-		dmarc_parser_deinit(&parser);
-		return ret;
-	}
-	warnings = dmarc_parser_get_warnings(parser);
-	for (; warnings != NULL && *warnings != NULL; warnings++)
-		e_debug(att->event, "%s: %s", report_label(report),
-			dmarc_log_text(*warnings));
-	e_log(att->event, ingest->quiet ? LOG_TYPE_DEBUG : LOG_TYPE_INFO,
-	      "Stored %s (%"PRIu64" records)", report_label(report), records);
-	counts->reports_new++;
-	counts->records += records;
-	dmarc_parser_deinit(&parser);
-	return 0;
+		doc.charset = att->charset;
+	doc.received = att->received;
+	doc.counts = msg->counts;
+	doc.state = &msg->kind_state[i];
+	doc.message_pool = msg->pool;
+	return kind->ingest(&doc);
 }
 
 /* How the report can still be stored once the cause is fixed. */
@@ -550,11 +589,11 @@ ingest_attachment_failed(struct dmarc_ingest *ingest,
 /* Unpack the attachment (in att->mem, else in att->fd) and ingest each
    document. */
 static int
-ingest_attachment_data(struct dmarc_ingest *ingest,
-		       struct ingest_attachment *att, time_t received,
-		       uoff_t *message_budget,
-		       struct dmarc_ingest_counts *counts)
+ingest_attachment_data(struct ingest_message *msg,
+		       struct ingest_attachment *att)
 {
+	struct dmarc_ingest *ingest = msg->ingest;
+	struct dmarc_ingest_counts *counts = msg->counts;
 	struct dmarc_unpack *unpack;
 	const char *entry_name, *error;
 	unsigned int documents = 0, bad = 0;
@@ -564,14 +603,14 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 	if (att->mem != NULL) {
 		unpack = dmarc_unpack_init_data(att->mem->data, att->mem->used,
 						&ingest->set.limits,
-						message_budget);
+						&msg->message_budget);
 	} else if (lseek(att->fd, 0, SEEK_SET) < 0) {
 		e_error(att->event, "lseek() failed: %m");
 		counts->failed++;
 		return 0;
 	} else {
 		unpack = dmarc_unpack_init_fd(att->fd, &ingest->set.limits,
-					      message_budget);
+					      &msg->message_budget);
 	}
 	while (result == 0 && !ingest->budget.exceeded &&
 	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) != 0) {
@@ -593,8 +632,7 @@ ingest_attachment_data(struct dmarc_ingest *ingest,
 			bad++;
 		} else T_BEGIN {
 			documents++;
-			result = ingest_document(ingest, att, unpack,
-						 received, counts);
+			result = ingest_document(msg, att, unpack);
 		} T_END;
 		if (entry_name != NULL) {
 			event_unref(&att->event);
@@ -724,6 +762,8 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	ctx->att.mem = ctx->ingest->mem;
 	ctx->att.fd = -1;
 	ctx->att.received = ctx->received;
+	/* valid until dmarc_extract_message() returns */
+	ctx->att.content_type = att->content_type;
 	if (!ctx->ingest->archiving) {
 		/* nothing to keep: memory, or a temp file when too big */
 		return TRUE;
@@ -858,9 +898,7 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 	} else if (!ingest_budget_check(ctx->ingest, ctx->att.event,
 					ctx->counts)) {
 		/* kept in the archive (and the mail) for a later import */
-	} else if (ingest_attachment_data(ctx->ingest, &ctx->att,
-					  ctx->received, &ctx->message_budget,
-					  ctx->counts) < 0) {
+	} else if (ingest_attachment_data(ctx, &ctx->att) < 0) {
 		ctx->ret = -1;
 	}
 	if (ctx->att.fd != -1)
@@ -868,25 +906,69 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 	event_unref(&ctx->att.event);
 }
 
+static void
+ingest_embedded_header(const char *name, const char *value, void *context)
+{
+	struct ingest_message *ctx = context;
+	unsigned int i;
+
+	for (i = 0; dmarc_kinds[i] != NULL; i++) {
+		if (dmarc_kinds[i]->embedded_header != NULL) {
+			dmarc_kinds[i]->embedded_header(&ctx->kind_state[i],
+							name, value);
+		}
+	}
+}
+
 static const struct dmarc_extract_callbacks ingest_extract_callbacks = {
 	.begin = ingest_attachment_begin,
 	.data = ingest_attachment_write,
 	.end = ingest_attachment_end,
+	.embedded_header = ingest_embedded_header,
 };
+
+static void ingest_message_init(struct ingest_message *ctx,
+				struct dmarc_ingest *ingest,
+				struct dmarc_ingest_counts *counts,
+				time_t received)
+{
+	i_zero(ctx);
+	ctx->ingest = ingest;
+	ctx->counts = counts;
+	ctx->received = received;
+	ctx->message_budget = ingest->set.limits.max_message_decompressed_size;
+	ctx->pool = pool_alloconly_create("dmarc ingest message", 1024);
+}
+
+/* Kinds made of several parts store what they collected. */
+static void ingest_message_end(struct ingest_message *ctx)
+{
+	unsigned int i;
+
+	for (i = 0; dmarc_kinds[i] != NULL; i++) {
+		if (dmarc_kinds[i]->message_end == NULL)
+			continue;
+		T_BEGIN {
+			if (dmarc_kinds[i]->message_end(ctx->ingest,
+					&ctx->kind_state[i], ctx->counts) < 0)
+				ctx->ret = -1;
+		} T_END;
+	}
+	pool_unref(&ctx->pool);
+}
 
 int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			 time_t received, struct dmarc_ingest_counts *counts)
 {
 	struct ingest_message ctx;
 	struct dmarc_extract_stats stats;
+	struct dmarc_ingest_counts before;
 	const char *error;
 
-	i_zero(&ctx);
-	ctx.ingest = ingest;
-	ctx.counts = counts;
-	ctx.received = received;
+	/* the caller may add up several messages in counts */
+	before = *counts;
+	ingest_message_init(&ctx, ingest, counts, received);
 	ingest_budget_start(ingest);
-	ctx.message_budget = ingest->set.limits.max_message_decompressed_size;
 
 	if (dmarc_extract_message(input, &ingest->set.limits,
 				  &ingest_extract_callbacks, &ctx,
@@ -910,7 +992,18 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			  MESSAGE_PARSER_DEFAULT_MAX_TOTAL_MIME_PARTS);
 		counts->failed++;
 	}
-	if (counts->attachments == 0)
+	ingest_message_end(&ctx);
+	if (stats.is_feedback_report &&
+	    counts->reports_new == before.reports_new &&
+	    counts->reports_duplicate == before.reports_duplicate &&
+	    counts->failed == before.failed) {
+		/* Exim sends failure reports as text only */
+		e_warning(ingest->event, "Not stored: a multipart/report "
+			  "(report-type feedback-report or none) without a part "
+			  "with a Feedback-Type field: a text-only failure "
+			  "report is not parsed");
+		counts->failed++;
+	} else if (counts->attachments == 0)
 		e_info(ingest->event, "No attachment in the message: nothing to store");
 	return ctx.ret;
 }
@@ -956,7 +1049,7 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 	struct ingest_attachment att;
 	struct stat st;
 	const char *error, *base;
-	uoff_t message_budget = ingest->set.limits.max_message_decompressed_size;
+	struct ingest_message msg;
 	int fd, ret = 0;
 
 	i_zero(&att);
@@ -1016,8 +1109,11 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		}
 	}
 	att.received = st.st_mtime;
-	ret = ingest_attachment_data(ingest, &att, st.st_mtime,
-				     &message_budget, counts);
+	ingest_message_init(&msg, ingest, counts, st.st_mtime);
+	ret = ingest_attachment_data(&msg, &att);
+	ingest_message_end(&msg);
+	if (msg.ret < 0)
+		ret = -1;
 	if (att.fd != fd)
 		i_close_fd(&att.fd);
 	if (fd != -1)
@@ -1034,7 +1130,7 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 		     struct dmarc_ingest_counts *counts)
 {
 	struct ingest_attachment att;
-	uoff_t message_budget = ingest->set.limits.max_message_decompressed_size;
+	struct ingest_message msg;
 	const char *error;
 	struct stat st;
 	int ret;
@@ -1095,8 +1191,11 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 		/* each entry is one mail's attachment: a CPU budget of its
 		   own */
 		ingest_budget_start(ingest);
-		ret = ingest_attachment_data(ingest, &att, att.received,
-					     &message_budget, counts);
+		ingest_message_init(&msg, ingest, counts, att.received);
+		ret = ingest_attachment_data(&msg, &att);
+		ingest_message_end(&msg);
+		if (msg.ret < 0)
+			ret = -1;
 	}
 	i_close_fd(&att.fd);
 	event_unref(&att.event);
@@ -1134,7 +1233,7 @@ int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 	/* a database that cannot be opened now must not cost the entries
 	   one of their attempts each */
 	if (dmarc_pending_iter_count(iter) > 0 &&
-	    ingest_get_store(ingest) == NULL) {
+	    dmarc_ingest_get_store(ingest) == NULL) {
 		e_warning(ingest->event, "%u pending reports wait: %s: %s",
 			  dmarc_pending_iter_count(iter),
 			  ingest->failure_prefix,

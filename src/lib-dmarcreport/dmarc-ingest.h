@@ -2,7 +2,8 @@
 #define DMARC_INGEST_H
 
 /* The one pipeline both doors call:
-   extract -> archive -> unpack -> parse -> store.
+   extract -> archive -> unpack -> recognise (the kinds table,
+   dmarc-kinds.h) -> parse -> store.
    A bad attachment is logged (one line naming the message, the attachment
    and the reason) and counted; it never fails the whole message. */
 
@@ -76,7 +77,7 @@ int dmarc_ingest_batch_commit(struct dmarc_ingest *ingest);
 int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			 time_t received, struct dmarc_ingest_counts *counts);
 
-/* A bare report file (.xml, .xml.gz, .zip) as from doveadm import. When
+/* A bare report file (.xml, .xml.gz, .zip, .json) as from doveadm import. When
    archiving, it is copied into the archive dir unless it lies inside it
    already (then its stored archive path is its own). Returns as
    dmarc_ingest_message(). */

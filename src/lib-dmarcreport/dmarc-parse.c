@@ -41,6 +41,7 @@
 #include "str-sanitize.h"
 #include "dmarc-settings.h"
 #include "dmarc-parse.h"
+#include "dmarc-xml-filter.h"
 
 #include <stdarg.h>
 #include <arpa/inet.h>
@@ -53,29 +54,13 @@
 /* the namespace of the pre-RFC drafts; some reporters still declare it */
 #define DMARC_DRAFT_NAMESPACE "http://dmarc.org/dmarc-xml/0.1"
 
-/* Bytes asked from the read function at a time. */
-#define PARSE_READ_BLOCK_SIZE 16384
 /* Bytes given to libxml2 at a time: the records one chunk completes are
    queued, so this bounds the queue (a record is 60 bytes at least). */
 #define PARSE_CHUNK_SIZE 4096
-/* The filter must see a whole tag to judge it; a real DMARC tag is a few
-   hundred bytes at most, so a longer one is hostile. */
-#define PARSE_MAX_TAG_LENGTH 65536
-/* Longest entity or character reference the filter looks at
-   ("&#x10FFFF;" is 10). */
-#define PARSE_MAX_REF_LENGTH 12
-/* Leading whitespace before the first '<' that we skip. */
-#define PARSE_MAX_LEADING_SPACE 65536
 /* Overrides of one record, <error>s of one report: real reports have a
    handful; this bounds the memory of one record, which the records limit
    does not (auth results have their own setting). */
 #define PARSE_MAX_ITEMS 1000
-/* libxml2 checks an element's attributes against each other and against
-   the namespaces in scope on every start tag: both are kept small. Real
-   reports put two or three attributes on <feedback> and declare one or
-   two namespaces in the whole document. */
-#define PARSE_MAX_ATTRIBUTES 32
-#define PARSE_MAX_NAMESPACE_DECLS 64
 /* libxml2 2.9 interns every element and attribute name in a dictionary
    whose hash table stops growing at 16384 buckets: past that each new
    name costs a walk of long chains, quadratic in the number of names.
@@ -181,13 +166,6 @@ static const char *const dmarc_result_values[] = { "pass", "fail", NULL };
 const char *const *const dmarc_parse_disposition_values = disposition_values;
 const char *const *const dmarc_parse_result_values = dmarc_result_values;
 
-enum lex_state {
-	LEX_TEXT,
-	LEX_COMMENT,
-	LEX_CDATA,
-	LEX_PI,
-};
-
 /* What one step of the element machine ended with. */
 enum step_result {
 	STEP_CONTINUE,
@@ -210,26 +188,9 @@ struct dmarc_parser {
 	dmarc_read_func_t *read_func;
 	void *context;
 
-	/* --- byte filter between read_func and libxml2 --- */
-	buffer_t *raw;		/* read but not yet UTF-8 checked */
-	buffer_t *clean;	/* UTF-8 checked, not yet lexed */
-	size_t clean_pos;
-	buffer_t *out;		/* lexed, not yet given to libxml2 */
-	size_t out_pos;
-	enum lex_state lex_state;
-	unsigned int lex_match;
-	unsigned int lex_depth;
-	const char *filter_error;
-	const char *root_name;
-	/* the transport's charset (MIME), or NULL */
-	const char *mime_charset;
-	/* set when the MIME charset, not the XML declaration, decides the
-	   encoding; the converter until libxml2 owns it */
-	const char *forced_encoding;
-	xmlCharEncodingHandlerPtr forced_handler;
-	unsigned int n_utf8_repaired, n_lt_escaped, n_amp_escaped;
-	unsigned int n_charref_repaired, n_values_cut, n_controls_replaced;
-	unsigned int n_namespace_decls;
+	/* the byte filter between read_func and libxml2 */
+	struct dmarc_xml_filter *filter;
+	unsigned int n_values_cut, n_controls_replaced;
 
 	xmlParserCtxtPtr ctxt;
 	const xmlChar *names[ELEM_DEF_COUNT];
@@ -251,12 +212,6 @@ struct dmarc_parser {
 	const char *error;
 	ARRAY_TYPE(const_string) warnings;
 
-	bool input_eof:1;
-	bool prefetched:1;
-	bool utf8_mode:1;
-	bool root_seen:1;
-	bool root_closed:1;
-	bool filter_done:1;
 	bool text_cut:1;
 	bool have_begin:1;
 	bool have_end:1;
@@ -264,9 +219,6 @@ struct dmarc_parser {
 	bool end_seen:1;
 	bool xml_terminated:1;
 	bool finished:1;
-	bool wrapper_removed:1;
-	bool leading_space_removed:1;
-	bool trailing_data_ignored:1;
 };
 
 static void ATTR_FORMAT(2, 3)
@@ -281,832 +233,11 @@ parser_warning(struct dmarc_parser *parser, const char *fmt, ...)
 	array_push_back(&parser->warnings, &msg);
 }
 
-/* ---------------------------------------------------------------------
-   The byte filter. Stage 1 replaces bytes that are not valid UTF-8 (or
-   not allowed in XML) with U+FFFD when the document is UTF-8. Stage 2 is a
-   small lexer that knows just enough XML to refuse DTDs, escape a '<' or
-   '&' that cannot start markup, drop a stray wrapper start tag before
-   <feedback>, bound the nesting depth, and stop after </feedback>. */
-
 static const unsigned char utf8_replacement[] = { 0xef, 0xbf, 0xbd };
 
 static inline bool is_xml_space(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* Byte classes of the filter's hot loops, filled by
-   parse_tables_init(). */
-#define BYTE_NAME_START 0x01
-#define BYTE_NAME_CHAR 0x02
-#define BYTE_PLAIN 0x04	/* valid as it is: printable ASCII, TAB, LF, CR */
-static unsigned char byte_class[256];
-
-static inline bool is_name_start(unsigned char c)
-{
-	return (byte_class[c] & BYTE_NAME_START) != 0;
-}
-
-static inline bool is_name_char(unsigned char c)
-{
-	return (byte_class[c] & BYTE_NAME_CHAR) != 0;
-}
-
-static void byte_class_init(void)
-{
-	unsigned int c;
-
-	for (c = 0; c < 256; c++) {
-		bool start = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			c == '_' || c == ':' || c >= 0x80;
-		bool name = start || (c >= '0' && c <= '9') ||
-			c == '-' || c == '.';
-		bool plain = (c >= 0x20 && c < 0x80) ||
-			c == '\t' || c == '\n' || c == '\r';
-
-		byte_class[c] = (start ? BYTE_NAME_START : 0) |
-			(name ? BYTE_NAME_CHAR : 0) | (plain ? BYTE_PLAIN : 0);
-	}
-}
-
-/* Length of the run of BYTE_PLAIN bytes at data, 8 at a time while
-   there are no line breaks or tabs. */
-static size_t plain_run_length(const unsigned char *data, size_t size)
-{
-	const uint64_t high = 0x8080808080808080ULL;
-	const uint64_t below_space = 0x2020202020202020ULL;
-	size_t pos = 0;
-	uint64_t word;
-
-	for (;;) {
-		while (pos + sizeof(word) <= size) {
-			memcpy(&word, data + pos, sizeof(word));
-			/* no byte >= 0x80 and none < 0x20 */
-			if (((word | ((word - below_space) & ~word)) & high) != 0)
-				break;
-			pos += sizeof(word);
-		}
-		if (pos < size && (byte_class[data[pos]] & BYTE_PLAIN) != 0) {
-			pos++;
-			continue;
-		}
-		return pos;
-	}
-}
-
-static bool is_xml_char(uint32_t chr)
-{
-	/* XML 1.0 section 2.2 */
-	return chr == 0x9 || chr == 0xa || chr == 0xd ||
-		(chr >= 0x20 && chr <= 0xd7ff) ||
-		(chr >= 0xe000 && chr <= 0xfffd) ||
-		(chr >= 0x10000 && chr <= 0x10ffff);
-}
-
-/* Length of the valid UTF-8 sequence at data (1..4), 0 when it is
-   invalid, -1 when it is cut short by the end of the data. */
-static int utf8_seq_length(const unsigned char *data, size_t size)
-{
-	unsigned char c = data[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	unsigned int len, i;
-	uint32_t chr;
-
-	if (c < 0x80)
-		return is_xml_char(c) ? 1 : 0;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2; chr = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3; chr = c & 0x0f;
-		if (c == 0xe0) lo = 0xa0;
-		else if (c == 0xed) hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4; chr = c & 0x07;
-		if (c == 0xf0) lo = 0x90;
-		else if (c == 0xf4) hi = 0x8f;
-	} else {
-		return 0;
-	}
-	for (i = 1; i < len; i++) {
-		if (i >= size)
-			return -1;
-		if (data[i] < lo || data[i] > hi)
-			return 0;
-		lo = 0x80; hi = 0xbf;
-		chr = (chr << 6) | (data[i] & 0x3f);
-	}
-	return is_xml_char(chr) ? (int)len : 0;
-}
-
-/* Stage 1: parser->raw -> parser->clean. */
-static void filter_utf8(struct dmarc_parser *parser)
-{
-	const unsigned char *data = parser->raw->data;
-	size_t size = parser->raw->used, pos = 0, start;
-	int len;
-
-	if (!parser->utf8_mode) {
-		/* An ASCII-compatible 8-bit charset: every byte is a
-		   character, and only C0 controls other than TAB, LF and CR
-		   are not allowed in XML. U+FFFD has no byte here: write it
-		   as a character reference. */
-		while (pos < size) {
-			start = pos;
-			while (pos < size && (data[pos] >= 0x20 ||
-					      is_xml_space(data[pos])))
-				pos++;
-			buffer_append(parser->clean, data + start, pos - start);
-			if (pos == size)
-				break;
-			buffer_append(parser->clean, "&#xFFFD;", 8);
-			parser->n_utf8_repaired++;
-			pos++;
-		}
-		buffer_set_used_size(parser->raw, 0);
-		return;
-	}
-	while (pos < size) {
-		/* the common case: a run of plain ASCII */
-		start = pos;
-		pos += plain_run_length(data + pos, size - pos);
-		buffer_append(parser->clean, data + start, pos - start);
-		if (pos == size)
-			break;
-		len = utf8_seq_length(data + pos, size - pos);
-		if (len < 0 && !parser->input_eof)
-			break;	/* completed by the next read */
-		if (len <= 0) {
-			buffer_append(parser->clean, utf8_replacement,
-				      sizeof(utf8_replacement));
-			parser->n_utf8_repaired++;
-			pos++;
-		} else {
-			buffer_append(parser->clean, data + pos, len);
-			pos += len;
-		}
-	}
-	buffer_delete(parser->raw, 0, pos);
-}
-
-static void ATTR_FORMAT(2, 3)
-filter_fail(struct dmarc_parser *parser, const char *fmt, ...)
-{
-	va_list args;
-
-	if (parser->filter_error != NULL)
-		return;
-	va_start(args, fmt);
-	parser->filter_error = p_strdup_vprintf(parser->pool, fmt, args);
-	va_end(args);
-}
-
-/* Judge the reference at data[0] == '&'. Returns the number of bytes to
-   copy as they are, 0 when more input is needed, or -1 after writing a
-   replacement (and *skip_r is the number of input bytes it replaces). */
-static int lex_reference(struct dmarc_parser *parser, const unsigned char *data,
-			 size_t size, bool eof, buffer_t *dest, size_t *skip_r)
-{
-	static const char *const predefined[] = {
-		"lt", "gt", "amp", "quot", "apos", NULL
-	};
-	size_t i = 1, name_start;
-	uint32_t chr = 0;
-	bool hex = FALSE, valid = FALSE;
-
-	if (i < size && data[i] == '#') {
-		i++;
-		if (i < size && data[i] == 'x') {
-			hex = TRUE;
-			i++;
-		}
-		name_start = i;
-		for (; i < size && i < PARSE_MAX_REF_LENGTH; i++) {
-			unsigned char c = data[i];
-			unsigned int digit;
-
-			if (c >= '0' && c <= '9')
-				digit = c - '0';
-			else if (hex && c >= 'a' && c <= 'f')
-				digit = c - 'a' + 10;
-			else if (hex && c >= 'A' && c <= 'F')
-				digit = c - 'A' + 10;
-			else
-				break;
-			chr = chr * (hex ? 16 : 10) + digit;
-		}
-		if (i == size && i < PARSE_MAX_REF_LENGTH && !eof)
-			return 0;
-		if (i < size && data[i] == ';' && i > name_start) {
-			if (is_xml_char(chr))
-				return i + 1;
-			/* a character XML does not allow, e.g. &#0; */
-			buffer_append(dest, "&#xFFFD;", 8);
-			parser->n_charref_repaired++;
-			*skip_r = i + 1;
-			return -1;
-		}
-	} else {
-		name_start = i;
-		while (i < size && i < PARSE_MAX_REF_LENGTH &&
-		       is_name_char(data[i]))
-			i++;
-		if (i == size && i < PARSE_MAX_REF_LENGTH && !eof)
-			return 0;
-		if (i < size && data[i] == ';' && i > name_start) {
-			unsigned int j;
-
-			for (j = 0; predefined[j] != NULL; j++) {
-				if (strlen(predefined[j]) == i - name_start &&
-				    memcmp(predefined[j], data + name_start,
-					   i - name_start) == 0)
-					valid = TRUE;
-			}
-			if (valid)
-				return i + 1;
-		}
-	}
-	/* A bare '&' (AT&T) or an entity no DTD defines (we allow none):
-	   keep it as text. */
-	buffer_append(dest, "&amp;", 5);
-	parser->n_amp_escaped++;
-	*skip_r = 1;
-	return -1;
-}
-
-/* Scan the tag at data[0] == '<' (data[1] is a name start or '/').
-   Returns its length, 0 when more input is needed, -1 when it is not a
-   well-formed tag. */
-static ssize_t lex_scan_tag(const unsigned char *data, size_t size, bool eof,
-			    bool *is_end_r, bool *is_empty_r, size_t *name_len_r,
-			    unsigned int *attributes_r,
-			    unsigned int *namespace_decls_r)
-{
-	size_t i = 1, limit = I_MIN(size, PARSE_MAX_TAG_LENGTH), attr_start;
-	unsigned char quote;
-
-	*is_end_r = FALSE;
-	*is_empty_r = FALSE;
-	*attributes_r = 0;
-	*namespace_decls_r = 0;
-	if (data[i] == '/') {
-		*is_end_r = TRUE;
-		i++;
-	}
-	if (i >= limit)
-		goto more;
-	if (!is_name_start(data[i]))
-		return -1;
-	while (i < limit && is_name_char(data[i]))
-		i++;
-	*name_len_r = i - 1 - (*is_end_r ? 1 : 0);
-	for (;;) {
-		bool had_space = FALSE;
-
-		while (i < limit && is_xml_space(data[i])) {
-			had_space = TRUE;
-			i++;
-		}
-		if (i >= limit)
-			goto more;
-		if (data[i] == '>')
-			return i + 1;
-		if (*is_end_r)
-			return -1;
-		if (data[i] == '/') {
-			if (i + 1 >= limit)
-				goto more;
-			if (data[i + 1] != '>')
-				return -1;
-			*is_empty_r = TRUE;
-			return i + 2;
-		}
-		/* attribute: name S? '=' S? quoted value */
-		if (!had_space || !is_name_start(data[i]))
-			return -1;
-		attr_start = i;
-		while (i < limit && is_name_char(data[i]))
-			i++;
-		(*attributes_r)++;
-		/* "xmlns" or "xmlns:prefix" */
-		if (i - attr_start >= 5 &&
-		    memcmp(data + attr_start, "xmlns", 5) == 0 &&
-		    (i - attr_start == 5 || data[attr_start + 5] == ':'))
-			(*namespace_decls_r)++;
-		while (i < limit && is_xml_space(data[i]))
-			i++;
-		if (i >= limit)
-			goto more;
-		if (data[i] != '=')
-			return -1;
-		i++;
-		while (i < limit && is_xml_space(data[i]))
-			i++;
-		if (i >= limit)
-			goto more;
-		if (data[i] != '"' && data[i] != '\'')
-			return -1;
-		quote = data[i++];
-		while (i < limit && data[i] != quote)
-			i++;
-		if (i >= limit)
-			goto more;
-		i++;
-		if (i >= limit)
-			goto more;
-		if (!is_xml_space(data[i]) && data[i] != '>' && data[i] != '/')
-			return -1;
-	}
-more:
-	if (size >= PARSE_MAX_TAG_LENGTH)
-		return -2;
-	return eof ? -1 : 0;
-}
-
-/* Copy a scanned tag, making attribute values well-formed. */
-static void lex_copy_tag(struct dmarc_parser *parser,
-			 const unsigned char *data, size_t len)
-{
-	unsigned char quote = 0;
-	size_t i, skip;
-	int ret;
-
-	/* the common case: nothing to repair */
-	if (memchr(data + 1, '<', len - 1) == NULL &&
-	    memchr(data, '&', len) == NULL) {
-		buffer_append(parser->out, data, len);
-		return;
-	}
-	for (i = 0; i < len; ) {
-		unsigned char c = data[i];
-
-		if (quote == 0) {
-			if (c == '"' || c == '\'')
-				quote = c;
-		} else if (c == quote) {
-			quote = 0;
-		} else if (c == '<') {
-			buffer_append(parser->out, "&lt;", 4);
-			parser->n_lt_escaped++;
-			i++;
-			continue;
-		} else if (c == '&') {
-			/* the tag is complete: no more input can be needed */
-			ret = lex_reference(parser, data + i, len - i, TRUE,
-					    parser->out, &skip);
-			if (ret > 0) {
-				buffer_append(parser->out, data + i, ret);
-				i += ret;
-			} else {
-				i += skip;
-			}
-			continue;
-		}
-		buffer_append_c(parser->out, c);
-		i++;
-	}
-}
-
-/* A well-formed start or end tag was found: track the root and depth.
-   Returns FALSE on error. */
-static bool
-lex_tag(struct dmarc_parser *parser, const unsigned char *data, size_t len,
-	bool is_end, bool is_empty, size_t name_len, unsigned int attributes,
-	unsigned int namespace_decls)
-{
-	const unsigned char *name = data + (is_end ? 2 : 1), *p;
-	const char *local;
-	size_t i;
-
-	if (is_end) {
-		if (parser->lex_depth > 0 && --parser->lex_depth == 0)
-			parser->root_closed = TRUE;
-		lex_copy_tag(parser, data, len);
-		return TRUE;
-	}
-	parser->n_namespace_decls += namespace_decls;
-	if (parser->n_namespace_decls > PARSE_MAX_NAMESPACE_DECLS) {
-		filter_fail(parser, "more than %u XML namespace declarations",
-			    PARSE_MAX_NAMESPACE_DECLS);
-		return FALSE;
-	}
-	if (attributes > PARSE_MAX_ATTRIBUTES) {
-		filter_fail(parser, "more than %u attributes in one tag",
-			    PARSE_MAX_ATTRIBUTES);
-		return FALSE;
-	}
-	if (!parser->root_seen) {
-		p = memchr(name, ':', name_len);
-		p = p == NULL ? name : p + 1;
-		local = t_strndup(p, name_len - (p - name));
-		if (strcmp(local, "schema") == 0 && !is_empty &&
-		    !parser->wrapper_removed) {
-			/* parsedmarc's ikea.com sample: a stray, never closed
-			   <xs:schema ...> start tag before <feedback>. Blank it,
-			   keeping line numbers. */
-			for (i = 0; i < len; i++) {
-				buffer_append_c(parser->out,
-						data[i] == '\n' ? '\n' : ' ');
-			}
-			parser->wrapper_removed = TRUE;
-			parser_warning(parser, "ignored a stray <%s> start tag "
-				       "before the root element",
-				       str_sanitize(t_strndup(name, name_len),
-						    PARSE_ERROR_VALUE_MAX));
-			return TRUE;
-		}
-		parser->root_name = p_strdup(parser->pool,
-			str_sanitize(t_strndup(name, name_len),
-				     PARSE_ERROR_VALUE_MAX));
-		if (strcmp(local, "feedback") != 0) {
-			filter_fail(parser, "not a DMARC aggregate report "
-				    "(root element <%s>)", parser->root_name);
-			return FALSE;
-		}
-		parser->root_seen = TRUE;
-	}
-	if (is_empty) {
-		if (parser->lex_depth == 0)
-			parser->root_closed = TRUE;
-	} else if (++parser->lex_depth > parser->limits.max_xml_depth &&
-		   parser->limits.max_xml_depth > 0) {
-		filter_fail(parser, "XML nested deeper than %u elements "
-			    "(dmarcreport_max_xml_depth)",
-			    parser->limits.max_xml_depth);
-		return FALSE;
-	}
-	lex_copy_tag(parser, data, len);
-	return TRUE;
-}
-
-/* Judge the '<' at data[0] in text. Returns the input bytes consumed,
-   0 when more input is needed, -1 on error. */
-static ssize_t lex_markup(struct dmarc_parser *parser,
-			  const unsigned char *data, size_t size, bool eof)
-{
-	bool is_end, is_empty;
-	size_t name_len = 0;
-	unsigned int attributes, namespace_decls;
-	ssize_t len;
-
-	if (size < 2) {
-		if (!eof)
-			return 0;
-		goto bogus;
-	}
-	switch (data[1]) {
-	case '!':
-		if (size < 9 && !eof)
-			return 0;
-		if (size >= 4 && memcmp(data, "<!--", 4) == 0) {
-			buffer_append(parser->out, data, 4);
-			parser->lex_state = LEX_COMMENT;
-			parser->lex_match = 0;
-			return 4;
-		}
-		if (size >= 9 && memcmp(data, "<![CDATA[", 9) == 0) {
-			buffer_append(parser->out, data, 9);
-			parser->lex_state = LEX_CDATA;
-			parser->lex_match = 0;
-			return 9;
-		}
-		if (size >= 9 && strncasecmp((const char *)data,
-					     "<!DOCTYPE", 9) == 0) {
-			/* No DTD ever: this is what stops entity expansion
-			   bombs and external entities. */
-			filter_fail(parser, "DOCTYPE not allowed");
-			return -1;
-		}
-		if (size >= 3 && is_name_start(data[2])) {
-			filter_fail(parser, "DOCTYPE not allowed "
-				    "(markup declaration <!%s)",
-				    str_sanitize(t_strndup(data + 2,
-					I_MIN(size - 2, 16)), 16));
-			return -1;
-		}
-		goto bogus;
-	case '?':
-		buffer_append(parser->out, data, 2);
-		parser->lex_state = LEX_PI;
-		parser->lex_match = 0;
-		return 2;
-	case '/':
-		break;
-	default:
-		if (!is_name_start(data[1]))
-			goto bogus;
-		break;
-	}
-	len = lex_scan_tag(data, size, eof, &is_end, &is_empty, &name_len,
-			   &attributes, &namespace_decls);
-	if (len == 0)
-		return 0;
-	if (len == -2) {
-		filter_fail(parser, "XML tag longer than %u bytes",
-			    PARSE_MAX_TAG_LENGTH);
-		return -1;
-	}
-	if (len < 0)
-		goto bogus;
-	if (parser->root_seen) {
-		/* only the root needs temporary memory */
-		if (!lex_tag(parser, data, len, is_end, is_empty, name_len,
-			     attributes, namespace_decls))
-			len = -1;
-	} else T_BEGIN {
-		if (!lex_tag(parser, data, len, is_end, is_empty, name_len,
-			     attributes, namespace_decls))
-			len = -1;
-	} T_END;
-	return len;
-bogus:
-	/* A '<' that starts no markup, e.g. an address in angle brackets
-	   (parsedmarc's invalid_xml sample): it is text. */
-	buffer_append(parser->out, "&lt;", 4);
-	parser->n_lt_escaped++;
-	return 1;
-}
-
-/* Bytes up to the next '<' or '&' (text runs are short: a loop beats
-   memchr) */
-static size_t text_run_length(const unsigned char *data, size_t size)
-{
-	size_t pos = 0;
-
-	while (pos < size && data[pos] != '<' && data[pos] != '&')
-		pos++;
-	return pos;
-}
-
-/* Stage 2: parser->clean -> parser->out. */
-static void filter_lex(struct dmarc_parser *parser)
-{
-	const unsigned char *data = parser->clean->data;
-	size_t size = parser->clean->used, pos = parser->clean_pos, start, skip;
-	bool eof = parser->input_eof && parser->raw->used == 0;
-	ssize_t ret;
-
-	while (pos < size && parser->filter_error == NULL) {
-		if (parser->root_closed) {
-			/* Stop after </feedback>: trailing junk (padding,
-			   a second document) must not fail the report. */
-			for (; pos < size; pos++) {
-				if (!is_xml_space(data[pos]))
-					parser->trailing_data_ignored = TRUE;
-			}
-			parser->filter_done = TRUE;
-			break;
-		}
-		switch (parser->lex_state) {
-		case LEX_TEXT:
-			start = pos;
-			pos += text_run_length(data + pos, size - pos);
-			buffer_append(parser->out, data + start, pos - start);
-			if (pos == size)
-				break;
-			if (data[pos] == '<') {
-				ret = lex_markup(parser, data + pos,
-						 size - pos, eof);
-				if (ret <= 0)
-					goto stop;
-				pos += ret;
-			} else {
-				ret = lex_reference(parser, data + pos,
-						    size - pos, eof,
-						    parser->out, &skip);
-				if (ret == 0)
-					goto stop;
-				if (ret > 0) {
-					buffer_append(parser->out, data + pos,
-						      ret);
-					pos += ret;
-				} else {
-					pos += skip;
-				}
-			}
-			break;
-		case LEX_COMMENT:
-		case LEX_CDATA:
-		case LEX_PI: {
-			/* copy up to and including the terminator:
-			   "-->", "]]>" or "?>" */
-			unsigned char mark = parser->lex_state == LEX_COMMENT ?
-				'-' : parser->lex_state == LEX_CDATA ? ']' : '?';
-			unsigned int need = parser->lex_state == LEX_PI ? 1 : 2;
-
-			start = pos;
-			for (; pos < size; pos++) {
-				if (data[pos] == '>' &&
-				    parser->lex_match >= need) {
-					pos++;
-					parser->lex_state = LEX_TEXT;
-					break;
-				}
-				if (data[pos] == mark)
-					parser->lex_match++;
-				else
-					parser->lex_match = 0;
-			}
-			buffer_append(parser->out, data + start, pos - start);
-			break;
-		}
-		}
-	}
-stop:
-	parser->clean_pos = pos;
-	if (eof && pos == size)
-		parser->filter_done = TRUE;
-	if (parser->clean_pos > PARSE_READ_BLOCK_SIZE ||
-	    parser->clean_pos == parser->clean->used) {
-		buffer_delete(parser->clean, 0, parser->clean_pos);
-		parser->clean_pos = 0;
-	}
-}
-
-static int filter_read_raw(struct dmarc_parser *parser)
-{
-	const char *error;
-	void *dest;
-	ssize_t ret;
-
-	if (parser->input_eof)
-		return 0;
-	dest = buffer_append_space_unsafe(parser->raw, PARSE_READ_BLOCK_SIZE);
-	ret = parser->read_func(parser->context, dest, PARSE_READ_BLOCK_SIZE,
-				&error);
-	buffer_set_used_size(parser->raw, parser->raw->used -
-			     PARSE_READ_BLOCK_SIZE + (ret > 0 ? ret : 0));
-	if (ret < 0) {
-		filter_fail(parser, "%s", error);
-		return -1;
-	}
-	if (ret == 0)
-		parser->input_eof = TRUE;
-	return 0;
-}
-
-static const unsigned char *
-find_bytes(const unsigned char *data, size_t size, const char *what)
-{
-	size_t len = strlen(what), i;
-
-	for (i = 0; i + len <= size; i++) {
-		if (data[i] == (unsigned char)what[0] &&
-		    memcmp(data + i, what, len) == 0)
-			return data + i;
-	}
-	return NULL;
-}
-
-/* The encoding="..." of the XML declaration at data, or NULL. */
-static const char *xml_decl_encoding(const unsigned char *data, size_t size)
-{
-	const unsigned char *end, *p, *q;
-
-	if (size < 5 || memcmp(data, "<?xml", 5) != 0)
-		return NULL;
-	end = find_bytes(data, size, "?>");
-	if (end == NULL)
-		return NULL;
-	p = find_bytes(data, end - data, "encoding");
-	if (p == NULL)
-		return NULL;
-	p += 8;
-	while (p < end && is_xml_space(*p)) p++;
-	if (p == end || *p++ != '=')
-		return NULL;
-	while (p < end && is_xml_space(*p)) p++;
-	if (p == end || (*p != '"' && *p != '\''))
-		return NULL;
-	q = memchr(p + 1, *p, end - p - 1);
-	if (q == NULL)
-		return NULL;
-	return t_strndup(p + 1, q - p - 1);
-}
-
-/* The filter reads the bytes as ASCII: a declared charset must encode
-   ASCII as ASCII, or markup could hide from it (UTF-7 writes '<' as
-   "+ADw-"). Reports are UTF-8, Latin-1 or a Windows code page. */
-static bool encoding_is_ascii_compatible(const char *encoding)
-{
-	static const char *const prefixes[] = {
-		"us-ascii", "ascii", "iso-8859-", "iso8859-", "latin",
-		"windows-125", "cp125", "koi8-",
-	};
-	unsigned int i;
-
-	for (i = 0; i < N_ELEMENTS(prefixes); i++) {
-		if (strncasecmp(encoding, prefixes[i],
-				strlen(prefixes[i])) == 0)
-			return TRUE;
-	}
-	return FALSE;
-}
-
-/* Look at the start of the document: BOM, leading space, encoding. */
-static int filter_prefetch(struct dmarc_parser *parser)
-{
-	const unsigned char *data;
-	const char *encoding;
-	size_t skip = 0;
-	bool have_bom = FALSE;
-
-	for (;;) {
-		data = parser->raw->data;
-		skip = 0;
-		if (parser->raw->used >= 3 &&
-		    memcmp(data, "\xef\xbb\xbf", 3) == 0) {
-			have_bom = TRUE;
-			skip = 3;
-		}
-		while (skip < parser->raw->used && is_xml_space(data[skip]))
-			skip++;
-		/* enough to see the whole XML declaration */
-		if ((skip < parser->raw->used &&
-		     parser->raw->used - skip >= 1024) ||
-		    parser->input_eof)
-			break;
-		if (skip > PARSE_MAX_LEADING_SPACE) {
-			filter_fail(parser, "not an XML document");
-			return -1;
-		}
-		if (filter_read_raw(parser) < 0)
-			return -1;
-	}
-	if (skip == parser->raw->used) {
-		filter_fail(parser, "empty document");
-		return -1;
-	}
-	if (data[skip] != '<') {
-		/* also UTF-16/32 and EBCDIC: DMARC reports are UTF-8 or an
-		   ASCII-compatible charset, and the filter relies on it */
-		filter_fail(parser, "not an XML document (it does not start "
-			    "with '<' in UTF-8 or an ASCII-compatible "
-			    "charset)");
-		return -1;
-	}
-	if (skip > (have_bom ? 3U : 0U) && parser->raw->used - skip >= 5 &&
-	    memcmp(data + skip, "<?xml", 5) == 0) {
-		/* the XML declaration must come first: drop what precedes */
-		parser->leading_space_removed = TRUE;
-	}
-	encoding = xml_decl_encoding(data + skip, parser->raw->used - skip);
-	if (parser->mime_charset != NULL && !have_bom) {
-		/* RFC 7303 3.2: a BOM first, then the charset parameter, and
-		   the XML declaration only without either. US-ASCII is read
-		   as UTF-8, whose subset it is: stray 8-bit bytes are then
-		   repaired like invalid UTF-8. A charset nobody knows cannot
-		   be honoured: the declaration decides then. */
-		const char *charset = parser->mime_charset;
-
-		if (strcasecmp(charset, "us-ascii") == 0 ||
-		    strcasecmp(charset, "utf-8") == 0 ||
-		    strcasecmp(charset, "utf8") == 0)
-			parser->forced_encoding = "utf-8";
-		else if ((parser->forced_handler =
-			  xmlFindCharEncodingHandler(charset)) != NULL)
-			parser->forced_encoding = charset;
-		else {
-			parser_warning(parser, "unknown MIME charset \"%s\": "
-				       "the XML declaration decides",
-				       str_sanitize(charset, 40));
-		}
-		if (parser->forced_encoding != NULL)
-			encoding = parser->forced_encoding;
-	}
-	parser->utf8_mode = have_bom || encoding == NULL ||
-		strcasecmp(encoding, "utf-8") == 0 ||
-		strcasecmp(encoding, "utf8") == 0;
-	if (!parser->utf8_mode && !encoding_is_ascii_compatible(encoding)) {
-		filter_fail(parser, "unsupported encoding \"%s\" "
-			    "(not ASCII-compatible)", str_sanitize(encoding, 40));
-		return -1;
-	}
-	/* The BOM is dropped as well: libxml2 needs none for UTF-8, and
-	   a declared other charset wins anyway. */
-	buffer_delete(parser->raw, 0, skip);
-	return 0;
-}
-
-/* Produce more filtered output. Returns -1 on error. */
-static int filter_fill(struct dmarc_parser *parser)
-{
-	size_t old_used = parser->out->used;
-
-	if (!parser->prefetched) {
-		parser->prefetched = TRUE;
-		if (filter_prefetch(parser) < 0)
-			return -1;
-	}
-	while (parser->out->used == old_used && !parser->filter_done) {
-		if (parser->raw->used < PARSE_READ_BLOCK_SIZE &&
-		    filter_read_raw(parser) < 0)
-			return -1;
-		filter_utf8(parser);
-		filter_lex(parser);
-		if (parser->filter_error != NULL)
-			return -1;
-	}
-	return 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -1706,7 +837,6 @@ static void parse_tables_init(void)
 
 	if (initialized)
 		return;
-	byte_class_init();
 	for (i = 0; i < ELEM_ID_COUNT; i++)
 		elem_first_child[i] = ELEM_DEF_COUNT;
 	for (i = ELEM_DEF_COUNT; i > 0; i--)
@@ -1937,31 +1067,27 @@ static xmlSAXHandler parser_sax = {
    with parser->error set when the document cannot go on. */
 static int parser_feed(struct dmarc_parser *parser)
 {
+	const unsigned char *data;
+	const char *error;
 	size_t size;
 	int ret;
 
-	if (parser->out_pos == parser->out->used) {
-		buffer_set_used_size(parser->out, 0);
-		parser->out_pos = 0;
-		if (!parser->filter_done && filter_fill(parser) < 0) {
-			parser->error = parser->filter_error;
-			return -1;
-		}
+	ret = dmarc_xml_filter_read(parser->filter, PARSE_CHUNK_SIZE,
+				    &data, &size, &error);
+	if (ret < 0) {
+		parser->error = error;
+		return -1;
 	}
-	size = I_MIN(parser->out->used - parser->out_pos, PARSE_CHUNK_SIZE);
-	if (size == 0) {
-		i_assert(parser->filter_done);
+	if (ret == 0) {
 		parser->xml_terminated = TRUE;
 		ret = xmlParseChunk(parser->ctxt, NULL, 0, 1);
 	} else {
-		ret = xmlParseChunk(parser->ctxt, CONST_PTR_OFFSET(
-			parser->out->data, parser->out_pos), size, 0);
-		parser->out_pos += size;
+		ret = xmlParseChunk(parser->ctxt, (const char *)data, size, 0);
 	}
 	if (parser->error != NULL)
 		return -1;	/* a callback failed */
 	if (parser->xml_terminated && !parser->end_seen) {
-		if (!parser->root_closed) {
+		if (!dmarc_xml_filter_root_closed(parser->filter)) {
 			/* libxml2's push parser calls this "Extra content at
 			   the end of the document" */
 			(void)parser_fail(parser, "the report is truncated: "
@@ -2020,12 +1146,8 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	parser->limits = *limits;
 	parser->read_func = read_func;
 	parser->context = context;
-	parser->raw = buffer_create_dynamic(default_pool,
-					    PARSE_READ_BLOCK_SIZE * 2);
-	parser->clean = buffer_create_dynamic(default_pool,
-					      PARSE_READ_BLOCK_SIZE * 2);
-	parser->out = buffer_create_dynamic(default_pool,
-					    PARSE_READ_BLOCK_SIZE * 2);
+	parser->filter = dmarc_xml_filter_init(read_func, context,
+					       limits->max_xml_depth);
 	parser->text = str_new(default_pool, 256);
 	i_array_init(&parser->stack, 16);
 	i_array_init(&parser->slots, 4);
@@ -2041,8 +1163,7 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 void dmarc_parser_set_charset(struct dmarc_parser *parser,
 			      const char *charset)
 {
-	i_assert(!parser->prefetched);
-	parser->mime_charset = p_strdup(parser->pool, charset);
+	dmarc_xml_filter_set_charset(parser->filter, charset);
 }
 
 void dmarc_parser_deinit(struct dmarc_parser **_parser)
@@ -2059,45 +1180,44 @@ void dmarc_parser_deinit(struct dmarc_parser **_parser)
 		xmlFreeParserCtxt(parser->ctxt);
 		generic_error_pop(&save);
 	}
-	if (parser->forced_handler != NULL)
-		(void)xmlCharEncCloseFunc(parser->forced_handler);
 	array_foreach_elem(&parser->slots, slot)
 		record_slot_free(&slot);
 	array_free(&parser->slots);
 	array_free(&parser->stack);
 	str_free(&parser->text);
-	buffer_free(&parser->raw);
-	buffer_free(&parser->clean);
-	buffer_free(&parser->out);
+	dmarc_xml_filter_deinit(&parser->filter);
 	pool_unref(&parser->pool);
 }
 
 static int parser_open(struct dmarc_parser *parser)
 {
+	xmlCharEncodingHandlerPtr handler;
+	const char *error, *forced_encoding;
 	unsigned int i;
 
 	/* Look at the start before libxml2 does: an empty or non-XML
 	   input gets a plain reason. */
-	if (filter_fill(parser) < 0) {
-		parser->error = parser->filter_error;
+	if (dmarc_xml_filter_fill(parser->filter, &error) < 0) {
+		parser->error = error;
 		return -1;
 	}
+	forced_encoding = dmarc_xml_filter_get_forced_encoding(parser->filter,
+							       &handler);
 	parser->ctxt = xmlCreatePushParserCtxt(&parser_sax, parser,
 					       NULL, 0, NULL);
 	if (parser->ctxt == NULL) {
+		if (handler != NULL)
+			(void)xmlCharEncCloseFunc(handler);
 		parser->error = parser->xml_error != NULL ?
 			parser->xml_error : "cannot create an XML parser";
 		return -1;
 	}
-	if (parser->forced_handler != NULL) {
-		xmlCharEncodingHandlerPtr handler = parser->forced_handler;
-
+	if (handler != NULL) {
 		/* the context owns it now, even when switching fails */
-		parser->forced_handler = NULL;
 		if (xmlSwitchToEncoding(parser->ctxt, handler) < 0) {
 			parser->error = p_strdup_printf(parser->pool,
 				"unsupported charset \"%s\"",
-				str_sanitize(parser->forced_encoding, 40));
+				str_sanitize(forced_encoding, 40));
 			return -1;
 		}
 	}
@@ -2107,7 +1227,7 @@ static int parser_open(struct dmarc_parser *parser)
 	(void)xmlCtxtUseOptions(parser->ctxt, XML_PARSE_NONET |
 		XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS |
 		XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES |
-		(parser->forced_encoding != NULL ? XML_PARSE_IGNORE_ENC : 0));
+		(forced_encoding != NULL ? XML_PARSE_IGNORE_ENC : 0));
 	/* names are interned in the parser's dictionary: element names
 	   are then compared as pointers */
 	for (i = 0; i < ELEM_DEF_COUNT; i++) {
@@ -2185,23 +1305,10 @@ const char *const *dmarc_parser_get_warnings(struct dmarc_parser *parser)
 	p_array_init(&warnings, parser->pool,
 		     array_count(&parser->warnings) + 8);
 	array_append_array(&warnings, &parser->warnings);
+	dmarc_xml_filter_get_warnings(parser->filter, parser->pool, &warnings);
 #define ADD(fmt, ...) STMT_START { \
 	msg = p_strdup_printf(parser->pool, fmt, __VA_ARGS__); \
 	array_push_back(&warnings, &msg); } STMT_END
-	if (parser->leading_space_removed)
-		ADD("%s", "removed whitespace before the XML declaration");
-	if (parser->n_utf8_repaired > 0)
-		ADD("replaced %u invalid UTF-8 or non-XML bytes with U+FFFD",
-		    parser->n_utf8_repaired);
-	if (parser->n_lt_escaped > 0)
-		ADD("kept %u stray '<' as text (not well-formed XML)",
-		    parser->n_lt_escaped);
-	if (parser->n_amp_escaped > 0)
-		ADD("kept %u bare '&' or unknown entity references as text",
-		    parser->n_amp_escaped);
-	if (parser->n_charref_repaired > 0)
-		ADD("replaced %u character references to characters XML "
-		    "does not allow with U+FFFD", parser->n_charref_repaired);
 	if (parser->n_values_cut > 0)
 		ADD("cut %u values to %u bytes (dmarcreport_max_value_length)",
 		    parser->n_values_cut, parser->limits.max_value_length);
@@ -2209,8 +1316,6 @@ const char *const *dmarc_parser_get_warnings(struct dmarc_parser *parser)
 		ADD("replaced %u control characters in values (line breaks "
 		    "and tabs with spaces, others with U+FFFD)",
 		    parser->n_controls_replaced);
-	if (parser->trailing_data_ignored)
-		ADD("%s", "ignored data after the root element");
 #undef ADD
 	array_append_zero(&warnings);
 	return array_front(&warnings);

@@ -11,39 +11,21 @@
 #include "net.h"
 #include "dmarc-store.h"
 #include "dmarc-query.h"
+#include "dmarc-query-kinds.h"
+#include "dmarc-query-private.h"
 
 #include <stdio.h>
 #include <sqlite3.h>
 #include <time.h>
 
-enum query_bind_type {
-	QUERY_BIND_INT,
-	QUERY_BIND_TEXT,
-	QUERY_BIND_BLOB16,
-};
-
-struct query_bind {
-	enum query_bind_type type;
-	int64_t num;
-	const char *text;
-	const unsigned char *blob;
-};
-ARRAY_DEFINE_TYPE(query_bind, struct query_bind);
-
-/* A statement under construction: SQL text plus its bound values. */
-struct query_sql {
-	string_t *sql;
-	ARRAY_TYPE(query_bind) binds;
-};
-
-static void query_sql_init(struct query_sql *q, const char *start)
+void dmarc_query_sql_init(struct query_sql *q, const char *start)
 {
 	q->sql = t_str_new(512);
 	str_append(q->sql, start);
 	t_array_init(&q->binds, 8);
 }
 
-static void bind_int(struct query_sql *q, int64_t num)
+void dmarc_query_bind_int(struct query_sql *q, int64_t num)
 {
 	struct query_bind *b = array_append_space(&q->binds);
 
@@ -51,7 +33,7 @@ static void bind_int(struct query_sql *q, int64_t num)
 	b->num = num;
 }
 
-static void bind_text(struct query_sql *q, const char *text)
+void dmarc_query_bind_text(struct query_sql *q, const char *text)
 {
 	struct query_bind *b = array_append_space(&q->binds);
 
@@ -59,7 +41,7 @@ static void bind_text(struct query_sql *q, const char *text)
 	b->text = text;
 }
 
-static void bind_blob16(struct query_sql *q, const unsigned char *blob)
+void dmarc_query_bind_blob16(struct query_sql *q, const unsigned char *blob)
 {
 	struct query_bind *b = array_append_space(&q->binds);
 
@@ -74,44 +56,44 @@ query_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
 {
 	if (f->domain != NULL) {
 		str_append(q->sql, " AND r.policy_domain = lower(?)");
-		bind_text(q, f->domain);
+		dmarc_query_bind_text(q, f->domain);
 	}
 	if (f->org != NULL) {
 		str_append(q->sql, " AND r.org_name = ? COLLATE NOCASE");
-		bind_text(q, f->org);
+		dmarc_query_bind_text(q, f->org);
 	}
 	if (f->have_since) {
 		str_append(q->sql, " AND r.date_begin >= ?");
-		bind_int(q, f->since);
+		dmarc_query_bind_int(q, f->since);
 	}
 	if (f->have_until) {
 		str_append(q->sql, " AND r.date_begin <= ?");
-		bind_int(q, f->until);
+		dmarc_query_bind_int(q, f->until);
 	}
 	if (f->have_source) {
 		str_append(q->sql, " AND rec.source_ip_key BETWEEN ? AND ?");
-		bind_blob16(q, f->source_min);
-		bind_blob16(q, f->source_max);
+		dmarc_query_bind_blob16(q, f->source_min);
+		dmarc_query_bind_blob16(q, f->source_max);
 	}
 	if (f->disposition != NULL) {
 		str_append(q->sql, " AND rec.disposition = lower(?)");
-		bind_text(q, f->disposition);
+		dmarc_query_bind_text(q, f->disposition);
 	}
 	if (f->dkim != NULL) {
 		str_append(q->sql, " AND rec.dkim = lower(?)");
-		bind_text(q, f->dkim);
+		dmarc_query_bind_text(q, f->dkim);
 	}
 	if (f->spf != NULL) {
 		str_append(q->sql, " AND rec.spf = lower(?)");
-		bind_text(q, f->spf);
+		dmarc_query_bind_text(q, f->spf);
 	}
 	if (f->result >= 0) {
 		str_append(q->sql, " AND rec.dmarc_pass = ?");
-		bind_int(q, f->result > 0 ? 1 : 0);
+		dmarc_query_bind_int(q, f->result > 0 ? 1 : 0);
 	}
 	if (f->header_from != NULL) {
 		str_append(q->sql, " AND lower(rec.header_from) = lower(?)");
-		bind_text(q, f->header_from);
+		dmarc_query_bind_text(q, f->header_from);
 	}
 }
 
@@ -120,8 +102,7 @@ static const char *query_db_error(sqlite3 *db, const char *what)
 	return t_strdup_printf("%s: %s", what, sqlite3_errmsg(db));
 }
 
-static int
-query_prepare(struct dmarc_store *store, const struct query_sql *q,
+int dmarc_query_prepare(struct dmarc_store *store, const struct query_sql *q,
 	      sqlite3_stmt **stmt_r, const char **error_r)
 {
 	sqlite3 *db = dmarc_store_get_db(store);
@@ -158,7 +139,7 @@ query_prepare(struct dmarc_store *store, const struct query_sql *q,
 }
 
 /* Steps stmt to the next row: 1 row, 0 done, -1 error. */
-static int query_step(sqlite3_stmt *stmt, const char **error_r)
+int dmarc_query_step(sqlite3_stmt *stmt, const char **error_r)
 {
 	switch (sqlite3_step(stmt)) {
 	case SQLITE_ROW:
@@ -172,14 +153,14 @@ static int query_step(sqlite3_stmt *stmt, const char **error_r)
 	}
 }
 
-static const char *col_str(sqlite3_stmt *stmt, int col)
+const char *dmarc_query_col_str(sqlite3_stmt *stmt, int col)
 {
 	const unsigned char *s = sqlite3_column_text(stmt, col);
 
 	return s == NULL ? NULL : t_strdup((const char *)s);
 }
 
-static uint64_t col_u64(sqlite3_stmt *stmt, int col)
+uint64_t dmarc_query_col_u64(sqlite3_stmt *stmt, int col)
 {
 	sqlite3_int64 n = sqlite3_column_int64(stmt, col);
 
@@ -201,18 +182,18 @@ static uint64_t total_to_count(double total)
 	return (uint64_t)total;
 }
 
-static uint64_t col_total(sqlite3_stmt *stmt, int col)
+uint64_t dmarc_query_col_total(sqlite3_stmt *stmt, int col)
 {
 	return total_to_count(sqlite3_column_double(stmt, col));
 }
 
 /* Rates come from the unsaturated totals: still right past INT64_MAX. */
-static double query_rate(double part, double total)
+double dmarc_query_rate(double part, double total)
 {
 	return total <= 0.0 ? 0.0 : 100.0 * part / total;
 }
 
-static const char *query_callback_error = "callback failed";
+const char *const dmarc_query_callback_error = "callback failed";
 
 /* --- output --- */
 
@@ -403,7 +384,9 @@ int dmarc_query_list(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
-	query_sql_init(&q,
+	if (filter->type != NULL && strcmp(filter->type, "aggregate") != 0)
+		return 0;
+	dmarc_query_sql_init(&q,
 		"SELECT r.id, r.org_name, r.report_id, r.policy_domain,"
 		" r.date_begin, r.date_end, r.policy_p, r.policy_sp,"
 		" r.policy_np, r.policy_testing, r.policy_pct,"
@@ -414,32 +397,32 @@ int dmarc_query_list(struct dmarc_store *store,
 		" WHERE 1");
 	query_add_filter(&q, filter);
 	str_append(q.sql, " GROUP BY r.id ORDER BY r.date_begin, r.id");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+	while (ret == 0 && (ret = dmarc_query_step(stmt, error_r)) > 0) T_BEGIN {
 		struct dmarc_query_report_row row;
 
 		i_zero(&row);
 		row.id = sqlite3_column_int64(stmt, 0);
-		row.org_name = col_str(stmt, 1);
-		row.report_id = col_str(stmt, 2);
-		row.policy_domain = col_str(stmt, 3);
+		row.org_name = dmarc_query_col_str(stmt, 1);
+		row.report_id = dmarc_query_col_str(stmt, 2);
+		row.policy_domain = dmarc_query_col_str(stmt, 3);
 		row.date_begin = sqlite3_column_int64(stmt, 4);
 		row.date_end = sqlite3_column_int64(stmt, 5);
-		row.policy_p = col_str(stmt, 6);
-		row.policy_sp = col_str(stmt, 7);
-		row.policy_np = col_str(stmt, 8);
-		row.policy_testing = col_str(stmt, 9);
+		row.policy_p = dmarc_query_col_str(stmt, 6);
+		row.policy_sp = dmarc_query_col_str(stmt, 7);
+		row.policy_np = dmarc_query_col_str(stmt, 8);
+		row.policy_testing = dmarc_query_col_str(stmt, 9);
 		row.policy_pct = sqlite3_column_type(stmt, 10) == SQLITE_NULL ?
 			-1 : sqlite3_column_int(stmt, 10);
-		row.archive_path = col_str(stmt, 11);
+		row.archive_path = dmarc_query_col_str(stmt, 11);
 		row.received = sqlite3_column_int64(stmt, 12);
-		row.records = col_u64(stmt, 13);
-		row.messages = col_total(stmt, 14);
-		row.pass = col_total(stmt, 15);
+		row.records = dmarc_query_col_u64(stmt, 13);
+		row.messages = dmarc_query_col_total(stmt, 14);
+		row.pass = dmarc_query_col_total(stmt, 15);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
-			*error_r = query_callback_error;
+			*error_r = dmarc_query_callback_error;
 	} T_END;
 	sqlite3_finalize(stmt);
 	return ret < 0 ? -1 : 0;
@@ -456,7 +439,7 @@ int dmarc_query_records(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
-	query_sql_init(&q,
+	dmarc_query_sql_init(&q,
 		"SELECT r.policy_domain, r.org_name, r.report_id, r.date_begin,"
 		" rec.source_ip, rec.count, rec.disposition, rec.dkim, rec.spf,"
 		" rec.dmarc_pass, rec.header_from, rec.envelope_from,"
@@ -470,28 +453,28 @@ int dmarc_query_records(struct dmarc_store *store,
 		" WHERE 1");
 	query_add_filter(&q, filter);
 	str_append(q.sql, " ORDER BY r.date_begin, r.id, rec.id");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+	while (ret == 0 && (ret = dmarc_query_step(stmt, error_r)) > 0) T_BEGIN {
 		struct dmarc_query_record_row row;
 
 		i_zero(&row);
-		row.policy_domain = col_str(stmt, 0);
-		row.org_name = col_str(stmt, 1);
-		row.report_id = col_str(stmt, 2);
+		row.policy_domain = dmarc_query_col_str(stmt, 0);
+		row.org_name = dmarc_query_col_str(stmt, 1);
+		row.report_id = dmarc_query_col_str(stmt, 2);
 		row.date_begin = sqlite3_column_int64(stmt, 3);
-		row.source_ip = col_str(stmt, 4);
-		row.count = col_u64(stmt, 5);
-		row.disposition = col_str(stmt, 6);
-		row.dkim = col_str(stmt, 7);
-		row.spf = col_str(stmt, 8);
+		row.source_ip = dmarc_query_col_str(stmt, 4);
+		row.count = dmarc_query_col_u64(stmt, 5);
+		row.disposition = dmarc_query_col_str(stmt, 6);
+		row.dkim = dmarc_query_col_str(stmt, 7);
+		row.spf = dmarc_query_col_str(stmt, 8);
 		row.dmarc_pass = sqlite3_column_int(stmt, 9) != 0;
-		row.header_from = col_str(stmt, 10);
-		row.envelope_from = col_str(stmt, 11);
-		row.auth = col_str(stmt, 12);
+		row.header_from = dmarc_query_col_str(stmt, 10);
+		row.envelope_from = dmarc_query_col_str(stmt, 11);
+		row.auth = dmarc_query_col_str(stmt, 12);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
-			*error_r = query_callback_error;
+			*error_r = dmarc_query_callback_error;
 	} T_END;
 	sqlite3_finalize(stmt);
 	return ret < 0 ? -1 : 0;
@@ -560,29 +543,29 @@ int dmarc_query_groups(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
-	query_sql_init(&q, t_strdup_printf(
+	dmarc_query_sql_init(&q, t_strdup_printf(
 		"SELECT coalesce(%s, '') AS k, total(rec.count),"
 		" total(CASE WHEN rec.dmarc_pass THEN rec.count END)"
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
 		" WHERE 1", query_group_expr(group)));
 	query_add_filter(&q, filter);
 	str_append(q.sql, " GROUP BY k ORDER BY 2 DESC, k");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) T_BEGIN {
+	while (ret == 0 && (ret = dmarc_query_step(stmt, error_r)) > 0) T_BEGIN {
 		struct dmarc_query_group_row row;
 		double messages = sqlite3_column_double(stmt, 1);
 		double pass = sqlite3_column_double(stmt, 2);
 
 		i_zero(&row);
-		row.key = col_str(stmt, 0);
+		row.key = dmarc_query_col_str(stmt, 0);
 		row.messages = total_to_count(messages);
 		row.pass = total_to_count(pass);
 		row.fail = total_to_count(messages - pass);
-		row.pass_rate = query_rate(pass, messages);
+		row.pass_rate = dmarc_query_rate(pass, messages);
 		ret = callback(&row, context) < 0 ? -1 : 0;
 		if (ret < 0)
-			*error_r = query_callback_error;
+			*error_r = dmarc_query_callback_error;
 	} T_END;
 	sqlite3_finalize(stmt);
 	return ret < 0 ? -1 : 0;
@@ -604,7 +587,7 @@ query_top_failing(struct dmarc_store *store,
 	int ret;
 
 	dfilter.domain = domain;
-	query_sql_init(&q,
+	dmarc_query_sql_init(&q,
 		"SELECT rec.source_ip, total(rec.count) AS n"
 		" FROM reports r JOIN records rec ON rec.report_ref = r.id"
 		" WHERE rec.dmarc_pass = 0");
@@ -612,13 +595,13 @@ query_top_failing(struct dmarc_store *store,
 	str_printfa(q.sql, " GROUP BY rec.source_ip HAVING n > 0"
 		    " ORDER BY n DESC, rec.source_ip LIMIT %u",
 		    DMARC_QUERY_SUMMARY_TOP_SOURCES);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while ((ret = query_step(stmt, error_r)) > 0) {
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
 		struct dmarc_query_source_count *src = array_append_space(top);
 
-		src->source_ip = col_str(stmt, 0);
-		src->messages = col_total(stmt, 1);
+		src->source_ip = dmarc_query_col_str(stmt, 0);
+		src->messages = dmarc_query_col_total(stmt, 1);
 	}
 	sqlite3_finalize(stmt);
 	return ret;
@@ -661,7 +644,7 @@ int dmarc_query_summary(struct dmarc_store *store,
 	sqlite3_stmt *stmt;
 	int ret = 0;
 
-	query_sql_init(&q,
+	dmarc_query_sql_init(&q,
 		"SELECT r.policy_domain, count(DISTINCT r.id), total(rec.count),"
 		" total(CASE WHEN rec.dmarc_pass THEN rec.count END),"
 		" total(CASE WHEN rec.dkim = 'pass' THEN rec.count END),"
@@ -672,26 +655,26 @@ int dmarc_query_summary(struct dmarc_store *store,
 		" WHERE 1");
 	query_add_filter(&q, filter);
 	str_append(q.sql, " GROUP BY r.policy_domain ORDER BY r.policy_domain");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
 	/* no T_BEGIN per row: an error of query_top_failing() must outlive
 	   it, and there is one row per domain only */
-	while (ret == 0 && (ret = query_step(stmt, error_r)) > 0) {
+	while (ret == 0 && (ret = dmarc_query_step(stmt, error_r)) > 0) {
 		struct dmarc_query_summary_row row;
 		ARRAY_TYPE(query_source_count) top;
 		double messages = sqlite3_column_double(stmt, 2);
 
 		i_zero(&row);
-		row.policy_domain = col_str(stmt, 0);
-		row.reports = col_u64(stmt, 1);
+		row.policy_domain = dmarc_query_col_str(stmt, 0);
+		row.reports = dmarc_query_col_u64(stmt, 1);
 		row.messages = total_to_count(messages);
-		row.pass = col_total(stmt, 3);
-		row.dkim_aligned = col_total(stmt, 4);
-		row.spf_aligned = col_total(stmt, 5);
-		row.failing_sources = col_u64(stmt, 6);
-		row.pass_rate = query_rate(sqlite3_column_double(stmt, 3), messages);
-		row.dkim_rate = query_rate(sqlite3_column_double(stmt, 4), messages);
-		row.spf_rate = query_rate(sqlite3_column_double(stmt, 5), messages);
+		row.pass = dmarc_query_col_total(stmt, 3);
+		row.dkim_aligned = dmarc_query_col_total(stmt, 4);
+		row.spf_aligned = dmarc_query_col_total(stmt, 5);
+		row.failing_sources = dmarc_query_col_u64(stmt, 6);
+		row.pass_rate = dmarc_query_rate(sqlite3_column_double(stmt, 3), messages);
+		row.dkim_rate = dmarc_query_rate(sqlite3_column_double(stmt, 4), messages);
+		row.spf_rate = dmarc_query_rate(sqlite3_column_double(stmt, 5), messages);
 
 		t_array_init(&top, DMARC_QUERY_SUMMARY_TOP_SOURCES);
 		ret = query_top_failing(store, filter, row.policy_domain,
@@ -702,7 +685,7 @@ int dmarc_query_summary(struct dmarc_store *store,
 			row.verdict = query_verdict(&row);
 			ret = callback(&row, context) < 0 ? -1 : 0;
 			if (ret < 0)
-				*error_r = query_callback_error;
+				*error_r = dmarc_query_callback_error;
 		}
 	}
 	sqlite3_finalize(stmt);
@@ -791,12 +774,12 @@ report_data_span(struct dmarc_store *store,
 	rfilter.since = filter->since;
 	rfilter.have_until = filter->have_until;
 	rfilter.until = filter->until;
-	query_sql_init(&q, "SELECT min(r.date_begin), max(r.date_begin)"
+	dmarc_query_sql_init(&q, "SELECT min(r.date_begin), max(r.date_begin)"
 		       " FROM reports r WHERE 1");
 	query_add_filter(&q, &rfilter);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	ret = query_step(stmt, error_r);
+	ret = dmarc_query_step(stmt, error_r);
 	if (ret > 0) {
 		if (sqlite3_column_type(stmt, 0) == SQLITE_NULL)
 			ret = 0;
@@ -930,13 +913,6 @@ struct report_ctx {
 static bool str_eq_null(const char *s1, const char *s2)
 {
 	return null_strcmp(s1, s2) == 0;
-}
-
-static const char *col_pstr(pool_t pool, sqlite3_stmt *stmt, int col)
-{
-	const unsigned char *s = sqlite3_column_text(stmt, col);
-
-	return s == NULL ? NULL : p_strdup(pool, (const char *)s);
 }
 
 static const char *col_text(sqlite3_stmt *stmt, int col)
@@ -1180,9 +1156,9 @@ static void report_domain_end(struct report_ctx *ctx)
 	sum->pass = total_to_count(ctx->total.pass);
 	sum->dkim_aligned = total_to_count(ctx->total.dkim);
 	sum->spf_aligned = total_to_count(ctx->total.spf);
-	sum->pass_rate = query_rate(ctx->total.pass, ctx->total.messages);
-	sum->dkim_rate = query_rate(ctx->total.dkim, ctx->total.messages);
-	sum->spf_rate = query_rate(ctx->total.spf, ctx->total.messages);
+	sum->pass_rate = dmarc_query_rate(ctx->total.pass, ctx->total.messages);
+	sum->dkim_rate = dmarc_query_rate(ctx->total.dkim, ctx->total.messages);
+	sum->spf_rate = dmarc_query_rate(ctx->total.spf, ctx->total.messages);
 
 	iter = hash_table_iterate_init(ctx->sources);
 	while (hash_table_iterate(iter, ctx->sources, &key, &agg)) {
@@ -1301,13 +1277,13 @@ static int report_walk(struct report_ctx *ctx, struct dmarc_store *store,
 	const char *domain;
 	int ret;
 
-	query_sql_init(&q, REPORT_SQL_COLUMNS);
+	dmarc_query_sql_init(&q, REPORT_SQL_COLUMNS);
 	query_add_filter(&q, filter);
 	/* reports_domain_begin's order: a scan, not a sort */
 	str_append(q.sql, " ORDER BY r.policy_domain, r.date_begin, r.id");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while ((ret = query_step(stmt, error_r)) > 0) {
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
 		/* a new domain is also a new report: look only then */
 		if (sqlite3_column_int64(stmt, RCOL_ID) != ctx->report_id) {
 			domain = col_text(stmt, RCOL_DOMAIN);
@@ -1327,64 +1303,67 @@ static int report_walk(struct report_ctx *ctx, struct dmarc_store *store,
 	return ret;
 }
 
-/* TLS reports (RFC 8460) live in tables of schema version 2: read them
-   when this database has them, say nothing otherwise. Only the policy
-   domain and the period filter them: they have no DMARC records. */
+/* TLS reports (RFC 8460): their sessions per policy domain, as doveadm
+   dmarc tls --group-by policy-domain has them (same filters, most sessions
+   first). A database that never had one (or has no such tables: schema
+   version 1) gets no TLS section at all. */
+struct report_tls_ctx {
+	pool_t pool;
+	ARRAY(struct dmarc_query_report_tls) rows;
+};
+
+static int report_tls_row(const struct dmarc_query_tls_group_row *row,
+			  void *context)
+{
+	struct report_tls_ctx *ctx = context;
+	struct dmarc_query_report_tls *tls;
+
+	if (array_count(&ctx->rows) >= DMARC_QUERY_REPORT_MAX_DOMAINS)
+		return 0;
+	tls = array_append_space(&ctx->rows);
+	tls->policy_domain = p_strdup(ctx->pool, row->key);
+	tls->failure = row->failures;
+	tls->success = row->sessions - I_MIN(row->failures, row->sessions);
+	return 0;
+}
+
 static int report_tls(pool_t pool, struct dmarc_query_report *report,
 		      struct dmarc_store *store,
 		      const struct dmarc_query_filter *filter,
 		      const char **error_r)
 {
-	ARRAY(struct dmarc_query_report_tls) tls;
+	struct report_tls_ctx ctx;
 	struct query_sql q;
 	sqlite3_stmt *stmt;
 	int ret;
 
-	query_sql_init(&q, "SELECT count(*) FROM sqlite_master"
-		       " WHERE type = 'table' AND name IN"
-		       " ('tls_reports', 'tls_policies')");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	dmarc_query_sql_init(&q, "SELECT count(*) FROM sqlite_master"
+			     " WHERE type = 'table' AND name = 'tls_reports'");
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	ret = query_step(stmt, error_r);
-	if (ret > 0)
-		report->have_tls = sqlite3_column_int(stmt, 0) == 2;
+	ret = dmarc_query_step(stmt, error_r);
+	if (ret > 0 && sqlite3_column_int(stmt, 0) == 1) {
+		sqlite3_finalize(stmt);
+		dmarc_query_sql_init(&q, "SELECT EXISTS (SELECT 1 FROM tls_reports)");
+		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
+			return -1;
+		ret = dmarc_query_step(stmt, error_r);
+		if (ret > 0)
+			report->have_tls = sqlite3_column_int(stmt, 0) != 0;
+	}
 	sqlite3_finalize(stmt);
 	if (ret < 0 || !report->have_tls)
 		return ret < 0 ? -1 : 0;
 
-	query_sql_init(&q,
-		"SELECT p.policy_domain, total(p.success_count) AS s,"
-		" total(p.failure_count) AS f"
-		" FROM tls_reports t JOIN tls_policies p ON p.report_ref = t.id"
-		" WHERE 1");
-	if (filter->domain != NULL) {
-		str_append(q.sql, " AND p.policy_domain = lower(?)");
-		bind_text(&q, filter->domain);
-	}
-	if (filter->have_since) {
-		str_append(q.sql, " AND t.date_begin >= ?");
-		bind_int(&q, filter->since);
-	}
-	if (filter->have_until) {
-		str_append(q.sql, " AND t.date_begin <= ?");
-		bind_int(&q, filter->until);
-	}
-	str_printfa(q.sql, " GROUP BY p.policy_domain"
-		    " ORDER BY s + f DESC, p.policy_domain LIMIT %u",
-		    DMARC_QUERY_REPORT_MAX_DOMAINS);
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	i_zero(&ctx);
+	ctx.pool = pool;
+	p_array_init(&ctx.rows, pool, 8);
+	if (dmarc_query_tls_groups(store, filter,
+				   DMARC_QUERY_TLS_GROUP_POLICY_DOMAIN,
+				   report_tls_row, &ctx, error_r) < 0)
 		return -1;
-	p_array_init(&tls, pool, 8);
-	while ((ret = query_step(stmt, error_r)) > 0) {
-		struct dmarc_query_report_tls *row = array_append_space(&tls);
-
-		row->policy_domain = col_pstr(pool, stmt, 0);
-		row->success = col_total(stmt, 1);
-		row->failure = col_total(stmt, 2);
-	}
-	sqlite3_finalize(stmt);
-	report->tls = array_get(&tls, &report->tls_count);
-	return ret;
+	report->tls = array_get(&ctx.rows, &report->tls_count);
+	return 0;
 }
 
 int dmarc_query_report(struct dmarc_store *store,
@@ -1482,11 +1461,11 @@ static int query_expire_orphans(struct dmarc_store *store,
 	int ret;
 
 	t_array_init(&refs, 64);
-	query_sql_init(&q, "SELECT DISTINCT report_ref FROM records"
+	dmarc_query_sql_init(&q, "SELECT DISTINCT report_ref FROM records"
 		       " WHERE report_ref NOT IN (SELECT id FROM reports)");
-	if (query_prepare(store, &q, &stmt, error_r) < 0)
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
-	while ((ret = query_step(stmt, error_r)) > 0) {
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
 		ref = sqlite3_column_int64(stmt, 0);
 		array_push_back(&refs, &ref);
 	}
@@ -1500,25 +1479,25 @@ static int query_expire_orphans(struct dmarc_store *store,
 				return -1;
 			/* the same chunk of records, first their auth
 			   results (foreign keys are off in a batch) */
-			query_sql_init(&q, "DELETE FROM auth_results WHERE"
+			dmarc_query_sql_init(&q, "DELETE FROM auth_results WHERE"
 				" record_ref IN (SELECT id FROM records"
 				" WHERE report_ref = ? ORDER BY id LIMIT ?)");
-			bind_int(&q, ref);
-			bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (query_prepare(store, &q, &stmt, error_r) < 0)
+			dmarc_query_bind_int(&q, ref);
+			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
+			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 				return -1;
-			ret = query_step(stmt, error_r);
+			ret = dmarc_query_step(stmt, error_r);
 			sqlite3_finalize(stmt);
 			if (ret < 0)
 				return -1;
-			query_sql_init(&q, "DELETE FROM records WHERE id IN"
+			dmarc_query_sql_init(&q, "DELETE FROM records WHERE id IN"
 				" (SELECT id FROM records WHERE report_ref = ?"
 				" ORDER BY id LIMIT ?)");
-			bind_int(&q, ref);
-			bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (query_prepare(store, &q, &stmt, error_r) < 0)
+			dmarc_query_bind_int(&q, ref);
+			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
+			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 				return -1;
-			ret = query_step(stmt, error_r);
+			ret = dmarc_query_step(stmt, error_r);
 			sqlite3_finalize(stmt);
 			if (ret < 0)
 				return -1;
@@ -1547,19 +1526,19 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 		return -1;
 	if (paths_r != NULL) {
 		/* a file that held several reports goes only with the last */
-		query_sql_init(&q,
+		dmarc_query_sql_init(&q,
 			"SELECT DISTINCT archive_path FROM reports"
 			" WHERE date_end < ? AND archive_path IS NOT NULL"
 			" AND archive_path NOT IN (SELECT archive_path"
 			"  FROM reports WHERE date_end >= ?"
 			"  AND archive_path IS NOT NULL)"
 			" ORDER BY archive_path");
-		bind_int(&q, before);
-		bind_int(&q, before);
-		if (query_prepare(store, &q, &stmt, error_r) < 0)
+		dmarc_query_bind_int(&q, before);
+		dmarc_query_bind_int(&q, before);
+		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 			ret = -1;
 		else {
-			while ((ret = query_step(stmt, error_r)) > 0) {
+			while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
 				const char *path = p_strdup(pool,
 					(const char *)sqlite3_column_text(stmt, 0));
 				array_push_back(paths_r, &path);
@@ -1568,12 +1547,12 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 		}
 	}
 	if (ret == 0) {
-		query_sql_init(&q, "DELETE FROM reports WHERE date_end < ?");
-		bind_int(&q, before);
-		if (query_prepare(store, &q, &stmt, error_r) < 0)
+		dmarc_query_sql_init(&q, "DELETE FROM reports WHERE date_end < ?");
+		dmarc_query_bind_int(&q, before);
+		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 			ret = -1;
 		else {
-			ret = query_step(stmt, error_r);
+			ret = dmarc_query_step(stmt, error_r);
 			if (ret == 0)
 				*deleted_r = sqlite3_changes(db);
 			sqlite3_finalize(stmt);

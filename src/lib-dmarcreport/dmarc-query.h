@@ -20,6 +20,9 @@ struct dmarc_query_filter {
 	int64_t since;            /* date_begin >= since */
 	int64_t until;            /* date_begin <= until (inclusive: no
 				     end+1 to overflow at INT64_MAX) */
+	/* "aggregate", "tls" or "failure": the kind of report list shows
+	   (NULL: all; see dmarc-query-kinds.h) */
+	const char *type;
 
 	/* record fields */
 	bool have_source;
@@ -239,8 +242,8 @@ struct dmarc_query_report_domain {
 	unsigned int policy_count;
 };
 
-/* SMTP TLS reports (RFC 8460) per policy domain, when the database has
-   them (schema version 2 and later). */
+/* SMTP TLS reports (RFC 8460) per policy domain, as doveadm dmarc tls
+   --group-by policy-domain counts them. */
 struct dmarc_query_report_tls {
 	const char *policy_domain;
 	uint64_t success, failure;
@@ -262,7 +265,7 @@ struct dmarc_query_report {
 	unsigned int more_domains;
 	uint64_t more_domains_messages;
 
-	bool have_tls;            /* the database has TLS report tables */
+	bool have_tls;            /* the database holds TLS reports */
 	const struct dmarc_query_report_tls *tls;
 	unsigned int tls_count;
 };

@@ -1,11 +1,13 @@
-/* plugin {} settings and limits: every name, type and default in one table. */
+/* Settings and limits: every name, kind and default in one table. */
 
 #include "lib.h"
-#include "settings-parser.h"
+#include "dmarc-compat-lib.h"
+#include "dmarc-settings-list.h"
 #include "dmarc-settings.h"
 
 enum setting_kind {
 	SETTING_PATH,
+	SETTING_PATH_OR_EMPTY,
 	SETTING_SIZE,
 	SETTING_UINT,
 	SETTING_TIME_MSECS,
@@ -15,54 +17,33 @@ struct setting_def {
 	const char *name;
 	enum setting_kind kind;
 	size_t offset;
-	const char *default_value;
-	/* PATH only: an empty value turns the feature off */
-	bool empty_disables;
+	/* paths */
+	const char *default_path;
+	/* sizes, counts, intervals */
+	uintmax_t default_number;
 };
 
-#define DEF_PATH(name, field, def, empty_ok) \
-	{ name, SETTING_PATH, offsetof(struct dmarc_settings, field), def, empty_ok }
-#define DEF_LIMIT(name, kind, field, def) \
-	{ name, kind, offsetof(struct dmarc_settings, limits.field), def, FALSE }
+#define DEFAULT_PATH_PATH(value) value
+#define DEFAULT_PATH_PATH_OR_EMPTY(value) value
+#define DEFAULT_PATH_SIZE(value) NULL
+#define DEFAULT_PATH_UINT(value) NULL
+#define DEFAULT_PATH_TIME_MSECS(value) NULL
+#define DEFAULT_NUMBER_PATH(value) 0
+#define DEFAULT_NUMBER_PATH_OR_EMPTY(value) 0
+#define DEFAULT_NUMBER_SIZE(value) (value)
+#define DEFAULT_NUMBER_UINT(value) (value)
+#define DEFAULT_NUMBER_TIME_MSECS(value) (value)
 
-/* Defaults are sized so that real reports (the largest seen: 200,000
-   records, ~120 MB of XML) pass while bombs stop early. */
+#define DMARC_SETTING_DEF(kind, name, field, default_value) \
+	{ "dmarcreport_" #name, SETTING_##kind, \
+	  offsetof(struct dmarc_settings, field), \
+	  DEFAULT_PATH_##kind(default_value), \
+	  DEFAULT_NUMBER_##kind(default_value) },
+
+/* The rows are in dmarc-settings-list.h, shared with Dovecot 2.4's
+   setting_parser_info. */
 static const struct setting_def setting_defs[] = {
-	DEF_PATH("dmarcreport_db", db_path, "~/dmarcreport/reports.sqlite", FALSE),
-	DEF_PATH("dmarcreport_archive_dir", archive_dir, "~/dmarcreport/archive", TRUE),
-	DEF_LIMIT("dmarcreport_max_attachment_size", SETTING_SIZE,
-		  max_attachment_size, "50M"),
-	DEF_LIMIT("dmarcreport_max_decompressed_size", SETTING_SIZE,
-		  max_decompressed_size, "256M"),
-	DEF_LIMIT("dmarcreport_max_message_decompressed_size", SETTING_SIZE,
-		  max_message_decompressed_size, "512M"),
-	DEF_LIMIT("dmarcreport_max_attachments", SETTING_UINT,
-		  max_attachments, "50"),
-	DEF_LIMIT("dmarcreport_max_mime_depth", SETTING_UINT,
-		  max_mime_depth, "20"),
-	DEF_LIMIT("dmarcreport_max_zip_entries", SETTING_UINT,
-		  max_zip_entries, "100"),
-	DEF_LIMIT("dmarcreport_max_records", SETTING_UINT,
-		  max_records, "1000000"),
-	DEF_LIMIT("dmarcreport_max_xml_depth", SETTING_UINT,
-		  max_xml_depth, "32"),
-	DEF_LIMIT("dmarcreport_max_value_length", SETTING_UINT,
-		  max_value_length, "1024"),
-	/* real records carry one or two DKIM results and one SPF result */
-	DEF_LIMIT("dmarcreport_max_auth_results", SETTING_UINT,
-		  max_auth_results, "20"),
-	/* max_records records with three auth results each */
-	DEF_LIMIT("dmarcreport_max_report_rows", SETTING_UINT,
-		  max_report_rows, "4000000"),
-	/* CPU time: 200,000 records (the largest real report) take about
-	   1.5 s to unpack, parse and store, so max_records would take about
-	   8 s; slower machines and sanitizer builds need room too */
-	DEF_LIMIT("dmarcreport_max_processing_time", SETTING_TIME_MSECS,
-		  max_processing_time_msecs, "10s"),
-	DEF_LIMIT("dmarcreport_lock_timeout", SETTING_TIME_MSECS,
-		  lock_timeout_msecs, "5s"),
-	DEF_LIMIT("dmarcreport_max_pending_size", SETTING_SIZE,
-		  max_pending_size, "64M"),
+	DMARC_SETTINGS_LIST(DMARC_SETTING_DEF)
 };
 
 static int
@@ -77,8 +58,9 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 
 	switch (def->kind) {
 	case SETTING_PATH:
+	case SETTING_PATH_OR_EMPTY:
 		if (*value == '\0') {
-			if (!def->empty_disables) {
+			if (def->kind != SETTING_PATH_OR_EMPTY) {
 				*error_r = "must not be empty";
 				return -1;
 			}
@@ -103,7 +85,7 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 		*(const char **)field = p_strdup(pool, value);
 		return 0;
 	case SETTING_SIZE:
-		if (settings_get_size(value, &size, &error) < 0) {
+		if (str_parse_get_size(value, &size, &error) < 0) {
 			*error_r = error;
 			return -1;
 		}
@@ -118,7 +100,8 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 		*(unsigned int *)field = uint_value;
 		return 0;
 	case SETTING_TIME_MSECS:
-		if (settings_get_time_msecs(value, &uint_value, &error) < 0) {
+		if (str_parse_get_interval_msecs(value, &uint_value,
+						 &error) < 0) {
 			*error_r = error;
 			return -1;
 		}
@@ -129,6 +112,22 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 		}
 		*(unsigned int *)field = uint_value;
 		return 0;
+	}
+	i_unreached();
+}
+
+/* The default as the text a setting would have: one way to apply both. */
+static const char *setting_default_text(const struct setting_def *def)
+{
+	switch (def->kind) {
+	case SETTING_PATH:
+	case SETTING_PATH_OR_EMPTY:
+		return def->default_path;
+	case SETTING_SIZE:
+	case SETTING_UINT:
+		return dec2str(def->default_number);
+	case SETTING_TIME_MSECS:
+		return t_strdup_printf("%jums", def->default_number);
 	}
 	i_unreached();
 }
@@ -146,9 +145,9 @@ int dmarc_settings_read(pool_t pool, dmarc_setting_lookup_t *lookup,
 
 		value = lookup == NULL ? NULL : lookup(def->name, context);
 		if (value == NULL)
-			value = def->default_value;
+			value = setting_default_text(def);
 		if (setting_apply(pool, def, value, home, set_r, &error) < 0) {
-			*error_r = t_strdup_printf("plugin { %s }: %s",
+			*error_r = t_strdup_printf("%s: %s",
 						   def->name, error);
 			return -1;
 		}
@@ -166,10 +165,12 @@ void dmarc_limits_default(struct dmarc_limits *limits_r)
 	for (i = 0; i < N_ELEMENTS(setting_defs); i++) {
 		const struct setting_def *def = &setting_defs[i];
 
-		if (def->kind == SETTING_PATH)
+		if (def->kind == SETTING_PATH ||
+		    def->kind == SETTING_PATH_OR_EMPTY)
 			continue;
 		if (setting_apply(pool_datastack_create(), def,
-				  def->default_value, NULL, &set, &error) < 0)
+				  setting_default_text(def), NULL, &set,
+				  &error) < 0)
 			i_panic("default of %s: %s", def->name, error);
 	}
 	*limits_r = set.limits;

@@ -1,9 +1,10 @@
 #ifndef DMARC_SETTINGS_H
 #define DMARC_SETTINGS_H
 
-/* plugin {} settings shared by the Sieve and doveadm plugins. The doors
-   supply a lookup function (see dmarc-compat.h), so this file knows
-   neither Sieve nor doveadm nor a particular Dovecot version. */
+/* The dmarcreport_* settings shared by the Sieve and doveadm plugins
+   (the list: dmarc-settings-list.h). The doors supply a lookup function
+   (see dmarc-compat.h), so this file knows neither Sieve nor doveadm nor
+   a particular Dovecot version. */
 
 struct dmarc_limits {
 	/* bytes of one decoded attachment as it came in the mail */
@@ -31,6 +32,13 @@ struct dmarc_limits {
 	unsigned int lock_timeout_msecs;
 	/* disk space the pending spool next to the database may take */
 	uoff_t max_pending_size;
+	/* bytes of one SMTP TLS report's JSON (parsed from memory) */
+	uoff_t max_tls_report_size;
+	/* bytes of one failure report's feedback-report part, or of the
+	   header block of the reported message (parsed from memory) */
+	uoff_t max_failure_report_size;
+	/* policies plus failure-details entries of one SMTP TLS report */
+	unsigned int max_tls_entries;
 };
 
 /* A long writer (import, expire) commits at least this often, so that a
@@ -44,12 +52,13 @@ struct dmarc_settings {
 	struct dmarc_limits limits;
 };
 
-/* Returns the raw value of a plugin {} setting, or NULL when unset. */
+/* Returns the value of a setting as text ("50M", "1024", "~/x"), or NULL
+   when unset (then the default applies). */
 typedef const char *dmarc_setting_lookup_t(const char *name, void *context);
 
 /* Read all settings with defaults; "~/" is expanded with home (which may
    be NULL when the user has none: then "~" settings are an error).
-   Strings are allocated from pool. */
+   Strings are allocated from pool. An error names the setting. */
 int dmarc_settings_read(pool_t pool, dmarc_setting_lookup_t *lookup,
 			void *context, const char *home,
 			struct dmarc_settings *set_r, const char **error_r);

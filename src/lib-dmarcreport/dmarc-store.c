@@ -43,12 +43,20 @@ enum store_stmt {
 
 static const char *const store_stmt_sql[STMT_COUNT] = {
 	[STMT_INSERT_REPORT] =
-		"INSERT INTO reports (org_name, report_id, policy_domain,"
+		/* The id is past every id that records still refer to:
+		   expire deletes a report's row first and its records in
+		   later transactions, and SQLite would otherwise hand the
+		   freed highest id to the next report, whose records the
+		   rest of that expire would then delete. Both maxima are
+		   index lookups. */
+		"INSERT INTO reports (id, org_name, report_id, policy_domain,"
 		" date_begin, date_end, email, extra_contact_info, generator,"
 		" errors, format_version, policy_adkim, policy_aspf, policy_p,"
 		" policy_sp, policy_np, policy_pct, policy_fo, policy_testing,"
 		" policy_discovery_method, archive_path, message_id, received)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		" VALUES (1 + max(coalesce((SELECT max(id) FROM reports), 0),"
+		"  coalesce((SELECT max(report_ref) FROM records), 0)),"
+		" ?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 		" ON CONFLICT (org_name, report_id, policy_domain) DO NOTHING",
 	[STMT_INSERT_RECORD] =
 		"INSERT INTO records (report_ref, source_ip, source_ip_key, count,"
@@ -88,6 +96,8 @@ struct dmarc_store {
 	   not be removed), or NULL */
 	char *batch_error;
 	struct dmarc_store_report *report;
+	/* the schema version of the file (older only when read-only) */
+	int version;
 	/* the file opened, to tell whether the path still names it */
 	dev_t dev;
 	ino_t ino;
@@ -252,6 +262,31 @@ static int store_get_version(struct dmarc_store *store, int *version_r,
 			       "reading schema_version", version_r, error_r);
 }
 
+/* Bring a database of an older schema version up to this one, keeping
+   its data: the schema's statements are all IF NOT EXISTS, so applying
+   it adds what the newer version has (version 1 -> 2: the TLS and
+   failure report tables). In one IMMEDIATE transaction, so that two
+   processes opening it at once do not both migrate it. */
+static int store_migrate(struct dmarc_store *store, int *version,
+			 const char **error_r)
+{
+	int tables;
+
+	if (store_exec(store, "BEGIN IMMEDIATE", "upgrading the schema",
+		       error_r) < 0)
+		return -1;
+	if (store_get_version(store, version, &tables, error_r) < 0 ||
+	    (*version < DMARC_STORE_SCHEMA_VERSION &&
+	     store_exec(store, dmarc_store_schema_sql, "upgrading the schema",
+			error_r) < 0) ||
+	    store_exec(store, "COMMIT", "upgrading the schema", error_r) < 0) {
+		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	*version = DMARC_STORE_SCHEMA_VERSION;
+	return 0;
+}
+
 /* Returns 1 when the schema is usable, 0 for an empty file opened
    read-only (a first delivery is still creating it, or failed to), -1 on
    error. */
@@ -294,7 +329,13 @@ static int store_check_schema(struct dmarc_store *store, bool readonly,
 			version, DMARC_STORE_SCHEMA_VERSION);
 		return -1;
 	}
-	/* version < current: migrations go here when version 2 exists */
+	if (version < DMARC_STORE_SCHEMA_VERSION && !readonly) {
+		if (store_migrate(store, &version, error_r) < 0)
+			return -1;
+	}
+	/* read-only on an older schema: the tables it lacks read as empty
+	   (see dmarc_store_get_version()) */
+	store->version = version;
 	return 1;
 }
 
@@ -400,6 +441,11 @@ void dmarc_store_set_busy_timeout(struct dmarc_store *store,
 	store_set_busy_timeout(store, msecs);
 }
 
+const char *dmarc_store_db_error(struct dmarc_store *store, const char *what)
+{
+	return store_error(store, what);
+}
+
 enum dmarc_store_error dmarc_store_get_error(struct dmarc_store *store)
 {
 	return store->last_error;
@@ -468,6 +514,21 @@ void dmarc_store_close(struct dmarc_store **_store)
 struct sqlite3 *dmarc_store_get_db(struct dmarc_store *store)
 {
 	return store->db;
+}
+
+int dmarc_store_get_version(struct dmarc_store *store)
+{
+	return store->version;
+}
+
+const char *dmarc_store_get_path(struct dmarc_store *store)
+{
+	return store->path;
+}
+
+bool dmarc_store_in_batch(struct dmarc_store *store)
+{
+	return store->in_batch;
 }
 
 static sqlite3_stmt *

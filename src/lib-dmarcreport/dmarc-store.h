@@ -12,7 +12,9 @@ struct sqlite3;
 struct dmarc_store;
 struct dmarc_store_report;
 
-#define DMARC_STORE_SCHEMA_VERSION 1
+/* 2: SMTP TLS and failure report tables. An older database is upgraded
+   when opened for writing; releases before 2 refuse a version 2 file. */
+#define DMARC_STORE_SCHEMA_VERSION 2
 
 enum dmarc_store_open_flags {
 	/* Create the file (0600) and its directory (0700) when missing. */
@@ -57,11 +59,22 @@ enum dmarc_store_error {
 	   error, corrupt file). */
 	DMARC_STORE_ERROR_STORAGE,
 };
+/* The error of the database's last call, naming the file and what, and
+   classified for dmarc_store_get_error(): for the kind modules that run
+   their own statements (dmarc-store-kinds.c). */
+const char *dmarc_store_db_error(struct dmarc_store *store, const char *what);
 /* What the last failure of a dmarc_store_*() call on store was. */
 enum dmarc_store_error dmarc_store_get_error(struct dmarc_store *store);
 
-/* For the query module only (dmarc-query.c): the doors never see SQL. */
+/* For the query and kind modules only (dmarc-query*.c,
+   dmarc-store-kinds.c): the doors never see SQL. */
 struct sqlite3 *dmarc_store_get_db(struct dmarc_store *store);
+/* The schema version of the open file: older than
+   DMARC_STORE_SCHEMA_VERSION only when it was opened read-only (its
+   newer tables are then missing: read them as empty). */
+int dmarc_store_get_version(struct dmarc_store *store);
+const char *dmarc_store_get_path(struct dmarc_store *store);
+bool dmarc_store_in_batch(struct dmarc_store *store);
 
 /* Imports group many reports in one transaction; a report that fails is
    removed again, so one bad report does not undo the others. */

@@ -1,17 +1,18 @@
 #ifndef DMARC_UNPACK_H
 #define DMARC_UNPACK_H
 
-/* attachment bytes -> XML documents. The container is sniffed from the
-   content (gzip magic, zip magic, else plain XML), never from the MIME
-   label or the name: gzip is inflated with zlib, zip read with libarchive
-   once its entry count is known to be within the limit. Memory stays
+/* attachment bytes -> documents (XML, JSON, header blocks: the report
+   kinds tell them apart, see dmarc-kinds.h). The container is sniffed
+   from the content (gzip magic, zip magic, else plain), never from the
+   MIME label or the name: gzip is inflated with zlib, zip read with
+   libarchive once its entry count is known to be within the limit. Memory stays
    bounded whatever the sizes. A zip yields each of its entries in turn. */
 
 struct dmarc_limits;
 struct dmarc_unpack;
 
 enum dmarc_container {
-	DMARC_CONTAINER_PLAIN,  /* no compression: XML or anything else */
+	DMARC_CONTAINER_PLAIN,  /* no compression: XML, JSON or anything */
 	DMARC_CONTAINER_GZIP,
 	DMARC_CONTAINER_ZIP,
 };

@@ -76,7 +76,7 @@ act_dmarcreport_print(const struct sieve_action *action ATTR_UNUSED,
 		      bool *keep ATTR_UNUSED)
 {
 	sieve_result_action_printf(
-		rpenv, "record the DMARC aggregate reports of this message");
+		rpenv, "record the DMARC and SMTP TLS reports of this message");
 }
 
 static void

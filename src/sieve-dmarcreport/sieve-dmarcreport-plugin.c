@@ -65,10 +65,11 @@ struct dmarcreport_plugin_context {
 	const struct sieve_extension *ext;
 };
 
-void sieve_dmarcreport_plugin_load(struct sieve_instance *svinst,
-				   void **context)
+dmarc_compat_sieve_load_ret_t
+sieve_dmarcreport_plugin_load(struct sieve_instance *svinst, void **context)
 {
 	struct dmarcreport_plugin_context *pctx;
+	int ret;
 
 	/* here: Pigeonhole never calls the module's init function */
 	if (!module_pinned)
@@ -76,11 +77,16 @@ void sieve_dmarcreport_plugin_load(struct sieve_instance *svinst,
 	pctx = i_new(struct dmarcreport_plugin_context, 1);
 	/* Not loaded by default: an admin enables it with sieve_extensions
 	   or sieve_global_extensions, as with vnd.dovecot.pipe. */
-	if (dmarc_compat_sieve_extension_register(
-		svinst, &sieve_dmarcreport_extension, &pctx->ext) < 0)
+	ret = dmarc_compat_sieve_extension_register(
+		svinst, &sieve_dmarcreport_extension, &pctx->ext);
+	if (ret < 0) {
 		i_error("sieve_dmarcreport: registering %s failed",
 			sieve_dmarcreport_extension.name);
+	}
 	*context = pctx;
+	/* The settings are read by the action, not here: a bad per-user
+	   value then costs that user's reports, not the Sieve script. */
+	DMARC_COMPAT_SIEVE_LOAD_RETURN(ret);
 }
 
 void sieve_dmarcreport_plugin_unload(struct sieve_instance *svinst ATTR_UNUSED,

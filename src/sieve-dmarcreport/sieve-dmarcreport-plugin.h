@@ -7,8 +7,9 @@
 struct sieve_instance;
 
 extern const char *sieve_dmarcreport_plugin_version;
-void sieve_dmarcreport_plugin_load(struct sieve_instance *svinst,
-				   void **context);
+/* void on Pigeonhole 0.5, int on 2.4 (see dmarc-compat.h) */
+dmarc_compat_sieve_load_ret_t
+sieve_dmarcreport_plugin_load(struct sieve_instance *svinst, void **context);
 void sieve_dmarcreport_plugin_unload(struct sieve_instance *svinst,
 				     void *context);
 void sieve_dmarcreport_plugin_init(void);

@@ -36,13 +36,77 @@ TOP_SRCDIR = os.environ.get("top_srcdir") or os.path.dirname(os.path.dirname(HER
 TOP_BUILDDIR = os.environ.get("top_builddir") or os.path.join(TOP_SRCDIR, "build")
 CORPUS_DIR = os.environ.get("CORPUS_DIR") or os.path.join(TOP_SRCDIR, "..", "shared", "corpus")
 
-SIEVE_PLUGIN_DIR = os.path.join(TOP_BUILDDIR, "src", "sieve-dmarcreport", ".libs")
-DOVEADM_PLUGIN_DIR = os.path.join(TOP_BUILDDIR, "src", "doveadm-dmarcreport", ".libs")
-SYSTEM_DOVEADM_MODULE_DIR = "/usr/lib/dovecot/modules/doveadm"
 DOVECOT = "dovecot"
 DOVEADM = "doveadm"
 DOVECOT_LDA = "/usr/lib/dovecot/dovecot-lda"
 SIEVEC = "sievec"
+DOVECONF = "doveconf"
+# Dovecot's compiled-in MODULEDIR: doveadm plugins and (2.4) settings
+# modules are loaded only from there.
+SYSTEM_MODULE_DIR = "/usr/lib/dovecot/modules"
+
+# The build's modules: {subdir of MODULEDIR: (build dir, file name)}.
+BUILD_MODULES = {
+    "sieve": (os.path.join(TOP_BUILDDIR, "src", "sieve-dmarcreport", ".libs"),
+              "lib90_sieve_dmarcreport_plugin.so"),
+    "doveadm": (os.path.join(TOP_BUILDDIR, "src", "doveadm-dmarcreport", ".libs"),
+                "lib20_doveadm_dmarcreport_plugin.so"),
+    # Dovecot 2.4 only
+    "settings": (os.path.join(TOP_BUILDDIR, "src", "settings", ".libs"),
+                 "libdmarcreport_settings.so"),
+}
+
+
+def dovecot_version():
+    """(major, minor) of the installed Dovecot, e.g. (2, 3) or (2, 4)."""
+    try:
+        out = subprocess.run([DOVECOT, "--version"], capture_output=True,
+                             text=True).stdout
+    except OSError:
+        return (0, 0)
+    m = re.match(r"(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+DOVECOT_VERSION = dovecot_version()
+# 2.4: top-level settings, sieve_script {}, and a settings module that
+# must be in MODULEDIR/settings (see write_config)
+IS_24 = DOVECOT_VERSION >= (2, 4)
+
+
+def _build_modules():
+    """The build's modules this Dovecot needs: {subdir: path}."""
+    return {sub: os.path.join(d, name) for sub, (d, name) in BUILD_MODULES.items()
+            if sub != "settings" or IS_24}
+
+
+def _same_file(a, b):
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return fa.read() == fb.read()
+    except OSError:
+        return False
+
+
+def use_installed():
+    """Test the modules installed in MODULEDIR instead of the build's.
+    E2E_INSTALLED=1 asks for it (e.g. after installing a package), and it
+    is chosen when the build's .so files are exactly what is installed
+    (`make install` was run, as in the Debian 13 chroot of tools/test.sh,
+    where no mount namespace can be made). Otherwise the tests make the
+    build's modules visible to Dovecot in a private mount namespace (see
+    Dovecot.wrap), and the host's installation is never touched."""
+    if os.environ.get("E2E_INSTALLED") == "1":
+        return True
+    return all(_same_file(path, os.path.join(SYSTEM_MODULE_DIR, sub, os.path.basename(path)))
+               for sub, path in _build_modules().items())
+
+
+USE_INSTALLED = use_installed()
+SIEVE_PLUGIN_DIR = (os.path.join(SYSTEM_MODULE_DIR, "sieve") if USE_INSTALLED
+                    else BUILD_MODULES["sieve"][0])
+DOVEADM_PLUGIN_DIR = (os.path.join(SYSTEM_MODULE_DIR, "doveadm") if USE_INSTALLED
+                      else BUILD_MODULES["doveadm"][0])
 
 SCRIPT_DMARCREPORT = 'require "vnd.dovecot.dmarcreport";\ndmarcreport;\n'
 SCRIPT_DMARCREPORT_FILEINTO = (
@@ -67,8 +131,21 @@ def require_root():
     for prog in (DOVECOT, DOVEADM, DOVECOT_LDA):
         if shutil.which(prog) is None:
             skip(f"{prog} not installed (apt-get install dovecot-core dovecot-lmtpd dovecot-sieve)")
-    if not os.path.isdir(SIEVE_PLUGIN_DIR):
-        skip(f"the Sieve plugin is not built: {SIEVE_PLUGIN_DIR} missing")
+    for sub, path in _build_modules().items():
+        if USE_INSTALLED:
+            path = os.path.join(SYSTEM_MODULE_DIR, sub, os.path.basename(path))
+        if sub != "doveadm" and not os.path.exists(path):
+            skip(f"{path} missing: " + ("install the package" if USE_INSTALLED
+                                        else "not built"))
+    if IS_24 and not USE_INSTALLED and subprocess.run(
+            ["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        # e.g. in a chroot, or without util-linux
+        skip("Dovecot 2.4 loads settings modules only from its MODULEDIR, and "
+             "no private mount namespace can be made here (unshare -m): "
+             "`make install` the build first")
+    if USE_INSTALLED:
+        # tools/package-test.sh looks for this line in every e2e log
+        print(f"dovetest: testing the installed plugins in {SYSTEM_MODULE_DIR}")
 
 
 def have_corpus():
@@ -76,8 +153,7 @@ def have_corpus():
 
 
 def have_doveadm_plugin():
-    return os.path.isdir(DOVEADM_PLUGIN_DIR) and any(
-        f.endswith(".so") for f in os.listdir(DOVEADM_PLUGIN_DIR))
+    return os.path.exists(os.path.join(DOVEADM_PLUGIN_DIR, BUILD_MODULES["doveadm"][1]))
 
 
 def free_port():
@@ -154,6 +230,11 @@ def sanitizer_config():
         return ""
     # every process may load the plugins (config does too); ASan reserves
     # terabytes of address space: no vsz limit
+    if IS_24:
+        env = "".join(f"  {kv.split('=', 1)[0]} = {kv.split('=', 1)[1]}\n"
+                      for kv in [f"LD_PRELOAD={preload}"] + SANITIZER_OPTIONS.split())
+        return (f"import_environment {{\n{env}}}\n"
+                "default_vsz_limit = unlimited\n")
     return (f"import_environment = $import_environment LD_PRELOAD={preload} "
             f"{SANITIZER_OPTIONS}\ndefault_vsz_limit = 0\n")
 
@@ -169,8 +250,8 @@ def sanitizer_env():
     return env
 
 
-CONFIG_TEMPLATE = """\
-# Written by tests/e2e/dovetest.py for one test run.
+CONFIG_TEMPLATE_23 = """\
+# Written by tests/e2e/dovetest.py for one test run (Dovecot 2.3).
 base_dir = {T}/run
 state_dir = {T}/state
 instance_name = {instance}
@@ -214,11 +295,80 @@ protocol lmtp {{
 
 plugin {{
   sieve = ~/.dovecot.sieve
+{sieve_before}
   sieve_plugin_dir = {sieve_plugin_dir}
   sieve_plugins = sieve_dmarcreport
-{extensions}
-{plugin_settings}
+  {extensions_setting} = +vnd.dovecot.dmarcreport
+{settings}
 }}
+{extra_config}
+"""
+
+# Dovecot 2.4: dmarcreport_* are top-level settings; "$mail_plugins" and
+# "+extension" pass doveconf here but fail at delivery, so both lists are
+# written as blocks.
+CONFIG_TEMPLATE_24 = """\
+# Written by tests/e2e/dovetest.py for one test run (Dovecot 2.4).
+dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+base_dir = {T}/run
+state_dir = {T}/state
+instance_name = {instance}
+log_path = {T}/log/dovecot.log
+info_log_path = {T}/log/dovecot.log
+debug_log_path = {T}/log/dovecot.log
+mail_debug = {mail_debug}
+
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+first_valid_uid = {uid}
+last_valid_uid = 0
+first_valid_gid = {uid}
+mail_driver = maildir
+mail_path = ~/Maildir
+
+passdb passwd-file {{
+  passwd_file_path = {T}/users
+  default_password_scheme = PLAIN
+}}
+userdb passwd-file {{
+  passwd_file_path = {T}/users
+}}
+
+service lmtp {{
+  inet_listener lmtp {{
+    listen = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
+
+protocol lda {{
+  mail_plugins {{
+    sieve = yes
+  }}
+  postmaster_address = postmaster@example.org
+}}
+protocol lmtp {{
+  mail_plugins {{
+    sieve = yes
+  }}
+  postmaster_address = postmaster@example.org
+}}
+
+sieve_script personal {{
+  driver = file
+  path = ~/.dovecot.sieve
+}}
+{sieve_before}
+sieve_plugin_dir = {sieve_plugin_dir}
+sieve_plugins {{
+  sieve_dmarcreport = yes
+}}
+{extensions_setting} {{
+  vnd.dovecot.dmarcreport = yes
+}}
+{settings}
 {extra_config}
 """
 
@@ -226,10 +376,11 @@ plugin {{
 class Dovecot:
     """One private Dovecot: start() ... stop(); a context manager too.
 
-    users: {name: {plugin setting: value}}; the values become userdb
-    extra fields, which Dovecot applies as per-user plugin {} settings.
-    settings: plugin {} settings for everyone. "{T}" in a value stands for
-    the temp dir.
+    users: {name: {setting: value}}; the values become userdb_ extra
+    fields, which Dovecot applies as per-user settings.
+    settings: dmarcreport_* settings for everyone (plugin {} on 2.3, top
+    level on 2.4). "{T}" in a value stands for the temp dir.
+    sieve_before: path of an admin script run before the user's.
     script: every user's active Sieve script (None: none); scripts: {user:
     script} overrides it.
     global_extensions: enable the extension via sieve_global_extensions
@@ -237,7 +388,8 @@ class Dovecot:
     """
 
     def __init__(self, name, users=None, settings=None, script=SCRIPT_DMARCREPORT,
-                 scripts=None, global_extensions=False, extra_config=""):
+                 scripts=None, global_extensions=False, extra_config="",
+                 sieve_before=None):
         self.name = name
         self.users = dict(users or {"testuser": {}})
         self.settings = dict(settings or {})
@@ -245,6 +397,7 @@ class Dovecot:
         self.scripts = dict(scripts or {})
         self.global_extensions = global_extensions
         self.extra_config = extra_config
+        self.sieve_before = sieve_before
         self.uid = pick_uid()
         self.tmp = None
         self.conf = None
@@ -309,20 +462,58 @@ class Dovecot:
             f.writelines(lines)
 
     def write_config(self):
-        ext = ("  sieve_global_extensions = +vnd.dovecot.dmarcreport"
-               if self.global_extensions else
-               "  sieve_extensions = +vnd.dovecot.dmarcreport")
-        plugin_settings = "\n".join(f"  {k} = {self._expand(v)}"
-                                    for k, v in self.settings.items())
-        text = CONFIG_TEMPLATE.format(
+        """Writes the config in the syntax of the installed Dovecot."""
+        if IS_24:
+            template, indent = CONFIG_TEMPLATE_24, ""
+            before = ("" if self.sieve_before is None else
+                      "sieve_script before {\n  type = before\n  driver = file\n"
+                      f"  path = {self._expand(self.sieve_before)}\n}}")
+        else:
+            template, indent = CONFIG_TEMPLATE_23, "  "
+            before = ("" if self.sieve_before is None else
+                      f"  sieve_before = {self._expand(self.sieve_before)}")
+        settings = "\n".join(f"{indent}{k} = {self._expand(v)}"
+                             for k, v in self.settings.items())
+        text = template.format(
             T=self.tmp, instance=f"dmarce2e-{self.name}-{os.getpid()}",
             mail_debug="yes" if os.environ.get("E2E_DEBUG") == "1" else "no",
             uid=self.uid, lmtp_port=self.lmtp_port,
-            sieve_plugin_dir=SIEVE_PLUGIN_DIR, extensions=ext,
-            plugin_settings=plugin_settings,
+            sieve_plugin_dir=SIEVE_PLUGIN_DIR, sieve_before=before,
+            extensions_setting=("sieve_global_extensions" if self.global_extensions
+                                else "sieve_extensions"),
+            settings=settings,
             extra_config=self.extra_config + sanitizer_config())
         with open(self.conf, "w") as f:
             f.write(text)
+
+    def wrap(self, cmd):
+        """cmd as run for this instance. Unless the installed modules are
+        tested, Dovecot must find the build's modules in its compiled-in
+        MODULEDIR: doveadm's plugin (2.3 and 2.4) and, on 2.4, the
+        settings module, which every process reading the config needs. A
+        private mount namespace (unshare) puts dirs holding the system's
+        modules plus the build's over MODULEDIR's subdirs, for this
+        process and its children only. (It cannot be made inside a
+        chroot: there the build is installed, see use_installed().)"""
+        if USE_INSTALLED or (not IS_24 and cmd[0] != DOVEADM):
+            return cmd
+        mounts = []
+        for sub, path in _build_modules().items():
+            if sub == "sieve":
+                continue        # sieve_plugin_dir points at the build
+            overlay = self.path("modules", sub)
+            if not os.path.isdir(overlay):
+                os.makedirs(overlay)
+                system = os.path.join(SYSTEM_MODULE_DIR, sub)
+                if os.path.isdir(system):
+                    for f in os.listdir(system):
+                        if f != os.path.basename(path) and f.endswith(".so"):
+                            shutil.copy(os.path.join(system, f), overlay)
+                shutil.copy(path, overlay)
+            mounts += [overlay, os.path.join(SYSTEM_MODULE_DIR, sub)]
+        shell = ('while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 99; '
+                 'shift 2; done; shift; exec "$@"')
+        return ["unshare", "-m", "sh", "-c", shell, "sh"] + mounts + ["--"] + cmd
 
     def start(self):
         self.tmp = tempfile.mkdtemp(prefix=f"dmarc-e2e-{self.name}-")
@@ -351,7 +542,8 @@ class Dovecot:
         # Not a pipe: the daemon inherits it and would keep it open.
         out_path = self.path("log", "dovecot-start.out")
         with open(out_path, "w") as out:
-            r = subprocess.run([DOVECOT, "-c", self.conf], stdin=subprocess.DEVNULL,
+            r = subprocess.run(self.wrap([DOVECOT, "-c", self.conf]),
+                               stdin=subprocess.DEVNULL,
                                stdout=out, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             with open(out_path) as f:
@@ -474,7 +666,12 @@ class Dovecot:
 
     def sievec(self, script_path, out_path):
         """Compiles a script with this config (and thus our extension)."""
-        return subprocess.run([SIEVEC, "-c", self.conf, script_path, out_path],
+        return subprocess.run(self.wrap([SIEVEC, "-c", self.conf, script_path, out_path]),
+                              capture_output=True, text=True)
+
+    def doveconf(self, args):
+        """doveconf with this config, e.g. doveconf(["-n"])."""
+        return subprocess.run(self.wrap([DOVECONF, "-c", self.conf] + list(args)),
                               capture_output=True, text=True)
 
     # --- delivery ---------------------------------------------------------
@@ -485,6 +682,7 @@ class Dovecot:
         if isinstance(rcpts, str):
             rcpts = [rcpts]
         replies = {}
+        mark = self.log_mark()
         with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=120) as lmtp:
             lmtp.ehlo("e2e.test")
             code, text = lmtp.mail(sender)
@@ -507,6 +705,8 @@ class Dovecot:
             # LMTP (RFC 2033 4.2): one reply per accepted recipient
             for r in accepted:
                 replies[r] = lmtp.getreply()
+        # QUIT was sent: wait until the log has the session's lines
+        self.wait_session_logged(replies.values(), mark)
         return replies
 
     def lmtp_deliver_ok(self, message, rcpt):
@@ -543,28 +743,24 @@ class Dovecot:
     def lda_deliver(self, message, user, sender="reporter@reports.example"):
         """dovecot-lda -d user, as an MTA would run it (needs the master:
         it asks auth for the user)."""
-        return subprocess.run([DOVECOT_LDA, "-c", self.conf, "-d", user, "-f", sender],
+        return subprocess.run(self.wrap([DOVECOT_LDA, "-c", self.conf, "-d", user,
+                                         "-f", sender]),
                               input=message, capture_output=True, timeout=120,
                               env=sanitizer_env())
 
     # --- doveadm -----------------------------------------------------------
 
     def doveadm(self, args, user=None, fmt=None):
-        """doveadm with the freshly built doveadm plugin. doveadm loads
-        plugins only from its compiled-in dir, so that dir is replaced by
-        the build's .libs in a private mount namespace: the host is left
-        untouched."""
+        """doveadm with the build's doveadm plugin (see wrap): doveadm
+        loads plugins only from its compiled-in dir."""
         cmd = [DOVEADM, "-c", self.conf]
         if fmt is not None:
             cmd += ["-f", fmt]
         cmd += list(args)
         if user is not None:
             cmd += ["-u", user]
-        shell = ('mount --bind "$1" "$2" || exit 99; shift 2; exec "$@"')
-        return subprocess.run(["unshare", "-m", "sh", "-c", shell, "sh",
-                               DOVEADM_PLUGIN_DIR, SYSTEM_DOVEADM_MODULE_DIR] + cmd,
-                              capture_output=True, text=True, timeout=120,
-                              env=sanitizer_env())
+        return subprocess.run(self.wrap(cmd), capture_output=True, text=True,
+                              timeout=120, env=sanitizer_env())
 
     # --- what was stored ---------------------------------------------------
 
@@ -629,6 +825,35 @@ class Dovecot:
             return "\n".join(self.log_text().splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def wait_session_logged(self, replies, mark, timeout=15):
+        """Waits until the log holds every line of the LMTP session that
+        gave these replies, so a test can assert on the log, also that a
+        line is absent, without depending on timing. The log process
+        writes another process's lines a little later than it sent its
+        reply. Each reply names the session ("250 2.0.0 <user> SESSION
+        Saved"), the session's lines carry "<pid><SESSION>", and the lmtp
+        process logs its "Disconnect from" line after all of them, since
+        one process's lines reach the log in order. Returns False on a
+        timeout (the test's own assertion then says what is missing)."""
+        sessions = set()
+        for _, text in replies:
+            m = re.search(rb"<[^>]*> ([A-Za-z0-9+/]+)", text)
+            if m:
+                sessions.add(m.group(1).decode())
+        if not sessions:
+            return True
+
+        def logged():
+            text = self.log_since(mark)
+            for session in sessions:
+                m = re.search(r"<(\d+)><" + re.escape(session) + r"[:>]", text)
+                if not m or not re.search(r"\b[a-z]+\(" + m.group(1) + r"\): .*Disconnect from",
+                                          text[m.end():]):
+                    return False
+            return True
+
+        return wait_for(logged, timeout)
 
     def wait_log(self, pattern, mark=0, timeout=10, count=1):
         """Waits until the log since mark matches pattern (a regex) at

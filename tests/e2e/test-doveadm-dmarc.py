@@ -130,16 +130,19 @@ def test_list_after_lmtp(dc):
 
 
 def test_list_tab(dc):
-    """-f tab: a header line, then one line of 10 fields per report."""
+    """-f tab: a header line, then one line of 11 fields per report (the
+    last is the type)."""
     rows = state.get("lmtp_rows") or skip_test("no deliveries")
     out = doveadm_ok(dc, ["dmarc", "list"], "lmtp", fmt="tab").stdout
     lines = out.rstrip("\n").split("\n")
     header = lines[0].split("\t")
-    check_equal(len(header), 10, "tab header fields")
+    check_equal(len(header), 11, "tab header fields")
+    check_equal(header[-1], "Type", "the last column")
     parsed = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
     check_equal(len(parsed), len(rows), "tab rows")
     for line in lines[1:]:
-        check_equal(len(line.split("\t")), 10, f"fields of {line!r}")
+        check_equal(len(line.split("\t")), 11, f"fields of {line!r}")
+        check_equal(line.split("\t")[-1], "aggregate", f"type of {line!r}")
     by_id = sorted((p["Report-ID"], int(p["Messages"])) for p in parsed)
     check_equal(by_id, sorted((r["report_id"], r["messages"]) for r in rows),
                 "tab report ids and messages")

@@ -10,6 +10,7 @@ and its MIME structure checked."""
 
 import calendar
 import email
+import json
 import os
 import re
 import sys
@@ -82,6 +83,24 @@ def report_xml(n, domain, day, org, p, records):
         f"{rows}</feedback>\n").encode()
 
 
+# SMTP TLS reports (RFC 8460) in the period: (domain, successful, failed)
+TLS_REPORTS = [("a.example", 95, 5), ("b.example", 10, 0)]
+
+
+def tls_json(n, domain, ok, failed):
+    return json.dumps({
+        "organization-name": "tls.example", "report-id": f"tls-{n}",
+        "date-range": {"start-datetime": "2025-03-04T00:00:00Z",
+                       "end-datetime": "2025-03-04T23:59:59Z"},
+        "contact-info": "tls@tls.example",
+        "policies": [{
+            "policy": {"policy-type": "sts", "policy-domain": domain,
+                       "policy-string": ["version: STSv1", "mode: enforce"],
+                       "mx-host": ["mx." + domain]},
+            "summary": {"total-successful-session-count": ok,
+                        "total-failure-session-count": failed}}]}).encode()
+
+
 def deliver_reports(dc):
     for n, (domain, day, org, p, records) in enumerate(REPORTS):
         xml = report_xml(n, domain, day, org, p, records)
@@ -90,6 +109,13 @@ def deliver_reports(dc):
         dc.lmtp_deliver_ok(mail, "rep")
     check_equal(dc.query("rep", "SELECT count(*) FROM reports"),
                 [(len(REPORTS),)], "stored reports")
+    for n, (domain, ok, failed) in enumerate(TLS_REPORTS):
+        mail = reportmail.report_mail(
+            [(f"tls-{n}.json", tls_json(n, domain, ok, failed),
+              ("application", "tlsrpt+json"))], f"<tls-{n}@e2e.test>")
+        dc.lmtp_deliver_ok(mail, "rep")
+    check_equal(dc.query("rep", "SELECT count(*) FROM tls_reports"),
+                [(len(TLS_REPORTS),)], "stored TLS reports")
 
 
 def doveadm_ok(dc, args, user=None):
@@ -128,6 +154,8 @@ MAIL_COUNT_JS = """
   r._svgs = document.querySelectorAll('svg').length;
   r._scripts = document.querySelectorAll('script').length;
   r._external = [...document.querySelectorAll('[src],link[href],[srcset]')].length;
+  const tls = document.querySelector('table.mailchart[data-chart="tls"]');
+  r._tls_rows = tls ? tls.querySelectorAll(':scope > tbody > tr.bar').length : 0;
   return r;
 })()
 """
@@ -158,6 +186,9 @@ COUNT_JS = """
   r._external = [...document.querySelectorAll('[src],link[href],[srcset]')].length;
   r._empty = [...document.querySelectorAll('.empty')].map(e => e.textContent);
   r._svgs = document.querySelectorAll('svg').length;
+  const tls = document.querySelector('svg[data-chart="tls"]');
+  r._tls_bars = tls ? tls.querySelectorAll('g.bar').length : 0;
+  r._tls_rects = tls ? tls.querySelectorAll('g.bar rect').length : 0;
   return r;
 })()
 """
@@ -197,6 +228,10 @@ def check_counts(counts):
     check_equal(counts["a.example"]["policies"], 2, "a.example: policy change shown")
     check("fix first: 198.51.100.7" in counts["a.example"]["verdict"],
           f"a.example verdict: {counts['a.example']['verdict']}")
+    # TLS sessions per policy domain: a bar each, successful and failed
+    check_equal(counts["_tls_bars"], len(TLS_REPORTS), "TLS bars")
+    check_equal(counts["_tls_rects"], sum(1 + (f > 0) for _, _, f in TLS_REPORTS),
+                "TLS segments")
     check("too little data" in counts["b.example"]["verdict"],
           f"b.example verdict: {counts['b.example']['verdict']}")
     check_equal(counts["b.example"]["reporters"], [HOSTILE_ORG],
@@ -211,10 +246,9 @@ def test_report_file(dc):
         text = f.read()
     check(text.startswith("<!DOCTYPE html>"), "an HTML document")
     # the summary's verdict, word for word
-    summary = doveadm_ok(dc, ["-f", "tab", "dmarc", "summary"] + PERIOD,
-                         user="rep").stdout
-    verdict_a = [l.split("\t")[-1] for l in summary.splitlines()
-                 if l.startswith("a.example\t")][0]
+    summary = json.loads(doveadm_ok(dc, ["-f", "json", "dmarc", "summary"] + PERIOD,
+                                    user="rep").stdout)
+    verdict_a = [row["verdict"] for row in summary if row["domain"] == "a.example"][0]
     check(verdict_a in text, f"summary verdict {verdict_a!r} in the page")
     counts = render(path, os.path.join(ARTIFACTS, "report-file.png"))
     check_counts(counts)
@@ -237,7 +271,10 @@ def test_report_empty_period(dc):
     doveadm_ok(dc, ["dmarc", "report", "--output", path, "since", "2020-01-01",
                     "until", "2020-01-31"], user="rep")
     counts = render(path, os.path.join(ARTIFACTS, "report-empty.png"))
+    # the TLS section says so too (the database holds TLS reports)
     check_equal(counts["_svgs"], 0, "no charts for an empty period")
+    check(len(counts["_empty"]) == 2 and "No TLS reports" in counts["_empty"][1],
+          f"TLS: {counts['_empty']}")
     check(counts["_empty"] and "No DMARC aggregate reports" in counts["_empty"][0],
           f"says so plainly: {counts['_empty']}")
 
@@ -267,6 +304,7 @@ def test_report_digest_mail(dc):
     counts = render(path, os.path.join(ARTIFACTS, "report-digest.png"),
                     MAIL_COUNT_JS)
     check_equal(counts["_svgs"], 0, "no SVG in the mail")
+    check_equal(counts["_tls_rows"], len(TLS_REPORTS), "TLS rows in the mail")
     check_equal(counts["_scripts"], 0, "script elements")
     check_equal(counts["_external"], 0, "elements loading a resource")
     for domain, days in DAYS_WITH_DATA.items():

@@ -115,7 +115,7 @@ def test_database_cannot_be_created(dc):
 def test_disk_full(dc):
     d = dc.path("full")
     os.mkdir(d, 0o755)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k,mode=0700",
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
                         "dmarc-e2e-full", d], capture_output=True, text=True)
     if r.returncode != 0:
         dovetest.skip_test(f"cannot mount a tmpfs: {r.stderr.strip()}")
@@ -240,11 +240,8 @@ def test_archive_symlinks_not_followed(dc):
 def doveadm_start(dc, args, user):
     """doveadm in the background, as dc.doveadm() runs it."""
     cmd = [dovetest.DOVEADM, "-c", dc.conf, "-f", "json"] + args + ["-u", user]
-    shell = 'mount --bind "$1" "$2" || exit 99; shift 2; exec "$@"'
-    return subprocess.Popen(["unshare", "-m", "sh", "-c", shell, "sh",
-                             dovetest.DOVEADM_PLUGIN_DIR,
-                             dovetest.SYSTEM_DOVEADM_MODULE_DIR] + cmd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(dc.wrap(cmd), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             env=dovetest.sanitizer_env())
 
 

@@ -161,7 +161,7 @@ def test_tab_output_of_delivered(dc):
     need_doveadm()
     n = report_count(dc, "inject")
     check(n >= 2, f"{n} reports stored for inject")
-    check_one_line_per_row(dc, "inject", ["dmarc", "list"], n, 10)
+    check_one_line_per_row(dc, "inject", ["dmarc", "list"], n, 11)
     check_one_line_per_row(dc, "inject", ["dmarc", "query"], n, 12)
     check_one_line_per_row(dc, "inject", ["dmarc", "query", "--group-by", "org"], n, 5)
 
@@ -198,13 +198,13 @@ def test_control_characters_in_database(dc):
          " header_from = header_from || ?, envelope_from = ?", (bad, "none" + bad, bad, bad)),
         ("UPDATE auth_results SET domain = domain || ?, result = ?", (bad, "pass" + bad)),
     ])
-    check_one_line_per_row(dc, "olddb", ["dmarc", "list"], 2, 10)
+    check_one_line_per_row(dc, "olddb", ["dmarc", "list"], 2, 11)
     check_one_line_per_row(dc, "olddb", ["dmarc", "query"], 2, 12)
     for group in ("source", "domain", "org", "header_from", "disposition", "day"):
         rows = 2 if group in ("domain", "header_from") else 1
         check_one_line_per_row(dc, "olddb", ["dmarc", "query", "--group-by", group],
                                rows, 5)
-    check_one_line_per_row(dc, "olddb", ["dmarc", "summary"], 2, 8)
+    check_one_line_per_row(dc, "olddb", ["dmarc", "summary"], 2, 9)
     # the escaped form, and json holds the same text as tab
     out = doveadm_ok(dc, ["dmarc", "list"], "olddb", "tab")
     check("old-1\\r\\nFORGED\\trow\\x1b[2J\\x7f\\xc2\\x9b" in out, f"escaped form: {out!r}")

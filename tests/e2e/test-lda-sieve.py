@@ -128,14 +128,15 @@ def test_sieve_test_lists_action(dc):
                         "-t", "-", "-T", "level=actions", script, mail],
                        capture_output=True, text=True, timeout=60)
     check_equal(r.returncode, 0, f"sieve-test exit code ({r.stderr.strip()})")
-    check("record the DMARC aggregate reports of this message" in r.stdout,
+    check("record the DMARC and SMTP TLS reports of this message" in r.stdout,
           f"action not listed: {r.stdout!r}")
     check("dmarcreport action" in r.stdout, f"no trace line: {r.stdout!r}")
     check_equal(report_count(dc, "trace"), 0, "reports recorded by a dry run")
 
 
 def test_bad_settings(dc):
-    """An invalid setting: one error line, no report, the mail delivered."""
+    """An invalid setting: one error line, no report, the mail delivered
+    as the rest of the Sieve script says."""
     mark = dc.log_mark()
     dc.lmtp_deliver_ok(reportmail.report_mail(
         [("s.xml", reportmail.report_xml("badset-1"))], msgid("badset", 0)), "badset")
@@ -143,7 +144,9 @@ def test_bad_settings(dc):
                         r"invalid settings.*dmarcreport_max_records", mark)
     check_equal(len(lines), 1, "error lines")
     check(not os.path.exists(dc.db_path("badset")), "a database was created")
-    check_equal(len(dc.mail_files("badset")), 1, "mails in INBOX")
+    # the rest of the script still ran: its fileinto, no implicit keep
+    check_equal(len(dc.mail_files("badset", "DMARC")), 1, "mails in DMARC")
+    check_equal(len(dc.mail_files("badset")), 0, "mails in INBOX")
 
 
 def test_storage_failure(dc):
@@ -216,6 +219,7 @@ if __name__ == "__main__":
         },
         scripts={
             "filer": read(SCRIPT_FILEINTO),
+            "badset": read(SCRIPT_FILEINTO),
             "addr": read(SCRIPT_ADDRESS),
             "twice": 'require "vnd.dovecot.dmarcreport";\ndmarcreport;\ndmarcreport;\n',
         }))

@@ -91,5 +91,5 @@ if __name__ == "__main__":
     dovetest.main(TESTS, lambda: GlobalDovecot(
         "global", global_extensions=True,
         users={"glob": {}, "personal": {}},
-        settings={"sieve_before": BEFORE, "dmarcreport_archive_dir": ""},
+        sieve_before=BEFORE, settings={"dmarcreport_archive_dir": ""},
         script=None, scripts={"personal": dovetest.SCRIPT_DMARCREPORT}))

@@ -1,10 +1,11 @@
 /* libFuzzer target for the core: bytes of one attachment -> unpack (from
    a file and from memory) -> parse -> store into a throw-away database;
    the same bytes as a mail -> MIME extraction -> the same for each
-   attachment; and the same bytes as a file in a directory that doveadm
-   import's walk reads (file sniffing, whole mails, the ingest pipeline).
-   Build with ./configure --enable-fuzzer CC=clang; seed with
-   ../shared/corpus (aggregate reports and mails). */
+   attachment; the same bytes as a file in a directory that doveadm
+   import's walk reads (file sniffing, whole mails, the ingest pipeline);
+   and through the TLS and failure report parsers. Build with
+   ./configure --enable-fuzzer CC=clang; seed with ../shared/corpus
+   (aggregate reports and mails, TLS and failure reports). */
 
 #include "lib.h"
 #include "buffer.h"
@@ -17,6 +18,8 @@
 #include "dmarc-store.h"
 #include "dmarc-ingest.h"
 #include "dmarc-import.h"
+#include "dmarc-tls.h"
+#include "dmarc-failure.h"
 
 #include <stdio.h>
 #include <fcntl.h>
@@ -187,6 +190,22 @@ static void fuzz_mail(const uint8_t *data, size_t size)
 	buffer_free(&buf);
 }
 
+/* The same bytes as a TLS report and as failure report parts. */
+static void fuzz_kinds(const uint8_t *data, size_t size)
+{
+	struct dmarc_tls_report *tls;
+	struct dmarc_failure_report *failure;
+	const char *error;
+	pool_t pool;
+
+	pool = pool_alloconly_create("fuzz kinds", 4096);
+	(void)dmarc_tls_parse(pool, data, size, &limits, &tls, &error);
+	if (dmarc_failure_parse_arf(pool, data, size, &limits, &failure,
+				    &error) == 0)
+		dmarc_failure_parse_original(failure, pool, &limits, data, size);
+	pool_unref(&pool);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct dmarc_unpack *unpack;
@@ -213,6 +232,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* and as a mail */
 		fuzz_mail(data, size);
 		fuzz_import_walk(data, size);
+		fuzz_kinds(data, size);
 	} T_END;
 	fclose(file);
 	return 0;

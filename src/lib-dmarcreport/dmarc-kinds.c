@@ -1,0 +1,36 @@
+/* The table of report kinds (see dmarc-kinds.h). */
+
+#include "lib.h"
+#include "dmarc-kinds.h"
+
+const struct dmarc_kind *const dmarc_kinds[DMARC_KIND_COUNT + 1] = {
+	&dmarc_kind_aggregate,
+	&dmarc_kind_tls,
+	&dmarc_kind_failure,
+	NULL
+};
+
+const unsigned char *
+dmarc_kind_first_byte(const unsigned char *data, size_t size)
+{
+	size_t i = 0;
+
+	if (size >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0)
+		i = 3;
+	while (i < size && (data[i] == ' ' || data[i] == '\t' ||
+			    data[i] == '\r' || data[i] == '\n'))
+		i++;
+	return i < size ? data + i : NULL;
+}
+
+const struct dmarc_kind *
+dmarc_kind_find(const unsigned char *data, size_t size)
+{
+	unsigned int i;
+
+	for (i = 0; dmarc_kinds[i] != NULL; i++) {
+		if (dmarc_kinds[i]->recognise(data, size))
+			return dmarc_kinds[i];
+	}
+	return dmarc_kinds[0];
+}

@@ -1,0 +1,297 @@
+/* Unit tests for dmarc-tls-parse.c: RFC 8460 reports from the corpus,
+   the lenient cases real reporters need, and hostile JSON. */
+
+#include "lib.h"
+#include "array.h"
+#include "buffer.h"
+#include "str.h"
+#include "test-dmarc-common.h"
+#include "dmarc-tls.h"
+
+#include <time.h>
+
+static int parse_str(pool_t pool, const char *json,
+		     const struct dmarc_limits *limits,
+		     struct dmarc_tls_report **report_r, const char **error_r)
+{
+	return dmarc_tls_parse(pool, (const unsigned char *)json,
+			       strlen(json), limits, report_r, error_r);
+}
+
+static void test_tls_rfc8460_example(void)
+{
+	const char *corpus = test_corpus_dir();
+	struct dmarc_tls_report *report;
+	const struct dmarc_tls_policy *policy;
+	const struct dmarc_tls_failure *failure;
+	const char *error;
+	buffer_t *buf;
+	pool_t pool;
+
+	if (corpus == NULL)
+		return;
+	test_begin("tls: the RFC 8460 example, every field");
+	buf = test_read_file(t_strconcat(corpus,
+		"/tlsrpt/parsedmarc--rfc8460.json", NULL));
+	pool = pool_alloconly_create("test", 4096);
+	test_assert(dmarc_tls_parse(pool, buf->data, buf->used,
+				    test_default_limits(), &report,
+				    &error) == 0);
+	test_assert_strcmp(report->org_name, "Company-X");
+	test_assert_strcmp(report->contact_info,
+			   "sts-reporting@company-x.example");
+	test_assert_strcmp(report->report_id,
+			   "5065427c-23d3-47ca-b6e0-946ea0e8c4be");
+	test_assert(report->date_begin == 1459468800);
+	test_assert(report->date_end == 1459555199);
+	test_assert(array_count(&report->policies) == 1);
+	policy = array_front(&report->policies);
+	test_assert_strcmp(policy->policy_type, "sts");
+	test_assert_strcmp(policy->policy_strings, "version: STSv1\n"
+		"mode: testing\nmx: *.mail.company-y.example\nmax_age: 86400");
+	test_assert_strcmp(policy->policy_domain, "company-y.example");
+	test_assert_strcmp(policy->mx_hosts, "*.mail.company-y.example");
+	test_assert(policy->success_count == 5326);
+	test_assert(policy->failure_count == 303);
+	test_assert(array_count(&policy->failures) == 3);
+	failure = array_idx(&policy->failures, 0);
+	test_assert_strcmp(failure->result_type, "certificate-expired");
+	test_assert_strcmp(failure->sending_mta_ip, "2001:db8:abcd:12::1");
+	test_assert_strcmp(failure->receiving_mx_hostname,
+			   "mx1.mail.company-y.example");
+	test_assert(failure->failed_session_count == 100);
+	test_assert(failure->receiving_ip == NULL);
+	failure = array_idx(&policy->failures, 1);
+	test_assert_strcmp(failure->receiving_ip, "203.0.113.56");
+	test_assert(failure->additional_information != NULL &&
+		    strncmp(failure->additional_information, "https://", 8) == 0);
+	failure = array_idx(&policy->failures, 2);
+	test_assert_strcmp(failure->failure_reason_code,
+			   "X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED");
+	test_assert(failure->failed_session_count == 3);
+	buffer_free(&buf);
+	pool_unref(&pool);
+	test_end();
+}
+
+static void test_tls_corpus_json(void)
+{
+	const char *corpus = test_corpus_dir();
+	const char *const *names, *error;
+	struct dmarc_tls_report *report;
+	buffer_t *buf;
+	pool_t pool;
+	unsigned int i, n = 0;
+
+	if (corpus == NULL)
+		return;
+	test_begin("tls: every corpus .json parses");
+	names = test_corpus_list("tlsrpt");
+	for (i = 0; names[i] != NULL; i++) {
+		size_t len = strlen(names[i]);
+
+		if (len < 5 || strcmp(names[i] + len - 5, ".json") != 0)
+			continue;
+		buf = test_read_file(t_strconcat(corpus, "/tlsrpt/",
+						 names[i], NULL));
+		pool = pool_alloconly_create("test", 4096);
+		if (dmarc_tls_parse(pool, buf->data, buf->used,
+				    test_default_limits(), &report,
+				    &error) < 0) {
+			i_error("%s: %s", names[i], error);
+			test_assert_idx(FALSE, i);
+		} else {
+			test_assert_idx(array_count(&report->policies) > 0, i);
+		}
+		n++;
+		buffer_free(&buf);
+		pool_unref(&pool);
+	}
+	test_assert(n >= 6);
+	test_end();
+}
+
+static void test_tls_lenient_sample(void)
+{
+	const char *corpus = test_corpus_dir();
+	struct dmarc_tls_report *report;
+	const struct dmarc_tls_policy *policy;
+	const struct dmarc_tls_failure *failure;
+	const char *error;
+	buffer_t *buf;
+	pool_t pool;
+
+	if (corpus == NULL)
+		return;
+	test_begin("tls: counts as strings, STS, trailing dots, unknown result");
+	buf = test_read_file(t_strconcat(corpus,
+		"/tlsrpt/DmarcAnalyzerApp--sample-lenient-tls.json", NULL));
+	pool = pool_alloconly_create("test", 4096);
+	test_assert(dmarc_tls_parse(pool, buf->data, buf->used,
+				    test_default_limits(), &report,
+				    &error) == 0);
+	test_assert(report->contact_info == NULL);
+	test_assert(array_count(&report->policies) == 2);
+	policy = array_idx(&report->policies, 0);
+	test_assert_strcmp(policy->policy_type, "sts");
+	test_assert_strcmp(policy->policy_domain, "acme.example");
+	test_assert(policy->success_count == 42);
+	test_assert(policy->failure_count == 7);
+	failure = array_idx(&policy->failures, 0);
+	test_assert_strcmp(failure->result_type, "quantum-handshake-flux");
+	test_assert(failure->failed_session_count == 5);
+	failure = array_idx(&policy->failures, 1);
+	test_assert_strcmp(failure->receiving_mx_hostname, "mx1.acme.example");
+	test_assert(failure->failed_session_count == 0);
+	policy = array_idx(&report->policies, 1);
+	test_assert_strcmp(policy->policy_domain, "");
+	test_assert(array_count(&report->warnings) == 1);
+	buffer_free(&buf);
+	pool_unref(&pool);
+	test_end();
+}
+
+static void test_tls_refused(void)
+{
+	static const struct {
+		const char *json, *error;
+	} cases[] = {
+		{ "", "not valid JSON" },
+		{ "[1,2]", "not an object" },
+		{ "{\"a\": 1", "not valid JSON" },
+		{ "{\"organization-name\": \"x\"}", "no report-id" },
+		{ "{\"report-id\": \"r\", \"policies\": []}", "no date-range" },
+		{ "{\"report-id\": \"r\", \"date-range\": {\"start-datetime\":"
+		  " \"2016-04-01T00:00:00Z\", \"end-datetime\": \"yesterday\"},"
+		  " \"policies\": []}", "not an RFC 3339 date-time" },
+		/* 2.3's parser hands the digits over, 2.4's refuses them */
+		{ "{\"report-id\": \"r\", \"policies\": [{\"summary\": "
+		  "{\"total-successful-session-count\": 99999999999999999999}}]}",
+		  DOVECOT_PREREQ(2, 4, 0) ? "Number overflow" : "is not a count" },
+		{ "{\"report-id\": \"r\", \"policies\": [{\"summary\": "
+		  "{\"total-failure-session-count\": -1}}]}", "is not a count" },
+		{ "{\"report-id\": \"r\", \"policies\": [{\"failure-details\": "
+		  "[{\"sending-mta-ip\": \"300.1.1.1\"}]}]}",
+		  "is not an IP address" },
+		{ "{\"report-id\": \"r\", \"policies\": [{\"summary\": "
+		  "{\"total-successful-session-count\": true}}]}",
+		  "is not a number" },
+	};
+	struct dmarc_tls_report *report;
+	const char *error;
+	unsigned int i;
+	pool_t pool;
+
+	test_begin("tls: refused documents say why");
+	for (i = 0; i < N_ELEMENTS(cases); i++) {
+		pool = pool_alloconly_create("test", 1024);
+		error = NULL;
+		test_assert_idx(parse_str(pool, cases[i].json,
+					  test_default_limits(), &report,
+					  &error) < 0, i);
+		test_assert_idx(error != NULL &&
+				strstr(error, cases[i].error) != NULL, i);
+		if (error != NULL && strstr(error, cases[i].error) == NULL)
+			i_error("case %u: %s", i, error);
+		pool_unref(&pool);
+	}
+	test_end();
+}
+
+static const char *tls_header =
+	"{\"organization-name\": \"o\", \"report-id\": \"r\","
+	" \"date-range\": {\"start-datetime\": \"2024-01-01T00:00:00Z\","
+	" \"end-datetime\": \"2024-01-02T00:00:00Z\"},";
+
+static void test_tls_hostile(void)
+{
+	struct dmarc_limits limits = *test_default_limits();
+	const struct dmarc_tls_policy *policy;
+	struct dmarc_tls_report *report;
+	const char *error;
+	string_t *json;
+	unsigned int i;
+	pool_t pool;
+
+	test_begin("tls: depth, entry count, duplicate keys, control bytes");
+	/* deep nesting, inside an unknown member */
+	json = t_str_new(4096);
+	str_append(json, tls_header);
+	str_append(json, "\"x\": ");
+	for (i = 0; i < 1000; i++)
+		str_append(json, "[");
+	pool = pool_alloconly_create("test", 1024);
+	test_assert(parse_str(pool, str_c(json), &limits, &report, &error) < 0);
+	test_assert(strstr(error, "dmarcreport_max_xml_depth") != NULL);
+	pool_unref(&pool);
+
+	/* more failure-details entries than max_tls_entries (the policy is
+	   one entry too) */
+	limits.max_tls_entries = 100;
+	str_truncate(json, 0);
+	str_append(json, tls_header);
+	str_append(json, "\"policies\": [{\"failure-details\": [");
+	for (i = 0; i < 101; i++)
+		str_append(json, i == 0 ? "{}" : ",{}");
+	str_append(json, "]}]}");
+	pool = pool_alloconly_create("test", 1024);
+	test_assert(parse_str(pool, str_c(json), &limits, &report, &error) < 0);
+	test_assert(strstr(error, "dmarcreport_max_tls_entries") != NULL);
+	pool_unref(&pool);
+	limits = *test_default_limits();
+
+	/* duplicate keys: the last wins; control characters are replaced;
+	   long values cut (invalid UTF-8 below: the versions differ) */
+	limits.max_value_length = 16;
+	str_truncate(json, 0);
+	str_append(json, "{\"report-id\": \"first\", \"report-id\": \"second\","
+		   " \"organization-name\": \"a\\u0007b\","
+		   " \"contact-info\": \"0123456789abcdefXYZ\","
+		   " \"date-range\": {\"start-datetime\": \"2024-01-01T00:00:00Z\","
+		   " \"end-datetime\": \"2024-01-02T00:00:00+01:00\"},"
+		   " \"policies\": [{\"policy\": {\"policy-type\": \"TLSA\","
+		   " \"mx-host\": [\"MX1.Example.\", \"mx2.example\"]}}]}");
+	pool = pool_alloconly_create("test", 1024);
+	test_assert(parse_str(pool, str_c(json), &limits, &report, &error) == 0);
+	test_assert_strcmp(report->report_id, "second");
+	test_assert_strcmp(report->org_name, "a\xef\xbf\xbd" "b");
+	test_assert_strcmp(report->contact_info, "0123456789abcdef");
+	test_assert(report->date_end == 1704150000);
+	policy = array_front(&report->policies);
+	test_assert_strcmp(policy->policy_type, "tlsa");
+	test_assert_strcmp(policy->mx_hosts, "mx1.example\nmx2.example");
+	pool_unref(&pool);
+
+	/* invalid UTF-8 inside a JSON string: 2.3's parser passes it on
+	   and it is replaced, 2.4's refuses the document */
+	pool = pool_alloconly_create("test", 1024);
+	if (parse_str(pool, t_strconcat(tls_header,
+		" \"contact-info\": \"a\xff\xfe" "b\", \"policies\": []}", NULL),
+		test_default_limits(), &report, &error) == 0)
+		test_assert_strcmp(report->contact_info, "a\xef\xbf\xbd" "b");
+	else
+		test_assert(strstr(error, "not valid JSON") != NULL);
+	test_assert(DOVECOT_PREREQ(2, 4, 0) || report->contact_info != NULL);
+	pool_unref(&pool);
+
+	/* data after the report's closing brace is not read */
+	pool = pool_alloconly_create("test", 1024);
+	test_assert(parse_str(pool, t_strconcat(tls_header,
+		" \"policies\": []} trailing", NULL),
+		test_default_limits(), &report, &error) == 0);
+	pool_unref(&pool);
+	test_end();
+}
+
+int main(void)
+{
+	static void (*const test_functions[])(void) = {
+		test_tls_rfc8460_example,
+		test_tls_corpus_json,
+		test_tls_lenient_sample,
+		test_tls_refused,
+		test_tls_hostile,
+		NULL
+	};
+	return test_run(test_functions);
+}

@@ -86,7 +86,7 @@ int doveadm_dmarc_user_settings(struct doveadm_mail_cmd_context *ctx,
 
 	if (dmarc_compat_user_settings(user, ctx->pool, set_r, &error) < 0) {
 		i_error("dmarc: user %s: Invalid settings: %s",
-			user->username, error);
+			user->username, dmarc_log_text(error));
 		ctx->exit_code = EX_CONFIG;
 		return -1;
 	}

@@ -1,9 +1,11 @@
 /* The pipeline both doors call: extract -> archive -> unpack -> the kind
    that recognises the document (dmarc-kinds.h) parses and stores it.
-   Each attachment is written to the archive as it is decoded (or to an
-   unlinked temp file when archiving is off), then unpacked from there:
-   nothing is held in memory whole, whatever the sizes (a TLS report or a
-   failure report part is, bounded by its own setting). */
+   Each attachment is written to the archive as it is decoded; up to
+   INGEST_MEMORY_MAX_BYTES of it is also kept in memory and unpacked from
+   there, a larger one is unpacked from its archive copy (or from an
+   unlinked temp file when archiving is off or failed): no large
+   attachment is held in memory whole (a TLS report or a failure report
+   part is, bounded by its own setting). */
 
 #include "lib.h"
 #include "ioloop.h"
@@ -874,7 +876,7 @@ static void ingest_archive_remove(struct dmarc_ingest *ingest,
 		return;
 	if (dmarc_archive_remove(ingest->set.archive_dir, att->archive_path,
 				 &error) < 0)
-		e_error(att->event, "%s", error);
+		e_error(att->event, "%s", dmarc_log_text(error));
 	att->archive_path = NULL;
 }
 

@@ -2,7 +2,7 @@
 #define DMARC_PARSE_H
 
 /* XML stream -> one report, pulled record by record, with libxml2's
-   streaming xmlTextReader (no DOM): the memory used does not grow with the
+   SAX2 push parser (no DOM): the memory used does not grow with the
    number of records. Safe options only: no network, no DTD loading, no
    entity substitution. Accepts RFC 7489 and RFC 9990 reports (with or
    without the urn:ietf:params:xml:ns:dmarc-2.0 namespace) and recovers

@@ -117,7 +117,7 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 				       &set, &error) < 0) {
 		sieve_result_global_error(aenv,
 			"invalid settings, no report recorded "
-			"(the mail is delivered): %s", error);
+			"(the mail is delivered): %s", dmarc_log_text(error));
 		return;
 	}
 	if (mail_get_stream(mail, NULL, NULL, &mail_input) < 0) {

@@ -339,8 +339,8 @@ def cases(tmpdir):
              0, r"attachment 'many-dkim\.xml'.*more than 20 auth_results"
                 r".*dmarcreport_max_auth_results"),
         Case("latin1-nul", mail("latin1-nul", [
-            # application/: text/ parts are still converted as text (issue 9 item 8)
-            ("latin1.xml", "application/xml", latin1_nul)]),
+            # the MIME charset names the document's encoding (RFC 7303)
+            ("latin1.xml", "text/xml; charset=iso-8859-1", latin1_nul)]),
              1, r"attachment 'latin1\.xml'.*Stored report latin1-nul"),
         Case("truncated-xml", mail("truncated-xml", [
             ("truncated.xml", "text/xml", full[: len(full) * 2 // 3])]),

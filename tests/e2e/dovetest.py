@@ -816,9 +816,12 @@ class Dovecot:
         return os.path.getsize(self.path("log", "dovecot.log"))
 
     def log_since(self, mark):
+        """The complete lines logged since mark: a line the log process
+        is still writing is left for the next read."""
         with open(self.path("log", "dovecot.log"), "rb") as f:
             f.seek(mark)
-            return f.read().decode("utf-8", "replace")
+            data = f.read()
+        return data[:data.rfind(b"\n") + 1].decode("utf-8", "replace")
 
     def log_tail(self, lines=30):
         try:

@@ -989,6 +989,358 @@ static void test_query_escape(void)
 	test_end();
 }
 
+/* --- report --- */
+
+static void test_query_bucket_bounds(void)
+{
+	/* 2024-12-15T12:00:00Z */
+	const int64_t t = 1734264000;
+
+	test_begin("query report: day, week (Monday), month and year buckets");
+	test_assert(dmarc_query_bucket_start(DMARC_QUERY_BUCKET_DAY, t) == 1734220800);
+	/* 2024-12-09 was a Monday */
+	test_assert(dmarc_query_bucket_start(DMARC_QUERY_BUCKET_WEEK, t) == 1733702400);
+	test_assert(dmarc_query_bucket_start(DMARC_QUERY_BUCKET_WEEK, DAY1) == DAY1);
+	test_assert(dmarc_query_bucket_start(DMARC_QUERY_BUCKET_MONTH, t) == 1733011200);
+	/* December carries into January */
+	test_assert(dmarc_query_bucket_next(DMARC_QUERY_BUCKET_MONTH, 1733011200) == 1735689600);
+	test_assert(dmarc_query_bucket_start(DMARC_QUERY_BUCKET_YEAR, t) == DAY1);
+	test_assert(dmarc_query_bucket_next(DMARC_QUERY_BUCKET_YEAR, DAY1) == 1735689600);
+	/* before 1970 too */
+	test_assert(dmarc_query_bucket_start(DMARC_QUERY_BUCKET_DAY, -1) == -DAY);
+	test_end();
+}
+
+static void test_query_report_far_future(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	struct dmarc_query_report *report;
+	const char *error;
+	enum dmarc_query_bucket_size size;
+
+	test_begin("query report: dates near INT64_MAX saturate, no overflow");
+	for (size = DMARC_QUERY_BUCKET_DAY; size <= DMARC_QUERY_BUCKET_YEAR; size++) {
+		test_assert(dmarc_query_bucket_next(size, INT64_MAX - 10) == INT64_MAX);
+		test_assert(dmarc_query_bucket_next(size, INT64_MAX) == INT64_MAX);
+	}
+	/* a report may be dated up to INT64_MAX: "since" that far */
+	dmarc_query_filter_init(&filter);
+	filter.have_since = TRUE;
+	filter.since = INT64_MAX - 100;
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(report->domain_count == 0);
+	test_assert(report->bucket_count >= 1 &&
+		    report->bucket_count <= DMARC_QUERY_REPORT_MAX_BUCKETS);
+	test_assert(report->end >= report->begin);
+	dmarc_query_report_free(&report);
+	test_end();
+	dmarc_store_close(&store);
+}
+
+/* The report's summary rows are summary's own: same figures, verdict. */
+static void
+check_report_matches_summary(struct dmarc_store *store,
+			     const struct dmarc_query_filter *filter)
+{
+	struct dmarc_query_report *report;
+	struct summary_collected c;
+	const struct dmarc_query_summary_row *r, *s;
+	const char *error;
+	unsigned int i;
+
+	i_zero(&c);
+	test_assert(dmarc_query_summary(store, filter, collect_summary, &c,
+					&error) == 0);
+	test_assert(dmarc_query_report(store, filter, DAY1 + 10*DAY, &report,
+				       &error) == 0);
+	test_assert(report->domain_count == c.rows);
+	for (i = 0; i < report->domain_count; i++) {
+		r = &report->domains[i].summary;
+		s = strcmp(r->policy_domain, "example.com") == 0 ? &c.com : &c.org;
+		test_assert_strcmp(r->policy_domain, s->policy_domain);
+		test_assert(r->reports == s->reports);
+		test_assert(r->messages == s->messages);
+		test_assert(r->pass == s->pass);
+		test_assert(r->dkim_aligned == s->dkim_aligned);
+		test_assert(r->spf_aligned == s->spf_aligned);
+		test_assert(r->failing_sources == s->failing_sources);
+		test_assert(r->top_failing_count == s->top_failing_count);
+		test_assert(rate_is(r->pass_rate, s->pass_rate));
+		test_assert_strcmp(r->verdict, s->verdict);
+	}
+	dmarc_query_report_free(&report);
+}
+
+static void test_query_report_summary(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	const char *error;
+
+	test_begin("query report: per-domain figures and verdict as summary has them");
+	dmarc_query_filter_init(&filter);
+	check_report_matches_summary(store, &filter);
+	filter.result = 1;
+	check_report_matches_summary(store, &filter);
+	dmarc_query_filter_init(&filter);
+	filter.domain = "EXAMPLE.org";
+	check_report_matches_summary(store, &filter);
+	dmarc_query_filter_init(&filter);
+	test_assert(dmarc_query_parse_source("198.51.100.0/24", filter.source_min,
+					     filter.source_max, &error) == 0);
+	filter.have_source = TRUE;
+	check_report_matches_summary(store, &filter);
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_report_aggregates(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	struct dmarc_query_report *report;
+	const struct dmarc_query_report_domain *com, *org;
+	const char *error;
+
+	test_begin("query report: buckets, sources, reporters, policy versions");
+	dmarc_query_filter_init(&filter);
+	test_assert(dmarc_query_report(store, &filter, DAY1 + 10*DAY, &report,
+				       &error) == 0);
+	/* the data's own period: three days */
+	test_assert(report->bucket_size == DMARC_QUERY_BUCKET_DAY);
+	test_assert(report->bucket_count == 3);
+	test_assert(report->begin == DAY1);
+	test_assert(report->end == DAY1 + 3*DAY - 1);
+	test_assert(!report->charts_cut);
+	test_assert(!report->have_tls);       /* no TLS report stored */
+	test_assert(report->domain_count == 2);
+	if (report->domain_count != 2) {
+		dmarc_query_report_free(&report);
+		test_end();
+		dmarc_store_close(&store);
+		return;
+	}
+	/* most messages first */
+	com = &report->domains[0];
+	org = &report->domains[1];
+	test_assert_strcmp(com->summary.policy_domain, "example.com");
+	test_assert(com->bucket_count == 3);
+	test_assert(com->buckets[0].start == DAY1);
+	test_assert(com->buckets[0].messages == 125);
+	test_assert(com->buckets[0].pass == 105);
+	test_assert(com->buckets[0].dkim_aligned == 105);
+	test_assert(com->buckets[0].spf_aligned == 100);
+	test_assert(com->buckets[0].none == 105);
+	test_assert(com->buckets[0].reject == 20);
+	test_assert(com->buckets[1].messages == 60);
+	test_assert(com->buckets[1].quarantine == 10);
+	test_assert(com->buckets[1].other == 0);
+	test_assert(com->buckets[2].messages == 0);
+
+	test_assert(com->top_source_count == 3);
+	test_assert_strcmp(com->top_sources[0].source_ip, "192.0.2.1");
+	test_assert(com->top_sources[0].messages == 150);
+	test_assert_strcmp(com->top_sources[1].source_ip, "198.51.100.7");
+	test_assert_strcmp(com->top_sources[2].source_ip, "2001:db8::1");
+	test_assert(com->top_sources[2].spf_aligned == 0);
+	test_assert(com->failing_source_count == 1);
+	test_assert_strcmp(com->failing_sources[0].source_ip, "198.51.100.7");
+	test_assert(com->failing_sources[0].messages == 30);
+
+	test_assert(com->reporter_count == 2);
+	test_assert_strcmp(com->reporters[0].org_name, "google.com");
+	test_assert(com->reporters[0].messages == 125);
+	test_assert(com->reporters[0].reports == 1);
+	test_assert_strcmp(com->reporters[1].org_name, "Yahoo");
+
+	/* p=reject on day 1, p=none on day 2: two versions, oldest first */
+	test_assert(com->policy_count == 2);
+	test_assert_strcmp(com->policies[0].p, "reject");
+	test_assert(com->policies[0].first_seen == DAY1);
+	test_assert_strcmp(com->policies[1].p, "none");
+	test_assert(com->policies[1].first_seen == DAY1 + DAY);
+
+	test_assert(org->buckets[2].messages == 5);
+	test_assert(org->policy_count == 1);
+	test_assert_strcmp(org->policies[0].np, "reject");
+	test_assert(org->policies[0].pct == -1);
+	dmarc_query_report_free(&report);
+
+	/* "since": the period runs to now, empty days included */
+	filter.have_since = TRUE;
+	filter.since = DAY1 + DAY;
+	test_assert(dmarc_query_report(store, &filter, DAY1 + 10*DAY, &report,
+				       &error) == 0);
+	test_assert(report->bucket_count == 10);
+	test_assert(report->domain_count == 2);
+	test_assert(report->domains[0].buckets[0].messages == 60);
+	dmarc_query_report_free(&report);
+
+	/* an empty period */
+	filter.since = DAY1 + 5*DAY;
+	test_assert(dmarc_query_report(store, &filter, DAY1 + 10*DAY, &report,
+				       &error) == 0);
+	test_assert(report->domain_count == 0);
+	test_assert(report->bucket_count == 6);
+	dmarc_query_report_free(&report);
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_report_period_bounded(void)
+{
+	struct dmarc_store *store = fixture_open();
+	struct dmarc_query_filter filter;
+	struct dmarc_query_report *report;
+	const char *error;
+
+	test_begin("query report: wider periods in weeks, months, years, at most 62 buckets");
+	dmarc_query_filter_init(&filter);
+	filter.have_since = filter.have_until = TRUE;
+	filter.since = DAY1;
+	filter.until = DAY1 + 100*DAY;
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(report->bucket_size == DMARC_QUERY_BUCKET_WEEK);
+	test_assert(report->bucket_count == 15);
+	test_assert(report->domains[0].buckets[0].messages == 185);
+	dmarc_query_report_free(&report);
+
+	filter.until = DAY1 + 3*366*DAY;
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(report->bucket_size == DMARC_QUERY_BUCKET_MONTH);
+	test_assert(report->bucket_count == 37);
+	dmarc_query_report_free(&report);
+
+	/* 1970 to 2100: the last 62 years are charted, the figures keep
+	   what came before */
+	filter.since = 0;
+	filter.until = 4102444800;
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(report->bucket_size == DMARC_QUERY_BUCKET_YEAR);
+	test_assert(report->bucket_count == DMARC_QUERY_REPORT_MAX_BUCKETS);
+	test_assert(report->charts_cut);
+	test_assert(report->domain_count == 2);
+	test_assert(report->domains[0].summary.messages == 185);
+	test_assert(report->domains[0].buckets[0].messages == 0);
+	dmarc_query_report_free(&report);
+	test_end();
+	dmarc_store_close(&store);
+}
+
+static void test_query_report_domains_bounded(void)
+{
+	const unsigned int n = DMARC_QUERY_REPORT_MAX_DOMAINS + 5;
+	const char *path = t_strconcat(test_tmpdir(), "/domains.sqlite", NULL);
+	struct dmarc_query_filter filter;
+	struct dmarc_query_report *report;
+	struct dmarc_store *store;
+	struct dmarc_store_report_info info;
+	struct dmarc_store_report *sreport;
+	struct dmarc_report rep;
+	struct dmarc_record record;
+	const char *error;
+	unsigned int i;
+
+	test_begin("query report: the busiest domains get a section, the rest one line");
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
+				     &error) == 1);
+	/* d01.example has 1 message ... d25.example 25 */
+	for (i = 1; i <= n; i++) T_BEGIN {
+		i_zero(&rep);
+		t_array_init(&rep.errors, 1);
+		rep.version = "1.0";
+		rep.org_name = "org";
+		rep.report_id = t_strdup_printf("r%u", i);
+		rep.date_begin = DAY1;
+		rep.date_end = DAY1 + DAY - 1;
+		rep.policy.domain = t_strdup_printf("d%02u.example", i);
+		rep.policy.p = "none";
+		rep.policy.pct = DMARC_UNSET;
+		i_zero(&info);
+		info.received = DAY1 + DAY;
+		test_assert(dmarc_store_report_begin(store, &rep, &info, &sreport,
+						     &error) == 1);
+		i_zero(&record);
+		t_array_init(&record.reasons, 1);
+		t_array_init(&record.auth_results, 1);
+		record.source_ip = "192.0.2.1";
+		record.count = i;
+		record.disposition = "none";
+		record.dkim = "pass";
+		record.spf = "pass";
+		test_assert(dmarc_store_report_add_record(sreport, &record,
+							  &error) == 0);
+		test_assert(dmarc_store_report_commit(&sreport, &error) == 0);
+	} T_END;
+	dmarc_query_filter_init(&filter);
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(report->domain_count == DMARC_QUERY_REPORT_MAX_DOMAINS);
+	test_assert_strcmp(report->domains[0].summary.policy_domain, "d25.example");
+	test_assert_strcmp(report->domains[DMARC_QUERY_REPORT_MAX_DOMAINS - 1].summary.policy_domain,
+			   "d06.example");
+	test_assert(report->more_domains == 5);
+	test_assert(report->more_domains_messages == 1 + 2 + 3 + 4 + 5);
+	dmarc_query_report_free(&report);
+	dmarc_store_close(&store);
+	test_end();
+}
+
+static void test_query_report_tls(void)
+{
+	const char *path = t_strconcat(test_tmpdir(), "/tls.sqlite", NULL);
+	struct dmarc_query_filter filter;
+	struct dmarc_query_report *report;
+	struct dmarc_store *store;
+	const char *error;
+
+	test_begin("query report: TLS sessions per policy domain once TLS reports are stored");
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
+				     &error) == 1);
+	dmarc_query_filter_init(&filter);
+	/* no TLS report yet: no TLS section */
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(!report->have_tls);
+	dmarc_query_report_free(&report);
+
+	/* rows as the store keeps RFC 8460 reports (schema version 2) */
+	test_assert(sqlite3_exec(dmarc_store_get_db(store),
+		"INSERT INTO tls_reports (id, org_name, report_id, date_begin,"
+		" date_end, received) VALUES (1, 'o', 'a', 1704067200, 1704153599, 0);"
+		"INSERT INTO tls_reports (id, org_name, report_id, date_begin,"
+		" date_end, received) VALUES (2, 'o', 'b', 1704153600, 1704239999, 0);"
+		"INSERT INTO tls_policies (id, report_ref, policy_domain,"
+		" success_count, failure_count) VALUES (1, 1, 'example.com', 90, 10);"
+		"INSERT INTO tls_policies (id, report_ref, policy_domain,"
+		" success_count, failure_count) VALUES (2, 2, 'example.com', 5, 0);"
+		"INSERT INTO tls_policies (id, report_ref, policy_domain,"
+		" success_count, failure_count) VALUES (3, 2, 'example.org', 500, 1);",
+		NULL, NULL, NULL) == SQLITE_OK);
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(report->have_tls);
+	test_assert(report->tls_count == 2);
+	if (report->tls_count == 2) {
+		/* most sessions first */
+		test_assert_strcmp(report->tls[0].policy_domain, "example.org");
+		test_assert(report->tls[0].success == 500);
+		test_assert(report->tls[0].failure == 1);
+		test_assert(report->tls[1].success == 95);
+		test_assert(report->tls[1].failure == 10);
+	}
+	dmarc_query_report_free(&report);
+
+	/* the period and the domain filter them too */
+	filter.have_since = TRUE;
+	filter.since = DAY1 + DAY;
+	filter.domain = "example.com";
+	test_assert(dmarc_query_report(store, &filter, DAY1, &report, &error) == 0);
+	test_assert(report->have_tls);
+	test_assert(report->tls_count == 1 && report->tls[0].success == 5);
+	dmarc_query_report_free(&report);
+	dmarc_store_close(&store);
+	test_end();
+}
+
 /* test_run() owns lib_init(): set-up and tear-down run inside it. */
 static void fixture_teardown(void)
 {
@@ -1007,6 +1359,14 @@ int main(void)
 		test_query_groups,
 		test_query_group_names,
 		test_query_summary,
+		/* before expire and the saturation test change the set */
+		test_query_bucket_bounds,
+		test_query_report_far_future,
+		test_query_report_summary,
+		test_query_report_aggregates,
+		test_query_report_period_bounded,
+		test_query_report_domains_bounded,
+		test_query_report_tls,
 		test_query_filters,
 		test_query_not_report_limit_sort,
 		test_query_invalid_source,

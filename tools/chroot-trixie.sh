@@ -40,6 +40,10 @@ EOS
 fi
 
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+# The host's names, so that a lookup of this machine's own name (smtplib,
+# Dovecot's hostname) is answered here, not by a DNS query that times out
+# after 5 s without a network.
+cp /etc/hosts "$root/etc/hosts" 2>/dev/null || true
 missing=$(chroot "$root" sh -c "for p in $(echo $packages); do
 	dpkg-query -W -f='\${Status}' \$p 2>/dev/null | grep -q 'install ok installed' || echo \$p
 done")

@@ -8,6 +8,7 @@ autoconf automake libtool pkg-config make gcc
 dovecot-dev dovecot-core dovecot-lmtpd dovecot-sieve
 libsqlite3-dev libxml2-dev libarchive-dev zlib1g-dev
 python3 sqlite3 libxml2-utils util-linux valgrind
+chromium
 "
 # extra packages for a caller, e.g. clang for the fuzzer
 PACKAGES="$PACKAGES $*"

@@ -25,6 +25,7 @@ static struct doveadm_cmd_ver2 *const dmarc_cmds[] = {
 	&doveadm_dmarc_cmd_summary,
 	&doveadm_dmarc_cmd_import,
 	&doveadm_dmarc_cmd_expire,
+	&doveadm_dmarc_cmd_report,
 	&doveadm_dmarc_cmd_tls,
 	&doveadm_dmarc_cmd_failures,
 };

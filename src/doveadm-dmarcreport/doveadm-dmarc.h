@@ -2,7 +2,7 @@
 #define DOVEADM_DMARC_H
 
 /* The doveadm door: doveadm dmarc
-   list|show|query|summary|import|expire|tls|failures.
+   list|show|query|summary|report|import|expire|tls|failures.
    Shared by the command files: the common context, settings and database
    opening per user, and output helpers. */
 
@@ -25,6 +25,7 @@ extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_query;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_summary;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_import;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_expire;
+extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_report;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_tls;
 extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_failures;
 

@@ -205,6 +205,121 @@ int dmarc_query_summary(struct dmarc_store *store,
 			dmarc_query_summary_callback_t *callback, void *context,
 			const char **error_r);
 
+/* --- report: the aggregates doveadm dmarc report draws ---
+   Sums and top lists only, never raw rows: the work and the result stay
+   bounded whatever the database holds. */
+
+/* Domains with a section of their own, most messages first; the rest are
+   counted in one line. */
+#define DMARC_QUERY_REPORT_MAX_DOMAINS 20
+/* Sources listed per domain: the most mail, and the most failing mail. */
+#define DMARC_QUERY_REPORT_TOP_SOURCES 10
+/* Reporters listed per domain. */
+#define DMARC_QUERY_REPORT_TOP_REPORTERS 10
+/* Policy variants listed per domain (each a change seen by reporters). */
+#define DMARC_QUERY_REPORT_MAX_POLICIES 20
+/* At most this many days (then weeks, months, years) on a time axis. */
+#define DMARC_QUERY_REPORT_MAX_BUCKETS 62
+
+enum dmarc_query_bucket_size {
+	DMARC_QUERY_BUCKET_DAY,
+	DMARC_QUERY_BUCKET_WEEK,        /* starting on Monday, UTC */
+	DMARC_QUERY_BUCKET_MONTH,
+	DMARC_QUERY_BUCKET_YEAR,
+};
+
+/* The first second of the bucket holding t, and of the one after it. */
+int64_t dmarc_query_bucket_start(enum dmarc_query_bucket_size size,
+				 int64_t t);
+int64_t dmarc_query_bucket_next(enum dmarc_query_bucket_size size,
+				int64_t start);
+
+/* One time bucket of one domain (by report date_begin). */
+struct dmarc_query_report_bucket {
+	int64_t start;
+	uint64_t messages, pass, dkim_aligned, spf_aligned;
+	/* the dispositions receivers applied; other: RFC 9990's "pass" and
+	   records that had none */
+	uint64_t none, quarantine, reject, other;
+};
+
+struct dmarc_query_report_source {
+	const char *source_ip;
+	uint64_t messages, pass, dkim_aligned, spf_aligned;
+};
+
+struct dmarc_query_report_reporter {
+	const char *org_name;
+	uint64_t reports, messages, pass;
+};
+
+/* One published policy as reporters saw it; a domain with more than one
+   changed its policy during the period (oldest first). */
+struct dmarc_query_report_policy {
+	const char *p, *sp, *np, *adkim, *aspf, *fo, *testing;
+	int pct;                  /* -1 when absent */
+	int64_t first_seen, last_seen; /* date_begin of its first/last report */
+	uint64_t reports;
+};
+
+struct dmarc_query_report_domain {
+	/* as doveadm dmarc summary gives it: figures, verdict, reasons */
+	struct dmarc_query_summary_row summary;
+	/* every bucket of the period, in order, empty ones included */
+	const struct dmarc_query_report_bucket *buckets;
+	unsigned int bucket_count;
+	/* most messages first */
+	const struct dmarc_query_report_source *top_sources;
+	unsigned int top_source_count;
+	/* most failing messages first; only sources with failures */
+	const struct dmarc_query_report_source *failing_sources;
+	unsigned int failing_source_count;
+	const struct dmarc_query_report_reporter *reporters;
+	unsigned int reporter_count;
+	const struct dmarc_query_report_policy *policies;
+	unsigned int policy_count;
+};
+
+/* SMTP TLS reports (RFC 8460) per policy domain, as doveadm dmarc tls
+   --group-by policy-domain counts them. */
+struct dmarc_query_report_tls {
+	const char *policy_domain;
+	uint64_t success, failure;
+};
+
+struct dmarc_query_report {
+	/* the charted period: the first bucket's start and the last
+	   second of the last bucket */
+	int64_t begin, end;
+	enum dmarc_query_bucket_size bucket_size;
+	unsigned int bucket_count;
+	/* some reports began outside begin..end (more buckets than the
+	   charts hold): they count in the figures, not in the charts */
+	bool charts_cut;
+
+	const struct dmarc_query_report_domain *domains;
+	unsigned int domain_count;
+	/* domains beyond DMARC_QUERY_REPORT_MAX_DOMAINS */
+	unsigned int more_domains;
+	uint64_t more_domains_messages;
+
+	bool have_tls;            /* the database holds TLS reports */
+	const struct dmarc_query_report_tls *tls;
+	unsigned int tls_count;
+};
+
+/* The aggregates of the filtered records, in one pass over them in the
+   database's index order (no sort of the records): *report_r is freed
+   with dmarc_query_report_free(), also after an error. now is the end of
+   an open "since" period. A period with no records gives domain_count 0.
+   Memory grows with the distinct sources and reporters of one domain and
+   the days of the period, not with the records. Returns 0 or -1. */
+int dmarc_query_report(struct dmarc_store *store,
+		       const struct dmarc_query_filter *filter, time_t now,
+		       struct dmarc_query_report **report_r,
+		       const char **error_r);
+void dmarc_query_report_free(struct dmarc_query_report **report);
+
 /* --- expire: the one write of the read side --- */
 
 /* Deletes the reports whose date_end < before in one transaction, then

@@ -851,10 +851,14 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 	}
 	if (write_full(ctx->att.fd, data, size) < 0) {
 		if (ctx->att.archive_path != NULL) {
+			/* errno taken first: the sanitising calls may
+			   change it before %m would be expanded */
+			const char *reason = strerror(errno);
+
 			e_error(ctx->att.event, "Archiving failed, processing "
-				"it anyway: write(%s/%s) failed: %m",
+				"it anyway: write(%s/%s) failed: %s",
 				dmarc_log_text(ctx->ingest->set.archive_dir),
-				dmarc_log_text(ctx->att.archive_path));
+				dmarc_log_text(ctx->att.archive_path), reason);
 			ingest_archive_failed(ctx, data, size);
 			return;
 		}

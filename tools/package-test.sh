@@ -233,6 +233,11 @@ check "purge leaves no file of the package" [ -z "$left" ]
 [ -z "$left" ] || echo "package-test: left:$left"
 installed_packages > "$work/packages.after"
 check "purge restores the package list" cmp -s "$work/packages.before" "$work/packages.after"
+if ! cmp -s "$work/packages.before" "$work/packages.after"; then
+	diff "$work/packages.before" "$work/packages.after" | sed 's/^/package-test: package list: /'
+	sed 's/^/package-test: purge: /' "$work/purge.out"
+	sed "s/^/package-test: install: /" "$work/install.out"
+fi
 
 echo "package-test: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

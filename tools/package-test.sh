@@ -64,7 +64,9 @@ purge() {
 	installed_here=no
 	policy_on
 	apt-get purge -y -q "$pkg" > "$work/purge.out" 2>&1 || true
-	pulled=$(installed_packages | comm -13 "$work/packages.before" -)
+	# what the install added, not what something else installed meanwhile
+	pulled=$(installed_packages | comm -13 "$work/packages.before" - |
+		{ [ -f "$work/packages.installed" ] && comm -12 "$work/packages.installed" - || cat; })
 	[ -z "$pulled" ] || apt-get purge -y -q $pulled >> "$work/purge.out" 2>&1 || true
 	policy_off
 }
@@ -160,6 +162,7 @@ else
 	exit 1
 fi
 policy_off
+installed_packages > "$work/packages.installed"
 dpkg -L "$pkg" | sort > "$work/files"
 echo "package-test: installed files:"
 while read -r f; do [ -d "$f" ] || echo "  $f"; done < "$work/files"
@@ -232,11 +235,24 @@ done < "$work/files"
 check "purge leaves no file of the package" [ -z "$left" ]
 [ -z "$left" ] || echo "package-test: left:$left"
 installed_packages > "$work/packages.after"
-check "purge restores the package list" cmp -s "$work/packages.before" "$work/packages.after"
-if ! cmp -s "$work/packages.before" "$work/packages.after"; then
-	diff "$work/packages.before" "$work/packages.after" | sed 's/^/package-test: package list: /'
+# What the install changed must be undone: what it added is gone, what it
+# removed is back. A change made by anything else meanwhile is shown, not
+# held against the package.
+comm -13 "$work/packages.before" "$work/packages.installed" > "$work/packages.added"
+comm -23 "$work/packages.before" "$work/packages.installed" > "$work/packages.removed"
+still=$(comm -12 "$work/packages.added" "$work/packages.after" | tr '\n' ' ')
+missing=$(comm -23 "$work/packages.removed" "$work/packages.after" | tr '\n' ' ')
+echo "package-test: the install added: $(tr '\n' ' ' < "$work/packages.added")"
+check "purge removes every package the install added" [ -z "$still" ]
+check "purge leaves no package the install removed missing" [ -z "$missing" ]
+if [ -n "$still$missing" ]; then
+	echo "package-test: still installed: $still; missing: $missing"
+	sed 's/^/package-test: install: /' "$work/install.out"
 	sed 's/^/package-test: purge: /' "$work/purge.out"
-	sed "s/^/package-test: install: /" "$work/install.out"
+fi
+if ! cmp -s "$work/packages.before" "$work/packages.after"; then
+	echo "package-test: note: the package list also changed outside the install and purge:"
+	diff "$work/packages.before" "$work/packages.after" | sed 's/^/package-test: note: /'
 fi
 
 echo "package-test: $passed passed, $failed failed, $skipped skipped"

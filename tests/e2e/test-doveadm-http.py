@@ -161,6 +161,14 @@ def test_resolve(dc):
     shown = cli(dc, ["dmarc", "show", "--resolve", str(sample["id"])])
     check_equal(json.loads(shown[0]["records"])[0]["source_name"], "mail.example.test",
                 "show --resolve")
+    summary = cli(dc, ["dmarc", "summary", "--resolve"])
+    plain = cli(dc, ["dmarc", "summary"])
+    check_equal(len(summary), len(plain), "summary --resolve rows")
+    for r, p in zip(summary, plain):
+        check_equal(r["top_failing"].replace(" failing.example.test", ""), p["top_failing"],
+                    "summary --resolve adds the names to the failing sources")
+    check(any("42.42.42.42 failing.example.test (" in r["top_failing"] for r in summary),
+          f"a failing source named: {summary}")
     print(f"# query --resolve over {len(rows)} records: {elapsed:.2f} s (first, uncached)")
 
 

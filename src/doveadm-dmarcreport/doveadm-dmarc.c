@@ -5,6 +5,8 @@
 #include "lib.h"
 #include "ioloop.h"
 #include "module-dir.h"
+#include "master-service-private.h"
+#include "doveadm.h"
 #include "doveadm-print.h"
 #include "doveadm-mail.h"
 #include "dmarc-compat.h"
@@ -37,6 +39,43 @@ static void doveadm_dmarc_cmd_init(DMARC_COMPAT_DOVEADM_INIT_PARAMS)
 
 	if (dctx->init != NULL)
 		dctx->init(ctx, DMARC_COMPAT_DOVEADM_INIT_ARGS);
+}
+
+bool doveadm_dmarc_output_is_json(struct doveadm_mail_cmd_context *ctx)
+{
+	char **argv = master_service->argv;
+	const char *format = NULL, *p, *opt, *value;
+	int i;
+
+	switch (ctx->cctx->conn_type) {
+	case DOVEADM_CONNECTION_TYPE_HTTP:
+		/* the HTTP API prints JSON, always */
+		return TRUE;
+	case DOVEADM_CONNECTION_TYPE_CLI:
+		break;
+	default:
+		/* a doveadm server: the client formats what it gets */
+		return FALSE;
+	}
+	/* doveadm's print layer does not say which formatter it runs: read
+	   doveadm's own -f, given before the command name, the way getopt
+	   did (options with a value are those with a ':' in getopt_str) */
+	for (i = 1; i < master_service->argc && argv[i][0] == '-'; i++) {
+		if (argv[i][1] == '-')
+			break;
+		for (p = argv[i] + 1; *p != '\0'; p++) {
+			opt = strchr(master_service->getopt_str, *p);
+			if (opt == NULL || opt[1] != ':')
+				continue;
+			/* the value: the rest of this word, or the next */
+			value = p[1] != '\0' ? p + 1 :
+				i + 1 < master_service->argc ? argv[++i] : NULL;
+			if (*p == 'f')
+				format = value;
+			break;
+		}
+	}
+	return format != NULL && strcmp(format, DOVEADM_PRINT_TYPE_JSON) == 0;
 }
 
 struct doveadm_dmarc_cmd_context *

@@ -51,6 +51,10 @@ struct doveadm_dmarc_cmd_context {
 struct doveadm_dmarc_cmd_context *
 doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args);
 
+/* Whether doveadm prints JSON: -f json on the command line, or the HTTP
+   API. */
+bool doveadm_dmarc_output_is_json(struct doveadm_mail_cmd_context *ctx);
+
 /* Prints the usage of the running command after the error; exits 64. */
 void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
 			       const char *fmt, ...)

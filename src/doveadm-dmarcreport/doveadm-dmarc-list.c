@@ -69,9 +69,8 @@ static int list_kind(const struct dmarc_query_kind_row *row, void *context)
 {
 	struct list_cmd_context *ctx = context;
 
-	/* show takes aggregate reports: a TLS or failure report has no id
-	   of it (a number column: 0) */
-	doveadm_dmarc_print_num(0);
+	/* ids are per type: show --type tls|failure <id> */
+	doveadm_dmarc_print_num(row->id);
 	doveadm_dmarc_print_str(row->org_name);
 	doveadm_dmarc_print_str(row->report_id);
 	doveadm_dmarc_print_str(row->domain);

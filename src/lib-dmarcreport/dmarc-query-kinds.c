@@ -141,6 +141,7 @@ static int list_tls_row(sqlite3_stmt *stmt, void *context)
 	row.pass = dmarc_query_col_total(stmt, 7);
 	row.policy = dmarc_query_col_str(stmt, 8);
 	row.archive_path = dmarc_query_col_str(stmt, 9);
+	row.id = sqlite3_column_int64(stmt, 10);
 	return ctx->callback(&row, ctx->context);
 }
 
@@ -163,6 +164,7 @@ static int list_failure_row(sqlite3_stmt *stmt, void *context)
 		n > 0 ? n : 1;
 	row.policy = dmarc_query_col_str(stmt, 5);
 	row.archive_path = dmarc_query_col_str(stmt, 6);
+	row.id = sqlite3_column_int64(stmt, 7);
 	return ctx->callback(&row, ctx->context);
 }
 
@@ -183,8 +185,8 @@ int dmarc_query_list_kinds(struct dmarc_store *store,
 			" r.date_begin, r.date_end, count(p.id),"
 			" total(p.success_count + p.failure_count),"
 			" total(p.success_count),"
-			" group_concat(DISTINCT p.policy_type), r.archive_path"
-			" FROM tls_reports r JOIN tls_policies p"
+			" group_concat(DISTINCT p.policy_type), r.archive_path,"
+			" r.id FROM tls_reports r JOIN tls_policies p"
 			" ON p.report_ref = r.id WHERE 1");
 		tls_add_filter(&q, filter);
 		str_append(q.sql, " GROUP BY r.id ORDER BY r.date_begin, r.id");
@@ -195,7 +197,7 @@ int dmarc_query_list_kinds(struct dmarc_store *store,
 		dmarc_query_sql_init(&q,
 			"SELECT coalesce(f.reporting_mta, f.user_agent, ''),"
 			" f.orig_message_id, f.reported_domain, "FAILURE_TIME","
-			" f.incidents, f.auth_failure, f.archive_path"
+			" f.incidents, f.auth_failure, f.archive_path, f.id"
 			" FROM failure_reports f WHERE 1");
 		failure_add_filter(&q, filter);
 		str_append(q.sql, " ORDER BY "FAILURE_TIME", f.id");

@@ -17,6 +17,7 @@
 /* --- list: TLS and failure reports as rows of doveadm dmarc list --- */
 struct dmarc_query_kind_row {
 	const char *type;         /* "tls" or "failure" */
+	int64_t id;               /* for show --type <type> */
 	const char *org_name, *report_id, *domain;
 	int64_t date_begin, date_end;
 	/* TLS: policies, sessions, successful sessions;

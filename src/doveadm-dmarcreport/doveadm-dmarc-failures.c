@@ -79,6 +79,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_failures_alloc(void)
 	struct failures_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct failures_cmd_context, "");
+	ctx->dctx.kind = "failure";
 	ctx->dctx.init = cmd_dmarc_failures_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_failures_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);

@@ -140,6 +140,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_query_alloc(void)
 	struct query_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct query_cmd_context, "g:L:s:r");
+	ctx->dctx.kind = "aggregate";
 	ctx->dctx.init = cmd_dmarc_query_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_query_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);

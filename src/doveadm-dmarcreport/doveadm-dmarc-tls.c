@@ -110,6 +110,7 @@ static struct doveadm_mail_cmd_context *cmd_dmarc_tls_alloc(void)
 	struct tls_cmd_context *ctx;
 
 	ctx = doveadm_dmarc_cmd_alloc(struct tls_cmd_context, "g:");
+	ctx->dctx.kind = "tls";
 	ctx->dctx.init = cmd_dmarc_tls_init;
 	ctx->dctx.ctx.v.run = cmd_dmarc_tls_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);

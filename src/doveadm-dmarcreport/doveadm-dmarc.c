@@ -111,13 +111,18 @@ void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
 void doveadm_dmarc_parse_filter(struct doveadm_dmarc_cmd_context *dctx,
 				const char *const *args)
 {
-	const char *error;
-
-	const char *sort;
+	const char *error, *sort;
 	int64_t limit;
+
+	const char *kind;
 
 	if (doveadm_dmarc_filter_parse(args, ioloop_time, &dctx->filter,
 				       &error) < 0)
+		doveadm_dmarc_usage_error(&dctx->ctx, "%s", error);
+	/* "list type tls dkim pass" matches nothing: say why */
+	kind = dctx->kind != NULL ? dctx->kind : dctx->filter.type;
+	if (kind != NULL &&
+	    doveadm_dmarc_filter_check_kind(&dctx->filter, kind, &error) < 0)
 		doveadm_dmarc_usage_error(&dctx->ctx, "%s", error);
 	/* list and query have these, summary not */
 	if (doveadm_cmd_param_int64(dctx->ctx.cctx, "limit", &limit)) {

@@ -37,6 +37,9 @@ typedef void doveadm_dmarc_init_func_t(struct doveadm_mail_cmd_context *ctx,
 struct doveadm_dmarc_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
 	struct dmarc_query_filter filter;
+	/* the one kind of report the command shows ("aggregate", "tls",
+	   "failure"; NULL: list's type filter says) */
+	const char *kind;
 	/* --resolve: the database is opened for writing (the name cache) */
 	bool resolve;
 	/* set instead of ctx.v.init, whose signature is version dependent */
@@ -60,8 +63,9 @@ void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
 			       const char *fmt, ...)
 	ATTR_FORMAT(2, 3) ATTR_NORETURN;
 
-/* Parses the positional filter words into dctx->filter; a bad word is a
-   usage error. */
+/* Parses the positional filter words into dctx->filter; a bad word, or
+   one that does not apply to the command's kind of report, is a usage
+   error. */
 void doveadm_dmarc_parse_filter(struct doveadm_dmarc_cmd_context *dctx,
 				const char *const *args);
 

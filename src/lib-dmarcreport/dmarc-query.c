@@ -49,14 +49,11 @@ void dmarc_query_bind_blob16(struct query_sql *q, const unsigned char *blob)
 	b->blob = blob;
 }
 
-/* Appends " AND ..." for every set field; the caller's FROM joins
-   reports r and records rec. */
 /* One condition: " AND (cond)", or when its field is negated
    " AND NOT coalesce((cond), 0)": a NULL (absent value, invalid source)
    matches no condition, so it does match its negation. */
-static void
-query_cond(struct query_sql *q, const struct dmarc_query_filter *f,
-	   enum dmarc_query_field field, const char *cond)
+void dmarc_query_cond(struct query_sql *q, const struct dmarc_query_filter *f,
+		      enum dmarc_query_field field, const char *cond)
 {
 	if ((f->negated & DMARC_QUERY_FIELD_BIT(field)) != 0)
 		str_printfa(q->sql, " AND NOT coalesce((%s), 0)", cond);
@@ -68,54 +65,58 @@ static void
 query_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
 {
 	if (f->have_report) {
-		query_cond(q, f, DMARC_QUERY_FIELD_REPORT, "r.id = ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_REPORT, "r.id = ?");
 		dmarc_query_bind_int(q, f->report);
 	}
 	if (f->domain != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_DOMAIN,
-			   "r.policy_domain = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_DOMAIN,
+				 "r.policy_domain = lower(?)");
 		dmarc_query_bind_text(q, f->domain);
 	}
 	if (f->org != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_ORG,
-			   "r.org_name = ? COLLATE NOCASE");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_ORG,
+				 "r.org_name = ? COLLATE NOCASE");
 		dmarc_query_bind_text(q, f->org);
 	}
 	if (f->have_since) {
-		query_cond(q, f, DMARC_QUERY_FIELD_SINCE, "r.date_begin >= ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_SINCE,
+				 "r.date_begin >= ?");
 		dmarc_query_bind_int(q, f->since);
 	}
 	if (f->have_until) {
-		query_cond(q, f, DMARC_QUERY_FIELD_UNTIL, "r.date_begin <= ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_UNTIL,
+				 "r.date_begin <= ?");
 		dmarc_query_bind_int(q, f->until);
 	}
 	if (f->have_source) {
 		/* an invalid source_ip has no key: never in a network */
-		query_cond(q, f, DMARC_QUERY_FIELD_SOURCE,
-			   "rec.source_ip_key BETWEEN ? AND ?");
-		dmarc_query_bind_blob16(q, f->source_min);
-		dmarc_query_bind_blob16(q, f->source_max);
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_SOURCE,
+				 "rec.source_ip_key BETWEEN ? AND ?");
+		dmarc_query_bind_source(q, f);
 	}
 	if (f->disposition != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_DISPOSITION,
-			   "rec.disposition = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_DISPOSITION,
+				 "rec.disposition = lower(?)");
 		dmarc_query_bind_text(q, f->disposition);
 	}
 	if (f->dkim != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_DKIM, "rec.dkim = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_DKIM,
+				 "rec.dkim = lower(?)");
 		dmarc_query_bind_text(q, f->dkim);
 	}
 	if (f->spf != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_SPF, "rec.spf = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_SPF,
+				 "rec.spf = lower(?)");
 		dmarc_query_bind_text(q, f->spf);
 	}
 	if (f->result >= 0) {
-		query_cond(q, f, DMARC_QUERY_FIELD_RESULT, "rec.dmarc_pass = ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_RESULT,
+				 "rec.dmarc_pass = ?");
 		dmarc_query_bind_int(q, f->result > 0 ? 1 : 0);
 	}
 	if (f->header_from != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_HEADER_FROM,
-			   "lower(rec.header_from) = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_HEADER_FROM,
+				 "lower(rec.header_from) = lower(?)");
 		dmarc_query_bind_text(q, f->header_from);
 	}
 }
@@ -202,6 +203,28 @@ int dmarc_query_step(sqlite3_stmt *stmt, const char **error_r)
 					  "Reading the database failed");
 		return -1;
 	}
+}
+
+int dmarc_query_rows(struct dmarc_store *store, const struct query_sql *q,
+		     dmarc_query_row_func_t *row_func, void *context,
+		     const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	if (dmarc_query_prepare(store, q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
+		T_BEGIN {
+			ret = row_func(stmt, context);
+		} T_END;
+		if (ret < 0) {
+			*error_r = dmarc_query_callback_error;
+			break;
+		}
+	}
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
 }
 
 const char *dmarc_query_col_str(sqlite3_stmt *stmt, int col)
@@ -299,118 +322,16 @@ void dmarc_query_filter_init(struct dmarc_query_filter *filter_r)
 	filter_r->result = -1;
 }
 
-/* --- value parsing --- */
-
-int dmarc_query_parse_date(const char *str, time_t now,
-			   int64_t *start_r, int64_t *last_r,
-			   const char **error_r)
+void dmarc_query_source_range(const struct ip_addr *ip, unsigned int bits,
+			      unsigned char min_r[16], unsigned char max_r[16])
 {
-	unsigned int year, month, day;
-	uintmax_t num;
-	const char *end;
-	struct tm tm;
-	time_t t;
+	unsigned int i;
 
-	unsigned int hour, min, sec;
-
-	/* what list prints: 2024-01-31T00:00:00Z */
-	if (strlen(str) == 20 && str[10] == 'T' && str[19] == 'Z' &&
-	    sscanf(str, "%4u-%2u-%2uT%2u:%2u:%2u", &year, &month, &day,
-		   &hour, &min, &sec) == 6 && str[4] == '-' && str[7] == '-' &&
-	    str[13] == ':' && str[16] == ':' && hour < 24 && min < 60 &&
-	    sec < 61 && month >= 1 && month <= 12 && day >= 1 &&
-	    year >= 1970) {
-		i_zero(&tm);
-		tm.tm_year = year - 1900;
-		tm.tm_mon = month - 1;
-		tm.tm_mday = day;
-		tm.tm_hour = hour;
-		tm.tm_min = min;
-		tm.tm_sec = sec;
-		t = timegm(&tm);
-		if (t == (time_t)-1 || tm.tm_mday != (int)day)
-			goto invalid;
-		*start_r = *last_r = t;
-		return 0;
-	}
-	if (str_parse_uintmax(str, &num, &end) == 0 && end != str) {
-		uintmax_t unit = 0;
-
-		if (*end == '\0') {
-			/* Unix seconds */
-			if (num > INT64_MAX)
-				goto invalid;
-			*start_r = *last_r = (int64_t)num;
-			return 0;
-		}
-		if (end[1] == '\0') {
-			switch (end[0]) {
-			case 's': unit = 1; break;
-			case 'm': unit = 60; break;
-			case 'h': unit = 60*60; break;
-			case 'd': unit = 24*60*60; break;
-			case 'w': unit = 7*24*60*60; break;
-			}
-		}
-		if (unit != 0 && num <= (uintmax_t)now / unit) {
-			*start_r = *last_r = (int64_t)now - (int64_t)(num * unit);
-			return 0;
-		}
-		if (unit == 0 && sscanf(str, "%4u-%2u-%2u", &year, &month,
-					&day) == 3 && strlen(str) == 10 &&
-		    str[4] == '-' && str[7] == '-' &&
-		    month >= 1 && month <= 12 && day >= 1 && day <= 31 &&
-		    year >= 1970) {
-			i_zero(&tm);
-			tm.tm_year = year - 1900;
-			tm.tm_mon = month - 1;
-			tm.tm_mday = day;
-			t = timegm(&tm);
-			/* timegm() normalises 2024-02-31: refuse it */
-			if (t == (time_t)-1 || tm.tm_mday != (int)day)
-				goto invalid;
-			/* year <= 9999: far from any limit */
-			*start_r = t;
-			*last_r = t + 24*60*60 - 1;
-			return 0;
-		}
-	}
-invalid:
-	*error_r = t_strdup_printf("Invalid date '%s' "
-		"(use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, Unix seconds, "
-		"or an interval like 30d)", str);
-	return -1;
-}
-
-int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
-			     unsigned char max_r[16], const char **error_r)
-{
-	struct in_addr addr4;
-	struct ip_addr ip;
-	unsigned int bits, i;
-
-	/* Dovecot's parser: an address ("[...]" around IPv6 too) and an
-	   optional /bits no longer than the address */
-	if (net_parse_range(str, &ip, &bits) < 0) {
-		*error_r = t_strdup_printf(
-			"Invalid IP address or network '%s'", str);
-		return -1;
-	}
-	/* inet_aton() behind it also takes "192.0.2" or "0x7f.1": an IPv4
-	   address must be written out as reports write it */
-	if (IPADDR_IS_V4(&ip) &&
-	    inet_pton(AF_INET, t_strcut(str, '/'), &addr4) != 1) {
-		*error_r = t_strdup_printf(
-			"Invalid IP address or network '%s'", str);
-		return -1;
-	}
 	/* The key the store gives the address: IPv4 as ::ffff:a.b.c.d, so
-	   a.b.c.d/n is ::ffff:a.b.c.d/(96+n), and an IPv4-mapped filter
-	   (::ffff:192.0.2.0/120) is that same range: both match the rows
-	   whether they were stored as IPv4 or as IPv4-mapped IPv6. */
-	if (!dmarc_store_ip_key(net_ip2addr(&ip), min_r))
+	   a.b.c.d/n is ::ffff:a.b.c.d/(96+n) */
+	if (!dmarc_store_ip_key(net_ip2addr(ip), min_r))
 		i_unreached();
-	if (IPADDR_IS_V4(&ip))
+	if (IPADDR_IS_V4(ip))
 		bits += 96;
 	for (i = 0; i < 16; i++) {
 		unsigned int keep = bits >= (i + 1) * 8 ? 8 :
@@ -421,7 +342,16 @@ int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
 		min_r[i] &= mask;
 		max_r[i] = min_r[i] | (unsigned char)~mask;
 	}
-	return 0;
+}
+
+void dmarc_query_bind_source(struct query_sql *q,
+			     const struct dmarc_query_filter *f)
+{
+	unsigned char *min = t_malloc0(16), *max = t_malloc0(16);
+
+	dmarc_query_source_range(&f->source_ip, f->source_bits, min, max);
+	dmarc_query_bind_blob16(q, min);
+	dmarc_query_bind_blob16(q, max);
 }
 
 /* --- list --- */

@@ -2,10 +2,13 @@
 #define DMARC_QUERY_H
 
 /* Read side of the store for doveadm dmarc: filters and result rows.
-   All SQL lives in dmarc-query.c; every filter value is bound as a
+   The door parses the command line; the filter holds parsed values. All
+   SQL lives in dmarc-query*.c; every filter value is bound as a
    parameter. Rows handed to a callback are valid only during the call.
    Message counts summed over records never fail on overflow: they
    saturate at INT64_MAX (rates are computed before saturating). */
+
+#include "net.h"
 
 struct dmarc_store;
 
@@ -46,6 +49,9 @@ struct dmarc_query_filter {
 	bool have_report;
 	int64_t report;           /* the report's id, as list prints it */
 	unsigned int negated;     /* DMARC_QUERY_FIELD_BIT()s */
+	/* ... of the fields given (the door's parser sets it, to name a
+	   field in a message; the queries read the values) */
+	unsigned int fields;
 	/* at most this many rows (0: all) */
 	unsigned int limit;
 	enum dmarc_query_sort sort;
@@ -63,7 +69,8 @@ struct dmarc_query_filter {
 
 	/* record fields */
 	bool have_source;
-	unsigned char source_min[16], source_max[16]; /* source_ip_key range */
+	struct ip_addr source_ip; /* the network source_ip/source_bits */
+	unsigned int source_bits;
 	const char *disposition;  /* "none", "pass" (RFC 9990), "quarantine",
 				     "reject" */
 	const char *dkim;         /* policy_evaluated: "pass" or "fail" */
@@ -74,22 +81,12 @@ struct dmarc_query_filter {
 
 void dmarc_query_filter_init(struct dmarc_query_filter *filter_r);
 
-/* A date as "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC, as list prints
-   it), Unix seconds (0 to INT64_MAX), or an interval ago like
-   doveadm search: "30d", "12h", "2w", "90m", "45s" (relative to now).
-   *start_r is its first second, *last_r its last: the same second, or the
-   day's last for "YYYY-MM-DD" (so "until 2024-01-31" includes that day).
-   Both are in 0..INT64_MAX and need no arithmetic at the edges. */
-int dmarc_query_parse_date(const char *str, time_t now,
-			   int64_t *start_r, int64_t *last_r,
-			   const char **error_r);
-
-/* An IPv4/IPv6 address or CIDR ("192.0.2.0/24", "2001:db8::/32",
-   "[2001:db8::1]") as an inclusive range of 16-byte source_ip_key values.
-   An IPv4-mapped IPv6 address or network ("::ffff:192.0.2.0/120") is the
-   IPv4 one. */
-int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
-			     unsigned char max_r[16], const char **error_r);
+/* The inclusive range of source_ip_key values (see dmarc_store_ip_key())
+   of the network ip/bits. An IPv4 network is also the IPv4-mapped IPv6
+   one, and an IPv4-mapped IPv6 network (::ffff:192.0.2.0/120) the IPv4
+   one: both match the rows whichever way they were stored. */
+void dmarc_query_source_range(const struct ip_addr *ip, unsigned int bits,
+			      unsigned char min_r[16], unsigned char max_r[16]);
 
 /* A stored value for doveadm's output: control characters (C0, DEL and
    the C1 range U+0080..U+009F) become "\t", "\n", "\r" or "\xHH" per

@@ -578,9 +578,38 @@ def test_doveadm(dc):
     lines = r.stdout.rstrip("\n").split("\n")
     check(all(len(l.split("\t")) == len(lines[0].split("\t")) for l in lines),
           "tls -f tab: a value split a row")
-    # record filters select aggregate records only
-    check_equal(doveadm_json(dc, ["dmarc", "list", "dkim", "pass", "type", "tls"], "lmtp"),
-                [], "a record filter lists no TLS reports")
+    # record filters select aggregate records only: without a type they
+    # list aggregate reports, with another kind named they are refused
+    check_equal({r["type"] for r in doveadm_json(dc, ["dmarc", "list", "dkim", "pass"],
+                                                 "lmtp")},
+                {"aggregate"}, "a record filter lists aggregate reports only")
+    for args, word, kind in ((["list", "dkim", "pass", "type", "tls"], "dkim", "tls"),
+                             (["list", "type", "failure", "not", "spf", "fail"], "spf",
+                              "failure"),
+                             (["list", "type", "tls", "source", "192.0.2.1"], "source", "tls"),
+                             (["tls", "disposition", "none"], "disposition", "tls"),
+                             (["failures", "header_from", "a.example"], "header_from",
+                              "failure")):
+        r = dc.doveadm(["dmarc"] + args, user="lmtp")
+        check_equal(r.returncode, 64, f"{args}: usage error")
+        check(f"Filter {word} does not apply to {kind} reports" in r.stderr,
+              f"{args}: says why: {r.stderr}")
+    r = dc.doveadm(["dmarc", "tls", "type", "failure"], user="lmtp")
+    check_equal(r.returncode, 64, "tls type failure: usage error")
+    # not, report and type apply to TLS and failure reports too
+    tls_rows = doveadm_json(dc, ["dmarc", "list", "type", "tls"], "lmtp")
+    first = tls_rows[0]
+    others = doveadm_json(dc, ["dmarc", "list", "type", "tls", "not", "report",
+                               str(first["id"])], "lmtp")
+    check_equal(sorted(r["id"] for r in others),
+                sorted(r["id"] for r in tls_rows if r["id"] != first["id"]),
+                "list type tls not report <id>")
+    check_equal(doveadm_json(dc, ["dmarc", "list", "type", "tls", "report", str(first["id"])],
+                             "lmtp"), [first], "list type tls report <id>")
+    not_y = doveadm_json(dc, ["dmarc", "tls", "not", "domain", "company-y.example"], "lmtp")
+    check(not_y and all(p["policy_domain"] != "company-y.example" for p in not_y),
+          f"tls not domain: {not_y}")
+    check_equal(len(not_y) + len(dom), n_pol, "tls: domain and not domain split the policies")
 
 
 def test_expire(dc):

@@ -582,6 +582,149 @@ static void test_query_not_report_limit_sort(void)
 #undef NOT
 }
 
+/* show's tree as compact text: {k=v ...} and [...] */
+static void show_t_object_begin(void *context, const char *key)
+{
+	string_t *str = context;
+
+	str_printfa(str, "%s{", key == NULL ? "" : t_strconcat(key, "=", NULL));
+}
+static void show_t_object_end(void *context)
+{
+	str_append((string_t *)context, "} ");
+}
+static void show_t_list_begin(void *context, const char *key)
+{
+	str_printfa((string_t *)context, "%s=[", key);
+}
+static void show_t_list_end(void *context)
+{
+	str_append((string_t *)context, "] ");
+}
+static void show_t_str(void *context, const char *key, const char *value)
+{
+	/* only what tells the records apart */
+	if (key == NULL || strcmp(key, "source_ip") == 0 ||
+	    strcmp(key, "selector") == 0 || strcmp(key, "scope") == 0 ||
+	    strcmp(key, "comment") == 0) {
+		str_printfa((string_t *)context, "%s ",
+			    value == NULL ? "null" : value);
+	}
+}
+static void show_t_num(void *context ATTR_UNUSED, const char *key ATTR_UNUSED,
+		       int64_t value ATTR_UNUSED) {}
+static void show_t_bool(void *context ATTR_UNUSED,
+			const char *key ATTR_UNUSED, bool value ATTR_UNUSED) {}
+
+static const struct dmarc_query_show_output show_t_output = {
+	.object_begin = show_t_object_begin,
+	.object_end = show_t_object_end,
+	.list_begin = show_t_list_begin,
+	.list_end = show_t_list_end,
+	.str = show_t_str,
+	.num = show_t_num,
+	.boolean = show_t_bool,
+	.time = show_t_num,
+};
+
+/* show walks the reasons and auth results beside the records: each list
+   lands on its own record, also around records that have none. */
+static void test_query_show_lists_per_record(void)
+{
+	static const struct {
+		const char *ip;
+		const char *reasons[3];
+		const char *dkim[3], *spf[3];
+	} recs[] = {
+		{ "192.0.2.1", { "r1a", NULL }, { "s1a", "s1b", NULL },
+		  { "mfrom", NULL } },
+		{ "192.0.2.2", { NULL }, { NULL }, { NULL } },
+		{ "192.0.2.3", { "r3a", "r3b", NULL }, { NULL },
+		  { "helo", NULL } },
+		{ "192.0.2.4", { NULL }, { "s4a", NULL }, { NULL } },
+	};
+	const char *path = t_strconcat(test_tmpdir(), "/show-lists.sqlite",
+				       NULL);
+	struct dmarc_query_show_key key;
+	struct dmarc_store_report_info info;
+	struct dmarc_store_report *sreport;
+	struct dmarc_store *store;
+	struct dmarc_report report;
+	struct dmarc_record record;
+	struct dmarc_policy_override *reason;
+	struct dmarc_auth_result *auth;
+	string_t *str = t_str_new(512);
+	const char *error;
+	unsigned int i, j;
+
+	test_begin("query show: reasons and auth results per record");
+	(void)unlink(path);
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
+				     &error) == 1);
+	i_zero(&report);
+	report.org_name = "o";
+	report.report_id = "lists";
+	report.policy.domain = "example.com";
+	report.policy.pct = DMARC_UNSET;
+	i_zero(&info);
+	test_assert(dmarc_store_report_begin(store, &report, &info, &sreport,
+					     &error) == 1);
+	for (i = 0; i < N_ELEMENTS(recs); i++) T_BEGIN {
+		i_zero(&record);
+		record.source_ip = recs[i].ip;
+		record.source_ip_valid = TRUE;
+		record.count = 1;
+		t_array_init(&record.reasons, 2);
+		t_array_init(&record.auth_results, 2);
+		for (j = 0; recs[i].reasons[j] != NULL; j++) {
+			reason = array_append_space(&record.reasons);
+			reason->type = "other";
+			reason->comment = recs[i].reasons[j];
+		}
+		/* SPF first: show lists DKIM results first all the same */
+		for (j = 0; recs[i].spf[j] != NULL; j++) {
+			auth = array_append_space(&record.auth_results);
+			auth->type = DMARC_AUTH_SPF;
+			auth->domain = "example.com";
+			auth->scope = recs[i].spf[j];
+			auth->result = "pass";
+		}
+		for (j = 0; recs[i].dkim[j] != NULL; j++) {
+			auth = array_append_space(&record.auth_results);
+			auth->type = DMARC_AUTH_DKIM;
+			auth->domain = "example.com";
+			auth->selector = recs[i].dkim[j];
+			auth->result = "pass";
+		}
+		test_assert(dmarc_store_report_add_record(sreport, &record,
+							  &error) == 0);
+	} T_END;
+	test_assert(dmarc_store_report_commit(&sreport, &error) == 0);
+
+	i_zero(&key);
+	key.kind = DMARC_QUERY_KIND_AGGREGATE;
+	key.org_name = "O";
+	key.report_id = "lists";
+	test_assert(dmarc_query_show(store, &key, &show_t_output, str,
+				     &error) == 1);
+	test_assert_strcmp(str_c(str),
+		"{errors=[] records=["
+		"{192.0.2.1 reasons=[{r1a } ] dkim_results=[{s1a } {s1b } ] "
+		"spf_results=[{mfrom } ] } "
+		"{192.0.2.2 reasons=[] dkim_results=[] spf_results=[] } "
+		"{192.0.2.3 reasons=[{r3a } {r3b } ] dkim_results=[] "
+		"spf_results=[{helo } ] } "
+		"{192.0.2.4 reasons=[] dkim_results=[{s4a } ] "
+		"spf_results=[] } ] } ");
+	key.kind = DMARC_QUERY_KIND_TLS;
+	str_truncate(str, 0);
+	test_assert(dmarc_query_show(store, &key, &show_t_output, str,
+				     &error) == 0);
+	test_assert_strcmp(str_c(str), "");
+	dmarc_store_close(&store);
+	test_end();
+}
+
 /* A record whose source_ip is not an address is in no network: a source
    filter skips it, its negation takes it. */
 static void test_query_invalid_source(void)
@@ -1298,6 +1441,7 @@ int main(void)
 		test_query_filters,
 		test_query_not_report_limit_sort,
 		test_query_invalid_source,
+		test_query_show_lists_per_record,
 		test_query_list_counts_matching_records,
 		test_query_source_filters,
 		test_query_missing_db,

@@ -1,9 +1,10 @@
 /* doveadm dmarc show's read side: one report of any kind with everything
    stored of it, handed to the door as a tree of named values. Records
-   (TLS: policies) are read one at a time, each with its own small lists,
-   so memory does not grow with the report. */
+   (TLS: policies) are read one at a time, their lists from statements
+   walked beside them, so memory does not grow with the report. */
 
 #include "lib.h"
+#include "array.h"
 #include "str.h"
 #include "dmarc-store.h"
 #include "dmarc-query.h"
@@ -123,52 +124,105 @@ static int show_prepare(struct dmarc_store *store, const char *sql,
 	return dmarc_query_prepare(store, &q, stmt_r, error_r);
 }
 
-/* Rebinds stmt's first parameter (and the second, when text is not NULL)
-   for its next run. */
-static void show_rebind(sqlite3_stmt *stmt, int64_t id, const char *text)
+/* Binds stmt's one parameter for its next run. */
+static void show_rebind(sqlite3_stmt *stmt, int64_t id)
 {
 	(void)sqlite3_reset(stmt);
 	(void)sqlite3_bind_int64(stmt, 1, id);
-	if (text != NULL)
-		(void)sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC);
 }
 
 /* --- aggregate --- */
 
-struct show_aggregate {
-	sqlite3_stmt *errors, *records, *reasons, *auth;
+/* A statement over the rows of all records of a report, ordered by
+   record id (column 0): walked beside the records, so that each list of
+   a record is read in the same pass, with no query per record. */
+struct show_cursor {
+	sqlite3_stmt *stmt;
+	int ret;                  /* 1: at a row, 0: done, -1: error */
 };
 
-static int show_auth_list(struct show_ctx *ctx, sqlite3_stmt *stmt,
-			  int64_t record_id, const char *type,
-			  const char **error_r)
+/* Whether the cursor is at a row of record id (skipping rows of records
+   before it). */
+static bool show_cursor_at(struct show_cursor *c, int64_t id,
+			   const char **error_r)
 {
-	bool dkim = strcmp(type, "dkim") == 0;
-	int ret;
+	while (c->ret > 0 && sqlite3_column_int64(c->stmt, 0) < id)
+		c->ret = dmarc_query_step(c->stmt, error_r);
+	return c->ret > 0 && sqlite3_column_int64(c->stmt, 0) == id;
+}
+
+struct show_aggregate {
+	sqlite3_stmt *errors, *records;
+	struct show_cursor reasons, auth;
+};
+
+struct show_auth {
+	bool dkim;
+	const char *domain, *selector, *scope, *result, *human_result;
+};
+
+static void show_auth_list(struct show_ctx *ctx, const struct show_auth *auth,
+			   unsigned int count, bool dkim)
+{
+	unsigned int i;
 
 	/* "dkim" and "spf" alone are the policy_evaluated results */
 	ctx->out->list_begin(ctx->context,
 			     dkim ? "dkim_results" : "spf_results");
-	show_rebind(stmt, record_id, type);
-	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
+	for (i = 0; i < count; i++) {
+		if (auth[i].dkim != dkim)
+			continue;
 		ctx->out->object_begin(ctx->context, NULL);
-		show_str(ctx, "domain", stmt, 0);
+		ctx->out->str(ctx->context, "domain", auth[i].domain);
 		if (dkim)
-			show_str(ctx, "selector", stmt, 1);
+			ctx->out->str(ctx->context, "selector", auth[i].selector);
 		else
-			show_str(ctx, "scope", stmt, 2);
-		show_str(ctx, "result", stmt, 3);
-		show_str(ctx, "human_result", stmt, 4);
+			ctx->out->str(ctx->context, "scope", auth[i].scope);
+		ctx->out->str(ctx->context, "result", auth[i].result);
+		ctx->out->str(ctx->context, "human_result",
+			      auth[i].human_result);
 		ctx->out->object_end(ctx->context);
 	}
 	ctx->out->list_end(ctx->context);
-	return ret;
+}
+
+static const char *col_tstr(sqlite3_stmt *stmt, int col)
+{
+	return t_strdup(col_text(stmt, col));
+}
+
+/* The auth results of record id, DKIM and SPF ones mixed as stored: a
+   record has at most dmarcreport_max_auth_results of them. */
+static int show_auths(struct show_ctx *ctx, struct show_cursor *c,
+		      int64_t id, const char **error_r)
+{
+	ARRAY(struct show_auth) auths;
+	const struct show_auth *auth;
+	struct show_auth *a;
+	unsigned int count;
+
+	t_array_init(&auths, 4);
+	while (show_cursor_at(c, id, error_r)) {
+		a = array_append_space(&auths);
+		a->dkim = null_strcmp(col_text(c->stmt, 1), "dkim") == 0;
+		a->domain = col_tstr(c->stmt, 2);
+		a->selector = col_tstr(c->stmt, 3);
+		a->scope = col_tstr(c->stmt, 4);
+		a->result = col_tstr(c->stmt, 5);
+		a->human_result = col_tstr(c->stmt, 6);
+		c->ret = dmarc_query_step(c->stmt, error_r);
+	}
+	auth = array_get(&auths, &count);
+	show_auth_list(ctx, auth, count, TRUE);
+	show_auth_list(ctx, auth, count, FALSE);
+	return c->ret < 0 ? -1 : 0;
 }
 
 static int show_record(struct show_ctx *ctx, struct show_aggregate *agg,
 		       const char **error_r)
 {
 	sqlite3_stmt *rec = agg->records;
+	struct show_cursor *reasons = &agg->reasons;
 	int64_t id = sqlite3_column_int64(rec, 0);
 	int ret;
 
@@ -183,24 +237,21 @@ static int show_record(struct show_ctx *ctx, struct show_aggregate *agg,
 	ctx->out->boolean(ctx->context, "dmarc_pass",
 			  sqlite3_column_int(rec, 7) != 0);
 	ctx->out->list_begin(ctx->context, "reasons");
-	show_rebind(agg->reasons, id, NULL);
-	while ((ret = dmarc_query_step(agg->reasons, error_r)) > 0) {
+	while (show_cursor_at(reasons, id, error_r)) {
 		ctx->out->object_begin(ctx->context, NULL);
-		show_str(ctx, "type", agg->reasons, 0);
-		show_str(ctx, "comment", agg->reasons, 1);
+		show_str(ctx, "type", reasons->stmt, 1);
+		show_str(ctx, "comment", reasons->stmt, 2);
 		ctx->out->object_end(ctx->context);
+		reasons->ret = dmarc_query_step(reasons->stmt, error_r);
 	}
 	ctx->out->list_end(ctx->context);
 	show_str(ctx, "header_from", rec, 8);
 	show_str(ctx, "envelope_from", rec, 9);
 	show_str(ctx, "envelope_to", rec, 10);
-	if (ret == 0)
-		ret = show_auth_list(ctx, agg->auth, id, "dkim", error_r);
-	if (ret == 0)
-		ret = show_auth_list(ctx, agg->auth, id, "spf", error_r);
+	ret = show_auths(ctx, &agg->auth, id, error_r);
 	show_str(ctx, "extensions", rec, 11);
 	ctx->out->object_end(ctx->context);
-	return ret;
+	return reasons->ret < 0 ? -1 : ret;
 }
 
 static int show_aggregate_lists(struct show_ctx *ctx, int64_t id,
@@ -217,18 +268,22 @@ static int show_aggregate_lists(struct show_ctx *ctx, int64_t id,
 			 " header_from, envelope_from, envelope_to, extensions"
 			 " FROM records WHERE report_ref = ? ORDER BY id",
 			 &agg->records, error_r) < 0 ||
-	    show_prepare(ctx->store, "SELECT type, comment FROM"
-			 " record_reasons WHERE record_ref = ? ORDER BY seq",
-			 &agg->reasons, error_r) < 0 ||
-	    show_prepare(ctx->store, "SELECT domain, selector, scope,"
-			 " result, human_result FROM auth_results"
-			 " WHERE record_ref = ? AND type = ? ORDER BY rowid",
-			 &agg->auth, error_r) < 0)
+	    show_prepare(ctx->store, "SELECT r.record_ref, r.type,"
+			 " r.comment FROM records rec JOIN record_reasons r"
+			 " ON r.record_ref = rec.id WHERE rec.report_ref = ?"
+			 " ORDER BY rec.id, r.seq",
+			 &agg->reasons.stmt, error_r) < 0 ||
+	    show_prepare(ctx->store, "SELECT a.record_ref, a.type, a.domain,"
+			 " a.selector, a.scope, a.result, a.human_result"
+			 " FROM records rec JOIN auth_results a"
+			 " ON a.record_ref = rec.id WHERE rec.report_ref = ?"
+			 " ORDER BY rec.id, a.rowid",
+			 &agg->auth.stmt, error_r) < 0)
 		return -1;
 
 	/* errors come before the policy: the order of the header */
 	ctx->out->list_begin(ctx->context, "errors");
-	show_rebind(agg->errors, id, NULL);
+	show_rebind(agg->errors, id);
 	while ((ret = dmarc_query_step(agg->errors, error_r)) > 0)
 		show_str(ctx, NULL, agg->errors, 0);
 	ctx->out->list_end(ctx->context);
@@ -242,7 +297,11 @@ static int show_aggregate_records(struct show_ctx *ctx, int64_t id,
 	int ret;
 
 	ctx->out->list_begin(ctx->context, "records");
-	show_rebind(agg->records, id, NULL);
+	show_rebind(agg->records, id);
+	show_rebind(agg->reasons.stmt, id);
+	agg->reasons.ret = dmarc_query_step(agg->reasons.stmt, error_r);
+	show_rebind(agg->auth.stmt, id);
+	agg->auth.ret = dmarc_query_step(agg->auth.stmt, error_r);
 	while ((ret = dmarc_query_step(agg->records, error_r)) > 0) {
 		T_BEGIN {
 			ret = show_record(ctx, agg, error_r);
@@ -301,8 +360,8 @@ static int show_aggregate(struct show_ctx *ctx, sqlite3_stmt *stmt,
 	ctx->out->object_end(ctx->context);
 	sqlite3_finalize(agg.errors);
 	sqlite3_finalize(agg.records);
-	sqlite3_finalize(agg.reasons);
-	sqlite3_finalize(agg.auth);
+	sqlite3_finalize(agg.reasons.stmt);
+	sqlite3_finalize(agg.auth.stmt);
 	return ret;
 }
 
@@ -321,7 +380,7 @@ static int show_tls_policy(struct show_ctx *ctx, sqlite3_stmt *pol,
 	show_num(ctx, "successful_sessions", pol, 5);
 	show_num(ctx, "failed_sessions", pol, 6);
 	ctx->out->list_begin(ctx->context, "failure_details");
-	show_rebind(fd, sqlite3_column_int64(pol, 0), NULL);
+	show_rebind(fd, sqlite3_column_int64(pol, 0));
 	while ((ret = dmarc_query_step(fd, error_r)) > 0) {
 		ctx->out->object_begin(ctx->context, NULL);
 		show_str(ctx, "result_type", fd, 0);
@@ -360,7 +419,7 @@ static int show_tls_policies(struct show_ctx *ctx, int64_t id,
 		return -1;
 	}
 	ctx->out->list_begin(ctx->context, "policies");
-	show_rebind(pol, id, NULL);
+	show_rebind(pol, id);
 	while ((ret = dmarc_query_step(pol, error_r)) > 0) {
 		T_BEGIN {
 			ret = show_tls_policy(ctx, pol, fd, error_r);

@@ -582,6 +582,31 @@ static void test_query_not_report_limit_sort(void)
 #undef NOT
 }
 
+/* A new database at path with one report (org "o", example.com) begun:
+   the caller adds its records and commits (report lives until then). */
+static struct dmarc_store *
+store_one_report(const char *path, const char *report_id,
+		 struct dmarc_report *report,
+		 struct dmarc_store_report **sreport_r)
+{
+	struct dmarc_store_report_info info;
+	struct dmarc_store *store;
+	const char *error;
+
+	(void)unlink(path);
+	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
+				     &error) == 1);
+	i_zero(report);
+	report->org_name = "o";
+	report->report_id = report_id;
+	report->policy.domain = "example.com";
+	report->policy.pct = DMARC_UNSET;
+	i_zero(&info);
+	test_assert(dmarc_store_report_begin(store, report, &info, sreport_r,
+					     &error) == 1);
+	return store;
+}
+
 /* show's tree as compact text: {k=v ...} and [...] */
 static void show_t_object_begin(void *context, const char *key)
 {
@@ -646,7 +671,6 @@ static void test_query_show_lists_per_record(void)
 	const char *path = t_strconcat(test_tmpdir(), "/show-lists.sqlite",
 				       NULL);
 	struct dmarc_query_show_key key;
-	struct dmarc_store_report_info info;
 	struct dmarc_store_report *sreport;
 	struct dmarc_store *store;
 	struct dmarc_report report;
@@ -658,17 +682,7 @@ static void test_query_show_lists_per_record(void)
 	unsigned int i, j;
 
 	test_begin("query show: reasons and auth results per record");
-	(void)unlink(path);
-	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
-				     &error) == 1);
-	i_zero(&report);
-	report.org_name = "o";
-	report.report_id = "lists";
-	report.policy.domain = "example.com";
-	report.policy.pct = DMARC_UNSET;
-	i_zero(&info);
-	test_assert(dmarc_store_report_begin(store, &report, &info, &sreport,
-					     &error) == 1);
+	store = store_one_report(path, "lists", &report, &sreport);
 	for (i = 0; i < N_ELEMENTS(recs); i++) T_BEGIN {
 		i_zero(&record);
 		record.source_ip = recs[i].ip;
@@ -731,7 +745,6 @@ static void test_query_invalid_source(void)
 {
 	const char *path = t_strconcat(test_tmpdir(), "/invalid-ip.sqlite",
 				       NULL);
-	struct dmarc_store_report_info info;
 	struct dmarc_store_report *sreport;
 	struct dmarc_query_filter filter;
 	struct dmarc_store *store;
@@ -740,17 +753,7 @@ static void test_query_invalid_source(void)
 	const char *error;
 
 	test_begin("query: an invalid source_ip matches no source filter");
-	(void)unlink(path);
-	test_assert(dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
-				     &error) == 1);
-	i_zero(&report);
-	report.org_name = "o";
-	report.report_id = "bad-ip";
-	report.policy.domain = "example.com";
-	report.policy.pct = DMARC_UNSET;
-	i_zero(&info);
-	test_assert(dmarc_store_report_begin(store, &report, &info, &sreport,
-					     &error) == 1);
+	store = store_one_report(path, "bad-ip", &report, &sreport);
 	i_zero(&record);
 	record.source_ip = "999.300.1.1";
 	record.count = 4;

@@ -118,12 +118,19 @@ summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	return ret;
 }
 
-static int
-cmd_dmarc_summary_run(struct doveadm_mail_cmd_context *_ctx,
-		      struct mail_user *user)
-{
-	return doveadm_dmarc_read(_ctx, user, summary_read);
-}
+static const struct doveadm_dmarc_column summary_columns[] = {
+	{ "domain", "Domain", 0 },
+	{ "reports", "Reports", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "pass_rate", "DMARC%", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "dkim_aligned_rate", "DKIM%", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "spf_aligned_rate", "SPF%", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "top_failing", "Top failing sources", 0 },
+	{ "verdict", "Verdict", 0 },
+	/* last, so that the columns before keep their places for scripts;
+	   a string: empty for a domain without TLS reports */
+	{ "tls_success_rate", "TLS%", DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY },
+};
 
 static void
 cmd_dmarc_summary_init(struct doveadm_mail_cmd_context *_ctx,
@@ -134,30 +141,17 @@ cmd_dmarc_summary_init(struct doveadm_mail_cmd_context *_ctx,
 
 	(void)doveadm_cmd_param_bool(_ctx->cctx, "resolve", &dctx->resolve);
 	doveadm_dmarc_parse_filter(dctx, args);
-	doveadm_print_header("domain", "Domain", 0);
-	doveadm_print_header("reports", "Reports", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("pass_rate", "DMARC%", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("dkim_aligned_rate", "DKIM%",
-			     DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("spf_aligned_rate", "SPF%",
-			     DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("top_failing", "Top failing sources", 0);
-	doveadm_print_header("verdict", "Verdict", 0);
-	/* last, so that the columns before keep their places for scripts;
-	   a string: empty for a domain without TLS reports */
-	doveadm_print_header("tls_success_rate", "TLS%",
-			     DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY);
+	doveadm_dmarc_print_headers(summary_columns,
+				    N_ELEMENTS(summary_columns));
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_summary_alloc(void)
 {
 	struct doveadm_dmarc_cmd_context *dctx;
 
-	dctx = doveadm_dmarc_cmd_alloc(struct doveadm_dmarc_cmd_context, "r");
-	dctx->init = cmd_dmarc_summary_init;
-	dctx->ctx.v.run = cmd_dmarc_summary_run;
-	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	dctx = doveadm_dmarc_read_cmd_alloc(struct doveadm_dmarc_cmd_context,
+		"r", cmd_dmarc_summary_init, summary_read,
+		DOVEADM_PRINT_TYPE_TABLE);
 	return &dctx->ctx;
 }
 

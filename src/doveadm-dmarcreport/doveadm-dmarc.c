@@ -97,6 +97,43 @@ doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args)
 	return dctx;
 }
 
+static int
+doveadm_dmarc_read_cmd_run(struct doveadm_mail_cmd_context *ctx,
+			   struct mail_user *user)
+{
+	struct doveadm_dmarc_cmd_context *dctx =
+		(struct doveadm_dmarc_cmd_context *)ctx;
+
+	return doveadm_dmarc_read(ctx, user, dctx->read);
+}
+
+struct doveadm_dmarc_cmd_context *
+doveadm_dmarc_read_cmd_alloc_size(size_t size, const char *getopt_args,
+				  doveadm_dmarc_init_func_t *init,
+				  doveadm_dmarc_read_func_t *read,
+				  const char *formatter)
+{
+	struct doveadm_dmarc_cmd_context *dctx;
+
+	dctx = doveadm_dmarc_cmd_alloc_size(size, getopt_args);
+	dctx->init = init;
+	dctx->read = read;
+	dctx->ctx.v.run = doveadm_dmarc_read_cmd_run;
+	doveadm_print_init(formatter);
+	return dctx;
+}
+
+void doveadm_dmarc_print_headers(const struct doveadm_dmarc_column *columns,
+				 unsigned int count)
+{
+	unsigned int i;
+
+	for (i = 0; i < count; i++) {
+		doveadm_print_header(columns[i].key, columns[i].title,
+				     columns[i].flags);
+	}
+}
+
 void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
 			       const char *fmt, ...)
 {
@@ -215,6 +252,16 @@ int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 	i_error("dmarc: user %s: %s", user->username, dmarc_log_text(error));
 	ctx->exit_code = EX_TEMPFAIL;
 	return -1;
+}
+
+void doveadm_dmarc_print_archive(const char *archive_dir, const char *path)
+{
+	if (path == NULL || archive_dir == NULL)
+		doveadm_dmarc_print_str(path);
+	else {
+		doveadm_dmarc_print_str(t_strconcat(archive_dir, "/", path,
+						    NULL));
+	}
 }
 
 const char *doveadm_dmarc_time(int64_t t)

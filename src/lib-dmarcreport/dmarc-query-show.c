@@ -41,18 +41,26 @@ static const char *const show_failure_columns[] = {
 	"reported_uri", "other_fields", "orig_from", "orig_to",
 	"orig_subject", "orig_date", "orig_message_id",
 };
-static const char *const show_failure_fields[] = {
-	"type", "id", "arrival_time",
-	"feedback_type", "user_agent", "version", "arrival_date",
-	"source_ip", "original_envelope_id", "original_mail_from",
-	"original_rcpt_to", "reporting_mta", "reported_domain", "incidents",
-	"authentication_results", "auth_failure", "identity_alignment",
-	"delivery_result", "dkim_domain", "dkim_identity", "dkim_selector",
-	"dkim_canonicalized_header", "dkim_canonicalized_body", "spf_dns",
-	"reported_uri", "other_fields", "orig_from", "orig_to",
-	"orig_subject", "orig_date", "orig_message_id",
-	"archive", "message_id", "received", NULL
-};
+
+/* type, id, arrival_time, the columns, archive, message_id, received */
+static const char *const *show_failure_fields(void)
+{
+	static const char *fields[3 + N_ELEMENTS(show_failure_columns) + 4];
+	unsigned int i, n = 0;
+
+	if (fields[0] != NULL)
+		return fields;
+	fields[n++] = "type";
+	fields[n++] = "id";
+	fields[n++] = "arrival_time";
+	for (i = 0; i < N_ELEMENTS(show_failure_columns); i++)
+		fields[n++] = show_failure_columns[i];
+	fields[n++] = "archive";
+	fields[n++] = "message_id";
+	fields[n++] = "received";
+	i_assert(n == N_ELEMENTS(fields) - 1);
+	return fields;
+}
 
 const char *const *dmarc_query_show_fields(enum dmarc_query_kind kind)
 {
@@ -62,7 +70,7 @@ const char *const *dmarc_query_show_fields(enum dmarc_query_kind kind)
 	case DMARC_QUERY_KIND_TLS:
 		return show_tls_fields;
 	case DMARC_QUERY_KIND_FAILURE:
-		return show_failure_fields;
+		return show_failure_fields();
 	}
 	i_unreached();
 }
@@ -129,6 +137,20 @@ static void show_rebind(sqlite3_stmt *stmt, int64_t id)
 {
 	(void)sqlite3_reset(stmt);
 	(void)sqlite3_bind_int64(stmt, 1, id);
+}
+
+/* A report's object and its first keys: type, id (column 0), and with
+   have_key org and report_id (columns 1 and 2). */
+static void show_report_begin(struct show_ctx *ctx, const char *type,
+			      sqlite3_stmt *stmt, bool have_key)
+{
+	ctx->out->object_begin(ctx->context, NULL);
+	ctx->out->str(ctx->context, "type", type);
+	show_num(ctx, "id", stmt, 0);
+	if (have_key) {
+		show_str(ctx, "org", stmt, 1);
+		show_str(ctx, "report_id", stmt, 2);
+	}
 }
 
 /* --- aggregate --- */
@@ -321,11 +343,7 @@ static int show_aggregate(struct show_ctx *ctx, sqlite3_stmt *stmt,
 	int ret;
 
 	i_zero(&agg);
-	ctx->out->object_begin(ctx->context, NULL);
-	ctx->out->str(ctx->context, "type", "aggregate");
-	ctx->out->num(ctx->context, "id", id);
-	show_str(ctx, "org", stmt, 1);
-	show_str(ctx, "report_id", stmt, 2);
+	show_report_begin(ctx, "aggregate", stmt, TRUE);
 	show_str(ctx, "domain", stmt, 3);
 	show_str(ctx, "format", stmt, 4);
 	show_str(ctx, "version", stmt, 5);
@@ -439,11 +457,7 @@ static int show_tls(struct show_ctx *ctx, sqlite3_stmt *stmt,
 	int64_t id = sqlite3_column_int64(stmt, 0);
 	int ret;
 
-	ctx->out->object_begin(ctx->context, NULL);
-	ctx->out->str(ctx->context, "type", "tls");
-	ctx->out->num(ctx->context, "id", id);
-	show_str(ctx, "org", stmt, 1);
-	show_str(ctx, "report_id", stmt, 2);
+	show_report_begin(ctx, "tls", stmt, TRUE);
 	show_time(ctx, "begin", stmt, 3);
 	show_time(ctx, "end", stmt, 4);
 	show_str(ctx, "contact_info", stmt, 5);
@@ -465,9 +479,7 @@ static int show_failure(struct show_ctx *ctx, sqlite3_stmt *stmt,
 {
 	unsigned int i, col = 2;
 
-	ctx->out->object_begin(ctx->context, NULL);
-	ctx->out->str(ctx->context, "type", "failure");
-	show_num(ctx, "id", stmt, 0);
+	show_report_begin(ctx, "failure", stmt, FALSE);
 	show_time(ctx, "arrival_time", stmt, 1);
 	for (i = 0; i < N_ELEMENTS(show_failure_columns); i++)
 		show_str(ctx, show_failure_columns[i], stmt, col++);

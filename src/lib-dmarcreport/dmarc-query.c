@@ -1460,6 +1460,36 @@ void dmarc_query_report_free(struct dmarc_query_report **_report)
 /* The records (and their auth results) of reports that are gone: those
    just deleted, or left by an expire that was interrupted. Readers never
    see them: every query joins records to reports. */
+
+/* The next chunk of a report's records: first their auth results and
+   reasons (foreign keys are off in a batch), then the records; each
+   statement takes the report's id and the chunk size. */
+static const char *const expire_chunk_deletes[] = {
+	"DELETE FROM auth_results WHERE record_ref IN (SELECT id FROM records"
+	" WHERE report_ref = ? ORDER BY id LIMIT ?)",
+	"DELETE FROM record_reasons WHERE record_ref IN (SELECT id FROM"
+	" records WHERE report_ref = ? ORDER BY id LIMIT ?)",
+	"DELETE FROM records WHERE id IN (SELECT id FROM records"
+	" WHERE report_ref = ? ORDER BY id LIMIT ?)",
+};
+
+static int expire_chunk(struct dmarc_store *store, const char *sql,
+			int64_t ref, const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	dmarc_query_sql_init(&q, sql);
+	dmarc_query_bind_int(&q, ref);
+	dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	ret = dmarc_query_step(stmt, error_r);
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
+}
+
 static int query_expire_orphans(struct dmarc_store *store,
 				const char **error_r)
 {
@@ -1468,6 +1498,7 @@ static int query_expire_orphans(struct dmarc_store *store,
 	struct query_sql q;
 	sqlite3_stmt *stmt;
 	int64_t ref;
+	unsigned int i;
 	int ret;
 
 	t_array_init(&refs, 64);
@@ -1487,42 +1518,11 @@ static int query_expire_orphans(struct dmarc_store *store,
 		do {
 			if (dmarc_store_batch_continue(store, error_r) < 0)
 				return -1;
-			/* the same chunk of records, first their auth
-			   results (foreign keys are off in a batch) */
-			dmarc_query_sql_init(&q, "DELETE FROM auth_results WHERE"
-				" record_ref IN (SELECT id FROM records"
-				" WHERE report_ref = ? ORDER BY id LIMIT ?)");
-			dmarc_query_bind_int(&q, ref);
-			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-				return -1;
-			ret = dmarc_query_step(stmt, error_r);
-			sqlite3_finalize(stmt);
-			if (ret < 0)
-				return -1;
-			/* and their reasons */
-			dmarc_query_sql_init(&q, "DELETE FROM record_reasons"
-				" WHERE record_ref IN (SELECT id FROM records"
-				" WHERE report_ref = ? ORDER BY id LIMIT ?)");
-			dmarc_query_bind_int(&q, ref);
-			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-				return -1;
-			ret = dmarc_query_step(stmt, error_r);
-			sqlite3_finalize(stmt);
-			if (ret < 0)
-				return -1;
-			dmarc_query_sql_init(&q, "DELETE FROM records WHERE id IN"
-				" (SELECT id FROM records WHERE report_ref = ?"
-				" ORDER BY id LIMIT ?)");
-			dmarc_query_bind_int(&q, ref);
-			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-				return -1;
-			ret = dmarc_query_step(stmt, error_r);
-			sqlite3_finalize(stmt);
-			if (ret < 0)
-				return -1;
+			for (i = 0; i < N_ELEMENTS(expire_chunk_deletes); i++) {
+				if (expire_chunk(store, expire_chunk_deletes[i],
+						 ref, error_r) < 0)
+					return -1;
+			}
 		} while (sqlite3_changes(db) > 0);
 	}
 	/* the expired reports' errors: a handful each */

@@ -2,7 +2,6 @@
    it, streamed: a record is printed as it is read. */
 
 #include "lib.h"
-#include "array.h"
 #include "str.h"
 #include "strnum.h"
 #include "ostream.h"
@@ -19,8 +18,9 @@ struct show_cmd_context {
 	bool format_forced;
 	/* JSON output is written here, not through doveadm's print layer */
 	bool json;
-	/* json: the users' reports so far; the username key is added */
+	/* json: the reports written so far (of all users) */
 	unsigned int json_reports;
+	/* json: -A or a user mask, each object says whose it is */
 	bool json_username;
 	const char *username;
 

@@ -8,6 +8,7 @@
 #include "dmarc-archive.h"
 #include "dmarc-log.h"
 #include "dmarc-query.h"
+#include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
 #include "dmarc-query-kinds.h"
 
@@ -98,8 +99,8 @@ cmd_dmarc_expire_init(struct doveadm_mail_cmd_context *_ctx,
 	if (!doveadm_cmd_param_str(_ctx->cctx, "before", &before))
 		doveadm_dmarc_usage_error(_ctx, "--before <date> is required");
 	/* reports that ended before its first second */
-	if (dmarc_query_parse_date(before, ioloop_time, &ctx->before, &last,
-				   &error) < 0)
+	if (doveadm_dmarc_filter_parse_date(before, ioloop_time, &ctx->before,
+					    &last, &error) < 0)
 		doveadm_dmarc_usage_error(_ctx, "--before: %s", error);
 	(void)doveadm_cmd_param_bool(_ctx->cctx, "archive", &ctx->archive);
 

@@ -27,12 +27,7 @@ static int failures_row(const struct dmarc_query_failure_row *row,
 	doveadm_dmarc_print_str(row->orig_subject);
 	doveadm_dmarc_print_str(row->orig_message_id);
 	doveadm_dmarc_print_str(row->user_agent);
-	if (row->archive_path == NULL || ctx->archive_dir == NULL)
-		doveadm_dmarc_print_str(row->archive_path);
-	else {
-		doveadm_dmarc_print_str(t_strconcat(ctx->archive_dir, "/",
-						    row->archive_path, NULL));
-	}
+	doveadm_dmarc_print_archive(ctx->archive_dir, row->archive_path);
 	return 0;
 }
 
@@ -47,12 +42,19 @@ failures_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 				    ctx, error_r);
 }
 
-static int
-cmd_dmarc_failures_run(struct doveadm_mail_cmd_context *_ctx,
-		       struct mail_user *user)
-{
-	return doveadm_dmarc_read(_ctx, user, failures_read);
-}
+static const struct doveadm_dmarc_column failures_columns[] = {
+	{ "arrival", "Arrival", 0 },
+	{ "reported_domain", "Domain", 0 },
+	{ "source_ip", "Source", 0 },
+	{ "auth_failure", "Auth-Failure", 0 },
+	{ "delivery_result", "Delivery", 0 },
+	{ "mail_from", "Mail-From", 0 },
+	{ "from", "From", 0 },
+	{ "subject", "Subject", 0 },
+	{ "message_id", "Message-ID", 0 },
+	{ "user_agent", "User-Agent", 0 },
+	{ "archive", "Archive", 0 },
+};
 
 static void
 cmd_dmarc_failures_init(struct doveadm_mail_cmd_context *_ctx,
@@ -61,27 +63,18 @@ cmd_dmarc_failures_init(struct doveadm_mail_cmd_context *_ctx,
 	struct failures_cmd_context *ctx = (struct failures_cmd_context *)_ctx;
 
 	doveadm_dmarc_parse_filter(&ctx->dctx, args);
-	doveadm_print_header("arrival", "Arrival", 0);
-	doveadm_print_header("reported_domain", "Domain", 0);
-	doveadm_print_header("source_ip", "Source", 0);
-	doveadm_print_header("auth_failure", "Auth-Failure", 0);
-	doveadm_print_header("delivery_result", "Delivery", 0);
-	doveadm_print_header("mail_from", "Mail-From", 0);
-	doveadm_print_header("from", "From", 0);
-	doveadm_print_header("subject", "Subject", 0);
-	doveadm_print_header("message_id", "Message-ID", 0);
-	doveadm_print_header("user_agent", "User-Agent", 0);
-	doveadm_print_header("archive", "Archive", 0);
+	doveadm_dmarc_print_headers(failures_columns,
+				    N_ELEMENTS(failures_columns));
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_failures_alloc(void)
 {
 	struct failures_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct failures_cmd_context, "");
-	ctx->dctx.init = cmd_dmarc_failures_init;
-	ctx->dctx.ctx.v.run = cmd_dmarc_failures_run;
-	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	ctx = doveadm_dmarc_read_cmd_alloc(struct failures_cmd_context, "",
+		cmd_dmarc_failures_init, failures_read,
+		DOVEADM_PRINT_TYPE_TABLE);
+	ctx->dctx.kind = "failure";
 	return &ctx->dctx.ctx;
 }
 

@@ -1,16 +1,29 @@
-/* Filter words of doveadm dmarc list/query/summary, in the manner of a
-   doveadm search query: "name value" pairs combined with AND. The values
-   only fill a struct; dmarc-query.c turns it into bound SQL. */
+/* Filter words of doveadm dmarc list/query/summary/tls/failures, in the
+   manner of a doveadm search query: "name value" pairs combined with AND.
+   Dates and networks are parsed here; the values fill a struct that
+   dmarc-query.c turns into bound SQL. */
 
 #include "lib.h"
+#include "net.h"
 #include "strnum.h"
 #include "dmarc-parse.h"
 #include "dmarc-query.h"
 #include "doveadm-dmarc-filter.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <time.h>
+
+/* The kinds of report a word applies to */
+#define KIND_AGGREGATE 0x1
+#define KIND_TLS 0x2
+#define KIND_FAILURE 0x4
+#define KIND_ALL (KIND_AGGREGATE | KIND_TLS | KIND_FAILURE)
+
 struct filter_word {
 	const char *name;
 	enum dmarc_query_field field;
+	unsigned int kinds;
 	int (*parse)(struct dmarc_query_filter *filter, const char *value,
 		     time_t now, const char **error_r);
 };
@@ -34,6 +47,111 @@ parse_enum(const char *name, const char *value, const char *const *values,
 	return -1;
 }
 
+int doveadm_dmarc_filter_parse_date(const char *str, time_t now,
+				    int64_t *start_r, int64_t *last_r,
+				    const char **error_r)
+{
+	unsigned int year, month, day;
+	uintmax_t num;
+	const char *end;
+	struct tm tm;
+	time_t t;
+
+	unsigned int hour, min, sec;
+
+	/* what list prints: 2024-01-31T00:00:00Z */
+	if (strlen(str) == 20 && str[10] == 'T' && str[19] == 'Z' &&
+	    sscanf(str, "%4u-%2u-%2uT%2u:%2u:%2u", &year, &month, &day,
+		   &hour, &min, &sec) == 6 && str[4] == '-' && str[7] == '-' &&
+	    str[13] == ':' && str[16] == ':' && hour < 24 && min < 60 &&
+	    sec < 61 && month >= 1 && month <= 12 && day >= 1 &&
+	    year >= 1970) {
+		i_zero(&tm);
+		tm.tm_year = year - 1900;
+		tm.tm_mon = month - 1;
+		tm.tm_mday = day;
+		tm.tm_hour = hour;
+		tm.tm_min = min;
+		tm.tm_sec = sec;
+		t = timegm(&tm);
+		if (t == (time_t)-1 || tm.tm_mday != (int)day)
+			goto invalid;
+		*start_r = *last_r = t;
+		return 0;
+	}
+	if (str_parse_uintmax(str, &num, &end) == 0 && end != str) {
+		uintmax_t unit = 0;
+
+		if (*end == '\0') {
+			/* Unix seconds */
+			if (num > INT64_MAX)
+				goto invalid;
+			*start_r = *last_r = (int64_t)num;
+			return 0;
+		}
+		if (end[1] == '\0') {
+			switch (end[0]) {
+			case 's': unit = 1; break;
+			case 'm': unit = 60; break;
+			case 'h': unit = 60*60; break;
+			case 'd': unit = 24*60*60; break;
+			case 'w': unit = 7*24*60*60; break;
+			}
+		}
+		if (unit != 0 && num <= (uintmax_t)now / unit) {
+			*start_r = *last_r = (int64_t)now - (int64_t)(num * unit);
+			return 0;
+		}
+		if (unit == 0 && sscanf(str, "%4u-%2u-%2u", &year, &month,
+					&day) == 3 && strlen(str) == 10 &&
+		    str[4] == '-' && str[7] == '-' &&
+		    month >= 1 && month <= 12 && day >= 1 && day <= 31 &&
+		    year >= 1970) {
+			i_zero(&tm);
+			tm.tm_year = year - 1900;
+			tm.tm_mon = month - 1;
+			tm.tm_mday = day;
+			t = timegm(&tm);
+			/* timegm() normalises 2024-02-31: refuse it */
+			if (t == (time_t)-1 || tm.tm_mday != (int)day)
+				goto invalid;
+			/* year <= 9999: far from any limit */
+			*start_r = t;
+			*last_r = t + 24*60*60 - 1;
+			return 0;
+		}
+	}
+invalid:
+	*error_r = t_strdup_printf("Invalid date '%s' "
+		"(use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, Unix seconds, "
+		"or an interval like 30d)", str);
+	return -1;
+}
+
+int doveadm_dmarc_filter_parse_source(const char *str, struct ip_addr *ip_r,
+				      unsigned int *bits_r,
+				      const char **error_r)
+{
+	struct in_addr addr4;
+
+	/* Dovecot's parser: an address ("[...]" around IPv6 too) and an
+	   optional /bits no longer than the address */
+	if (net_parse_range(str, ip_r, bits_r) < 0) {
+		*error_r = t_strdup_printf(
+			"Invalid IP address or network '%s'", str);
+		return -1;
+	}
+	/* inet_aton() behind it also takes "192.0.2" or "0x7f.1": an IPv4
+	   address must be written out as reports write it */
+	if (IPADDR_IS_V4(ip_r) &&
+	    inet_pton(AF_INET, t_strcut(str, '/'), &addr4) != 1) {
+		*error_r = t_strdup_printf(
+			"Invalid IP address or network '%s'", str);
+		return -1;
+	}
+	return 0;
+}
+
 static int filter_domain(struct dmarc_query_filter *filter, const char *value,
 			 time_t now ATTR_UNUSED, const char **error_r ATTR_UNUSED)
 {
@@ -53,8 +171,8 @@ static int filter_since(struct dmarc_query_filter *filter, const char *value,
 {
 	int64_t last;
 
-	if (dmarc_query_parse_date(value, now, &filter->since, &last,
-				   error_r) < 0)
+	if (doveadm_dmarc_filter_parse_date(value, now, &filter->since, &last,
+					    error_r) < 0)
 		return -1;
 	filter->have_since = TRUE;
 	return 0;
@@ -66,8 +184,8 @@ static int filter_until(struct dmarc_query_filter *filter, const char *value,
 	int64_t start;
 
 	/* "until 2024-01-31" includes that day */
-	if (dmarc_query_parse_date(value, now, &start, &filter->until,
-				   error_r) < 0)
+	if (doveadm_dmarc_filter_parse_date(value, now, &start,
+					    &filter->until, error_r) < 0)
 		return -1;
 	filter->have_until = TRUE;
 	return 0;
@@ -76,8 +194,9 @@ static int filter_until(struct dmarc_query_filter *filter, const char *value,
 static int filter_source(struct dmarc_query_filter *filter, const char *value,
 			 time_t now ATTR_UNUSED, const char **error_r)
 {
-	if (dmarc_query_parse_source(value, filter->source_min,
-				     filter->source_max, error_r) < 0)
+	if (doveadm_dmarc_filter_parse_source(value, &filter->source_ip,
+					      &filter->source_bits,
+					      error_r) < 0)
 		return -1;
 	filter->have_source = TRUE;
 	return 0;
@@ -150,19 +269,24 @@ static int filter_type(struct dmarc_query_filter *filter, const char *value,
 }
 
 static const struct filter_word filter_words[] = {
-	{ "report", DMARC_QUERY_FIELD_REPORT, filter_report },
-	{ "domain", DMARC_QUERY_FIELD_DOMAIN, filter_domain },
-	{ "org", DMARC_QUERY_FIELD_ORG, filter_org },
-	{ "since", DMARC_QUERY_FIELD_SINCE, filter_since },
-	{ "until", DMARC_QUERY_FIELD_UNTIL, filter_until },
-	{ "source", DMARC_QUERY_FIELD_SOURCE, filter_source },
-	{ "disposition", DMARC_QUERY_FIELD_DISPOSITION, filter_disposition },
-	{ "dkim", DMARC_QUERY_FIELD_DKIM, filter_dkim },
-	{ "spf", DMARC_QUERY_FIELD_SPF, filter_spf },
-	{ "result", DMARC_QUERY_FIELD_RESULT, filter_result },
-	{ "header_from", DMARC_QUERY_FIELD_HEADER_FROM, filter_header_from },
+	/* ids are per kind (list's type column) */
+	{ "report", DMARC_QUERY_FIELD_REPORT, KIND_ALL, filter_report },
+	{ "domain", DMARC_QUERY_FIELD_DOMAIN, KIND_ALL, filter_domain },
+	{ "org", DMARC_QUERY_FIELD_ORG, KIND_ALL, filter_org },
+	{ "since", DMARC_QUERY_FIELD_SINCE, KIND_ALL, filter_since },
+	{ "until", DMARC_QUERY_FIELD_UNTIL, KIND_ALL, filter_until },
+	/* a failure report's Source-IP */
+	{ "source", DMARC_QUERY_FIELD_SOURCE, KIND_AGGREGATE | KIND_FAILURE,
+	  filter_source },
+	{ "disposition", DMARC_QUERY_FIELD_DISPOSITION, KIND_AGGREGATE,
+	  filter_disposition },
+	{ "dkim", DMARC_QUERY_FIELD_DKIM, KIND_AGGREGATE, filter_dkim },
+	{ "spf", DMARC_QUERY_FIELD_SPF, KIND_AGGREGATE, filter_spf },
+	{ "result", DMARC_QUERY_FIELD_RESULT, KIND_AGGREGATE, filter_result },
+	{ "header_from", DMARC_QUERY_FIELD_HEADER_FROM, KIND_AGGREGATE,
+	  filter_header_from },
 	/* not "not type": the kind is a table, not a condition */
-	{ "type", DMARC_QUERY_FIELD_TYPE, filter_type },
+	{ "type", DMARC_QUERY_FIELD_TYPE, KIND_ALL, filter_type },
 };
 
 static const struct filter_word *filter_word_find(const char *name)
@@ -199,8 +323,13 @@ int doveadm_dmarc_filter_parse(const char *const *args, time_t now,
 				"header_from, type, each after not)", args[0]);
 			return -1;
 		}
+		if (negate && word->field == DMARC_QUERY_FIELD_TYPE) {
+			*error_r = "Filter type cannot be negated";
+			return -1;
+		}
 		if (negate)
 			filter_r->negated |= DMARC_QUERY_FIELD_BIT(word->field);
+		filter_r->fields |= DMARC_QUERY_FIELD_BIT(word->field);
 		if (args[1] == NULL) {
 			*error_r = t_strdup_printf(
 				"Filter %s needs a value", word->name);
@@ -208,6 +337,36 @@ int doveadm_dmarc_filter_parse(const char *const *args, time_t now,
 		}
 		if (word->parse(filter_r, args[1], now, error_r) < 0)
 			return -1;
+	}
+	return 0;
+}
+
+int doveadm_dmarc_filter_check_kind(const struct dmarc_query_filter *filter,
+				    const char *kind, const char **error_r)
+{
+	static const char *const kinds[] = { "aggregate", "tls", "failure" };
+	unsigned int i, kind_bit = 0;
+
+	for (i = 0; i < N_ELEMENTS(kinds); i++) {
+		if (strcmp(kinds[i], kind) == 0)
+			kind_bit = 1U << i;
+	}
+	i_assert(kind_bit != 0);
+	for (i = 0; i < N_ELEMENTS(filter_words); i++) {
+		if ((filter->fields &
+		     DMARC_QUERY_FIELD_BIT(filter_words[i].field)) != 0 &&
+		    (filter_words[i].kinds & kind_bit) == 0) {
+			*error_r = t_strdup_printf(
+				"Filter %s does not apply to %s reports",
+				filter_words[i].name, kind);
+			return -1;
+		}
+	}
+	if (filter->type != NULL && strcmp(filter->type, kind) != 0) {
+		*error_r = t_strdup_printf("Filter type %s: this command "
+					   "shows %s reports", filter->type,
+					   kind);
+		return -1;
 	}
 	return 0;
 }

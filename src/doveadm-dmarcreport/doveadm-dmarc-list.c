@@ -31,47 +31,12 @@ static const char *list_policy(const struct dmarc_query_report_row *row)
 	return str_len(str) == 0 ? "" : str_c(str) + 1;
 }
 
-static int list_report(const struct dmarc_query_report_row *row, void *context)
-{
-	struct list_cmd_context *ctx = context;
-
-	doveadm_dmarc_print_num(row->id);
-	doveadm_dmarc_print_str(row->org_name);
-	doveadm_dmarc_print_str(row->report_id);
-	doveadm_dmarc_print_str(row->policy_domain);
-	doveadm_print(doveadm_dmarc_time(row->date_begin));
-	doveadm_print(doveadm_dmarc_time(row->date_end));
-	doveadm_dmarc_print_num(row->records);
-	doveadm_dmarc_print_num(row->messages);
-	doveadm_dmarc_print_num(row->pass);
-	doveadm_dmarc_print_str(list_policy(row));
-	if (row->archive_path == NULL || ctx->archive_dir == NULL)
-		doveadm_dmarc_print_str(row->archive_path);
-	else {
-		doveadm_dmarc_print_str(t_strconcat(ctx->archive_dir, "/",
-						    row->archive_path, NULL));
-	}
-	doveadm_print("aggregate");
-	return 0;
-}
-
-static void list_archive(struct list_cmd_context *ctx, const char *path)
-{
-	if (path == NULL || ctx->archive_dir == NULL)
-		doveadm_dmarc_print_str(path);
-	else {
-		doveadm_dmarc_print_str(t_strconcat(ctx->archive_dir, "/",
-						    path, NULL));
-	}
-}
-
 static int list_kind(const struct dmarc_query_kind_row *row, void *context)
 {
 	struct list_cmd_context *ctx = context;
 
-	/* show takes aggregate reports: a TLS or failure report has no id
-	   of it (a number column: 0) */
-	doveadm_dmarc_print_num(0);
+	/* ids are per type: show --type tls|failure <id> */
+	doveadm_dmarc_print_num(row->id);
 	doveadm_dmarc_print_str(row->org_name);
 	doveadm_dmarc_print_str(row->report_id);
 	doveadm_dmarc_print_str(row->domain);
@@ -81,9 +46,30 @@ static int list_kind(const struct dmarc_query_kind_row *row, void *context)
 	doveadm_dmarc_print_num(row->messages);
 	doveadm_dmarc_print_num(row->pass);
 	doveadm_dmarc_print_str(row->policy);
-	list_archive(ctx, row->archive_path);
+	doveadm_dmarc_print_archive(ctx->archive_dir, row->archive_path);
 	doveadm_print(row->type);
 	return 0;
+}
+
+/* An aggregate report: the same columns */
+static int list_report(const struct dmarc_query_report_row *row, void *context)
+{
+	const struct dmarc_query_kind_row kind_row = {
+		.type = "aggregate",
+		.id = row->id,
+		.org_name = row->org_name,
+		.report_id = row->report_id,
+		.domain = row->policy_domain,
+		.date_begin = row->date_begin,
+		.date_end = row->date_end,
+		.records = row->records,
+		.messages = row->messages,
+		.pass = row->pass,
+		.policy = list_policy(row),
+		.archive_path = row->archive_path,
+	};
+
+	return list_kind(&kind_row, context);
 }
 
 static int
@@ -100,12 +86,22 @@ list_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 				      ctx, error_r);
 }
 
-static int
-cmd_dmarc_list_run(struct doveadm_mail_cmd_context *_ctx,
-		   struct mail_user *user)
-{
-	return doveadm_dmarc_read(_ctx, user, list_read);
-}
+static const struct doveadm_dmarc_column list_columns[] = {
+	/* with type, what doveadm dmarc show takes */
+	{ "id", "Id", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "org", "Org", 0 },
+	{ "report_id", "Report-ID", 0 },
+	{ "domain", "Domain", 0 },
+	{ "begin", "Begin", 0 },
+	{ "end", "End", 0 },
+	{ "records", "Records", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "dmarc_pass", "Pass", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "policy", "Policy", 0 },
+	{ "archive", "Archive", 0 },
+	/* last: the columns before it keep their places for scripts */
+	{ "type", "Type", 0 },
+};
 
 static void
 cmd_dmarc_list_init(struct doveadm_mail_cmd_context *_ctx,
@@ -114,30 +110,15 @@ cmd_dmarc_list_init(struct doveadm_mail_cmd_context *_ctx,
 	struct list_cmd_context *ctx = (struct list_cmd_context *)_ctx;
 
 	doveadm_dmarc_parse_filter(&ctx->dctx, args);
-	/* what doveadm dmarc show takes */
-	doveadm_print_header("id", "Id", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("org", "Org", 0);
-	doveadm_print_header("report_id", "Report-ID", 0);
-	doveadm_print_header("domain", "Domain", 0);
-	doveadm_print_header("begin", "Begin", 0);
-	doveadm_print_header("end", "End", 0);
-	doveadm_print_header("records", "Records", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("dmarc_pass", "Pass", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("policy", "Policy", 0);
-	doveadm_print_header("archive", "Archive", 0);
-	/* last: the columns before it keep their places for scripts */
-	doveadm_print_header("type", "Type", 0);
+	doveadm_dmarc_print_headers(list_columns, N_ELEMENTS(list_columns));
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_list_alloc(void)
 {
 	struct list_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct list_cmd_context, "L:s:");
-	ctx->dctx.init = cmd_dmarc_list_init;
-	ctx->dctx.ctx.v.run = cmd_dmarc_list_run;
-	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	ctx = doveadm_dmarc_read_cmd_alloc(struct list_cmd_context, "L:s:",
+		cmd_dmarc_list_init, list_read, DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->dctx.ctx;
 }
 

@@ -72,12 +72,35 @@ query_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	return ret;
 }
 
-static int
-cmd_dmarc_query_run(struct doveadm_mail_cmd_context *_ctx,
-		    struct mail_user *user)
-{
-	return doveadm_dmarc_read(_ctx, user, query_read);
-}
+/* after the group, titled with its name */
+static const struct doveadm_dmarc_column query_group_columns[] = {
+	{ "messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "pass", "Pass", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "fail", "Fail", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "pass_rate", "Pass%", DOVEADM_DMARC_NUMBER_FLAGS },
+};
+
+/* up to the source; --resolve puts its name after it */
+static const struct doveadm_dmarc_column query_columns[] = {
+	/* the report's id, as list prints it and show takes it */
+	{ "report", "Report", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "domain", "Domain", 0 },
+	{ "org", "Org", 0 },
+	{ "begin", "Begin", 0 },
+	{ "end", "End", 0 },
+	{ "source_ip", "Source", 0 },
+};
+
+static const struct doveadm_dmarc_column query_record_columns[] = {
+	{ "count", "Count", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "disposition", "Disposition", 0 },
+	{ "dkim", "DKIM", 0 },
+	{ "spf", "SPF", 0 },
+	{ "dmarc", "DMARC", 0 },
+	{ "header_from", "Header-From", 0 },
+	{ "envelope_from", "Envelope-From", 0 },
+	{ "auth", "Auth results", 0 },
+};
 
 static void
 cmd_dmarc_query_init(struct doveadm_mail_cmd_context *_ctx,
@@ -108,41 +131,24 @@ cmd_dmarc_query_init(struct doveadm_mail_cmd_context *_ctx,
 		/* "source" -> "Source", as the other titles */
 		doveadm_print_header(name, p_strdup_printf(_ctx->pool, "%c%s",
 				     i_toupper(name[0]), name + 1), 0);
-		doveadm_print_header("messages", "Messages",
-				     DOVEADM_DMARC_NUMBER_FLAGS);
-		doveadm_print_header("pass", "Pass", DOVEADM_DMARC_NUMBER_FLAGS);
-		doveadm_print_header("fail", "Fail", DOVEADM_DMARC_NUMBER_FLAGS);
-		doveadm_print_header("pass_rate", "Pass%",
-				     DOVEADM_DMARC_NUMBER_FLAGS);
+		doveadm_dmarc_print_headers(query_group_columns,
+					    N_ELEMENTS(query_group_columns));
 		return;
 	}
-	/* the report's id, as list prints it and show takes it */
-	doveadm_print_header("report", "Report", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("domain", "Domain", 0);
-	doveadm_print_header("org", "Org", 0);
-	doveadm_print_header("begin", "Begin", 0);
-	doveadm_print_header("end", "End", 0);
-	doveadm_print_header("source_ip", "Source", 0);
+	doveadm_dmarc_print_headers(query_columns, N_ELEMENTS(query_columns));
 	if (ctx->dctx.resolve)
 		doveadm_print_header("source_name", "Source name", 0);
-	doveadm_print_header("count", "Count", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("disposition", "Disposition", 0);
-	doveadm_print_header("dkim", "DKIM", 0);
-	doveadm_print_header("spf", "SPF", 0);
-	doveadm_print_header("dmarc", "DMARC", 0);
-	doveadm_print_header("header_from", "Header-From", 0);
-	doveadm_print_header("envelope_from", "Envelope-From", 0);
-	doveadm_print_header("auth", "Auth results", 0);
+	doveadm_dmarc_print_headers(query_record_columns,
+				    N_ELEMENTS(query_record_columns));
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_query_alloc(void)
 {
 	struct query_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct query_cmd_context, "g:L:s:r");
-	ctx->dctx.init = cmd_dmarc_query_init;
-	ctx->dctx.ctx.v.run = cmd_dmarc_query_run;
-	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	ctx = doveadm_dmarc_read_cmd_alloc(struct query_cmd_context, "g:L:s:r",
+		cmd_dmarc_query_init, query_read, DOVEADM_PRINT_TYPE_TABLE);
+	ctx->dctx.kind = "aggregate";
 	return &ctx->dctx.ctx;
 }
 

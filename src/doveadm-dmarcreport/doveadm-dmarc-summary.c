@@ -10,6 +10,8 @@
 
 struct summary_context {
 	struct dmarc_store *store;
+	/* --resolve: names after the top failing sources */
+	struct doveadm_dmarc_resolver *resolver;
 	const struct dmarc_query_filter *filter;
 	/* the domains printed from aggregate reports */
 	HASH_TABLE(const char *, void *) domains;
@@ -22,7 +24,7 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 {
 	struct summary_context *ctx = context;
 	string_t *top = t_str_new(128);
-	const char *domain;
+	const char *domain, *name;
 	uint64_t tls_sessions;
 	double tls_rate;
 	unsigned int i;
@@ -38,8 +40,14 @@ static int summary_domain(const struct dmarc_query_summary_row *row,
 	for (i = 0; i < row->top_failing_count; i++) {
 		if (i > 0)
 			str_append(top, ", ");
-		str_printfa(top, "%s (%"PRIu64")", row->top_failing[i].source_ip,
-			    row->top_failing[i].messages);
+		str_append(top, row->top_failing[i].source_ip);
+		/* --resolve: "192.0.2.1 mail.example.com (120)" */
+		name = ctx->resolver == NULL ? "" :
+			doveadm_dmarc_resolve(ctx->resolver,
+					      row->top_failing[i].source_ip);
+		if (*name != '\0')
+			str_printfa(top, " %s", name);
+		str_printfa(top, " (%"PRIu64")", row->top_failing[i].messages);
 	}
 	domain = p_strdup(ctx->pool, row->policy_domain);
 	hash_table_insert(ctx->domains, domain, POINTER_CAST(1));
@@ -81,7 +89,7 @@ static int summary_tls_domain(const struct dmarc_query_tls_group_row *row,
 
 static int
 summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
-	     const struct dmarc_settings *set ATTR_UNUSED, const char **error_r)
+	     const struct dmarc_settings *set, const char **error_r)
 {
 	struct doveadm_dmarc_cmd_context *dctx =
 		(struct doveadm_dmarc_cmd_context *)_ctx;
@@ -90,6 +98,8 @@ summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	};
 	int ret;
 
+	if (dctx->resolve)
+		ctx.resolver = doveadm_dmarc_resolver_init(store, set);
 	ctx.pool = pool_alloconly_create("dmarc summary domains", 1024);
 	hash_table_create(&ctx.domains, ctx.pool, 0, str_hash, strcmp);
 	ret = dmarc_query_summary(store, &dctx->filter, summary_domain, &ctx,
@@ -103,55 +113,56 @@ summary_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	}
 	hash_table_destroy(&ctx.domains);
 	pool_unref(&ctx.pool);
+	if (ctx.resolver != NULL)
+		doveadm_dmarc_resolver_deinit(&ctx.resolver);
 	return ret;
 }
 
-static int
-cmd_dmarc_summary_run(struct doveadm_mail_cmd_context *_ctx,
-		      struct mail_user *user)
-{
-	return doveadm_dmarc_read(_ctx, user, summary_read);
-}
+static const struct doveadm_dmarc_column summary_columns[] = {
+	{ "domain", "Domain", 0 },
+	{ "reports", "Reports", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "pass_rate", "DMARC%", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "dkim_aligned_rate", "DKIM%", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "spf_aligned_rate", "SPF%", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "top_failing", "Top failing sources", 0 },
+	{ "verdict", "Verdict", 0 },
+	/* last, so that the columns before keep their places for scripts;
+	   a string: empty for a domain without TLS reports */
+	{ "tls_success_rate", "TLS%", DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY },
+};
 
 static void
 cmd_dmarc_summary_init(struct doveadm_mail_cmd_context *_ctx,
 		       const char *const args[])
 {
-	doveadm_dmarc_parse_filter((struct doveadm_dmarc_cmd_context *)_ctx,
-				   args);
-	doveadm_print_header("domain", "Domain", 0);
-	doveadm_print_header("reports", "Reports", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("messages", "Messages", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("pass_rate", "DMARC%", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("dkim_aligned_rate", "DKIM%",
-			     DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("spf_aligned_rate", "SPF%",
-			     DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("top_failing", "Top failing sources", 0);
-	doveadm_print_header("verdict", "Verdict", 0);
-	/* last, so that the columns before keep their places for scripts;
-	   a string: empty for a domain without TLS reports */
-	doveadm_print_header("tls_success_rate", "TLS%",
-			     DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY);
+	struct doveadm_dmarc_cmd_context *dctx =
+		(struct doveadm_dmarc_cmd_context *)_ctx;
+
+	(void)doveadm_cmd_param_bool(_ctx->cctx, "resolve", &dctx->resolve);
+	doveadm_dmarc_parse_filter(dctx, args);
+	doveadm_dmarc_print_headers(summary_columns,
+				    N_ELEMENTS(summary_columns));
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_summary_alloc(void)
 {
 	struct doveadm_dmarc_cmd_context *dctx;
 
-	dctx = doveadm_dmarc_cmd_alloc(struct doveadm_dmarc_cmd_context, "");
-	dctx->init = cmd_dmarc_summary_init;
-	dctx->ctx.v.run = cmd_dmarc_summary_run;
-	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	dctx = doveadm_dmarc_read_cmd_alloc(struct doveadm_dmarc_cmd_context,
+		"r", cmd_dmarc_summary_init, summary_read,
+		DOVEADM_PRINT_TYPE_TABLE);
 	return &dctx->ctx;
 }
 
 struct doveadm_cmd_ver2 doveadm_dmarc_cmd_summary = {
 	.name = "dmarc summary",
 	.mail_cmd = cmd_dmarc_summary_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX DOVEADM_DMARC_FILTER_USAGE,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[--resolve] "
+		DOVEADM_DMARC_FILTER_USAGE,
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('r', "resolve", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "filter", CMD_PARAM_ARRAY, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

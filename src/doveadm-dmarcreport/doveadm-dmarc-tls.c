@@ -56,12 +56,26 @@ tls_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 			       error_r);
 }
 
-static int
-cmd_dmarc_tls_run(struct doveadm_mail_cmd_context *_ctx,
-		  struct mail_user *user)
-{
-	return doveadm_dmarc_read(_ctx, user, tls_read);
-}
+/* after the key, titled with the --group-by name */
+static const struct doveadm_dmarc_column tls_group_columns[] = {
+	{ "sessions", "Sessions", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "failures", "Failures", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "success_rate", "Success%", DOVEADM_DMARC_NUMBER_FLAGS },
+};
+
+static const struct doveadm_dmarc_column tls_columns[] = {
+	{ "policy_domain", "Domain", 0 },
+	{ "org", "Org", 0 },
+	{ "report_id", "Report-ID", 0 },
+	{ "begin", "Begin", 0 },
+	{ "end", "End", 0 },
+	{ "policy_type", "Policy", 0 },
+	{ "mx", "MX", 0 },
+	{ "sessions", "Sessions", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "failures", "Failures", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "success_rate", "Success%", DOVEADM_DMARC_NUMBER_FLAGS },
+	{ "failure_details", "Failure details", 0 },
+};
 
 static void
 cmd_dmarc_tls_init(struct doveadm_mail_cmd_context *_ctx,
@@ -83,36 +97,21 @@ cmd_dmarc_tls_init(struct doveadm_mail_cmd_context *_ctx,
 
 	if (ctx->grouped) {
 		doveadm_print_header("key", group_by, 0);
-		doveadm_print_header("sessions", "Sessions",
-				     DOVEADM_DMARC_NUMBER_FLAGS);
-		doveadm_print_header("failures", "Failures",
-				     DOVEADM_DMARC_NUMBER_FLAGS);
-		doveadm_print_header("success_rate", "Success%",
-				     DOVEADM_DMARC_NUMBER_FLAGS);
-		return;
+		doveadm_dmarc_print_headers(tls_group_columns,
+					    N_ELEMENTS(tls_group_columns));
+	} else {
+		doveadm_dmarc_print_headers(tls_columns,
+					    N_ELEMENTS(tls_columns));
 	}
-	doveadm_print_header("policy_domain", "Domain", 0);
-	doveadm_print_header("org", "Org", 0);
-	doveadm_print_header("report_id", "Report-ID", 0);
-	doveadm_print_header("begin", "Begin", 0);
-	doveadm_print_header("end", "End", 0);
-	doveadm_print_header("policy_type", "Policy", 0);
-	doveadm_print_header("mx", "MX", 0);
-	doveadm_print_header("sessions", "Sessions", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("failures", "Failures", DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("success_rate", "Success%",
-			     DOVEADM_DMARC_NUMBER_FLAGS);
-	doveadm_print_header("failure_details", "Failure details", 0);
 }
 
 static struct doveadm_mail_cmd_context *cmd_dmarc_tls_alloc(void)
 {
 	struct tls_cmd_context *ctx;
 
-	ctx = doveadm_dmarc_cmd_alloc(struct tls_cmd_context, "g:");
-	ctx->dctx.init = cmd_dmarc_tls_init;
-	ctx->dctx.ctx.v.run = cmd_dmarc_tls_run;
-	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	ctx = doveadm_dmarc_read_cmd_alloc(struct tls_cmd_context, "g:",
+		cmd_dmarc_tls_init, tls_read, DOVEADM_PRINT_TYPE_TABLE);
+	ctx->dctx.kind = "tls";
 	return &ctx->dctx.ctx;
 }
 

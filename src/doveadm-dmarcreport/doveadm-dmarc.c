@@ -5,6 +5,8 @@
 #include "lib.h"
 #include "ioloop.h"
 #include "module-dir.h"
+#include "master-service-private.h"
+#include "doveadm.h"
 #include "doveadm-print.h"
 #include "doveadm-mail.h"
 #include "dmarc-compat.h"
@@ -39,6 +41,43 @@ static void doveadm_dmarc_cmd_init(DMARC_COMPAT_DOVEADM_INIT_PARAMS)
 		dctx->init(ctx, DMARC_COMPAT_DOVEADM_INIT_ARGS);
 }
 
+bool doveadm_dmarc_output_is_json(struct doveadm_mail_cmd_context *ctx)
+{
+	char **argv = master_service->argv;
+	const char *format = NULL, *p, *opt, *value;
+	int i;
+
+	switch (ctx->cctx->conn_type) {
+	case DOVEADM_CONNECTION_TYPE_HTTP:
+		/* the HTTP API prints JSON, always */
+		return TRUE;
+	case DOVEADM_CONNECTION_TYPE_CLI:
+		break;
+	default:
+		/* a doveadm server: the client formats what it gets */
+		return FALSE;
+	}
+	/* doveadm's print layer does not say which formatter it runs: read
+	   doveadm's own -f, given before the command name, the way getopt
+	   did (options with a value are those with a ':' in getopt_str) */
+	for (i = 1; i < master_service->argc && argv[i][0] == '-'; i++) {
+		if (argv[i][1] == '-')
+			break;
+		for (p = argv[i] + 1; *p != '\0'; p++) {
+			opt = strchr(master_service->getopt_str, *p);
+			if (opt == NULL || opt[1] != ':')
+				continue;
+			/* the value: the rest of this word, or the next */
+			value = p[1] != '\0' ? p + 1 :
+				i + 1 < master_service->argc ? argv[++i] : NULL;
+			if (*p == 'f')
+				format = value;
+			break;
+		}
+	}
+	return format != NULL && strcmp(format, DOVEADM_PRINT_TYPE_JSON) == 0;
+}
+
 struct doveadm_dmarc_cmd_context *
 doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args)
 {
@@ -58,6 +97,43 @@ doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args)
 	return dctx;
 }
 
+static int
+doveadm_dmarc_read_cmd_run(struct doveadm_mail_cmd_context *ctx,
+			   struct mail_user *user)
+{
+	struct doveadm_dmarc_cmd_context *dctx =
+		(struct doveadm_dmarc_cmd_context *)ctx;
+
+	return doveadm_dmarc_read(ctx, user, dctx->read);
+}
+
+struct doveadm_dmarc_cmd_context *
+doveadm_dmarc_read_cmd_alloc_size(size_t size, const char *getopt_args,
+				  doveadm_dmarc_init_func_t *init,
+				  doveadm_dmarc_read_func_t *read,
+				  const char *formatter)
+{
+	struct doveadm_dmarc_cmd_context *dctx;
+
+	dctx = doveadm_dmarc_cmd_alloc_size(size, getopt_args);
+	dctx->init = init;
+	dctx->read = read;
+	dctx->ctx.v.run = doveadm_dmarc_read_cmd_run;
+	doveadm_print_init(formatter);
+	return dctx;
+}
+
+void doveadm_dmarc_print_headers(const struct doveadm_dmarc_column *columns,
+				 unsigned int count)
+{
+	unsigned int i;
+
+	for (i = 0; i < count; i++) {
+		doveadm_print_header(columns[i].key, columns[i].title,
+				     columns[i].flags);
+	}
+}
+
 void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
 			       const char *fmt, ...)
 {
@@ -72,13 +148,18 @@ void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
 void doveadm_dmarc_parse_filter(struct doveadm_dmarc_cmd_context *dctx,
 				const char *const *args)
 {
-	const char *error;
-
-	const char *sort;
+	const char *error, *sort;
 	int64_t limit;
+
+	const char *kind;
 
 	if (doveadm_dmarc_filter_parse(args, ioloop_time, &dctx->filter,
 				       &error) < 0)
+		doveadm_dmarc_usage_error(&dctx->ctx, "%s", error);
+	/* "list type tls dkim pass" matches nothing: say why */
+	kind = dctx->kind != NULL ? dctx->kind : dctx->filter.type;
+	if (kind != NULL &&
+	    doveadm_dmarc_filter_check_kind(&dctx->filter, kind, &error) < 0)
 		doveadm_dmarc_usage_error(&dctx->ctx, "%s", error);
 	/* list and query have these, summary not */
 	if (doveadm_cmd_param_int64(dctx->ctx.cctx, "limit", &limit)) {
@@ -171,6 +252,16 @@ int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 	i_error("dmarc: user %s: %s", user->username, dmarc_log_text(error));
 	ctx->exit_code = EX_TEMPFAIL;
 	return -1;
+}
+
+void doveadm_dmarc_print_archive(const char *archive_dir, const char *path)
+{
+	if (path == NULL || archive_dir == NULL)
+		doveadm_dmarc_print_str(path);
+	else {
+		doveadm_dmarc_print_str(t_strconcat(archive_dir, "/", path,
+						    NULL));
+	}
 }
 
 const char *doveadm_dmarc_time(int64_t t)

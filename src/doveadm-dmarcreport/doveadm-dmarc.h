@@ -7,6 +7,7 @@
    opening per user, and output helpers. */
 
 #include "doveadm-mail.h"
+#include "doveadm-print.h"
 #include "dmarc-settings.h"
 #include "dmarc-store.h"
 #include "dmarc-query.h"
@@ -33,14 +34,26 @@ extern struct doveadm_cmd_ver2 doveadm_dmarc_cmd_failures;
 typedef void doveadm_dmarc_init_func_t(struct doveadm_mail_cmd_context *ctx,
 				       const char *const args[]);
 
+/* A read command's work on the user's open database. */
+typedef int doveadm_dmarc_read_func_t(struct doveadm_mail_cmd_context *ctx,
+				      struct dmarc_store *store,
+				      const struct dmarc_settings *set,
+				      const char **error_r);
+
 /* Every dmarc command's context starts with this. */
 struct doveadm_dmarc_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
 	struct dmarc_query_filter filter;
+	/* the one kind of report the command shows ("aggregate", "tls",
+	   "failure"; NULL: list's type filter says) */
+	const char *kind;
 	/* --resolve: the database is opened for writing (the name cache) */
 	bool resolve;
 	/* set instead of ctx.v.init, whose signature is version dependent */
 	doveadm_dmarc_init_func_t *init;
+	/* a read command's work on the user's database (see
+	   doveadm_dmarc_read_cmd_alloc()) */
+	doveadm_dmarc_read_func_t *read;
 };
 
 #define doveadm_dmarc_cmd_alloc(type, getopt_args) \
@@ -51,13 +64,39 @@ struct doveadm_dmarc_cmd_context {
 struct doveadm_dmarc_cmd_context *
 doveadm_dmarc_cmd_alloc_size(size_t size, const char *getopt_args);
 
+/* Whether doveadm prints JSON: -f json on the command line, or the HTTP
+   API. */
+bool doveadm_dmarc_output_is_json(struct doveadm_mail_cmd_context *ctx);
+
+#define doveadm_dmarc_read_cmd_alloc(type, getopt_args, init, read, formatter) \
+	(type *)doveadm_dmarc_read_cmd_alloc_size(sizeof(type), getopt_args, \
+						  init, read, formatter)
+/* A read command (list, show, query, summary, tls, failures): its run
+   reads each user's database with read (doveadm_dmarc_read()), its
+   output goes through formatter unless -f says another. */
+struct doveadm_dmarc_cmd_context *
+doveadm_dmarc_read_cmd_alloc_size(size_t size, const char *getopt_args,
+				  doveadm_dmarc_init_func_t *init,
+				  doveadm_dmarc_read_func_t *read,
+				  const char *formatter);
+
+/* A column of a command's output. */
+struct doveadm_dmarc_column {
+	const char *key, *title;
+	enum doveadm_print_header_flags flags;
+};
+/* The headers of a table of columns, in order. */
+void doveadm_dmarc_print_headers(const struct doveadm_dmarc_column *columns,
+				 unsigned int count);
+
 /* Prints the usage of the running command after the error; exits 64. */
 void doveadm_dmarc_usage_error(struct doveadm_mail_cmd_context *ctx,
 			       const char *fmt, ...)
 	ATTR_FORMAT(2, 3) ATTR_NORETURN;
 
-/* Parses the positional filter words into dctx->filter; a bad word is a
-   usage error. */
+/* Parses the positional filter words into dctx->filter; a bad word, or
+   one that does not apply to the command's kind of report, is a usage
+   error. */
 void doveadm_dmarc_parse_filter(struct doveadm_dmarc_cmd_context *dctx,
 				const char *const *args);
 
@@ -77,10 +116,6 @@ int doveadm_dmarc_store_open(struct doveadm_mail_cmd_context *ctx,
 /* The read commands' one sequence: open the user's database read-only,
    run read_func on it, close it. A user without a database reads as
    empty. Returns 0, or -1 with the error logged and the exit code set. */
-typedef int doveadm_dmarc_read_func_t(struct doveadm_mail_cmd_context *ctx,
-				      struct dmarc_store *store,
-				      const struct dmarc_settings *set,
-				      const char **error_r);
 int doveadm_dmarc_read(struct doveadm_mail_cmd_context *ctx,
 		       struct mail_user *user,
 		       doveadm_dmarc_read_func_t *read_func);
@@ -113,6 +148,10 @@ void doveadm_dmarc_print_rate(double percent);
    holds, one value is one cell. NULL prints as "". Every text cell goes
    through this. */
 void doveadm_dmarc_print_str(const char *str);
+
+/* An archive file's cell: path (relative, as stored; NULL prints "")
+   below the user's archive_dir when it has one. */
+void doveadm_dmarc_print_archive(const char *archive_dir, const char *path);
 
 #define DOVEADM_DMARC_NUMBER_FLAGS \
 	(DOVEADM_PRINT_HEADER_FLAG_NUMBER | \

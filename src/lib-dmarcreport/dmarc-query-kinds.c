@@ -17,104 +17,110 @@ static int kinds_exec(sqlite3 *db, const char *sql, const char **error_r)
 	return 0;
 }
 
-/* Whether rows of kind (NULL: the caller asks for all) may match. */
+/* How the filter fields map to a kind's tables: each a condition with
+   one "?" per bound value (the same value each time). */
+struct kind_filter {
+	const char *kind;
+	const char *id;
+	const char *domain;
+	unsigned int domain_binds;
+	const char *org;
+	unsigned int org_binds;
+	const char *time;         /* since/until compare it */
+	const char *source;       /* NULL: the kind has no source */
+};
+
+/* tls_reports r and tls_policies p */
+static const struct kind_filter tls_filter = {
+	.kind = "tls",
+	.id = "r.id = ?",
+	.domain = "p.policy_domain = lower(?)", .domain_binds = 1,
+	.org = "r.org_name = ? COLLATE NOCASE", .org_binds = 1,
+	.time = "r.date_begin",
+};
+
+#define FAILURE_TIME "coalesce(f.arrival_time, f.received)"
+
+/* failure_reports f */
+static const struct kind_filter failure_filter = {
+	.kind = "failure",
+	.id = "f.id = ?",
+	/* Reported-Domain may list several, one per line */
+	.domain = "f.reported_domain = lower(?) OR"
+		" instr(char(10) || f.reported_domain || char(10),"
+		" char(10) || lower(?) || char(10)) > 0",
+	.domain_binds = 2,
+	.org = "f.reporting_mta = ? COLLATE NOCASE OR"
+		" f.user_agent = ? COLLATE NOCASE",
+	.org_binds = 2,
+	.time = FAILURE_TIME,
+	.source = "f.source_ip_key BETWEEN ? AND ?",
+};
+
+/* Whether reports of kf's kind may match f. */
 static bool kinds_filter_allows(struct dmarc_store *store,
 				const struct dmarc_query_filter *f,
-				const char *kind)
+				const struct kind_filter *kf)
 {
 	if (dmarc_store_get_version(store) < 2)
 		return FALSE;
-	if (kind != NULL && f->type != NULL && strcmp(f->type, kind) != 0)
+	if (f->type != NULL && strcmp(f->type, kf->kind) != 0)
 		return FALSE;
-	/* aggregate record fields; a failure report has a Source-IP */
+	/* a filter these reports cannot match selects aggregate ones; the
+	   door refuses it when the kind is named (doveadm-dmarc-filter.c) */
 	if (f->disposition != NULL || f->dkim != NULL || f->spf != NULL ||
 	    f->result >= 0 || f->header_from != NULL)
 		return FALSE;
-	if (f->have_source && (kind == NULL || strcmp(kind, "failure") != 0))
+	if (f->have_source && kf->source == NULL)
+		return FALSE;
+	/* ids are per kind: without a type, report is an aggregate id */
+	if (f->have_report && f->type == NULL &&
+	    (f->negated & DMARC_QUERY_FIELD_BIT(DMARC_QUERY_FIELD_REPORT)) == 0)
 		return FALSE;
 	return TRUE;
 }
 
-/* " AND ..." on tls_reports r and tls_policies p */
 static void
-tls_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
+kind_cond_text(struct query_sql *q, const struct dmarc_query_filter *f,
+	       enum dmarc_query_field field, const char *cond,
+	       unsigned int binds, const char *value)
 {
+	dmarc_query_cond(q, f, field, cond);
+	while (binds-- > 0)
+		dmarc_query_bind_text(q, value);
+}
+
+/* " AND ..." for f on kf's tables */
+static void
+kind_add_filter(struct query_sql *q, const struct dmarc_query_filter *f,
+		const struct kind_filter *kf)
+{
+	if (f->have_report && f->type != NULL) {
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_REPORT, kf->id);
+		dmarc_query_bind_int(q, f->report);
+	}
 	if (f->domain != NULL) {
-		str_append(q->sql, " AND p.policy_domain = lower(?)");
-		dmarc_query_bind_text(q, f->domain);
+		kind_cond_text(q, f, DMARC_QUERY_FIELD_DOMAIN, kf->domain,
+			       kf->domain_binds, f->domain);
 	}
 	if (f->org != NULL) {
-		str_append(q->sql, " AND r.org_name = ? COLLATE NOCASE");
-		dmarc_query_bind_text(q, f->org);
+		kind_cond_text(q, f, DMARC_QUERY_FIELD_ORG, kf->org,
+			       kf->org_binds, f->org);
 	}
 	if (f->have_since) {
-		str_append(q->sql, " AND r.date_begin >= ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_SINCE,
+				 t_strconcat(kf->time, " >= ?", NULL));
 		dmarc_query_bind_int(q, f->since);
 	}
 	if (f->have_until) {
-		str_append(q->sql, " AND r.date_begin <= ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_UNTIL,
+				 t_strconcat(kf->time, " <= ?", NULL));
 		dmarc_query_bind_int(q, f->until);
 	}
-}
-
-#define FAILURE_TIME "coalesce(f.arrival_time, f.received)"
-
-/* " AND ..." on failure_reports f */
-static void
-failure_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
-{
-	if (f->domain != NULL) {
-		/* Reported-Domain may list several, one per line */
-		str_append(q->sql, " AND (f.reported_domain = lower(?) OR"
-			   " instr(char(10) || f.reported_domain || char(10),"
-			   " char(10) || lower(?) || char(10)) > 0)");
-		dmarc_query_bind_text(q, f->domain);
-		dmarc_query_bind_text(q, f->domain);
+	if (f->have_source && kf->source != NULL) {
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_SOURCE, kf->source);
+		dmarc_query_bind_source(q, f);
 	}
-	if (f->org != NULL) {
-		str_append(q->sql, " AND (f.reporting_mta = ? COLLATE NOCASE"
-			   " OR f.user_agent = ? COLLATE NOCASE)");
-		dmarc_query_bind_text(q, f->org);
-		dmarc_query_bind_text(q, f->org);
-	}
-	if (f->have_since) {
-		str_append(q->sql, " AND "FAILURE_TIME" >= ?");
-		dmarc_query_bind_int(q, f->since);
-	}
-	if (f->have_until) {
-		str_append(q->sql, " AND "FAILURE_TIME" <= ?");
-		dmarc_query_bind_int(q, f->until);
-	}
-	if (f->have_source) {
-		str_append(q->sql, " AND f.source_ip_key BETWEEN ? AND ?");
-		dmarc_query_bind_blob16(q, f->source_min);
-		dmarc_query_bind_blob16(q, f->source_max);
-	}
-}
-
-/* Runs q and hands each row to row_func; -1 when the query or a
-   callback failed. */
-typedef int query_row_func_t(sqlite3_stmt *stmt, void *context);
-static int query_rows(struct dmarc_store *store, const struct query_sql *q,
-		      query_row_func_t *row_func, void *context,
-		      const char **error_r)
-{
-	sqlite3_stmt *stmt;
-	int ret;
-
-	if (dmarc_query_prepare(store, q, &stmt, error_r) < 0)
-		return -1;
-	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
-		T_BEGIN {
-			ret = row_func(stmt, context);
-		} T_END;
-		if (ret < 0) {
-			*error_r = dmarc_query_callback_error;
-			break;
-		}
-	}
-	sqlite3_finalize(stmt);
-	return ret < 0 ? -1 : 0;
 }
 
 /* --- list --- */
@@ -141,6 +147,7 @@ static int list_tls_row(sqlite3_stmt *stmt, void *context)
 	row.pass = dmarc_query_col_total(stmt, 7);
 	row.policy = dmarc_query_col_str(stmt, 8);
 	row.archive_path = dmarc_query_col_str(stmt, 9);
+	row.id = sqlite3_column_int64(stmt, 10);
 	return ctx->callback(&row, ctx->context);
 }
 
@@ -163,6 +170,7 @@ static int list_failure_row(sqlite3_stmt *stmt, void *context)
 		n > 0 ? n : 1;
 	row.policy = dmarc_query_col_str(stmt, 5);
 	row.archive_path = dmarc_query_col_str(stmt, 6);
+	row.id = sqlite3_column_int64(stmt, 7);
 	return ctx->callback(&row, ctx->context);
 }
 
@@ -174,7 +182,7 @@ int dmarc_query_list_kinds(struct dmarc_store *store,
 	struct list_context ctx = { .callback = callback, .context = context };
 	struct query_sql q;
 
-	if (kinds_filter_allows(store, filter, "tls")) {
+	if (kinds_filter_allows(store, filter, &tls_filter)) {
 		/* the report's figures over its policies matching the
 		   filter */
 		dmarc_query_sql_init(&q,
@@ -183,23 +191,25 @@ int dmarc_query_list_kinds(struct dmarc_store *store,
 			" r.date_begin, r.date_end, count(p.id),"
 			" total(p.success_count + p.failure_count),"
 			" total(p.success_count),"
-			" group_concat(DISTINCT p.policy_type), r.archive_path"
-			" FROM tls_reports r JOIN tls_policies p"
+			" group_concat(DISTINCT p.policy_type), r.archive_path,"
+			" r.id FROM tls_reports r JOIN tls_policies p"
 			" ON p.report_ref = r.id WHERE 1");
-		tls_add_filter(&q, filter);
+		kind_add_filter(&q, filter, &tls_filter);
 		str_append(q.sql, " GROUP BY r.id ORDER BY r.date_begin, r.id");
-		if (query_rows(store, &q, list_tls_row, &ctx, error_r) < 0)
+		if (dmarc_query_rows(store, &q, list_tls_row, &ctx,
+				     error_r) < 0)
 			return -1;
 	}
-	if (kinds_filter_allows(store, filter, "failure")) {
+	if (kinds_filter_allows(store, filter, &failure_filter)) {
 		dmarc_query_sql_init(&q,
 			"SELECT coalesce(f.reporting_mta, f.user_agent, ''),"
 			" f.orig_message_id, f.reported_domain, "FAILURE_TIME","
-			" f.incidents, f.auth_failure, f.archive_path"
+			" f.incidents, f.auth_failure, f.archive_path, f.id"
 			" FROM failure_reports f WHERE 1");
-		failure_add_filter(&q, filter);
+		kind_add_filter(&q, filter, &failure_filter);
 		str_append(q.sql, " ORDER BY "FAILURE_TIME", f.id");
-		if (query_rows(store, &q, list_failure_row, &ctx, error_r) < 0)
+		if (dmarc_query_rows(store, &q, list_failure_row, &ctx,
+				     error_r) < 0)
 			return -1;
 	}
 	return 0;
@@ -244,7 +254,7 @@ int dmarc_query_tls(struct dmarc_store *store,
 	struct tls_context ctx = { .callback = callback, .context = context };
 	struct query_sql q;
 
-	if (!kinds_filter_allows(store, filter, NULL))
+	if (!kinds_filter_allows(store, filter, &tls_filter))
 		return 0;
 	dmarc_query_sql_init(&q,
 		"SELECT r.org_name, r.report_id, r.date_begin, r.date_end,"
@@ -256,9 +266,9 @@ int dmarc_query_tls(struct dmarc_store *store,
 		"  WHERE fd.policy_ref = p.id)"
 		" FROM tls_reports r JOIN tls_policies p ON p.report_ref = r.id"
 		" WHERE 1");
-	tls_add_filter(&q, filter);
+	kind_add_filter(&q, filter, &tls_filter);
 	str_append(q.sql, " GROUP BY p.id ORDER BY r.date_begin, r.id, p.id");
-	return query_rows(store, &q, tls_row, &ctx, error_r);
+	return dmarc_query_rows(store, &q, tls_row, &ctx, error_r);
 }
 
 static const char *const tls_group_names[] = {
@@ -313,7 +323,7 @@ int dmarc_query_tls_groups(struct dmarc_store *store,
 	struct query_sql q;
 	const char *key;
 
-	if (!kinds_filter_allows(store, filter, NULL))
+	if (!kinds_filter_allows(store, filter, &tls_filter))
 		return 0;
 	switch (group) {
 	case DMARC_QUERY_TLS_GROUP_RESULT_TYPE:
@@ -339,9 +349,9 @@ int dmarc_query_tls_groups(struct dmarc_store *store,
 			" ON p.report_ref = r.id WHERE 1", key));
 		break;
 	}
-	tls_add_filter(&q, filter);
+	kind_add_filter(&q, filter, &tls_filter);
 	str_printfa(q.sql, " GROUP BY 1 ORDER BY 2 DESC, 1");
-	return query_rows(store, &q, tls_group_row, &ctx, error_r);
+	return dmarc_query_rows(store, &q, tls_group_row, &ctx, error_r);
 }
 
 /* --- failures --- */
@@ -379,16 +389,16 @@ int dmarc_query_failures(struct dmarc_store *store,
 	struct failure_query_context ctx = { .callback = callback, .context = context };
 	struct query_sql q;
 
-	if (!kinds_filter_allows(store, filter, "failure"))
+	if (!kinds_filter_allows(store, filter, &failure_filter))
 		return 0;
 	dmarc_query_sql_init(&q,
 		"SELECT "FAILURE_TIME", f.reported_domain, f.source_ip,"
 		" f.auth_failure, f.delivery_result, f.original_mail_from,"
 		" f.orig_from, f.orig_subject, f.orig_message_id,"
 		" f.user_agent, f.archive_path FROM failure_reports f WHERE 1");
-	failure_add_filter(&q, filter);
+	kind_add_filter(&q, filter, &failure_filter);
 	str_append(q.sql, " ORDER BY "FAILURE_TIME", f.id");
-	return query_rows(store, &q, failure_row, &ctx, error_r);
+	return dmarc_query_rows(store, &q, failure_row, &ctx, error_r);
 }
 
 /* --- summary --- */
@@ -406,14 +416,15 @@ int dmarc_query_tls_domain_rate(struct dmarc_store *store,
 
 	*sessions_r = 0;
 	*success_rate_r = 0;
-	if (!kinds_filter_allows(store, filter, NULL))
+	if (!kinds_filter_allows(store, filter, &tls_filter))
 		return 0;
 	f.domain = domain;
+	f.negated &= ~DMARC_QUERY_FIELD_BIT(DMARC_QUERY_FIELD_DOMAIN);
 	dmarc_query_sql_init(&q,
 		"SELECT total(p.success_count) + total(p.failure_count),"
 		" total(p.success_count) FROM tls_reports r"
 		" JOIN tls_policies p ON p.report_ref = r.id WHERE 1");
-	tls_add_filter(&q, &f);
+	kind_add_filter(&q, &f, &tls_filter);
 	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
 		return -1;
 	if ((ret = dmarc_query_step(stmt, error_r)) > 0) {

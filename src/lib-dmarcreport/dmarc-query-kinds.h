@@ -7,9 +7,10 @@
    Reported-Domain of a failure report), org (organization-name; a
    failure report's Reporting-MTA or User-Agent), since/until (the date
    range's begin; a failure report's Arrival-Date, else when it was
-   stored) and source (a failure report's Source-IP); the other record
-   fields select aggregate records only, so with one of them set these
-   functions return no rows. A database of schema version 1 opened
+   stored), source (a failure report's Source-IP) and report (the id, when
+   type names the kind; without a type it is an aggregate report's); each
+   may be negated. The other record fields select aggregate records only,
+   so with one of them set these functions return no rows. A database of schema version 1 opened
    read-only has no such reports: no rows either. */
 
 #include "dmarc-query.h"
@@ -17,6 +18,7 @@
 /* --- list: TLS and failure reports as rows of doveadm dmarc list --- */
 struct dmarc_query_kind_row {
 	const char *type;         /* "tls" or "failure" */
+	int64_t id;               /* for show --type <type> */
 	const char *org_name, *report_id, *domain;
 	int64_t date_begin, date_end;
 	/* TLS: policies, sessions, successful sessions;

@@ -49,14 +49,11 @@ void dmarc_query_bind_blob16(struct query_sql *q, const unsigned char *blob)
 	b->blob = blob;
 }
 
-/* Appends " AND ..." for every set field; the caller's FROM joins
-   reports r and records rec. */
 /* One condition: " AND (cond)", or when its field is negated
    " AND NOT coalesce((cond), 0)": a NULL (absent value, invalid source)
    matches no condition, so it does match its negation. */
-static void
-query_cond(struct query_sql *q, const struct dmarc_query_filter *f,
-	   enum dmarc_query_field field, const char *cond)
+void dmarc_query_cond(struct query_sql *q, const struct dmarc_query_filter *f,
+		      enum dmarc_query_field field, const char *cond)
 {
 	if ((f->negated & DMARC_QUERY_FIELD_BIT(field)) != 0)
 		str_printfa(q->sql, " AND NOT coalesce((%s), 0)", cond);
@@ -68,54 +65,58 @@ static void
 query_add_filter(struct query_sql *q, const struct dmarc_query_filter *f)
 {
 	if (f->have_report) {
-		query_cond(q, f, DMARC_QUERY_FIELD_REPORT, "r.id = ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_REPORT, "r.id = ?");
 		dmarc_query_bind_int(q, f->report);
 	}
 	if (f->domain != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_DOMAIN,
-			   "r.policy_domain = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_DOMAIN,
+				 "r.policy_domain = lower(?)");
 		dmarc_query_bind_text(q, f->domain);
 	}
 	if (f->org != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_ORG,
-			   "r.org_name = ? COLLATE NOCASE");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_ORG,
+				 "r.org_name = ? COLLATE NOCASE");
 		dmarc_query_bind_text(q, f->org);
 	}
 	if (f->have_since) {
-		query_cond(q, f, DMARC_QUERY_FIELD_SINCE, "r.date_begin >= ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_SINCE,
+				 "r.date_begin >= ?");
 		dmarc_query_bind_int(q, f->since);
 	}
 	if (f->have_until) {
-		query_cond(q, f, DMARC_QUERY_FIELD_UNTIL, "r.date_begin <= ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_UNTIL,
+				 "r.date_begin <= ?");
 		dmarc_query_bind_int(q, f->until);
 	}
 	if (f->have_source) {
 		/* an invalid source_ip has no key: never in a network */
-		query_cond(q, f, DMARC_QUERY_FIELD_SOURCE,
-			   "rec.source_ip_key BETWEEN ? AND ?");
-		dmarc_query_bind_blob16(q, f->source_min);
-		dmarc_query_bind_blob16(q, f->source_max);
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_SOURCE,
+				 "rec.source_ip_key BETWEEN ? AND ?");
+		dmarc_query_bind_source(q, f);
 	}
 	if (f->disposition != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_DISPOSITION,
-			   "rec.disposition = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_DISPOSITION,
+				 "rec.disposition = lower(?)");
 		dmarc_query_bind_text(q, f->disposition);
 	}
 	if (f->dkim != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_DKIM, "rec.dkim = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_DKIM,
+				 "rec.dkim = lower(?)");
 		dmarc_query_bind_text(q, f->dkim);
 	}
 	if (f->spf != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_SPF, "rec.spf = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_SPF,
+				 "rec.spf = lower(?)");
 		dmarc_query_bind_text(q, f->spf);
 	}
 	if (f->result >= 0) {
-		query_cond(q, f, DMARC_QUERY_FIELD_RESULT, "rec.dmarc_pass = ?");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_RESULT,
+				 "rec.dmarc_pass = ?");
 		dmarc_query_bind_int(q, f->result > 0 ? 1 : 0);
 	}
 	if (f->header_from != NULL) {
-		query_cond(q, f, DMARC_QUERY_FIELD_HEADER_FROM,
-			   "lower(rec.header_from) = lower(?)");
+		dmarc_query_cond(q, f, DMARC_QUERY_FIELD_HEADER_FROM,
+				 "lower(rec.header_from) = lower(?)");
 		dmarc_query_bind_text(q, f->header_from);
 	}
 }
@@ -202,6 +203,28 @@ int dmarc_query_step(sqlite3_stmt *stmt, const char **error_r)
 					  "Reading the database failed");
 		return -1;
 	}
+}
+
+int dmarc_query_rows(struct dmarc_store *store, const struct query_sql *q,
+		     dmarc_query_row_func_t *row_func, void *context,
+		     const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	if (dmarc_query_prepare(store, q, &stmt, error_r) < 0)
+		return -1;
+	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
+		T_BEGIN {
+			ret = row_func(stmt, context);
+		} T_END;
+		if (ret < 0) {
+			*error_r = dmarc_query_callback_error;
+			break;
+		}
+	}
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
 }
 
 const char *dmarc_query_col_str(sqlite3_stmt *stmt, int col)
@@ -299,118 +322,16 @@ void dmarc_query_filter_init(struct dmarc_query_filter *filter_r)
 	filter_r->result = -1;
 }
 
-/* --- value parsing --- */
-
-int dmarc_query_parse_date(const char *str, time_t now,
-			   int64_t *start_r, int64_t *last_r,
-			   const char **error_r)
+void dmarc_query_source_range(const struct ip_addr *ip, unsigned int bits,
+			      unsigned char min_r[16], unsigned char max_r[16])
 {
-	unsigned int year, month, day;
-	uintmax_t num;
-	const char *end;
-	struct tm tm;
-	time_t t;
+	unsigned int i;
 
-	unsigned int hour, min, sec;
-
-	/* what list prints: 2024-01-31T00:00:00Z */
-	if (strlen(str) == 20 && str[10] == 'T' && str[19] == 'Z' &&
-	    sscanf(str, "%4u-%2u-%2uT%2u:%2u:%2u", &year, &month, &day,
-		   &hour, &min, &sec) == 6 && str[4] == '-' && str[7] == '-' &&
-	    str[13] == ':' && str[16] == ':' && hour < 24 && min < 60 &&
-	    sec < 61 && month >= 1 && month <= 12 && day >= 1 &&
-	    year >= 1970) {
-		i_zero(&tm);
-		tm.tm_year = year - 1900;
-		tm.tm_mon = month - 1;
-		tm.tm_mday = day;
-		tm.tm_hour = hour;
-		tm.tm_min = min;
-		tm.tm_sec = sec;
-		t = timegm(&tm);
-		if (t == (time_t)-1 || tm.tm_mday != (int)day)
-			goto invalid;
-		*start_r = *last_r = t;
-		return 0;
-	}
-	if (str_parse_uintmax(str, &num, &end) == 0 && end != str) {
-		uintmax_t unit = 0;
-
-		if (*end == '\0') {
-			/* Unix seconds */
-			if (num > INT64_MAX)
-				goto invalid;
-			*start_r = *last_r = (int64_t)num;
-			return 0;
-		}
-		if (end[1] == '\0') {
-			switch (end[0]) {
-			case 's': unit = 1; break;
-			case 'm': unit = 60; break;
-			case 'h': unit = 60*60; break;
-			case 'd': unit = 24*60*60; break;
-			case 'w': unit = 7*24*60*60; break;
-			}
-		}
-		if (unit != 0 && num <= (uintmax_t)now / unit) {
-			*start_r = *last_r = (int64_t)now - (int64_t)(num * unit);
-			return 0;
-		}
-		if (unit == 0 && sscanf(str, "%4u-%2u-%2u", &year, &month,
-					&day) == 3 && strlen(str) == 10 &&
-		    str[4] == '-' && str[7] == '-' &&
-		    month >= 1 && month <= 12 && day >= 1 && day <= 31 &&
-		    year >= 1970) {
-			i_zero(&tm);
-			tm.tm_year = year - 1900;
-			tm.tm_mon = month - 1;
-			tm.tm_mday = day;
-			t = timegm(&tm);
-			/* timegm() normalises 2024-02-31: refuse it */
-			if (t == (time_t)-1 || tm.tm_mday != (int)day)
-				goto invalid;
-			/* year <= 9999: far from any limit */
-			*start_r = t;
-			*last_r = t + 24*60*60 - 1;
-			return 0;
-		}
-	}
-invalid:
-	*error_r = t_strdup_printf("Invalid date '%s' "
-		"(use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, Unix seconds, "
-		"or an interval like 30d)", str);
-	return -1;
-}
-
-int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
-			     unsigned char max_r[16], const char **error_r)
-{
-	struct in_addr addr4;
-	struct ip_addr ip;
-	unsigned int bits, i;
-
-	/* Dovecot's parser: an address ("[...]" around IPv6 too) and an
-	   optional /bits no longer than the address */
-	if (net_parse_range(str, &ip, &bits) < 0) {
-		*error_r = t_strdup_printf(
-			"Invalid IP address or network '%s'", str);
-		return -1;
-	}
-	/* inet_aton() behind it also takes "192.0.2" or "0x7f.1": an IPv4
-	   address must be written out as reports write it */
-	if (IPADDR_IS_V4(&ip) &&
-	    inet_pton(AF_INET, t_strcut(str, '/'), &addr4) != 1) {
-		*error_r = t_strdup_printf(
-			"Invalid IP address or network '%s'", str);
-		return -1;
-	}
 	/* The key the store gives the address: IPv4 as ::ffff:a.b.c.d, so
-	   a.b.c.d/n is ::ffff:a.b.c.d/(96+n), and an IPv4-mapped filter
-	   (::ffff:192.0.2.0/120) is that same range: both match the rows
-	   whether they were stored as IPv4 or as IPv4-mapped IPv6. */
-	if (!dmarc_store_ip_key(net_ip2addr(&ip), min_r))
+	   a.b.c.d/n is ::ffff:a.b.c.d/(96+n) */
+	if (!dmarc_store_ip_key(net_ip2addr(ip), min_r))
 		i_unreached();
-	if (IPADDR_IS_V4(&ip))
+	if (IPADDR_IS_V4(ip))
 		bits += 96;
 	for (i = 0; i < 16; i++) {
 		unsigned int keep = bits >= (i + 1) * 8 ? 8 :
@@ -421,7 +342,16 @@ int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
 		min_r[i] &= mask;
 		max_r[i] = min_r[i] | (unsigned char)~mask;
 	}
-	return 0;
+}
+
+void dmarc_query_bind_source(struct query_sql *q,
+			     const struct dmarc_query_filter *f)
+{
+	unsigned char *min = t_malloc0(16), *max = t_malloc0(16);
+
+	dmarc_query_source_range(&f->source_ip, f->source_bits, min, max);
+	dmarc_query_bind_blob16(q, min);
+	dmarc_query_bind_blob16(q, max);
 }
 
 /* --- list --- */
@@ -1530,6 +1460,36 @@ void dmarc_query_report_free(struct dmarc_query_report **_report)
 /* The records (and their auth results) of reports that are gone: those
    just deleted, or left by an expire that was interrupted. Readers never
    see them: every query joins records to reports. */
+
+/* The next chunk of a report's records: first their auth results and
+   reasons (foreign keys are off in a batch), then the records; each
+   statement takes the report's id and the chunk size. */
+static const char *const expire_chunk_deletes[] = {
+	"DELETE FROM auth_results WHERE record_ref IN (SELECT id FROM records"
+	" WHERE report_ref = ? ORDER BY id LIMIT ?)",
+	"DELETE FROM record_reasons WHERE record_ref IN (SELECT id FROM"
+	" records WHERE report_ref = ? ORDER BY id LIMIT ?)",
+	"DELETE FROM records WHERE id IN (SELECT id FROM records"
+	" WHERE report_ref = ? ORDER BY id LIMIT ?)",
+};
+
+static int expire_chunk(struct dmarc_store *store, const char *sql,
+			int64_t ref, const char **error_r)
+{
+	struct query_sql q;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	dmarc_query_sql_init(&q, sql);
+	dmarc_query_bind_int(&q, ref);
+	dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
+	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
+		return -1;
+	ret = dmarc_query_step(stmt, error_r);
+	sqlite3_finalize(stmt);
+	return ret < 0 ? -1 : 0;
+}
+
 static int query_expire_orphans(struct dmarc_store *store,
 				const char **error_r)
 {
@@ -1538,6 +1498,7 @@ static int query_expire_orphans(struct dmarc_store *store,
 	struct query_sql q;
 	sqlite3_stmt *stmt;
 	int64_t ref;
+	unsigned int i;
 	int ret;
 
 	t_array_init(&refs, 64);
@@ -1557,42 +1518,11 @@ static int query_expire_orphans(struct dmarc_store *store,
 		do {
 			if (dmarc_store_batch_continue(store, error_r) < 0)
 				return -1;
-			/* the same chunk of records, first their auth
-			   results (foreign keys are off in a batch) */
-			dmarc_query_sql_init(&q, "DELETE FROM auth_results WHERE"
-				" record_ref IN (SELECT id FROM records"
-				" WHERE report_ref = ? ORDER BY id LIMIT ?)");
-			dmarc_query_bind_int(&q, ref);
-			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-				return -1;
-			ret = dmarc_query_step(stmt, error_r);
-			sqlite3_finalize(stmt);
-			if (ret < 0)
-				return -1;
-			/* and their reasons */
-			dmarc_query_sql_init(&q, "DELETE FROM record_reasons"
-				" WHERE record_ref IN (SELECT id FROM records"
-				" WHERE report_ref = ? ORDER BY id LIMIT ?)");
-			dmarc_query_bind_int(&q, ref);
-			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-				return -1;
-			ret = dmarc_query_step(stmt, error_r);
-			sqlite3_finalize(stmt);
-			if (ret < 0)
-				return -1;
-			dmarc_query_sql_init(&q, "DELETE FROM records WHERE id IN"
-				" (SELECT id FROM records WHERE report_ref = ?"
-				" ORDER BY id LIMIT ?)");
-			dmarc_query_bind_int(&q, ref);
-			dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
-			if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-				return -1;
-			ret = dmarc_query_step(stmt, error_r);
-			sqlite3_finalize(stmt);
-			if (ret < 0)
-				return -1;
+			for (i = 0; i < N_ELEMENTS(expire_chunk_deletes); i++) {
+				if (expire_chunk(store, expire_chunk_deletes[i],
+						 ref, error_r) < 0)
+					return -1;
+			}
 		} while (sqlite3_changes(db) > 0);
 	}
 	/* the expired reports' errors: a handful each */
@@ -1673,237 +1603,6 @@ int dmarc_query_expire(struct dmarc_store *store, int64_t before,
 		return -1;
 	}
 	return dmarc_store_batch_commit(store, error_r);
-}
-
-/* --- show: one report with everything stored of it --- */
-
-static const char *col_pstr(pool_t pool, sqlite3_stmt *stmt, int col)
-{
-	const unsigned char *s = sqlite3_column_text(stmt, col);
-
-	return s == NULL ? NULL : p_strdup(pool, (const char *)s);
-}
-
-/* Runs the one-id statement sql for report_id, calling row_func per
-   row. */
-static int
-query_show_rows(struct dmarc_store *store, const char *sql, int64_t id,
-		void (*row_func)(sqlite3_stmt *stmt, void *context),
-		void *context, const char **error_r)
-{
-	struct query_sql q;
-	sqlite3_stmt *stmt;
-	int ret;
-
-	dmarc_query_sql_init(&q, sql);
-	dmarc_query_bind_int(&q, id);
-	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-		return -1;
-	while ((ret = dmarc_query_step(stmt, error_r)) > 0)
-		row_func(stmt, context);
-	sqlite3_finalize(stmt);
-	return ret;
-}
-
-static void show_error_row(sqlite3_stmt *stmt, void *context)
-{
-	struct dmarc_query_show_report *report = context;
-	const char *error = col_pstr(report->pool, stmt, 0);
-
-	array_push_back(&report->errors, &error);
-}
-
-static void show_record_row(sqlite3_stmt *stmt, void *context)
-{
-	struct dmarc_query_show_report *report = context;
-	struct dmarc_query_show_record *rec;
-	pool_t pool = report->pool;
-
-	rec = array_append_space(&report->record_list);
-	rec->id = sqlite3_column_int64(stmt, 0);
-	rec->source_ip = col_pstr(pool, stmt, 1);
-	rec->source_ip_valid = sqlite3_column_int(stmt, 2) != 0;
-	rec->count = dmarc_query_col_u64(stmt, 3);
-	rec->disposition = col_pstr(pool, stmt, 4);
-	rec->dkim = col_pstr(pool, stmt, 5);
-	rec->spf = col_pstr(pool, stmt, 6);
-	rec->dmarc_pass = sqlite3_column_int(stmt, 7) != 0;
-	rec->header_from = col_pstr(pool, stmt, 8);
-	rec->envelope_from = col_pstr(pool, stmt, 9);
-	rec->envelope_to = col_pstr(pool, stmt, 10);
-	rec->extensions = col_pstr(pool, stmt, 11);
-	p_array_init(&rec->reasons, pool, 1);
-	p_array_init(&rec->auth_results, pool, 2);
-}
-
-/* The record a reason or auth result row belongs to: rows come ordered
-   by record id, as the records do. */
-static struct dmarc_query_show_record *
-show_find_record(struct dmarc_query_show_report *report, int64_t id)
-{
-	struct dmarc_query_show_record *recs;
-	unsigned int count;
-
-	recs = array_get_modifiable(&report->record_list, &count);
-	while (report->cursor < count && recs[report->cursor].id < id)
-		report->cursor++;
-	return report->cursor < count && recs[report->cursor].id == id ?
-		&recs[report->cursor] : NULL;
-}
-
-static void show_reason_row(sqlite3_stmt *stmt, void *context)
-{
-	struct dmarc_query_show_report *report = context;
-	struct dmarc_query_show_record *rec;
-	struct dmarc_query_reason *reason;
-
-	rec = show_find_record(report, sqlite3_column_int64(stmt, 0));
-	if (rec == NULL)
-		return;
-	reason = array_append_space(&rec->reasons);
-	reason->type = col_pstr(report->pool, stmt, 1);
-	reason->comment = col_pstr(report->pool, stmt, 2);
-}
-
-static void show_auth_row(sqlite3_stmt *stmt, void *context)
-{
-	struct dmarc_query_show_report *report = context;
-	struct dmarc_query_show_record *rec;
-	struct dmarc_query_auth *auth;
-	pool_t pool = report->pool;
-
-	rec = show_find_record(report, sqlite3_column_int64(stmt, 0));
-	if (rec == NULL)
-		return;
-	auth = array_append_space(&rec->auth_results);
-	auth->type = col_pstr(pool, stmt, 1);
-	auth->domain = col_pstr(pool, stmt, 2);
-	auth->selector = col_pstr(pool, stmt, 3);
-	auth->scope = col_pstr(pool, stmt, 4);
-	auth->result = col_pstr(pool, stmt, 5);
-	auth->human_result = col_pstr(pool, stmt, 6);
-}
-
-static int
-query_show_one(struct dmarc_store *store, sqlite3_stmt *stmt,
-	       dmarc_query_show_callback_t *callback, void *context,
-	       const char **error_r)
-{
-	struct dmarc_query_show_report report;
-	pool_t pool;
-	int ret;
-
-	pool = pool_alloconly_create("dmarc show", 4096);
-	i_zero(&report);
-	report.pool = pool;
-	report.id = sqlite3_column_int64(stmt, 0);
-	report.org_name = col_pstr(pool, stmt, 1);
-	report.report_id = col_pstr(pool, stmt, 2);
-	report.policy_domain = col_pstr(pool, stmt, 3);
-	report.format = col_pstr(pool, stmt, 4);
-	report.version = col_pstr(pool, stmt, 5);
-	report.email = col_pstr(pool, stmt, 6);
-	report.extra_contact_info = col_pstr(pool, stmt, 7);
-	report.generator = col_pstr(pool, stmt, 8);
-	report.extensions = col_pstr(pool, stmt, 9);
-	report.date_begin = sqlite3_column_int64(stmt, 10);
-	report.date_end = sqlite3_column_int64(stmt, 11);
-	report.policy_adkim = col_pstr(pool, stmt, 12);
-	report.policy_aspf = col_pstr(pool, stmt, 13);
-	report.policy_p = col_pstr(pool, stmt, 14);
-	report.policy_sp = col_pstr(pool, stmt, 15);
-	report.policy_np = col_pstr(pool, stmt, 16);
-	report.have_policy_pct = sqlite3_column_type(stmt, 17) != SQLITE_NULL;
-	report.policy_pct = sqlite3_column_int(stmt, 17);
-	report.policy_fo = col_pstr(pool, stmt, 18);
-	report.policy_testing = col_pstr(pool, stmt, 19);
-	report.policy_discovery_method = col_pstr(pool, stmt, 20);
-	report.archive_path = col_pstr(pool, stmt, 21);
-	report.message_id = col_pstr(pool, stmt, 22);
-	report.received = sqlite3_column_int64(stmt, 23);
-	report.records = dmarc_query_col_u64(stmt, 24);
-	report.messages = dmarc_query_col_u64(stmt, 25);
-	report.pass = dmarc_query_col_u64(stmt, 26);
-	p_array_init(&report.errors, pool, 2);
-	p_array_init(&report.record_list, pool, 16);
-
-	ret = query_show_rows(store, "SELECT error FROM report_errors"
-		" WHERE report_ref = ? ORDER BY seq", report.id,
-		show_error_row, &report, error_r);
-	if (ret == 0) {
-		ret = query_show_rows(store, "SELECT id, source_ip,"
-			" source_ip_valid, count, disposition, dkim, spf,"
-			" dmarc_pass, header_from, envelope_from, envelope_to,"
-			" extensions FROM records WHERE report_ref = ?"
-			" ORDER BY id", report.id, show_record_row, &report,
-			error_r);
-	}
-	if (ret == 0) {
-		report.cursor = 0;
-		ret = query_show_rows(store, "SELECT r.record_ref, r.type,"
-			" r.comment FROM record_reasons r JOIN records rec"
-			" ON rec.id = r.record_ref WHERE rec.report_ref = ?"
-			" ORDER BY r.record_ref, r.seq", report.id,
-			show_reason_row, &report, error_r);
-	}
-	if (ret == 0) {
-		report.cursor = 0;
-		ret = query_show_rows(store, "SELECT a.record_ref, a.type,"
-			" a.domain, a.selector, a.scope, a.result,"
-			" a.human_result FROM auth_results a JOIN records rec"
-			" ON rec.id = a.record_ref WHERE rec.report_ref = ?"
-			" ORDER BY a.record_ref, a.rowid", report.id,
-			show_auth_row, &report, error_r);
-	}
-	if (ret == 0 && callback(&report, context) < 0) {
-		*error_r = dmarc_query_callback_error;
-		ret = -1;
-	}
-	pool_unref(&pool);
-	return ret;
-}
-
-int dmarc_query_show(struct dmarc_store *store,
-		     const struct dmarc_query_show_key *key,
-		     dmarc_query_show_callback_t *callback, void *context,
-		     const char **error_r)
-{
-	struct query_sql q;
-	sqlite3_stmt *stmt;
-	unsigned int found = 0;
-	int ret;
-
-	dmarc_query_sql_init(&q,
-		"SELECT id, org_name, report_id, policy_domain, format,"
-		" version, email, extra_contact_info, generator, extensions,"
-		" date_begin, date_end, policy_adkim, policy_aspf, policy_p,"
-		" policy_sp, policy_np, policy_pct, policy_fo, policy_testing,"
-		" policy_discovery_method, archive_path, message_id, received,"
-		" record_count, message_count, pass_count FROM reports WHERE ");
-	if (key->report_id == NULL) {
-		str_append(q.sql, "id = ?");
-		dmarc_query_bind_int(&q, key->id);
-	} else {
-		/* the key's comparison: org_name case-insensitively */
-		str_append(q.sql, "report_id = ? AND org_name = ?"
-			   " COLLATE NOCASE");
-		dmarc_query_bind_text(&q, key->report_id);
-		dmarc_query_bind_text(&q, key->org_name);
-	}
-	str_append(q.sql, " ORDER BY id");
-	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-		return -1;
-	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
-		found++;
-		T_BEGIN {
-			ret = query_show_one(store, stmt, callback, context,
-					     error_r);
-		} T_END_PASS_STR_IF(ret < 0, error_r);
-		if (ret < 0)
-			break;
-	}
-	sqlite3_finalize(stmt);
-	return ret < 0 ? -1 : found > 0 ? 1 : 0;
 }
 
 /* --- names of sources --- */

@@ -2,10 +2,13 @@
 #define DMARC_QUERY_H
 
 /* Read side of the store for doveadm dmarc: filters and result rows.
-   All SQL lives in dmarc-query.c; every filter value is bound as a
+   The door parses the command line; the filter holds parsed values. All
+   SQL lives in dmarc-query*.c; every filter value is bound as a
    parameter. Rows handed to a callback are valid only during the call.
    Message counts summed over records never fail on overflow: they
    saturate at INT64_MAX (rates are computed before saturating). */
+
+#include "net.h"
 
 struct dmarc_store;
 
@@ -46,6 +49,9 @@ struct dmarc_query_filter {
 	bool have_report;
 	int64_t report;           /* the report's id, as list prints it */
 	unsigned int negated;     /* DMARC_QUERY_FIELD_BIT()s */
+	/* ... of the fields given (the door's parser sets it, to name a
+	   field in a message; the queries read the values) */
+	unsigned int fields;
 	/* at most this many rows (0: all) */
 	unsigned int limit;
 	enum dmarc_query_sort sort;
@@ -63,7 +69,8 @@ struct dmarc_query_filter {
 
 	/* record fields */
 	bool have_source;
-	unsigned char source_min[16], source_max[16]; /* source_ip_key range */
+	struct ip_addr source_ip; /* the network source_ip/source_bits */
+	unsigned int source_bits;
 	const char *disposition;  /* "none", "pass" (RFC 9990), "quarantine",
 				     "reject" */
 	const char *dkim;         /* policy_evaluated: "pass" or "fail" */
@@ -74,22 +81,12 @@ struct dmarc_query_filter {
 
 void dmarc_query_filter_init(struct dmarc_query_filter *filter_r);
 
-/* A date as "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC, as list prints
-   it), Unix seconds (0 to INT64_MAX), or an interval ago like
-   doveadm search: "30d", "12h", "2w", "90m", "45s" (relative to now).
-   *start_r is its first second, *last_r its last: the same second, or the
-   day's last for "YYYY-MM-DD" (so "until 2024-01-31" includes that day).
-   Both are in 0..INT64_MAX and need no arithmetic at the edges. */
-int dmarc_query_parse_date(const char *str, time_t now,
-			   int64_t *start_r, int64_t *last_r,
-			   const char **error_r);
-
-/* An IPv4/IPv6 address or CIDR ("192.0.2.0/24", "2001:db8::/32",
-   "[2001:db8::1]") as an inclusive range of 16-byte source_ip_key values.
-   An IPv4-mapped IPv6 address or network ("::ffff:192.0.2.0/120") is the
-   IPv4 one. */
-int dmarc_query_parse_source(const char *str, unsigned char min_r[16],
-			     unsigned char max_r[16], const char **error_r);
+/* The inclusive range of source_ip_key values (see dmarc_store_ip_key())
+   of the network ip/bits. An IPv4 network is also the IPv4-mapped IPv6
+   one, and an IPv4-mapped IPv6 network (::ffff:192.0.2.0/120) the IPv4
+   one: both match the rows whichever way they were stored. */
+void dmarc_query_source_range(const struct ip_addr *ip, unsigned int bits,
+			      unsigned char min_r[16], unsigned char max_r[16]);
 
 /* A stored value for doveadm's output: control characters (C0, DEL and
    the C1 range U+0080..U+009F) become "\t", "\n", "\r" or "\xHH" per
@@ -349,61 +346,51 @@ int dmarc_query_resolved_put(struct dmarc_store *store, const char *ip,
 			     const char *name, int64_t expires,
 			     const char **error_r);
 
-/* --- show: one report, everything stored of it --- */
-struct dmarc_query_reason {
-	const char *type;         /* "" when the reporter gave none */
-	const char *comment;
+/* --- show: one report of any kind, everything stored of it ---
+   The report is handed over as a tree of named values, in order, the way
+   a JSON writer takes it: an object per report, lists of objects for its
+   records (TLS: policies with their failure details). Records are read
+   one at a time, so memory does not grow with the report. The keys are
+   those of doveadm dmarc show -f json. Values are valid during the call
+   only. */
+enum dmarc_query_kind {
+	DMARC_QUERY_KIND_AGGREGATE,
+	DMARC_QUERY_KIND_TLS,
+	DMARC_QUERY_KIND_FAILURE,
 };
-struct dmarc_query_auth {
-	const char *type;         /* "dkim" or "spf" */
-	const char *domain, *selector, *scope, *result, *human_result;
+
+struct dmarc_query_show_output {
+	/* key is NULL for the items of a list */
+	void (*object_begin)(void *context, const char *key);
+	void (*object_end)(void *context);
+	void (*list_begin)(void *context, const char *key);
+	void (*list_end)(void *context);
+	/* value NULL: absent (null) */
+	void (*str)(void *context, const char *key, const char *value);
+	void (*num)(void *context, const char *key, int64_t value);
+	void (*boolean)(void *context, const char *key, bool value);
+	/* a date, Unix seconds */
+	void (*time)(void *context, const char *key, int64_t value);
 };
-struct dmarc_query_show_record {
-	int64_t id;
-	const char *source_ip;    /* as reported when !source_ip_valid */
-	bool source_ip_valid;
-	uint64_t count;
-	const char *disposition, *dkim, *spf;
-	bool dmarc_pass;
-	const char *header_from, *envelope_from, *envelope_to;
-	const char *extensions;   /* XML fragments, or NULL */
-	ARRAY(struct dmarc_query_reason) reasons;
-	ARRAY(struct dmarc_query_auth) auth_results;
-};
-struct dmarc_query_show_report {
-	pool_t pool;
-	int64_t id;
-	const char *org_name, *report_id, *policy_domain;
-	const char *format;       /* NULL for reports stored before schema 2 */
-	const char *version;      /* <version> as given, or NULL */
-	const char *email, *extra_contact_info, *generator, *extensions;
-	int64_t date_begin, date_end;
-	ARRAY_TYPE(const_string) errors;
-	const char *policy_adkim, *policy_aspf, *policy_p, *policy_sp;
-	const char *policy_np, *policy_fo, *policy_testing;
-	const char *policy_discovery_method;
-	bool have_policy_pct;
-	int policy_pct;
-	const char *archive_path; /* relative to the archive dir, or NULL */
-	const char *message_id;
-	int64_t received;
-	uint64_t records, messages, pass;
-	ARRAY(struct dmarc_query_show_record) record_list;
-	unsigned int cursor;      /* internal */
-};
-/* A report by its id (as list prints it), or by org_name (compared
-   case-insensitively) and report_id: then one per policy domain. */
+
+/* A report by its id (as list prints it for its type), or by org_name
+   (compared case-insensitively) and report_id: an aggregate report once
+   per policy domain, a TLS report once. Failure reports have ids only. */
 struct dmarc_query_show_key {
+	enum dmarc_query_kind kind;
 	int64_t id;
 	const char *org_name, *report_id; /* report_id NULL: by id */
 };
-typedef int dmarc_query_show_callback_t(
-	const struct dmarc_query_show_report *report, void *context);
-/* Calls callback for each matching report (valid during the call).
-   Returns 1 when one was found, 0 when none, -1 on error. */
+
+/* The top-level keys of a kind's reports, in the order output gets
+   them; NULL-terminated. */
+const char *const *dmarc_query_show_fields(enum dmarc_query_kind kind);
+
+/* Hands each matching report to output. Returns 1 when one was found, 0
+   when none, -1 on error (a report may then be handed over in part). */
 int dmarc_query_show(struct dmarc_store *store,
 		     const struct dmarc_query_show_key *key,
-		     dmarc_query_show_callback_t *callback, void *context,
-		     const char **error_r);
+		     const struct dmarc_query_show_output *output,
+		     void *context, const char **error_r);
 
 #endif

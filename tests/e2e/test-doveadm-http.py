@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end: `doveadm dmarc list|show|query|summary` over doveadm's HTTP
-API (the doveadm server of a private Dovecot, on 127.0.0.1) give the same
+"""End-to-end: `doveadm dmarc list|show|query|summary|tls|failures` over
+doveadm's HTTP API (the doveadm server of a private Dovecot, on 127.0.0.1) give the same
 rows as the doveadm command line with -f json; and `--resolve` names
 sources through Dovecot's dns-client, without the network: the master
 runs in a mount namespace where /etc/hosts and /etc/nsswitch.conf are the
@@ -105,8 +105,17 @@ def test_deliver(dc):
         data = open(os.path.join(dovetest.CORPUS_DIR, "aggregate", name), "rb").read()
         dc.lmtp_deliver_ok(reportmail.report_mail([(name, data)], f"<http-{i}@e2e.test>"),
                            USER)
+    # and a TLS report and a failure report
+    tls = open(os.path.join(dovetest.CORPUS_DIR, "tlsrpt", "parsedmarc--rfc8460.json"),
+               "rb").read()
+    dc.lmtp_deliver_ok(reportmail.report_mail(
+        [("rfc8460.json", tls, ("application", "tlsrpt+json"))], "<http-tls@e2e.test>",
+        subject="Report Domain: TLS"), USER)
+    dc.lmtp_deliver_ok(open(os.path.join(dovetest.CORPUS_DIR, "failure",
+                                         "mail-auth--004.eml"), "rb").read(), USER)
     state["list"] = cli(dc, ["dmarc", "list"])
-    check_equal(len(state["list"]), len(names), "reports stored")
+    check_equal(sorted(r["type"] for r in state["list"]),
+                ["aggregate"] * len(names) + ["failure", "tls"], "reports stored")
 
 
 def test_same_json_over_http(dc):
@@ -118,14 +127,42 @@ def test_same_json_over_http(dc):
         ("dmarcQuery", {}, ["dmarc", "query"]),
         ("dmarcQuery", {"groupBy": "source"}, ["dmarc", "query", "--group-by", "source"]),
         ("dmarcSummary", {}, ["dmarc", "summary"]),
-    ] + [("dmarcShow", {"report": [str(r["id"])]}, ["dmarc", "show", str(r["id"])])
+        ("dmarcList", {"filter": ["type", "tls"]}, ["dmarc", "list", "type", "tls"]),
+        ("dmarcTls", {}, ["dmarc", "tls"]),
+        ("dmarcTls", {"groupBy": "result-type"}, ["dmarc", "tls", "--group-by", "result-type"]),
+        ("dmarcFailures", {}, ["dmarc", "failures"]),
+    ] + [("dmarcShow", {"type": r["type"], "report": [str(r["id"])]},
+          ["dmarc", "show", "--type", r["type"], str(r["id"])])
          for r in rows]
     for command, params, args in cases:
         over_http = api(dc, command, params)
         check(over_http, f"{command} {params}: no rows")
         check_equal(over_http, cli(dc, args), f"{command} {params} = doveadm {' '.join(args)}")
+    check_equal({r["type"] for r in api(dc, "dmarcList", {"filter": ["type", "tls"]})},
+                {"tls"}, "list type tls over HTTP")
+    for kind, lists in (("tls", ("policies",)), ("failure", ())):
+        row = [r for r in rows if r["type"] == kind][0]
+        shown = api(dc, "dmarcShow", {"type": kind, "report": [str(row["id"])]})
+        check(len(shown) == 1 and shown[0]["type"] == kind and
+              all(isinstance(shown[0][k], list) for k in lists),
+              f"show --type {kind} over HTTP: {shown}")
+    tls_shown = api(dc, "dmarcShow", {"type": "tls", "report": [
+        str([r for r in rows if r["type"] == "tls"][0]["id"])]})[0]
+    check(isinstance(tls_shown["policies"][0]["failure_details"], list) and
+          isinstance(tls_shown["policies"][0]["successful_sessions"], int),
+          f"TLS policies over HTTP: {tls_shown}")
+    # a filter that cannot match the kind: a usage error, which doveadm's
+    # server answers as for its own commands (it logs the usage and ends
+    # the connection)
+    try:
+        api(dc, "dmarcTls", {"filter": ["dkim", "pass"]})
+        check(False, "tls dkim pass over HTTP answered")
+    except http.client.RemoteDisconnected:
+        pass
+    dc.wait_log(r"doveadm\(\d+\): Error: dmarc tls: Filter dkim does not apply to tls reports")
     shown = api(dc, "dmarcShow", {"report": [str(rows[0]["id"])]})[0]
-    check(isinstance(json.loads(shown["records"]), list), "show records over HTTP")
+    check(isinstance(shown["records"], list) and isinstance(shown["records"][0]["reasons"], list)
+          and isinstance(shown["errors"], list), f"show: real lists over HTTP: {shown}")
     print(f"# {len(cases)} commands over HTTP gave what the command line gives")
 
 
@@ -159,8 +196,16 @@ def test_resolve(dc):
     check_equal({r["source_name"] for r in again}, {"mail.example.test"}, "from the cache")
     sample = [r for r in state["list"] if r["org"] == "Sample Reporter"][0]
     shown = cli(dc, ["dmarc", "show", "--resolve", str(sample["id"])])
-    check_equal(json.loads(shown[0]["records"])[0]["source_name"], "mail.example.test",
+    check_equal(shown[0]["records"][0]["source_name"], "mail.example.test",
                 "show --resolve")
+    summary = cli(dc, ["dmarc", "summary", "--resolve"])
+    plain = cli(dc, ["dmarc", "summary"])
+    check_equal(len(summary), len(plain), "summary --resolve rows")
+    for r, p in zip(summary, plain):
+        check_equal(r["top_failing"].replace(" failing.example.test", ""), p["top_failing"],
+                    "summary --resolve adds the names to the failing sources")
+    check(any("42.42.42.42 failing.example.test (" in r["top_failing"] for r in summary),
+          f"a failing source named: {summary}")
     print(f"# query --resolve over {len(rows)} records: {elapsed:.2f} s (first, uncached)")
 
 

@@ -443,6 +443,57 @@ def doveadm_json(dc, args, user):
     return json.loads(out) if out else []
 
 
+def check_show_kinds(dc, rows):
+    """Every TLS and failure row of list has an id that show --type takes;
+    show prints the report completely (against the database, which the
+    corpus tests compare with an independent parse), as JSON with lists
+    and as text."""
+    tls = tls_stored(dc, "lmtp")
+    failures = {f["id"]: f for f in
+                [dict(zip(["id"] + FAILURE_COLUMNS, r)) for r in dc.query(
+                    "lmtp", "SELECT id, " + ", ".join(FAILURE_COLUMNS) +
+                    " FROM failure_reports")]}
+    ids = {"tls": set(), "failure": set()}
+    for row in rows:
+        if row["type"] == "aggregate":
+            continue
+        check(isinstance(row["id"], int) and row["id"] > 0, f"list id of {row}")
+        ids[row["type"]].add(row["id"])
+        shown = doveadm_json(dc, ["dmarc", "show", "--type", row["type"], str(row["id"])],
+                             "lmtp")
+        check_equal(len(shown), 1, f"show --type {row['type']} {row['id']}")
+        got = shown[0]
+        check_equal((got["type"], got["id"]), (row["type"], row["id"]), "show: type and id")
+        if row["type"] == "tls":
+            (org, report_id, begin, end, contact), policies = tls[(got["org"], got["report_id"])]
+            check_equal((got["org"], got["report_id"], got["contact_info"]),
+                        (org, report_id, contact), "show tls: report fields")
+            check_equal(len(got["policies"]), len(policies), "show tls: policies")
+            for p, (ptype, strings, domain, mxs, succ, fail, fails) in zip(got["policies"],
+                                                                           policies):
+                check_equal((p["policy_type"], p["policy_strings"], p["policy_domain"],
+                             p["mx_hosts"], p["successful_sessions"], p["failed_sessions"]),
+                            (ptype, strings.split("\n") if strings else [], domain,
+                             mxs.split("\n") if mxs else [], succ, fail),
+                            f"show tls policy of {report_id}")
+                check_equal([tuple(d.values()) for d in p["failure_details"]], fails,
+                            f"show tls failure details of {report_id}")
+        else:
+            want = failures[row["id"]]
+            check_equal({c: got[c] for c in FAILURE_COLUMNS},
+                        {c: want[c] for c in FAILURE_COLUMNS},
+                        f"show failure {row['id']}: every ARF field")
+        r = dc.doveadm(["dmarc", "show", "--type", row["type"], str(row["id"])], user="lmtp")
+        check(r.returncode == 0 and f"\ntype: {row['type']}\n" in "\n" + r.stdout,
+              f"show --type {row['type']} as text: {r.stdout[:500]}")
+    check_equal((len(ids["tls"]), len(ids["failure"])), (len(tls), len(failures)),
+                "list: one id per TLS and failure report")
+    r = dc.doveadm(["dmarc", "show", "--type", "tls", "999999"], user="lmtp", fmt="json")
+    check_equal((r.returncode, r.stdout.strip()), (68, "[]"), "show of an unknown TLS id")
+    r = dc.doveadm(["dmarc", "show", "--type", "nothing", "1"], user="lmtp")
+    check_equal(r.returncode, 64, "show --type nothing: usage error")
+
+
 def test_doveadm(dc):
     """list with a type column and filter, tls (per policy and grouped),
     failures, summary's TLS rate, for the LMTP user."""
@@ -464,6 +515,7 @@ def test_doveadm(dc):
         check(all(r["type"] == t for r in got), f"list type {t}: other types")
     r = dc.doveadm(["dmarc", "list", "type", "bogus"], user="lmtp")
     check_equal(r.returncode, 64, "list type bogus: usage error")
+    check_show_kinds(dc, rows)
 
     pol = doveadm_json(dc, ["dmarc", "tls"], "lmtp")
     check_equal(len(pol), n_pol, "tls: one row per policy")
@@ -526,9 +578,38 @@ def test_doveadm(dc):
     lines = r.stdout.rstrip("\n").split("\n")
     check(all(len(l.split("\t")) == len(lines[0].split("\t")) for l in lines),
           "tls -f tab: a value split a row")
-    # record filters select aggregate records only
-    check_equal(doveadm_json(dc, ["dmarc", "list", "dkim", "pass", "type", "tls"], "lmtp"),
-                [], "a record filter lists no TLS reports")
+    # record filters select aggregate records only: without a type they
+    # list aggregate reports, with another kind named they are refused
+    check_equal({r["type"] for r in doveadm_json(dc, ["dmarc", "list", "dkim", "pass"],
+                                                 "lmtp")},
+                {"aggregate"}, "a record filter lists aggregate reports only")
+    for args, word, kind in ((["list", "dkim", "pass", "type", "tls"], "dkim", "tls"),
+                             (["list", "type", "failure", "not", "spf", "fail"], "spf",
+                              "failure"),
+                             (["list", "type", "tls", "source", "192.0.2.1"], "source", "tls"),
+                             (["tls", "disposition", "none"], "disposition", "tls"),
+                             (["failures", "header_from", "a.example"], "header_from",
+                              "failure")):
+        r = dc.doveadm(["dmarc"] + args, user="lmtp")
+        check_equal(r.returncode, 64, f"{args}: usage error")
+        check(f"Filter {word} does not apply to {kind} reports" in r.stderr,
+              f"{args}: says why: {r.stderr}")
+    r = dc.doveadm(["dmarc", "tls", "type", "failure"], user="lmtp")
+    check_equal(r.returncode, 64, "tls type failure: usage error")
+    # not, report and type apply to TLS and failure reports too
+    tls_rows = doveadm_json(dc, ["dmarc", "list", "type", "tls"], "lmtp")
+    first = tls_rows[0]
+    others = doveadm_json(dc, ["dmarc", "list", "type", "tls", "not", "report",
+                               str(first["id"])], "lmtp")
+    check_equal(sorted(r["id"] for r in others),
+                sorted(r["id"] for r in tls_rows if r["id"] != first["id"]),
+                "list type tls not report <id>")
+    check_equal(doveadm_json(dc, ["dmarc", "list", "type", "tls", "report", str(first["id"])],
+                             "lmtp"), [first], "list type tls report <id>")
+    not_y = doveadm_json(dc, ["dmarc", "tls", "not", "domain", "company-y.example"], "lmtp")
+    check(not_y and all(p["policy_domain"] != "company-y.example" for p in not_y),
+          f"tls not domain: {not_y}")
+    check_equal(len(not_y) + len(dom), n_pol, "tls: domain and not domain split the policies")
 
 
 def test_expire(dc):

@@ -961,6 +961,8 @@ struct report_domain_agg {
 	/* its own: a domain that does not make the cut frees it */
 	pool_t pool;
 	struct dmarc_query_report_domain domain;
+	/* domain's source tables, writable for their names */
+	struct dmarc_query_report_source *top_sources, *failing_sources;
 };
 
 struct report_private {
@@ -1271,10 +1273,12 @@ static void report_domain_end(struct report_ctx *ctx)
 		sum->verdict = p_strdup(pool, query_verdict(sum));
 	} T_END;
 
-	dom->domain.top_sources = report_sources_export(pool, top, top_count);
+	dom->top_sources = report_sources_export(pool, top, top_count);
+	dom->domain.top_sources = dom->top_sources;
 	dom->domain.top_source_count = top_count;
-	dom->domain.failing_sources =
+	dom->failing_sources =
 		report_sources_export(pool, failing, failing_count);
+	dom->domain.failing_sources = dom->failing_sources;
 	dom->domain.failing_source_count = failing_count;
 
 	reporters = p_new(pool, struct dmarc_query_report_reporter,
@@ -1339,6 +1343,29 @@ static void report_domain_end(struct report_ctx *ctx)
 		}
 	}
 	report_domain_drop(ctx, &dom);
+}
+
+/* The cached names of the sources shown (not looked up here: that is
+   doveadm dmarc --resolve's work). Only the domains kept, so at most
+   MAX_DOMAINS * 2 * TOP_SOURCES cache reads. */
+static int report_source_names(struct dmarc_store *store, pool_t pool,
+			       struct dmarc_query_report_source *sources,
+			       unsigned int count, int64_t now,
+			       const char **error_r)
+{
+	const char *name;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < count; i++) {
+		ret = dmarc_query_resolved_get(store, sources[i].source_ip,
+					       now, &name, error_r);
+		if (ret < 0)
+			return -1;
+		if (ret > 0)
+			sources[i].name = p_strdup(pool, name);
+	}
+	return 0;
 }
 
 static int report_domain_cmp(struct report_domain_agg *const *d1,
@@ -1495,8 +1522,18 @@ int dmarc_query_report(struct dmarc_store *store,
 	domains = p_new(pool, struct dmarc_query_report_domain, count + 1);
 	i = 0;
 	array_foreach_modifiable(&ctx.kept, kept) {
-		domains[i++] = (*kept)->domain;
-		array_push_back(&priv->domain_pools, &(*kept)->pool);
+		struct report_domain_agg *dom = *kept;
+
+		if (ret == 0 &&
+		    (report_source_names(store, dom->pool, dom->top_sources,
+					 dom->domain.top_source_count, now,
+					 error_r) < 0 ||
+		     report_source_names(store, dom->pool, dom->failing_sources,
+					 dom->domain.failing_source_count, now,
+					 error_r) < 0))
+			ret = -1;
+		domains[i++] = dom->domain;
+		array_push_back(&priv->domain_pools, &dom->pool);
 	}
 	priv->report.domains = domains;
 	priv->report.domain_count = count;

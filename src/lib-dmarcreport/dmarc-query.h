@@ -245,6 +245,9 @@ struct dmarc_query_report_bucket {
 
 struct dmarc_query_report_source {
 	const char *source_ip;
+	/* its verified name from the --resolve cache (resolved_names),
+	   NULL when none is cached */
+	const char *name;
 	uint64_t messages, pass, dkim_aligned, spf_aligned;
 };
 

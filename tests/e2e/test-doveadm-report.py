@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import time
 from email import policy
 from xml.sax.saxutils import escape
 
@@ -101,6 +102,25 @@ def tls_json(n, domain, ok, failed):
                         "total-failure-session-count": failed}}]}).encode()
 
 
+# the --resolve cache (resolved_names) as doveadm dmarc query --resolve
+# leaves it: a verified name, a source without one, a name expired
+RESOLVED = [("192.0.2.1", "mail.a.example", DAY),
+            ("198.51.100.7", "<b>mx</b>.sender.example", DAY),
+            ("2001:db8::25", None, DAY),
+            ("203.0.113.9", "gone.example", -DAY)]
+# the names the report shows: cached and not expired
+SOURCE_NAMES = {"192.0.2.1": "mail.a.example",
+                "198.51.100.7": "<b>mx</b>.sender.example",
+                "2001:db8::25": "", "203.0.113.9": ""}
+
+
+def seed_resolved_names(dc):
+    now = int(time.time())
+    dc.write_db("rep", [("INSERT INTO resolved_names (ip, name, expires)"
+                         " VALUES (?, ?, ?)", (ip, name, now + ttl))
+                        for ip, name, ttl in RESOLVED])
+
+
 def deliver_reports(dc):
     for n, (domain, day, org, p, records) in enumerate(REPORTS):
         xml = report_xml(n, domain, day, org, p, records)
@@ -178,6 +198,10 @@ COUNT_JS = """
       titled: s.querySelectorAll('figure.chart svg > title').length,
       verdict: s.querySelector('.verdict').textContent,
       reporters: [...s.querySelectorAll('table[data-table="reporters"] tbody td:first-child')].map(e => e.textContent),
+      // [source, name] of each row of the two source tables
+      sources: Object.fromEntries(['top-sources', 'failing-sources'].map(t =>
+        [t, [...s.querySelectorAll(`table[data-table="${t}"] tbody tr`)].map(
+          tr => [...tr.querySelectorAll('td')].slice(0, 2).map(e => e.textContent))])),
       policies: s.querySelectorAll('table[data-table="policy"] tbody tr').length,
       chart_width: c('messages').getBoundingClientRect().width,
     };
@@ -236,10 +260,17 @@ def check_counts(counts):
           f"b.example verdict: {counts['b.example']['verdict']}")
     check_equal(counts["b.example"]["reporters"], [HOSTILE_ORG],
                 "the hostile reporter name shown as text")
+    sources = counts["a.example"]["sources"]
+    check_equal(dict(sources["top-sources"]), SOURCE_NAMES,
+                "top sources: the cached names (as text), none when expired")
+    check_equal(sources["failing-sources"],
+                [["198.51.100.7", SOURCE_NAMES["198.51.100.7"]], ["203.0.113.9", ""]],
+                "failing sources with their names")
 
 
 def test_report_file(dc):
     deliver_reports(dc)
+    seed_resolved_names(dc)
     path = os.path.join(out_dir(dc), "report.html")
     doveadm_ok(dc, ["dmarc", "report", "--output", path] + PERIOD, user="rep")
     with open(path, encoding="utf-8") as f:
@@ -296,6 +327,8 @@ def test_report_digest_mail(dc):
     check(msg["Auto-Submitted"] == "auto-generated", "Auto-Submitted")
     text = msg.get_body(("plain",)).get_content()
     check("a.example: 225 messages" in text, f"text summary: {text[:300]!r}")
+    check("198.51.100.7 <b>mx</b>.sender.example (35 of 35 failing)" in text,
+          f"the failing source's name in the text: {text!r}")
     html = msg.get_body(("html",)).get_content()
     path = os.path.join(out_dir(dc), "digest.html")
     with open(path, "w", encoding="utf-8") as f:

@@ -184,7 +184,7 @@ cmd_dmarc_report_run(struct doveadm_mail_cmd_context *_ctx,
 		if (report_write_file(ctx, out, &error) < 0) {
 			i_error("dmarc report: user %s: %s", user->username,
 				dmarc_log_text(error));
-			_ctx->exit_code = EX_CANTCREAT;
+			doveadm_dmarc_set_exit_code(_ctx, EX_CANTCREAT);
 			ret = -1;
 		}
 	} else {

@@ -4,10 +4,13 @@ users (-F, in the file's order) follows doveadm's rule: EX_TEMPFAIL (75)
 wins over every other code and is never overwritten by a later user's
 error; otherwise the first error's code stays. The users fail in three
 ways: a database that every statement fails on (75), a database of a newer
-schema (65), an invalid setting (78)."""
+schema (65), an invalid setting (78). And import --mailbox looks the
+mailbox up as doveadm's own commands do."""
 
+import json
 import os
 import sqlite3
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -19,7 +22,9 @@ from dovetest import check, check_equal  # noqa: E402
 EX_DATAERR = 65  # DOVEADM_EX_NOTPOSSIBLE: a newer schema
 EX_TEMPFAIL = 75  # the database failed
 EX_CONFIG = 78  # invalid settings
-USERS = {"temp": {}, "newer": {}, "badset": {"dmarcreport_max_records": "many"}}
+USERS = {"temp": {}, "newer": {}, "badset": {"dmarcreport_max_records": "many"},
+         "mbox": {}}
+EX_NOTFOUND = 68  # DOVEADM_EX_NOTFOUND
 # each user's own exit code; import, which writes, takes a database it
 # cannot open for a failed database (as a full disk), so that a later run
 # tries again
@@ -90,9 +95,28 @@ def test_worst_code_wins(dc):
     print(f"# {runs} runs, each with its exit code")
 
 
+def test_import_mailbox_lookup(dc):
+    """import --mailbox finds the mailbox as doveadm's own commands do
+    (doveadm_mailbox_find()): a name that is not UTF-8 is EX_DATAERR with
+    doveadm's words; a missing one is EX_NOTFOUND; one that exists but has
+    no mail imports nothing."""
+    r = subprocess.run(dc.wrap([dovetest.DOVEADM, "-c", dc.conf, "dmarc", "import",
+                                "--mailbox", b"Bad\xffName", "-u", "mbox"]),
+                       capture_output=True, timeout=120, env=dovetest.sanitizer_env())
+    err = r.stderr.decode(errors="replace")
+    check_equal(r.returncode, EX_DATAERR, f"not UTF-8: {err.strip()}")
+    check("not valid UTF-8" in err, f"says why: {err.strip()}")
+    r = dc.doveadm(["dmarc", "import", "--mailbox", "NoSuchBox"], user="mbox")
+    check_equal(r.returncode, EX_NOTFOUND, f"missing: {r.stderr.strip()}")
+    check("NoSuchBox" in r.stderr, f"names it: {r.stderr.strip()}")
+    r = dc.doveadm(["dmarc", "import", "--mailbox", "INBOX"], user="mbox", fmt="json")
+    check_equal(r.returncode, 0, f"empty INBOX: {r.stderr.strip()}")
+    check_equal(json.loads(r.stdout)[0]["inputs"], 0, "inputs of an empty INBOX")
+
+
 if __name__ == "__main__":
     dovetest.require_root()
     if not dovetest.have_doveadm_plugin():
         dovetest.skip("the doveadm plugin is not built")
-    dovetest.main([test_worst_code_wins],
+    dovetest.main([test_worst_code_wins, test_import_mailbox_lookup],
                   lambda: dovetest.Dovecot("exitcodes", users=USERS))

@@ -13,6 +13,7 @@ import email
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from email import policy
@@ -372,6 +373,13 @@ def test_report_usage(dc):
     r = dc.doveadm(["dmarc", "report", "--output", "/x.html", "--mailbox", "X"],
                    user="rep")
     check_equal(r.returncode, 64, "both --output and --mailbox")
+    # doveadm's own mailbox lookup: a name that is not UTF-8 is EX_DATAERR
+    r = subprocess.run(dc.wrap([dovetest.DOVEADM, "-c", dc.conf, "dmarc", "report",
+                                "--mailbox", b"Bad\xffName", "-u", "rep"]),
+                       capture_output=True, timeout=120, env=dovetest.sanitizer_env())
+    err = r.stderr.decode(errors="replace")
+    check_equal(r.returncode, 65, f"--mailbox not UTF-8: {err.strip()}")
+    check("not valid UTF-8" in err, f"says why: {err.strip()}")
 
 
 def test_report_unwritable(dc):

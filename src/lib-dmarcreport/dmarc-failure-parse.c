@@ -145,10 +145,8 @@ failure_value(pool_t pool, const struct dmarc_limits *limits,
 	}
 	p = t_str_trim(str_c(clean), " ");
 	len = strlen(p);
-	if (limits->max_value_length > 0 && len > limits->max_value_length) {
-		len = uni_utf8_data_truncate((const unsigned char *)p, len,
-					     limits->max_value_length);
-	}
+	len = uni_utf8_data_truncate((const unsigned char *)p, len,
+				     limits->max_value_length);
 	return p_strndup(pool, p, len);
 }
 
@@ -175,15 +173,12 @@ static const char *join(pool_t pool, const struct dmarc_limits *limits,
 
 	if (old == NULL)
 		return value;
-	if (limits->max_value_length > 0 &&
-	    strlen(old) >= limits->max_value_length)
+	if (strlen(old) >= limits->max_value_length)
 		return old;
 	joined = t_strconcat(old, "\n", value, NULL);
 	len = strlen(joined);
-	if (limits->max_value_length > 0 && len > limits->max_value_length) {
-		len = uni_utf8_data_truncate((const unsigned char *)joined,
-					     len, limits->max_value_length);
-	}
+	len = uni_utf8_data_truncate((const unsigned char *)joined, len,
+				     limits->max_value_length);
 	return p_strndup(pool, joined, len);
 }
 

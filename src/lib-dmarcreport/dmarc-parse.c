@@ -517,7 +517,7 @@ static void text_append(struct dmarc_parser *parser, enum elem id,
 
 	if (parser->text_cut)
 		return;
-	if (max > 0 && used + len > max) {
+	if (used + len > max) {
 		size_t n = max - used;
 
 		/* cut at a character boundary */
@@ -799,8 +799,7 @@ static enum step_result record_begin(struct dmarc_parser *parser)
 {
 	struct dmarc_record *record = &parser->cur->record;
 
-	if (parser->limits.max_records > 0 &&
-	    parser->records >= parser->limits.max_records) {
+	if (parser->records >= parser->limits.max_records) {
 		return parser_fail(parser, "more than %u records "
 				   "(dmarcreport_max_records)",
 				   parser->limits.max_records);
@@ -1153,7 +1152,7 @@ static bool ext_fits(struct dmarc_parser *parser, size_t more)
 {
 	unsigned int max = parser->limits.max_value_length;
 
-	return max == 0 || ext_level_len(parser) + str_len(parser->ext) + more <= max;
+	return ext_level_len(parser) + str_len(parser->ext) + more <= max;
 }
 
 static void ext_append_escaped(struct dmarc_parser *parser,
@@ -1261,7 +1260,7 @@ static void ext_finish(struct dmarc_parser *parser)
 	unsigned int max = parser->limits.max_value_length;
 
 	if (parser->ext_overflow ||
-	    (max > 0 && ext_level_len(parser) + str_len(parser->ext) > max)) {
+	    ext_level_len(parser) + str_len(parser->ext) > max) {
 		parser->n_extensions_dropped++;
 	} else if (parser->ext_in_record) {
 		record->extensions = p_strconcat(parser->cur->pool,
@@ -1323,8 +1322,7 @@ sax_start_element(void *context, const xmlChar *localname,
 		parser->ext_in_record = stack_has_record(parser);
 		/* the level is full: count it, copy nothing (a document
 		   of a billion <a/>s costs no more than before) */
-		if (parser->limits.max_value_length > 0 &&
-		    ext_level_len(parser) >= parser->limits.max_value_length)
+		if (ext_level_len(parser) >= parser->limits.max_value_length)
 			parser->ext_overflow = TRUE;
 	}
 	parser->ext_depth++;
@@ -1467,6 +1465,8 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	struct dmarc_parser *parser;
 	pool_t pool;
 
+	/* the settings take only positive numbers: every bound holds */
+	i_assert(limits->max_records > 0 && limits->max_value_length > 0);
 	xmlInitParser();
 	parse_tables_init();
 	pool = pool_alloconly_create("dmarc parser", 4096);

@@ -135,7 +135,7 @@ static int tls_count(struct tls_parse *ctx, enum dmarc_json_token token,
 static int tls_ip(struct tls_parse *ctx, const char *name, const char *value,
 		  const char **ip_r)
 {
-	struct ip_addr ip;
+	struct ip_addr ip, ip4;
 	const char *trimmed = t_str_trim(value, " \t\r\n");
 
 	if (*trimmed == '\0') {
@@ -147,16 +147,10 @@ static int tls_ip(struct tls_parse *ctx, const char *name, const char *value,
 					     name, quote(value));
 		return -1;
 	}
-	if (ip.family == AF_INET6 &&
-	    IN6_IS_ADDR_V4MAPPED(&ip.u.ip6)) {
-		/* ::ffff:192.0.2.1 is 192.0.2.1, as the aggregate parser
-		   stores it */
-		struct in_addr v4;
-
-		memcpy(&v4, ip.u.ip6.s6_addr + 12, 4);
-		ip.family = AF_INET;
-		ip.u.ip4 = v4;
-	}
+	/* ::ffff:192.0.2.1 is 192.0.2.1, as the aggregate parser stores
+	   it */
+	if (net_ipv6_mapped_ipv4_convert(&ip, &ip4) == 0)
+		ip = ip4;
 	*ip_r = p_strdup(ctx->pool, net_ip2addr(&ip));
 	return 0;
 }

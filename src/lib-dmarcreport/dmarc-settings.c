@@ -1,6 +1,7 @@
 /* Settings and limits: every name, kind and default in one table. */
 
 #include "lib.h"
+#include "home-expand.h"
 #include "dmarc-compat-lib.h"
 #include "dmarc-settings-list.h"
 #include "dmarc-settings.h"
@@ -78,7 +79,7 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 					value);
 				return -1;
 			}
-			value = t_strconcat(home, value + 1, NULL);
+			value = home_expand_tilde(value, home);
 		}
 		if (value[0] != '/') {
 			*error_r = t_strdup_printf(

@@ -779,6 +779,15 @@ class Dovecot:
         finally:
             con.close()
 
+    def out_dir(self):
+        """A directory of the test dir the test user may write to (doveadm
+        runs as that user)."""
+        d = self.path("out")
+        if not os.path.isdir(d):
+            os.mkdir(d, 0o755)
+            os.chown(d, self.uid, self.uid)
+        return d
+
     def write_db(self, user, statements):
         """Runs [(sql, params)] as root on the user's database, which the
         plugin made; the files stay the user's."""

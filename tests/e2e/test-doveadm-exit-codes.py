@@ -51,22 +51,14 @@ def make_db(dc, user, statements):
         os.chown(p, dc.uid, dc.uid)
 
 
-def out_dir(dc):
-    d = dc.path("out")
-    if not os.path.isdir(d):
-        os.mkdir(d, 0o755)
-        os.chown(d, dc.uid, dc.uid)
-    return d
-
-
 def commands(dc):
-    report = os.path.join(out_dir(dc), "r.xml")
+    report = os.path.join(dc.out_dir(), "r.xml")
     with open(report, "wb") as f:
         f.write(reportmail.report_xml("exit-1"))
     os.chown(report, dc.uid, dc.uid)
     return [["dmarc", "list"], ["dmarc", "show", "1"], ["dmarc", "query"],
             ["dmarc", "summary"], ["dmarc", "tls"], ["dmarc", "failures"],
-            ["dmarc", "report", "--output", os.path.join(out_dir(dc), "%u.html")],
+            ["dmarc", "report", "--output", os.path.join(dc.out_dir(), "%u.html")],
             ["dmarc", "import", report], ["dmarc", "expire", "--before", "2000-01-01"]]
 
 

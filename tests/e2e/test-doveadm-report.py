@@ -146,15 +146,6 @@ def doveadm_ok(dc, args, user=None):
     return r
 
 
-def out_dir(dc):
-    """A directory the test user may write to (doveadm runs as it)."""
-    d = dc.path("out")
-    if not os.path.isdir(d):
-        os.mkdir(d, 0o755)
-        os.chown(d, dc.uid, dc.uid)
-    return d
-
-
 MAIL_COUNT_JS = """
 (() => {
   const r = {};
@@ -272,7 +263,7 @@ def check_counts(counts):
 def test_report_file(dc):
     deliver_reports(dc)
     seed_resolved_names(dc)
-    path = os.path.join(out_dir(dc), "report.html")
+    path = os.path.join(dc.out_dir(), "report.html")
     doveadm_ok(dc, ["dmarc", "report", "--output", path] + PERIOD, user="rep")
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -299,7 +290,7 @@ def test_report_file(dc):
 
 
 def test_report_empty_period(dc):
-    path = os.path.join(out_dir(dc), "empty.html")
+    path = os.path.join(dc.out_dir(), "empty.html")
     doveadm_ok(dc, ["dmarc", "report", "--output", path, "since", "2020-01-01",
                     "until", "2020-01-31"], user="rep")
     counts = render(path, os.path.join(ARTIFACTS, "report-empty.png"))
@@ -331,7 +322,7 @@ def test_report_digest_mail(dc):
     check("198.51.100.7 <b>mx</b>.sender.example (35 of 35 failing)" in text,
           f"the failing source's name in the text: {text!r}")
     html = msg.get_body(("html",)).get_content()
-    path = os.path.join(out_dir(dc), "digest.html")
+    path = os.path.join(dc.out_dir(), "digest.html")
     with open(path, "w", encoding="utf-8") as f:
         f.write(html)
     # Gmail and Outlook drop inline SVG: the mail's charts are tables
@@ -355,14 +346,14 @@ def test_report_digest_mail(dc):
 
 def test_report_all_users_files(dc):
     """-A --output with %u: a file per user who has reports."""
-    pattern = os.path.join(out_dir(dc), "all-%u.html")
+    pattern = os.path.join(dc.out_dir(), "all-%u.html")
     doveadm_ok(dc, ["dmarc", "report", "-A", "--output", pattern] + PERIOD)
     check(os.path.exists(pattern.replace("%u", "rep")), "rep's page written")
     check(not os.path.exists(pattern.replace("%u", "nodb")),
           "no page for the user without a database")
     check_equal(oct(os.stat(pattern.replace("%u", "rep")).st_mode & 0o777), "0o600",
                 "page mode")
-    check_equal([f for f in os.listdir(out_dir(dc)) if ".tmp." in f], [],
+    check_equal([f for f in os.listdir(dc.out_dir()) if ".tmp." in f], [],
                 "no temp file left")
 
 

@@ -45,6 +45,8 @@ dmarc_compat_user_setting(const char *name, void *context)
 		return dec2str(*(const unsigned int *)value);
 	case SET_TIME_MSECS:
 		return t_strdup_printf("%ums", *(const unsigned int *)value);
+	case SET_BOOL:
+		return *(const bool *)value ? "yes" : "no";
 	default:
 		i_unreached();
 	}

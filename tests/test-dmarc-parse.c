@@ -855,6 +855,18 @@ static void test_parse_generated_values(void)
 		  "fe80::1%eth0", 1 },
 		{ "x", "mail.example.com", "1", GEN_INVALID_IP,
 		  "\"mail.example.com\"", "mail.example.com", 1 },
+		/* what net_addr2ip() takes besides addresses as written */
+		{ "x", "10.1", "1", GEN_INVALID_IP, "\"10.1\"", "10.1", 1 },
+		{ "x", "0x0a000001", "1", GEN_INVALID_IP, "\"0x0a000001\"",
+		  "0x0a000001", 1 },
+		{ "x", "3232235777", "1", GEN_INVALID_IP, "\"3232235777\"",
+		  "3232235777", 1 },
+		{ "x", "010.0.0.1", "1", GEN_INVALID_IP, "\"010.0.0.1\"",
+		  "010.0.0.1", 1 },
+		{ "x", "192.0.2.1 x", "1", GEN_INVALID_IP, "\"192.0.2.1 x\"",
+		  "192.0.2.1 x", 1 },
+		{ "x", "[2001:db8::1]", "1", GEN_INVALID_IP,
+		  "\"[2001:db8::1]\"", "[2001:db8::1]", 1 },
 		{ "x", "", "1", GEN_INVALID_IP, "no <source_ip>", "", 1 },
 	};
 	unsigned int i;

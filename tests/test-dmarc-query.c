@@ -1,6 +1,7 @@
 /* Unit tests for dmarc-query.c: figures of list, records, groups and
    summary over a fixed set stored with the store API, checked against
-   hand-computed numbers; filters; date and CIDR parsing; expire. */
+   hand-computed numbers; filters; date and CIDR parsing; and the store's
+   expire (dmarc-store-expire.c) over the same set. */
 
 #include "lib.h"
 #include "array.h"
@@ -901,7 +902,7 @@ static int64_t db_count(struct dmarc_store *store, const char *sql)
 	return n;
 }
 
-static void test_query_expire(void)
+static void test_store_expire(void)
 {
 	struct dmarc_store *store;
 	struct dmarc_query_filter filter;
@@ -910,20 +911,20 @@ static void test_query_expire(void)
 	const char *error;
 	pool_t pool;
 
-	test_begin("query: expire deletes reports with their records");
+	test_begin("store: expire deletes reports with their records");
 	if (dmarc_store_open(db_path, 0, &store, &error) != 1)
 		i_fatal("dmarc_store_open(%s): %s", db_path, error);
 	pool = pool_alloconly_create("expire paths", 256);
 	p_array_init(&paths, pool, 4);
 
 	/* nothing ends before DAY1 */
-	test_assert(dmarc_query_expire(store, DAY1, pool, &paths, &deleted,
+	test_assert(dmarc_store_expire(store, DAY1, pool, &paths, &deleted,
 				       &error) == 0);
 	test_assert(deleted == 0 && array_count(&paths) == 0);
 
 	/* r1 and r2 ended before day 3; r2's file goes, r1's file stays
 	   because r3 (kept) was stored from the same file */
-	test_assert(dmarc_query_expire(store, DAY1 + 2*DAY, pool, &paths,
+	test_assert(dmarc_store_expire(store, DAY1 + 2*DAY, pool, &paths,
 				       &deleted, &error) == 0);
 	test_assert(deleted == 2);
 	test_assert(array_count(&paths) == 1);
@@ -954,7 +955,7 @@ static void test_query_expire(void)
 		" VALUES (999999, 0, 'e');"
 		"PRAGMA foreign_keys = ON;", NULL, NULL, NULL) == SQLITE_OK);
 	dmarc_store_batch_set_max_time(store, 1);
-	test_assert(dmarc_query_expire(store, DAY1, pool, &paths, &deleted,
+	test_assert(dmarc_store_expire(store, DAY1, pool, &paths, &deleted,
 				       &error) == 0);
 	test_assert(deleted == 0);
 	test_assert(db_count(store, "SELECT count(*) FROM records") == 2);
@@ -1448,7 +1449,7 @@ int main(void)
 		test_query_list_counts_matching_records,
 		test_query_source_filters,
 		test_query_missing_db,
-		test_query_expire,
+		test_store_expire,
 		test_query_sums_saturate,
 		test_query_escape,
 		fixture_teardown,

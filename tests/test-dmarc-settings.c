@@ -38,6 +38,7 @@ static void test_settings_defaults(void)
 	test_assert(set.limits.max_processing_time_msecs == 10000);
 	test_assert(set.limits.lock_timeout_msecs == 5000);
 	test_assert(set.limits.max_pending_size == 64*1024*1024);
+	test_assert(set.store_cache);
 	test_end();
 }
 
@@ -50,6 +51,7 @@ static void test_settings_overrides(void)
 		"dmarcreport_max_records", "5000",
 		"dmarcreport_max_processing_time", "1500 ms",
 		"dmarcreport_lock_timeout", "1500ms",
+		"dmarcreport_store_cache", "no",
 		NULL
 	};
 	struct dmarc_settings set;
@@ -65,6 +67,7 @@ static void test_settings_overrides(void)
 	test_assert(set.limits.max_records == 5000);
 	test_assert(set.limits.max_processing_time_msecs == 1500);
 	test_assert(set.limits.lock_timeout_msecs == 1500);
+	test_assert(!set.store_cache);
 	test_end();
 }
 
@@ -83,6 +86,7 @@ static void test_settings_errors(void)
 		{ "dmarcreport_max_processing_time", "0", "/h",
 		  "not a positive time" },
 		{ "dmarcreport_max_processing_time", "soon", "/h", "" },
+		{ "dmarcreport_store_cache", "maybe", "/h", "use yes or no" },
 	};
 	struct dmarc_settings set;
 	const char *error;

@@ -9,11 +9,14 @@
 set -e
 root=${1:-${DOVECOT24_CHROOT:-/var/cache/dovecot-dmarcreport/trixie}}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# the same list as tools/deps.sh, for the chroot's own Debian
+# the same list as tools/deps.sh (but valgrind: stage 2 runs on the host
+# only), for the chroot's own Debian; chromium renders the report test's
+# pages against Dovecot 2.4 too
 packages="autoconf automake libtool pkg-config make gcc
 dovecot-dev dovecot-core dovecot-lmtpd dovecot-sieve
 libsqlite3-dev libxml2-dev libarchive-dev zlib1g-dev
-python3 sqlite3 libxml2-utils util-linux"
+python3 sqlite3 libxml2-utils util-linux
+chromium"
 packages="$packages $EXTRA_PACKAGES"
 
 if [ ! -x "$root/usr/bin/apt-get" ]; then

@@ -10,7 +10,6 @@
 #include "dmarc-query.h"
 #include "doveadm-dmarc-filter.h"
 #include "doveadm-dmarc.h"
-#include "dmarc-query-kinds.h"
 
 struct expire_cmd_context {
 	struct doveadm_dmarc_cmd_context dctx;
@@ -48,7 +47,7 @@ cmd_dmarc_expire_run(struct doveadm_mail_cmd_context *_ctx,
 	struct dmarc_settings set;
 	struct dmarc_store *store;
 	ARRAY_TYPE(const_string) paths;
-	unsigned int deleted = 0, deleted_kinds = 0, removed = 0;
+	unsigned int deleted = 0, removed = 0;
 	bool want_files;
 	const char *error;
 	int ret;
@@ -62,16 +61,9 @@ cmd_dmarc_expire_run(struct doveadm_mail_cmd_context *_ctx,
 		/* deliveries waiting for the lock get it in time */
 		dmarc_store_batch_set_max_time(store,
 			DMARC_LOCK_TIMEOUT_BATCH_MSECS(set.limits.lock_timeout_msecs));
-		ret = dmarc_query_expire(store, ctx->before, _ctx->pool,
+		ret = dmarc_store_expire(store, ctx->before, _ctx->pool,
 					 want_files ? &paths : NULL,
 					 &deleted, &error);
-		/* TLS and failure reports: their own transaction */
-		if (ret == 0) {
-			ret = dmarc_query_expire_kinds(store, ctx->before,
-				_ctx->pool, want_files ? &paths : NULL,
-				&deleted_kinds, &error);
-			deleted += deleted_kinds;
-		}
 		dmarc_store_close(&store);
 		if (ret < 0)
 			return doveadm_dmarc_query_failed(_ctx, user, error);

@@ -10,8 +10,9 @@
 #include "ioloop.h"
 #include "istream.h"
 #include "path-util.h"
-#include "mail-namespace.h"
+#include "mail-storage.h"
 #include "mail-search-build.h"
+#include "doveadm-mail-iter.h"
 #include "doveadm-print.h"
 #include "dmarc-ingest.h"
 #include "dmarc-import.h"
@@ -38,40 +39,54 @@ static int
 import_mailbox(struct import_cmd_context *ctx, struct mail_user *user)
 {
 	struct doveadm_mail_cmd_context *_ctx = &ctx->dctx.ctx;
-	struct mail_namespace *ns;
+	struct doveadm_mail_iter *iter;
+	struct mailbox_info info;
 	struct mailbox *box;
-	struct mailbox_transaction_context *trans;
-	struct mail_search_context *search;
+	enum mailbox_existence existence;
 	struct dmarc_ingest_counts counts;
 	struct istream *input;
 	struct mail *mail;
 	time_t received;
 	int ret = 0;
 
-	ns = mail_namespace_find(user->namespaces, ctx->mailbox);
-	box = mailbox_alloc(ns->list, ctx->mailbox,
-			    MAILBOX_FLAG_READONLY | MAILBOX_FLAG_IGNORE_ACLS);
-	if (mailbox_sync(box, 0) < 0) {
-		i_error("dmarc import: Opening mailbox %s failed: %s",
-			ctx->mailbox, mailbox_get_last_internal_error(box, NULL));
-		/* the exit code says it (68 for a missing mailbox); -1 is
-		   for the database */
+	/* doveadm's own lookup: a name that is not UTF-8 fails as it does
+	   in doveadm's commands, the namespace is the name's */
+	box = doveadm_mailbox_find(user, ctx->mailbox);
+	if (mailbox_exists(box, TRUE, &existence) < 0) {
+		i_error("dmarc import: Mailbox %s: %s", ctx->mailbox,
+			mailbox_get_last_internal_error(box, NULL));
 		doveadm_mail_failed_mailbox(_ctx, box);
 		mailbox_free(&box);
 		return 0;
 	}
-	mail_search_args_init(_ctx->search_args, box, FALSE, NULL);
-	trans = mailbox_transaction_begin(box, 0, "dmarc import");
-	search = mailbox_search_init(trans, _ctx->search_args, NULL,
-				     MAIL_FETCH_STREAM_HEADER |
-				     MAIL_FETCH_STREAM_BODY |
-				     MAIL_FETCH_RECEIVED_DATE, NULL);
-	while (ret == 0 && mailbox_search_next(search, &mail)) {
+	if (existence != MAILBOX_EXISTENCE_SELECT) {
+		/* the iterator skips a missing mailbox silently, as a walk
+		   over a pattern should; one named here is an error (68) */
+		i_error("dmarc import: Mailbox %s doesn't exist", ctx->mailbox);
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
+		mailbox_free(&box);
+		return 0;
+	}
+	i_zero(&info);
+	info.ns = mailbox_get_namespace(box);
+	info.vname = mailbox_get_vname(box);
+	/* -1 for the database only: a mailbox error is logged and in the
+	   exit code (doveadm_mail_failed_mailbox()) */
+	if (doveadm_mail_iter_init(_ctx, &info, _ctx->search_args,
+				   MAIL_FETCH_STREAM_HEADER |
+				   MAIL_FETCH_STREAM_BODY |
+				   MAIL_FETCH_RECEIVED_DATE, NULL,
+				   DOVEADM_MAIL_ITER_FLAG_READONLY, &iter) < 0 ||
+	    iter == NULL) {
+		mailbox_free(&box);
+		return 0;
+	}
+	while (ret == 0 && doveadm_mail_iter_next(iter, &mail)) {
 		ctx->inputs++;
 		if (mail_get_stream(mail, NULL, NULL, &input) < 0) {
 			i_error("dmarc import: %s UID %u: Reading failed: %s",
 				ctx->mailbox, mail->uid,
-				mailbox_get_last_internal_error(box, NULL));
+				mailbox_get_last_internal_error(mail->box, NULL));
 			ctx->total.failed++;
 			continue;
 		}
@@ -82,14 +97,9 @@ import_mailbox(struct import_cmd_context *ctx, struct mail_user *user)
 					   &counts);
 		dmarc_ingest_counts_add(&ctx->total, &counts);
 	}
-	if (mailbox_search_deinit(&search) < 0) {
-		i_error("dmarc import: Searching mailbox %s failed: %s",
-			ctx->mailbox, mailbox_get_last_internal_error(box, NULL));
-		doveadm_mail_failed_mailbox(_ctx, box);
-	}
-	mail_search_args_deinit(_ctx->search_args);
-	/* read-only: nothing to commit in the mailbox */
-	mailbox_transaction_rollback(&trans);
+	/* read-only: nothing is committed; a failed search is logged and
+	   in the exit code */
+	(void)doveadm_mail_iter_deinit(&iter);
 	mailbox_free(&box);
 	return ret;
 }

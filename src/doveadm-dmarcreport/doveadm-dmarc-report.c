@@ -10,7 +10,6 @@
 #include "hostpid.h"
 #include "path-util.h"
 #include "write-full.h"
-#include "mail-namespace.h"
 #include "mail-storage.h"
 #include "doveadm-print.h"
 #include "doveadm-dmarc-filter.h"
@@ -80,7 +79,6 @@ static int report_save_mail(struct report_cmd_context *ctx,
 			    const string_t *mail)
 {
 	struct doveadm_mail_cmd_context *_ctx = &ctx->dctx.ctx;
-	struct mail_namespace *ns;
 	struct mailbox *box;
 	struct mailbox_transaction_context *trans;
 	struct mail_save_context *save_ctx;
@@ -88,8 +86,9 @@ static int report_save_mail(struct report_cmd_context *ctx,
 	enum mail_error error;
 	int result = -1;
 
-	ns = mail_namespace_find(ctx->user->namespaces, ctx->mailbox);
-	box = mailbox_alloc(ns->list, ctx->mailbox, MAILBOX_FLAG_SAVEONLY);
+	/* doveadm's own lookup, as doveadm save: a name that is not UTF-8
+	   is EX_DATAERR */
+	box = doveadm_mailbox_find(ctx->user, ctx->mailbox);
 	if (mailbox_create(box, NULL, FALSE) < 0) {
 		(void)mailbox_get_last_error(box, &error);
 		if (error != MAIL_ERROR_EXISTS) {
@@ -184,7 +183,7 @@ cmd_dmarc_report_run(struct doveadm_mail_cmd_context *_ctx,
 		if (report_write_file(ctx, out, &error) < 0) {
 			i_error("dmarc report: user %s: %s", user->username,
 				dmarc_log_text(error));
-			_ctx->exit_code = EX_CANTCREAT;
+			doveadm_dmarc_set_exit_code(_ctx, EX_CANTCREAT);
 			ret = -1;
 		}
 	} else {

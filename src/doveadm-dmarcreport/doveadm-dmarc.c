@@ -185,7 +185,7 @@ int doveadm_dmarc_user_settings(struct doveadm_mail_cmd_context *ctx,
 	if (dmarc_compat_user_settings(user, ctx->pool, set_r, &error) < 0) {
 		i_error("dmarc: user %s: Invalid settings: %s",
 			user->username, dmarc_log_text(error));
-		ctx->exit_code = EX_CONFIG;
+		doveadm_dmarc_set_exit_code(ctx, EX_CONFIG);
 		return -1;
 	}
 	return 0;
@@ -209,7 +209,7 @@ int doveadm_dmarc_store_open(struct doveadm_mail_cmd_context *ctx,
 		   (the store's error names the file) */
 		i_error("dmarc: user %s: %s", user->username,
 			dmarc_log_text(error));
-		ctx->exit_code = DOVEADM_EX_NOTPOSSIBLE;
+		doveadm_dmarc_set_exit_code(ctx, DOVEADM_EX_NOTPOSSIBLE);
 		return -1;
 	}
 	return ret;
@@ -250,7 +250,7 @@ int doveadm_dmarc_query_failed(struct doveadm_mail_cmd_context *ctx,
 			       struct mail_user *user, const char *error)
 {
 	i_error("dmarc: user %s: %s", user->username, dmarc_log_text(error));
-	ctx->exit_code = EX_TEMPFAIL;
+	doveadm_dmarc_set_exit_code(ctx, EX_TEMPFAIL);
 	return -1;
 }
 

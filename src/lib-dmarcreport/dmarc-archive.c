@@ -24,30 +24,14 @@ static const char *const device_names[] = {
 	"con", "prn", "aux", "nul",
 	"com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8", "com9",
 	"lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
+	NULL
 };
 
+/* "CON", "con.xml", "Lpt1.xml.gz": a device on Windows, whatever the
+   extension */
 static bool is_device_name(const char *name)
 {
-	const char *dot = strchr(name, '.');
-	size_t len = dot == NULL ? strlen(name) : (size_t)(dot - name);
-	unsigned int i;
-
-	for (i = 0; i < N_ELEMENTS(device_names); i++) {
-		if (strlen(device_names[i]) == len &&
-		    strncasecmp(name, device_names[i], len) == 0)
-			return TRUE;
-	}
-	return FALSE;
-}
-
-/* Cut str to at most max bytes on a UTF-8 character boundary. */
-static size_t utf8_cut(const char *str, size_t len, size_t max)
-{
-	if (len <= max)
-		return len;
-	while (max > 0 && ((unsigned char)str[max] & 0xc0) == 0x80)
-		max--;
-	return max;
+	return str_array_icase_find(device_names, t_strcut(name, '.'));
 }
 
 const char *dmarc_archive_safe_name(const char *filename,
@@ -102,8 +86,9 @@ const char *dmarc_archive_safe_name(const char *filename,
 
 		ext = strchr(name + len - I_MIN(len, 16), '.');
 		ext_len = ext == NULL ? 0 : strlen(ext);
-		len = utf8_cut(name, len - ext_len,
-			       ARCHIVE_NAME_MAX_BYTES - ext_len);
+		len = uni_utf8_data_truncate((const unsigned char *)name,
+					     len - ext_len,
+					     ARCHIVE_NAME_MAX_BYTES - ext_len);
 		return t_strconcat(t_strndup(name, len),
 				   ext == NULL ? "" : ext, NULL);
 	}

@@ -145,10 +145,8 @@ failure_value(pool_t pool, const struct dmarc_limits *limits,
 	}
 	p = t_str_trim(str_c(clean), " ");
 	len = strlen(p);
-	if (limits->max_value_length > 0 && len > limits->max_value_length) {
-		len = uni_utf8_data_truncate((const unsigned char *)p, len,
-					     limits->max_value_length);
-	}
+	len = uni_utf8_data_truncate((const unsigned char *)p, len,
+				     limits->max_value_length);
 	return p_strndup(pool, p, len);
 }
 
@@ -175,21 +173,18 @@ static const char *join(pool_t pool, const struct dmarc_limits *limits,
 
 	if (old == NULL)
 		return value;
-	if (limits->max_value_length > 0 &&
-	    strlen(old) >= limits->max_value_length)
+	if (strlen(old) >= limits->max_value_length)
 		return old;
 	joined = t_strconcat(old, "\n", value, NULL);
 	len = strlen(joined);
-	if (limits->max_value_length > 0 && len > limits->max_value_length) {
-		len = uni_utf8_data_truncate((const unsigned char *)joined,
-					     len, limits->max_value_length);
-	}
+	len = uni_utf8_data_truncate((const unsigned char *)joined, len,
+				     limits->max_value_length);
 	return p_strndup(pool, joined, len);
 }
 
 static int normalise_ip(const char *value, const char **ip_r)
 {
-	struct ip_addr ip;
+	struct ip_addr ip, ip4;
 	const char *p = t_str_trim(value, " \t");
 
 	/* "192.0.2.1 (mx.example.org)": a comment after the address */
@@ -200,13 +195,8 @@ static int normalise_ip(const char *value, const char **ip_r)
 		p += 5;
 	if (net_addr2ip(p, &ip) < 0)
 		return -1;
-	if (ip.family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&ip.u.ip6)) {
-		struct in_addr v4;
-
-		memcpy(&v4, ip.u.ip6.s6_addr + 12, 4);
-		ip.family = AF_INET;
-		ip.u.ip4 = v4;
-	}
+	if (net_ipv6_mapped_ipv4_convert(&ip, &ip4) == 0)
+		ip = ip4;
 	*ip_r = net_ip2addr(&ip);
 	return 0;
 }

@@ -46,12 +46,12 @@
 #include "str.h"
 #include "strnum.h"
 #include "str-sanitize.h"
+#include "net.h"
 #include "dmarc-settings.h"
 #include "dmarc-parse.h"
 #include "dmarc-xml-filter.h"
 
 #include <stdarg.h>
-#include <arpa/inet.h>
 #include <libxml/parser.h>
 #include <libxml/SAX2.h>
 #include <libxml/dict.h>
@@ -374,15 +374,6 @@ static const char *elem_name(enum elem id)
 	return "?";
 }
 
-static bool value_in(const char *value, const char *const *values)
-{
-	for (; *values != NULL; values++) {
-		if (strcmp(value, *values) == 0)
-			return TRUE;
-	}
-	return FALSE;
-}
-
 /* Lower-case copy of an enumerated value, checked against values. */
 static enum step_result
 parse_enum(struct dmarc_parser *parser, pool_t pool, enum elem id,
@@ -390,7 +381,7 @@ parse_enum(struct dmarc_parser *parser, pool_t pool, enum elem id,
 {
 	char *lvalue = str_lcase(p_strdup(pool, value));
 
-	if (!value_in(lvalue, values)) {
+	if (!str_array_find(values, lvalue)) {
 		return parser_fail(parser, "<%s> %s is not one of %s",
 				   elem_name(id), quote_value(value),
 				   t_strarray_join((const char *const *)values,
@@ -423,27 +414,23 @@ parse_time(struct dmarc_parser *parser, enum elem id, const char *value,
 
 static const char *normalise_ip(pool_t pool, const char *value)
 {
-	char buf[INET6_ADDRSTRLEN];
-	struct in6_addr addr6;
-	struct in_addr addr4;
+	struct ip_addr ip, ip4;
+	const char *addr;
 
-	if (inet_pton(AF_INET, value, &addr4) == 1) {
-		if (inet_ntop(AF_INET, &addr4, buf, sizeof(buf)) == NULL)
-			return NULL;
-	} else if (inet_pton(AF_INET6, value, &addr6) == 1) {
-		/* ::ffff:192.0.2.1 is 192.0.2.1: one source, one form */
-		if (IN6_IS_ADDR_V4MAPPED(&addr6)) {
-			memcpy(&addr4, &addr6.s6_addr[12], sizeof(addr4));
-			if (inet_ntop(AF_INET, &addr4, buf, sizeof(buf)) == NULL)
-				return NULL;
-		} else if (inet_ntop(AF_INET6, &addr6, buf,
-				     sizeof(buf)) == NULL) {
-			return NULL;
-		}
-	} else {
+	/* RFC 7489 appendix C's IPAddress: no "[v6]", no zone ("%eth0",
+	   which 2.4's net_addr2ip() takes and 2.3's does not) */
+	if (strpbrk(value, "[%") != NULL || net_addr2ip(value, &ip) < 0)
 		return NULL;
-	}
-	return p_strdup(pool, buf);
+	/* ::ffff:192.0.2.1 is 192.0.2.1: one source, one form */
+	if (net_ipv6_mapped_ipv4_convert(&ip, &ip4) == 0)
+		ip = ip4;
+	addr = net_ip2addr(&ip);
+	/* net_addr2ip() also takes what inet_aton() does ("10.1",
+	   "0x0a000001", "010.0.0.1", text after a space): an IPv4 source
+	   is a dotted quad as written, or not an address */
+	if (strchr(value, ':') == NULL && strcmp(addr, value) != 0)
+		return NULL;
+	return p_strdup(pool, addr);
 }
 
 /* TAB, CR and LF (raw or as &#10;) become spaces, as XML 1.0 section
@@ -517,10 +504,12 @@ static void text_append(struct dmarc_parser *parser, enum elem id,
 
 	if (parser->text_cut)
 		return;
-	if (max > 0 && used + len > max) {
+	if (used + len > max) {
 		size_t n = max - used;
 
-		/* cut at a character boundary */
+		/* cut at a character boundary; not uni_utf8_data_truncate(),
+		   which also drops a whole character that ends right at the
+		   cut (50 two-byte characters in 100 bytes would be 49) */
 		while (n > 0 && ((unsigned char)value[n] & 0xc0) == 0x80)
 			n--;
 		str_append_data(parser->text, value, n);
@@ -560,7 +549,7 @@ parse_record_enum(struct dmarc_parser *parser, pool_t pool, enum elem id,
 {
 	char *lvalue = str_lcase(p_strdup(pool, value));
 
-	if (!value_in(lvalue, values)) {
+	if (!str_array_find(values, lvalue)) {
 		if (parser->n_values_unknown++ == 0) {
 			parser_anomaly(parser, "record %u: <%s> %s is not one "
 				"of %s: stored as absent", parser->records,
@@ -799,8 +788,7 @@ static enum step_result record_begin(struct dmarc_parser *parser)
 {
 	struct dmarc_record *record = &parser->cur->record;
 
-	if (parser->limits.max_records > 0 &&
-	    parser->records >= parser->limits.max_records) {
+	if (parser->records >= parser->limits.max_records) {
 		return parser_fail(parser, "more than %u records "
 				   "(dmarcreport_max_records)",
 				   parser->limits.max_records);
@@ -1153,7 +1141,7 @@ static bool ext_fits(struct dmarc_parser *parser, size_t more)
 {
 	unsigned int max = parser->limits.max_value_length;
 
-	return max == 0 || ext_level_len(parser) + str_len(parser->ext) + more <= max;
+	return ext_level_len(parser) + str_len(parser->ext) + more <= max;
 }
 
 static void ext_append_escaped(struct dmarc_parser *parser,
@@ -1261,7 +1249,7 @@ static void ext_finish(struct dmarc_parser *parser)
 	unsigned int max = parser->limits.max_value_length;
 
 	if (parser->ext_overflow ||
-	    (max > 0 && ext_level_len(parser) + str_len(parser->ext) > max)) {
+	    ext_level_len(parser) + str_len(parser->ext) > max) {
 		parser->n_extensions_dropped++;
 	} else if (parser->ext_in_record) {
 		record->extensions = p_strconcat(parser->cur->pool,
@@ -1323,8 +1311,7 @@ sax_start_element(void *context, const xmlChar *localname,
 		parser->ext_in_record = stack_has_record(parser);
 		/* the level is full: count it, copy nothing (a document
 		   of a billion <a/>s costs no more than before) */
-		if (parser->limits.max_value_length > 0 &&
-		    ext_level_len(parser) >= parser->limits.max_value_length)
+		if (ext_level_len(parser) >= parser->limits.max_value_length)
 			parser->ext_overflow = TRUE;
 	}
 	parser->ext_depth++;
@@ -1467,6 +1454,8 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	struct dmarc_parser *parser;
 	pool_t pool;
 
+	/* the settings take only positive numbers: every bound holds */
+	i_assert(limits->max_records > 0 && limits->max_value_length > 0);
 	xmlInitParser();
 	parse_tables_init();
 	pool = pool_alloconly_create("dmarc parser", 4096);

@@ -8,15 +8,6 @@
 #include "dmarc-query-kinds.h"
 #include "dmarc-query-private.h"
 
-static int kinds_exec(sqlite3 *db, const char *sql, const char **error_r)
-{
-	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-		*error_r = t_strdup_printf("%s: %s", sql, sqlite3_errmsg(db));
-		return -1;
-	}
-	return 0;
-}
-
 /* How the filter fields map to a kind's tables: each a condition with
    one "?" per bound value (the same value each time). */
 struct kind_filter {
@@ -436,82 +427,5 @@ int dmarc_query_tls_domain_rate(struct dmarc_store *store,
 	if (ret < 0)
 		return -1;
 	*success_rate_r = dmarc_query_rate(success, sessions);
-	return 0;
-}
-
-/* --- expire --- */
-
-int dmarc_query_expire_kinds(struct dmarc_store *store, int64_t before,
-			     pool_t pool, ARRAY_TYPE(const_string) *paths_r,
-			     unsigned int *deleted_r, const char **error_r)
-{
-	static const char *const deletes[] = {
-		"DELETE FROM tls_reports WHERE date_end < ?",
-		"DELETE FROM failure_reports WHERE"
-		" coalesce(arrival_time, received) < ?",
-	};
-	sqlite3 *db = dmarc_store_get_db(store);
-	struct query_sql q;
-	sqlite3_stmt *stmt;
-	unsigned int i;
-	int ret = 0;
-
-	*deleted_r = 0;
-	if (dmarc_store_get_version(store) < 2)
-		return 0;
-	/* IMMEDIATE: no delivery may add a report using one of the archive
-	   files between reading the paths and deleting the rows; these
-	   reports are small, one transaction deletes them */
-	if (kinds_exec(db, "BEGIN IMMEDIATE", error_r) < 0)
-		return -1;
-	if (paths_r != NULL) {
-		/* a file goes only when no remaining report of any kind
-		   was read from it */
-		dmarc_query_sql_init(&q,
-			"SELECT DISTINCT archive_path FROM ("
-			" SELECT archive_path FROM tls_reports WHERE date_end < ?"
-			" UNION SELECT archive_path FROM failure_reports"
-			"  WHERE coalesce(arrival_time, received) < ?)"
-			" WHERE archive_path IS NOT NULL AND archive_path NOT IN ("
-			" SELECT archive_path FROM tls_reports WHERE date_end >= ?"
-			"  AND archive_path IS NOT NULL"
-			" UNION SELECT archive_path FROM failure_reports"
-			"  WHERE coalesce(arrival_time, received) >= ?"
-			"  AND archive_path IS NOT NULL"
-			" UNION SELECT archive_path FROM reports"
-			"  WHERE archive_path IS NOT NULL)"
-			" ORDER BY archive_path");
-		for (i = 0; i < 4; i++)
-			dmarc_query_bind_int(&q, before);
-		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-			ret = -1;
-		else {
-			while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
-				const char *path = p_strdup(pool, (const char *)
-					sqlite3_column_text(stmt, 0));
-				array_push_back(paths_r, &path);
-			}
-			sqlite3_finalize(stmt);
-		}
-	}
-	for (i = 0; ret == 0 && i < N_ELEMENTS(deletes); i++) {
-		dmarc_query_sql_init(&q, deletes[i]);
-		dmarc_query_bind_int(&q, before);
-		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-			ret = -1;
-		else {
-			ret = dmarc_query_step(stmt, error_r);
-			if (ret == 0)
-				*deleted_r += sqlite3_changes(db);
-			sqlite3_finalize(stmt);
-		}
-	}
-	if (ret < 0 || kinds_exec(db, "COMMIT", error_r) < 0) {
-		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		if (paths_r != NULL)
-			array_clear(paths_r);
-		*deleted_r = 0;
-		return -1;
-	}
 	return 0;
 }

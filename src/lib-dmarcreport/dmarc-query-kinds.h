@@ -2,7 +2,7 @@
 #define DMARC_QUERY_KINDS_H
 
 /* The read side of SMTP TLS and DMARC failure reports for doveadm dmarc
-   (list, tls, failures, summary, expire). Filters are those of
+   (list, tls, failures, summary). Filters are those of
    dmarc-query.h: domain (the policy domain of a TLS policy, the
    Reported-Domain of a failure report), org (organization-name; a
    failure report's Reporting-MTA or User-Agent), since/until (the date
@@ -105,14 +105,5 @@ int dmarc_query_tls_domain_rate(struct dmarc_store *store,
 				const struct dmarc_query_filter *filter,
 				const char *domain, uint64_t *sessions_r,
 				double *success_rate_r, const char **error_r);
-
-/* --- expire --- */
-/* Deletes the TLS reports whose date range ended before before, and the
-   failure reports that arrived before it; like dmarc_query_expire(),
-   paths_r gets the archive files no remaining report (of any kind) uses.
-   *deleted_r counts the reports deleted. */
-int dmarc_query_expire_kinds(struct dmarc_store *store, int64_t before,
-			     pool_t pool, ARRAY_TYPE(const_string) *paths_r,
-			     unsigned int *deleted_r, const char **error_r);
 
 #endif

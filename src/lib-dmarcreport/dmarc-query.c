@@ -1,5 +1,6 @@
 /* The read side of the report database for doveadm dmarc (list, query,
-   summary, and report's aggregates) and its one delete (expire). The doors
+   summary, and report's aggregates; expire is the store's, see
+   dmarc-store-expire.c). The doors
    hand over a filter struct; it becomes a WHERE clause whose values are
    all bound. */
 
@@ -891,6 +892,8 @@ struct report_domain_agg {
 	/* its own: a domain that does not make the cut frees it */
 	pool_t pool;
 	struct dmarc_query_report_domain domain;
+	/* domain's source tables, writable for their names */
+	struct dmarc_query_report_source *top_sources, *failing_sources;
 };
 
 struct report_private {
@@ -1201,10 +1204,12 @@ static void report_domain_end(struct report_ctx *ctx)
 		sum->verdict = p_strdup(pool, query_verdict(sum));
 	} T_END;
 
-	dom->domain.top_sources = report_sources_export(pool, top, top_count);
+	dom->top_sources = report_sources_export(pool, top, top_count);
+	dom->domain.top_sources = dom->top_sources;
 	dom->domain.top_source_count = top_count;
-	dom->domain.failing_sources =
+	dom->failing_sources =
 		report_sources_export(pool, failing, failing_count);
+	dom->domain.failing_sources = dom->failing_sources;
 	dom->domain.failing_source_count = failing_count;
 
 	reporters = p_new(pool, struct dmarc_query_report_reporter,
@@ -1269,6 +1274,29 @@ static void report_domain_end(struct report_ctx *ctx)
 		}
 	}
 	report_domain_drop(ctx, &dom);
+}
+
+/* The cached names of the sources shown (not looked up here: that is
+   doveadm dmarc --resolve's work). Only the domains kept, so at most
+   MAX_DOMAINS * 2 * TOP_SOURCES cache reads. */
+static int report_source_names(struct dmarc_store *store, pool_t pool,
+			       struct dmarc_query_report_source *sources,
+			       unsigned int count, int64_t now,
+			       const char **error_r)
+{
+	const char *name;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < count; i++) {
+		ret = dmarc_query_resolved_get(store, sources[i].source_ip,
+					       now, &name, error_r);
+		if (ret < 0)
+			return -1;
+		if (ret > 0)
+			sources[i].name = p_strdup(pool, name);
+	}
+	return 0;
 }
 
 static int report_domain_cmp(struct report_domain_agg *const *d1,
@@ -1425,8 +1453,18 @@ int dmarc_query_report(struct dmarc_store *store,
 	domains = p_new(pool, struct dmarc_query_report_domain, count + 1);
 	i = 0;
 	array_foreach_modifiable(&ctx.kept, kept) {
-		domains[i++] = (*kept)->domain;
-		array_push_back(&priv->domain_pools, &(*kept)->pool);
+		struct report_domain_agg *dom = *kept;
+
+		if (ret == 0 &&
+		    (report_source_names(store, dom->pool, dom->top_sources,
+					 dom->domain.top_source_count, now,
+					 error_r) < 0 ||
+		     report_source_names(store, dom->pool, dom->failing_sources,
+					 dom->domain.failing_source_count, now,
+					 error_r) < 0))
+			ret = -1;
+		domains[i++] = dom->domain;
+		array_push_back(&priv->domain_pools, &dom->pool);
 	}
 	priv->report.domains = domains;
 	priv->report.domain_count = count;
@@ -1448,161 +1486,6 @@ void dmarc_query_report_free(struct dmarc_query_report **_report)
 	array_foreach_modifiable(&priv->domain_pools, poolp)
 		pool_unref(poolp);
 	pool_unref(&priv->pool);
-}
-
-/* --- expire --- */
-
-/* Rows of one expired report deleted per statement: a report of a million
-   records goes in many short steps, each of which the store's batch may
-   commit, so that deliveries get the lock in between. */
-#define EXPIRE_CHUNK_RECORDS 2000
-
-/* The records (and their auth results) of reports that are gone: those
-   just deleted, or left by an expire that was interrupted. Readers never
-   see them: every query joins records to reports. */
-
-/* The next chunk of a report's records: first their auth results and
-   reasons (foreign keys are off in a batch), then the records; each
-   statement takes the report's id and the chunk size. */
-static const char *const expire_chunk_deletes[] = {
-	"DELETE FROM auth_results WHERE record_ref IN (SELECT id FROM records"
-	" WHERE report_ref = ? ORDER BY id LIMIT ?)",
-	"DELETE FROM record_reasons WHERE record_ref IN (SELECT id FROM"
-	" records WHERE report_ref = ? ORDER BY id LIMIT ?)",
-	"DELETE FROM records WHERE id IN (SELECT id FROM records"
-	" WHERE report_ref = ? ORDER BY id LIMIT ?)",
-};
-
-static int expire_chunk(struct dmarc_store *store, const char *sql,
-			int64_t ref, const char **error_r)
-{
-	struct query_sql q;
-	sqlite3_stmt *stmt;
-	int ret;
-
-	dmarc_query_sql_init(&q, sql);
-	dmarc_query_bind_int(&q, ref);
-	dmarc_query_bind_int(&q, EXPIRE_CHUNK_RECORDS);
-	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-		return -1;
-	ret = dmarc_query_step(stmt, error_r);
-	sqlite3_finalize(stmt);
-	return ret < 0 ? -1 : 0;
-}
-
-static int query_expire_orphans(struct dmarc_store *store,
-				const char **error_r)
-{
-	sqlite3 *db = dmarc_store_get_db(store);
-	ARRAY(int64_t) refs;
-	struct query_sql q;
-	sqlite3_stmt *stmt;
-	int64_t ref;
-	unsigned int i;
-	int ret;
-
-	t_array_init(&refs, 64);
-	dmarc_query_sql_init(&q, "SELECT DISTINCT report_ref FROM records"
-		       " WHERE report_ref NOT IN (SELECT id FROM reports)");
-	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-		return -1;
-	while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
-		ref = sqlite3_column_int64(stmt, 0);
-		array_push_back(&refs, &ref);
-	}
-	sqlite3_finalize(stmt);
-	if (ret < 0)
-		return -1;
-
-	array_foreach_elem(&refs, ref) {
-		do {
-			if (dmarc_store_batch_continue(store, error_r) < 0)
-				return -1;
-			for (i = 0; i < N_ELEMENTS(expire_chunk_deletes); i++) {
-				if (expire_chunk(store, expire_chunk_deletes[i],
-						 ref, error_r) < 0)
-					return -1;
-			}
-		} while (sqlite3_changes(db) > 0);
-	}
-	/* the expired reports' errors: a handful each */
-	dmarc_query_sql_init(&q, "DELETE FROM report_errors WHERE report_ref"
-		" NOT IN (SELECT id FROM reports)");
-	if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-		return -1;
-	ret = dmarc_query_step(stmt, error_r);
-	sqlite3_finalize(stmt);
-	return ret < 0 ? -1 : 0;
-}
-
-int dmarc_query_expire(struct dmarc_store *store, int64_t before,
-		       pool_t pool, ARRAY_TYPE(const_string) *paths_r,
-		       unsigned int *deleted_r, const char **error_r)
-{
-	sqlite3 *db = dmarc_store_get_db(store);
-	struct query_sql q;
-	sqlite3_stmt *stmt;
-	const char *error;
-	int ret = 0;
-
-	*deleted_r = 0;
-	/* A batch: foreign keys off, so that deleting a report does not
-	   cascade to all its records in one long statement; they follow in
-	   chunks. Its first transaction is IMMEDIATE: no delivery may add a
-	   report using one of the archive files between reading the paths
-	   and deleting the rows. */
-	if (dmarc_store_batch_begin(store, error_r) < 0)
-		return -1;
-	if (paths_r != NULL) {
-		/* a file that held several reports goes only with the last */
-		dmarc_query_sql_init(&q,
-			"SELECT DISTINCT archive_path FROM reports"
-			" WHERE date_end < ? AND archive_path IS NOT NULL"
-			" AND archive_path NOT IN (SELECT archive_path"
-			"  FROM reports WHERE date_end >= ?"
-			"  AND archive_path IS NOT NULL)"
-			" ORDER BY archive_path");
-		dmarc_query_bind_int(&q, before);
-		dmarc_query_bind_int(&q, before);
-		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-			ret = -1;
-		else {
-			while ((ret = dmarc_query_step(stmt, error_r)) > 0) {
-				const char *path = p_strdup(pool,
-					(const char *)sqlite3_column_text(stmt, 0));
-				array_push_back(paths_r, &path);
-			}
-			sqlite3_finalize(stmt);
-		}
-	}
-	if (ret == 0) {
-		dmarc_query_sql_init(&q, "DELETE FROM reports WHERE date_end < ?");
-		dmarc_query_bind_int(&q, before);
-		if (dmarc_query_prepare(store, &q, &stmt, error_r) < 0)
-			ret = -1;
-		else {
-			ret = dmarc_query_step(stmt, error_r);
-			if (ret == 0)
-				*deleted_r = sqlite3_changes(db);
-			sqlite3_finalize(stmt);
-		}
-	}
-	if (ret < 0) {
-		(void)dmarc_store_batch_commit(store, &error);
-		if (paths_r != NULL)
-			array_clear(paths_r);
-		*deleted_r = 0;
-		return -1;
-	}
-	/* the reports are gone as one: their rows follow in steps */
-	if (dmarc_store_batch_flush(store, error_r) < 0 ||
-	    query_expire_orphans(store, error_r) < 0) {
-		/* the reports and their archive files are gone already,
-		   whatever rows are left go with the next expire */
-		(void)dmarc_store_batch_commit(store, &error);
-		return -1;
-	}
-	return dmarc_store_batch_commit(store, error_r);
 }
 
 /* --- names of sources --- */

@@ -242,6 +242,9 @@ struct dmarc_query_report_bucket {
 
 struct dmarc_query_report_source {
 	const char *source_ip;
+	/* its verified name from the --resolve cache (resolved_names),
+	   NULL when none is cached */
+	const char *name;
 	uint64_t messages, pass, dkim_aligned, spf_aligned;
 };
 
@@ -316,20 +319,6 @@ int dmarc_query_report(struct dmarc_store *store,
 		       struct dmarc_query_report **report_r,
 		       const char **error_r);
 void dmarc_query_report_free(struct dmarc_query_report **report);
-
-/* --- expire: the one write of the read side --- */
-
-/* Deletes the reports whose date_end < before in one transaction, then
-   their records and auth results (and those left by an interrupted
-   expire) in chunks, committed as the store's batch max time says (see
-   dmarc_store_batch_set_max_time()): a huge report does not hold the lock
-   for long. When paths_r is not NULL, it gets the archive paths
-   (relative, as stored, allocated from pool) that no remaining report
-   uses any more. Returns 0 or -1 (the reports may be deleted then, with
-   some of their rows left for the next expire). */
-int dmarc_query_expire(struct dmarc_store *store, int64_t before,
-		       pool_t pool, ARRAY_TYPE(const_string) *paths_r,
-		       unsigned int *deleted_r, const char **error_r);
 
 /* --- names of sources (doveadm dmarc --resolve) ---
    The lookups themselves are the door's (Dovecot's DNS client); the

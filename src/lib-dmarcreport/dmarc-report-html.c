@@ -369,7 +369,7 @@ sources_table(string_t *dest, const char *id, const char *caption,
 		return;
 	}
 	str_printfa(dest, "<table data-table=\"%s\"><thead><tr><th>Source</th>"
-		    "%s<th class=\"n\">Messages</th><th class=\"n\">DMARC pass</th>"
+		    "<th>Name</th>%s<th class=\"n\">Messages</th><th class=\"n\">DMARC pass</th>"
 		    "<th class=\"n\">DKIM aligned</th><th class=\"n\">SPF aligned"
 		    "</th></tr></thead><tbody>\n", id,
 		    failing ? "<th class=\"n\">Failing</th>" : "");
@@ -378,6 +378,10 @@ sources_table(string_t *dest, const char *id, const char *caption,
 
 		str_append(dest, "<tr><td>");
 		html_text(dest, s->source_ip);
+		/* a PTR record is its owner's text: escaped like the rest */
+		str_append(dest, "</td><td>");
+		if (s->name != NULL)
+			html_text(dest, s->name);
 		str_append(dest, "</td>");
 		if (failing) {
 			str_printfa(dest, "<td class=\"n\">%"PRIu64"</td>",
@@ -670,6 +674,10 @@ void dmarc_report_text(string_t *dest, const struct dmarc_query_report *report,
 
 			str_append(dest, j == 0 ? "  Failing most: " : "                ");
 			text_value(dest, s->source_ip);
+			if (s->name != NULL) {
+				str_append(dest, " ");
+				text_value(dest, s->name);
+			}
 			str_printfa(dest, " (%"PRIu64" of %"PRIu64" failing)\n",
 				    s->messages - s->pass, s->messages);
 		}

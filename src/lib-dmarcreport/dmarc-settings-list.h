@@ -19,6 +19,7 @@
      UINT           a positive number (unsigned int)            SET_UINT
      TIME_MSECS     an interval, "30s", "500ms" (unsigned int,
                     milliseconds)                               SET_TIME_MSECS
+     BOOL           yes or no (bool; default TRUE or FALSE)     SET_BOOL
    Defaults are sized so that real reports (the largest seen: 200,000
    records, ~120 MB of XML) pass while bombs stop early. */
 #define DMARC_SETTINGS_LIST(X) \
@@ -55,6 +56,9 @@
 	/* how long a looked-up name is kept: Dovecot's DNS client does not \
 	   hand out the records' TTLs */ \
 	X(TIME_MSECS, resolve_cache_time, limits.resolve_cache_msecs, 24 * 3600 * 1000) \
+	/* lmtp keeps a user's database open between deliveries (see \
+	   dmarc-store-cache.h); no: open and close it for each one */ \
+	X(BOOL, store_cache, store_cache, TRUE) \
 	/* one line per setting, above this comment */
 
 #define MIB (1024ULL * 1024)

@@ -1,6 +1,7 @@
 /* Settings and limits: every name, kind and default in one table. */
 
 #include "lib.h"
+#include "home-expand.h"
 #include "dmarc-compat-lib.h"
 #include "dmarc-settings-list.h"
 #include "dmarc-settings.h"
@@ -11,6 +12,7 @@ enum setting_kind {
 	SETTING_SIZE,
 	SETTING_UINT,
 	SETTING_TIME_MSECS,
+	SETTING_BOOL,
 };
 
 struct setting_def {
@@ -19,7 +21,7 @@ struct setting_def {
 	size_t offset;
 	/* paths */
 	const char *default_path;
-	/* sizes, counts, intervals */
+	/* sizes, counts, intervals, booleans (0 or 1) */
 	uintmax_t default_number;
 };
 
@@ -28,11 +30,13 @@ struct setting_def {
 #define DEFAULT_PATH_SIZE(value) NULL
 #define DEFAULT_PATH_UINT(value) NULL
 #define DEFAULT_PATH_TIME_MSECS(value) NULL
+#define DEFAULT_PATH_BOOL(value) NULL
 #define DEFAULT_NUMBER_PATH(value) 0
 #define DEFAULT_NUMBER_PATH_OR_EMPTY(value) 0
 #define DEFAULT_NUMBER_SIZE(value) (value)
 #define DEFAULT_NUMBER_UINT(value) (value)
 #define DEFAULT_NUMBER_TIME_MSECS(value) (value)
+#define DEFAULT_NUMBER_BOOL(value) ((value) ? 1 : 0)
 
 #define DMARC_SETTING_DEF(kind, name, field, default_value) \
 	{ "dmarcreport_" #name, SETTING_##kind, \
@@ -53,6 +57,7 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 {
 	void *field = PTR_OFFSET(set, def->offset);
 	unsigned int uint_value;
+	bool bool_value;
 	uoff_t size;
 	const char *error;
 
@@ -74,7 +79,7 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 					value);
 				return -1;
 			}
-			value = t_strconcat(home, value + 1, NULL);
+			value = home_expand_tilde(value, home);
 		}
 		if (value[0] != '/') {
 			*error_r = t_strdup_printf(
@@ -112,6 +117,13 @@ setting_apply(pool_t pool, const struct setting_def *def, const char *value,
 		}
 		*(unsigned int *)field = uint_value;
 		return 0;
+	case SETTING_BOOL:
+		if (str_parse_get_bool(value, &bool_value, &error) < 0) {
+			*error_r = error;
+			return -1;
+		}
+		*(bool *)field = bool_value;
+		return 0;
 	}
 	i_unreached();
 }
@@ -128,6 +140,8 @@ static const char *setting_default_text(const struct setting_def *def)
 		return dec2str(def->default_number);
 	case SETTING_TIME_MSECS:
 		return t_strdup_printf("%jums", def->default_number);
+	case SETTING_BOOL:
+		return def->default_number != 0 ? "yes" : "no";
 	}
 	i_unreached();
 }
@@ -166,7 +180,8 @@ void dmarc_limits_default(struct dmarc_limits *limits_r)
 		const struct setting_def *def = &setting_defs[i];
 
 		if (def->kind == SETTING_PATH ||
-		    def->kind == SETTING_PATH_OR_EMPTY)
+		    def->kind == SETTING_PATH_OR_EMPTY ||
+		    def->kind == SETTING_BOOL)
 			continue;
 		if (setting_apply(pool_datastack_create(), def,
 				  setting_default_text(def), NULL, &set,

@@ -53,6 +53,8 @@ struct dmarc_limits {
 struct dmarc_settings {
 	const char *db_path;          /* absolute, "~" expanded */
 	const char *archive_dir;      /* absolute, or NULL when disabled */
+	/* keep the database open between deliveries (the Sieve door) */
+	bool store_cache;
 	struct dmarc_limits limits;
 };
 

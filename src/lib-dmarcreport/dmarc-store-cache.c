@@ -1,4 +1,16 @@
-/* One open store kept between deliveries; see dmarc-store-cache.h. */
+/* One open store kept between deliveries; see dmarc-store-cache.h.
+
+   Its one user is the Sieve door, and there it leans on how Pigeonhole
+   loads plugins: sieve_plugins are dlopen()ed for every delivery (every
+   Sieve instance) and dlclose()d after it, and the module's _init and
+   _deinit are never called. A cache in an unloaded module's memory would
+   be gone, its timeout pointing into unmapped code. So the module is
+   linked -z nodelete and pins itself with RTLD_NODELETE on its first
+   _load (sieve-dmarcreport-plugin.c); only a pinned module hands out a
+   cache (sieve_dmarcreport_store_cache() returns NULL otherwise, and
+   each delivery opens and closes the database). It is closed at exit
+   through lib_atexit() or when its ioloop is destroyed, never by the
+   module's _deinit. dmarcreport_store_cache = no turns it off. */
 
 #include "lib.h"
 #include "array.h"

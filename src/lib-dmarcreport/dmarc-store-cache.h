@@ -8,7 +8,9 @@
    file, and closed (its WAL checkpointed into the file) once idle for
    idle_msecs, or when the ioloop it was kept in is destroyed: between
    bursts of reports the database file alone is complete again. A store
-   that failed is closed by its user, never kept. */
+   that failed is closed by its user, never kept. Off with
+   dmarcreport_store_cache = no; how it survives Pigeonhole's unloading
+   of plugins: dmarc-store-cache.c. */
 
 struct dmarc_store;
 struct dmarc_store_cache;

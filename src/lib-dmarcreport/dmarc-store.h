@@ -6,6 +6,7 @@
    a busy timeout so that concurrent writers to one user's database wait
    for each other instead of failing. Only bound parameters reach SQL. */
 
+#include "array.h"
 #include "sha2.h"
 #include "dmarc-report.h"
 
@@ -147,6 +148,23 @@ void dmarc_store_digest_record(struct dmarc_store_digest *digest,
 			       const struct dmarc_record *record);
 const char *dmarc_store_digest_finish(struct dmarc_store_digest *digest,
 				      const struct dmarc_report *report);
+
+/* --- expire (dmarc-store-expire.c) --- */
+
+/* Deletes the aggregate reports whose date_end < before in one
+   transaction, then their records and auth results (and those left by an
+   interrupted expire) in chunks, committed as the store's batch max time
+   says (see dmarc_store_batch_set_max_time()): a huge report does not
+   hold the lock for long. Then, in one transaction, the TLS reports whose
+   date range ended before before and the failure reports that arrived
+   before it. *deleted_r counts the reports of every kind. When paths_r is
+   not NULL, it gets the archive paths (relative, as stored, allocated
+   from pool) that no remaining report of any kind uses any more. Returns
+   0, or -1 with paths_r emptied (reports may be deleted then, with some
+   of their rows left for the next expire). */
+int dmarc_store_expire(struct dmarc_store *store, int64_t before,
+		       pool_t pool, ARRAY_TYPE(const_string) *paths_r,
+		       unsigned int *deleted_r, const char **error_r);
 
 /* Parse an IPv4/IPv6 address to the 16-byte key used in records. */
 bool dmarc_store_ip_key(const char *ip, unsigned char key_r[16]);

@@ -72,8 +72,7 @@ static const char *tls_value(struct tls_parse *ctx, const char *value)
 	size_t len = strlen(value);
 
 	/* cut first, so that a long value is not copied whole */
-	if (ctx->limits->max_value_length > 0 &&
-	    len > ctx->limits->max_value_length)
+	if (len > ctx->limits->max_value_length)
 		len = ctx->limits->max_value_length;
 	str = t_str_new(len + 16);
 	if (uni_utf8_get_valid_data((const unsigned char *)value, len, str))
@@ -93,13 +92,9 @@ static const char *tls_value(struct tls_parse *ctx, const char *value)
 		}
 		str = clean;
 	}
-	len = str_len(str);
 	/* U+FFFD replacements may have made it longer */
-	if (ctx->limits->max_value_length > 0 &&
-	    len > ctx->limits->max_value_length) {
-		len = uni_utf8_data_truncate(str_data(str), len,
-					     ctx->limits->max_value_length);
-	}
+	len = uni_utf8_data_truncate(str_data(str), str_len(str),
+				     ctx->limits->max_value_length);
 	return p_strndup(ctx->pool, str_data(str), len);
 }
 
@@ -140,7 +135,7 @@ static int tls_count(struct tls_parse *ctx, enum dmarc_json_token token,
 static int tls_ip(struct tls_parse *ctx, const char *name, const char *value,
 		  const char **ip_r)
 {
-	struct ip_addr ip;
+	struct ip_addr ip, ip4;
 	const char *trimmed = t_str_trim(value, " \t\r\n");
 
 	if (*trimmed == '\0') {
@@ -152,16 +147,10 @@ static int tls_ip(struct tls_parse *ctx, const char *name, const char *value,
 					     name, quote(value));
 		return -1;
 	}
-	if (ip.family == AF_INET6 &&
-	    IN6_IS_ADDR_V4MAPPED(&ip.u.ip6)) {
-		/* ::ffff:192.0.2.1 is 192.0.2.1, as the aggregate parser
-		   stores it */
-		struct in_addr v4;
-
-		memcpy(&v4, ip.u.ip6.s6_addr + 12, 4);
-		ip.family = AF_INET;
-		ip.u.ip4 = v4;
-	}
+	/* ::ffff:192.0.2.1 is 192.0.2.1, as the aggregate parser stores
+	   it */
+	if (net_ipv6_mapped_ipv4_convert(&ip, &ip4) == 0)
+		ip = ip4;
 	*ip_r = p_strdup(ctx->pool, net_ip2addr(&ip));
 	return 0;
 }
@@ -278,8 +267,7 @@ static int tls_value_token(struct tls_parse *ctx, enum dmarc_json_token token,
 /* Before one more policy or failure-details entry. */
 static bool tls_entries_exceeded(struct tls_parse *ctx)
 {
-	if (ctx->limits->max_tls_entries > 0 &&
-	    ctx->entries >= ctx->limits->max_tls_entries) {
+	if (ctx->entries >= ctx->limits->max_tls_entries) {
 		ctx->error = t_strdup_printf("more than %u policies and "
 			"failure-details entries (dmarcreport_max_tls_entries)",
 			ctx->limits->max_tls_entries);
@@ -361,8 +349,7 @@ static int tls_parse_tokens(struct tls_parse *ctx, struct dmarc_json *json)
 					"not an object)";
 				return -1;
 			}
-			if (ctx->limits->max_xml_depth > 0 &&
-			    depth >= ctx->limits->max_xml_depth) {
+			if (depth >= ctx->limits->max_xml_depth) {
 				ctx->error = t_strdup_printf(
 					"JSON nested deeper than %u "
 					"(dmarcreport_max_xml_depth)",
@@ -407,6 +394,9 @@ int dmarc_tls_parse(pool_t pool, const unsigned char *data, size_t size,
 	const char *json_error = NULL, *msg;
 	int ret;
 
+	/* the settings take only positive numbers: every bound holds */
+	i_assert(limits->max_value_length > 0 && limits->max_tls_entries > 0 &&
+		 limits->max_xml_depth > 0);
 	i_zero(&ctx);
 	ctx.pool = pool;
 	ctx.limits = limits;

@@ -535,8 +535,7 @@ lex_tag(struct dmarc_xml_filter *filter, const unsigned char *data, size_t len,
 	if (is_empty) {
 		if (filter->lex_depth == 0)
 			filter->root_closed = TRUE;
-	} else if (++filter->lex_depth > filter->max_depth &&
-		   filter->max_depth > 0) {
+	} else if (++filter->lex_depth > filter->max_depth) {
 		filter_fail(filter, "XML nested deeper than %u elements "
 			    "(dmarcreport_max_xml_depth)",
 			    filter->max_depth);
@@ -928,6 +927,7 @@ dmarc_xml_filter_init(dmarc_read_func_t *read_func, void *context,
 	pool = pool_alloconly_create("dmarc xml filter", 1024);
 	filter = p_new(pool, struct dmarc_xml_filter, 1);
 	filter->pool = pool;
+	i_assert(max_depth > 0);
 	filter->max_depth = max_depth;
 	filter->read_func = read_func;
 	filter->context = context;

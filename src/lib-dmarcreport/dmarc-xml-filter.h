@@ -12,7 +12,8 @@
 
 struct dmarc_xml_filter;
 
-/* max_depth: elements nested deeper fail (0: no bound). */
+/* max_depth (> 0, a setting's positive number): elements nested deeper
+   fail. */
 struct dmarc_xml_filter *
 dmarc_xml_filter_init(dmarc_read_func_t *read_func, void *context,
 		      unsigned int max_depth);

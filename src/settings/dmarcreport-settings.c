@@ -10,6 +10,7 @@
 #define DMARCREPORT_SET_ENUM_SIZE SET_SIZE
 #define DMARCREPORT_SET_ENUM_UINT SET_UINT
 #define DMARCREPORT_SET_ENUM_TIME_MSECS SET_TIME_MSECS
+#define DMARCREPORT_SET_ENUM_BOOL SET_BOOL
 
 #define DMARCREPORT_SET_DEFINE(kind, name, field, default_value) \
 	SETTING_DEFINE_STRUCT_TYPE(DMARCREPORT_SET_ENUM_##kind, 0, \
@@ -26,6 +27,7 @@ static const struct setting_define dmarcreport_setting_defines[] = {
 #define DMARCREPORT_SET_INIT_SIZE(default_value) (default_value)
 #define DMARCREPORT_SET_INIT_UINT(default_value) (default_value)
 #define DMARCREPORT_SET_INIT_TIME_MSECS(default_value) (default_value)
+#define DMARCREPORT_SET_INIT_BOOL(default_value) (default_value)
 #define DMARCREPORT_SET_INIT(kind, name, field, default_value) \
 	.dmarcreport_##name = DMARCREPORT_SET_INIT_##kind(default_value),
 

@@ -15,6 +15,7 @@
 #define DMARCREPORT_SET_TYPE_SIZE uoff_t
 #define DMARCREPORT_SET_TYPE_UINT unsigned int
 #define DMARCREPORT_SET_TYPE_TIME_MSECS unsigned int
+#define DMARCREPORT_SET_TYPE_BOOL bool
 
 #define DMARCREPORT_SET_FIELD(kind, name, field, default_value) \
 	DMARCREPORT_SET_TYPE_##kind dmarcreport_##name;

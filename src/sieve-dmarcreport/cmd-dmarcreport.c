@@ -145,7 +145,10 @@ act_dmarcreport_ingest(const struct sieve_action_exec_env *aenv,
 
 	i_zero(&counts);
 	ingest = dmarc_ingest_init(&set, event);
-	dmarc_ingest_set_store_cache(ingest, sieve_dmarcreport_store_cache());
+	if (set.store_cache) {
+		dmarc_ingest_set_store_cache(ingest,
+					     sieve_dmarcreport_store_cache());
+	}
 	/* never wait long inside the LMTP transaction: a report the
 	   database cannot take now is queued */
 	dmarc_ingest_set_queue_on_failure(ingest, TRUE);

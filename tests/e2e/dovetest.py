@@ -786,6 +786,30 @@ class Dovecot:
         finally:
             con.close()
 
+    def out_dir(self):
+        """A directory of the test dir the test user may write to (doveadm
+        runs as that user)."""
+        d = self.path("out")
+        if not os.path.isdir(d):
+            os.mkdir(d, 0o755)
+            os.chown(d, self.uid, self.uid)
+        return d
+
+    def write_db(self, user, statements):
+        """Runs [(sql, params)] as root on the user's database, which the
+        plugin made; the files stay the user's."""
+        path = self.db_path(user)
+        con = sqlite3.connect(path, timeout=30)
+        try:
+            for sql, params in statements:
+                con.execute(sql, params)
+            con.commit()
+        finally:
+            con.close()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.chown(path + suffix, self.uid, self.uid)
+
     def mail_files(self, user, folder=None):
         """Message files of a Maildir folder (None: INBOX), new/ and cur/."""
         base = self.maildir(user)

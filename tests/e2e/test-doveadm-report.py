@@ -13,7 +13,9 @@ import email
 import json
 import os
 import re
+import subprocess
 import sys
+import time
 from email import policy
 from xml.sax.saxutils import escape
 
@@ -101,6 +103,25 @@ def tls_json(n, domain, ok, failed):
                         "total-failure-session-count": failed}}]}).encode()
 
 
+# the --resolve cache (resolved_names) as doveadm dmarc query --resolve
+# leaves it: a verified name, a source without one, a name expired
+RESOLVED = [("192.0.2.1", "mail.a.example", DAY),
+            ("198.51.100.7", "<b>mx</b>.sender.example", DAY),
+            ("2001:db8::25", None, DAY),
+            ("203.0.113.9", "gone.example", -DAY)]
+# the names the report shows: cached and not expired
+SOURCE_NAMES = {"192.0.2.1": "mail.a.example",
+                "198.51.100.7": "<b>mx</b>.sender.example",
+                "2001:db8::25": "", "203.0.113.9": ""}
+
+
+def seed_resolved_names(dc):
+    now = int(time.time())
+    dc.write_db("rep", [("INSERT INTO resolved_names (ip, name, expires)"
+                         " VALUES (?, ?, ?)", (ip, name, now + ttl))
+                        for ip, name, ttl in RESOLVED])
+
+
 def deliver_reports(dc):
     for n, (domain, day, org, p, records) in enumerate(REPORTS):
         xml = report_xml(n, domain, day, org, p, records)
@@ -123,15 +144,6 @@ def doveadm_ok(dc, args, user=None):
     check(r.returncode == 0, f"doveadm {' '.join(args)}: exit {r.returncode}: "
           f"{r.stderr.strip()}")
     return r
-
-
-def out_dir(dc):
-    """A directory the test user may write to (doveadm runs as it)."""
-    d = dc.path("out")
-    if not os.path.isdir(d):
-        os.mkdir(d, 0o755)
-        os.chown(d, dc.uid, dc.uid)
-    return d
 
 
 MAIL_COUNT_JS = """
@@ -178,6 +190,10 @@ COUNT_JS = """
       titled: s.querySelectorAll('figure.chart svg > title').length,
       verdict: s.querySelector('.verdict').textContent,
       reporters: [...s.querySelectorAll('table[data-table="reporters"] tbody td:first-child')].map(e => e.textContent),
+      // [source, name] of each row of the two source tables
+      sources: Object.fromEntries(['top-sources', 'failing-sources'].map(t =>
+        [t, [...s.querySelectorAll(`table[data-table="${t}"] tbody tr`)].map(
+          tr => [...tr.querySelectorAll('td')].slice(0, 2).map(e => e.textContent))])),
       policies: s.querySelectorAll('table[data-table="policy"] tbody tr').length,
       chart_width: c('messages').getBoundingClientRect().width,
     };
@@ -236,11 +252,18 @@ def check_counts(counts):
           f"b.example verdict: {counts['b.example']['verdict']}")
     check_equal(counts["b.example"]["reporters"], [HOSTILE_ORG],
                 "the hostile reporter name shown as text")
+    sources = counts["a.example"]["sources"]
+    check_equal(dict(sources["top-sources"]), SOURCE_NAMES,
+                "top sources: the cached names (as text), none when expired")
+    check_equal(sources["failing-sources"],
+                [["198.51.100.7", SOURCE_NAMES["198.51.100.7"]], ["203.0.113.9", ""]],
+                "failing sources with their names")
 
 
 def test_report_file(dc):
     deliver_reports(dc)
-    path = os.path.join(out_dir(dc), "report.html")
+    seed_resolved_names(dc)
+    path = os.path.join(dc.out_dir(), "report.html")
     doveadm_ok(dc, ["dmarc", "report", "--output", path] + PERIOD, user="rep")
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -267,7 +290,7 @@ def test_report_file(dc):
 
 
 def test_report_empty_period(dc):
-    path = os.path.join(out_dir(dc), "empty.html")
+    path = os.path.join(dc.out_dir(), "empty.html")
     doveadm_ok(dc, ["dmarc", "report", "--output", path, "since", "2020-01-01",
                     "until", "2020-01-31"], user="rep")
     counts = render(path, os.path.join(ARTIFACTS, "report-empty.png"))
@@ -296,8 +319,10 @@ def test_report_digest_mail(dc):
     check(msg["Auto-Submitted"] == "auto-generated", "Auto-Submitted")
     text = msg.get_body(("plain",)).get_content()
     check("a.example: 225 messages" in text, f"text summary: {text[:300]!r}")
+    check("198.51.100.7 <b>mx</b>.sender.example (35 of 35 failing)" in text,
+          f"the failing source's name in the text: {text!r}")
     html = msg.get_body(("html",)).get_content()
-    path = os.path.join(out_dir(dc), "digest.html")
+    path = os.path.join(dc.out_dir(), "digest.html")
     with open(path, "w", encoding="utf-8") as f:
         f.write(html)
     # Gmail and Outlook drop inline SVG: the mail's charts are tables
@@ -321,14 +346,14 @@ def test_report_digest_mail(dc):
 
 def test_report_all_users_files(dc):
     """-A --output with %u: a file per user who has reports."""
-    pattern = os.path.join(out_dir(dc), "all-%u.html")
+    pattern = os.path.join(dc.out_dir(), "all-%u.html")
     doveadm_ok(dc, ["dmarc", "report", "-A", "--output", pattern] + PERIOD)
     check(os.path.exists(pattern.replace("%u", "rep")), "rep's page written")
     check(not os.path.exists(pattern.replace("%u", "nodb")),
           "no page for the user without a database")
     check_equal(oct(os.stat(pattern.replace("%u", "rep")).st_mode & 0o777), "0o600",
                 "page mode")
-    check_equal([f for f in os.listdir(out_dir(dc)) if ".tmp." in f], [],
+    check_equal([f for f in os.listdir(dc.out_dir()) if ".tmp." in f], [],
                 "no temp file left")
 
 
@@ -339,6 +364,13 @@ def test_report_usage(dc):
     r = dc.doveadm(["dmarc", "report", "--output", "/x.html", "--mailbox", "X"],
                    user="rep")
     check_equal(r.returncode, 64, "both --output and --mailbox")
+    # doveadm's own mailbox lookup: a name that is not UTF-8 is EX_DATAERR
+    r = subprocess.run(dc.wrap([dovetest.DOVEADM, "-c", dc.conf, "dmarc", "report",
+                                "--mailbox", b"Bad\xffName", "-u", "rep"]),
+                       capture_output=True, timeout=120, env=dovetest.sanitizer_env())
+    err = r.stderr.decode(errors="replace")
+    check_equal(r.returncode, 65, f"--mailbox not UTF-8: {err.strip()}")
+    check("not valid UTF-8" in err, f"says why: {err.strip()}")
 
 
 def test_report_unwritable(dc):

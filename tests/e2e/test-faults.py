@@ -39,6 +39,7 @@ USERS = {
     "noarch": {"dmarcreport_archive_dir": "{T}/noarch-archive"},
     "crash": {},
     "moved": {},
+    "nocache": {"dmarcreport_store_cache": "no"},
     "busyimp": {},
     "pending": {"dmarcreport_lock_timeout": "1s"},
     "roperm": {},
@@ -523,6 +524,19 @@ def test_database_moved_away(dc):
                 "the new database after importing the archive")
 
 
+def test_store_cache_off(dc):
+    """dmarcreport_store_cache = no: lmtp opens and closes the database for
+    each delivery; nothing keeps it open once the delivery is answered
+    (with the default, test_database_moved_away finds it kept)."""
+    db = dc.db_path("nocache")
+    for i in range(2):
+        dc.lmtp_deliver_ok(report_mail(f"nocache-{i}"), "nocache")
+        check_equal(open_by_lmtp(dc, db), [], f"lmtp processes with the database "
+                    f"open after delivery {i}")
+    check_equal(reports(dc, "nocache"), [("nocache-0", 1), ("nocache-1", 1)],
+                "both reports stored")
+
+
 def test_no_other_crash(dc):
     """Nothing crashed but what test_crash_mid_transaction killed."""
     bad = [l for l in dc.log_text().splitlines()
@@ -536,7 +550,7 @@ TESTS = [test_concurrent_2000, test_database_cannot_be_created, test_disk_full,
          test_archive_symlinks_not_followed, test_delivery_during_import,
          test_busy_queued_next_delivery_stores, test_pending_import,
          test_db_unwritable_queued, test_crash_mid_transaction,
-         test_database_moved_away, test_no_other_crash]
+         test_database_moved_away, test_store_cache_off, test_no_other_crash]
 
 if __name__ == "__main__":
     dovetest.main(TESTS, lambda: dovetest.Dovecot("faults", users=USERS))

@@ -18,7 +18,6 @@ created, as a database from an older version (or hand-edited) would be."""
 import json
 import os
 import re
-import sqlite3
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -166,22 +165,6 @@ def test_tab_output_of_delivered(dc):
     check_one_line_per_row(dc, "inject", ["dmarc", "query", "--group-by", "org"], n, 5)
 
 
-def write_db(dc, user, statements):
-    """Runs SQL as root on the user's database, which the plugin made;
-    the files stay the user's."""
-    path = dc.db_path(user)
-    con = sqlite3.connect(path, timeout=30)
-    try:
-        for sql, params in statements:
-            con.execute(sql, params)
-        con.commit()
-    finally:
-        con.close()
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.chown(path + suffix, dc.uid, dc.uid)
-
-
 def test_control_characters_in_database(dc):
     """A database written before values were cleaned at parse time: every
     text column the commands print holds CR, LF, TAB, ESC, DEL or a C1."""
@@ -190,7 +173,7 @@ def test_control_characters_in_database(dc):
     deliver(dc, "olddb", "old-2", [("old2.xml", "text/xml",
                                     xml("old-2", "old.example", domain="example.org"))])
     bad = "\r\nFORGED\trow\x1b[2J\x7f\u009b"
-    write_db(dc, "olddb", [
+    dc.write_db("olddb", [
         ("UPDATE reports SET org_name = org_name || ?, report_id = report_id || ?,"
          " policy_domain = policy_domain || ?, policy_p = ?, policy_np = ?,"
          " archive_path = archive_path || ?", (bad, bad, bad, "none" + bad, bad, bad)),
@@ -223,7 +206,7 @@ def test_sums_saturate(dc):
                                                            records=recs))])
     deliver(dc, "big", "big-2", [("b2.xml", "text/xml", xml("big-2", "big.example",
                                                            records=recs))])
-    write_db(dc, "big", [("UPDATE records SET count = ?", (INT64_MAX,))])
+    dc.write_db("big", [("UPDATE records SET count = ?", (INT64_MAX,))])
 
     rows = json.loads(doveadm_ok(dc, ["dmarc", "list"], "big", "json"))
     check_equal([(r["report_id"], r["messages"], r["dmarc_pass"]) for r in rows],
@@ -239,7 +222,7 @@ def test_sums_saturate(dc):
         check(rows and all(r["messages"] == INT64_MAX and r["fail"] == 0
                            for r in rows), f"--group-by {group}: {rows}")
     # a failing source: the summary names it, with the saturated figure
-    write_db(dc, "big", [("UPDATE records SET dkim = 'fail', dmarc_pass = 0"
+    dc.write_db("big", [("UPDATE records SET dkim = 'fail', dmarc_pass = 0"
                           " WHERE source_ip = '192.0.2.2'", ())])
     rows = json.loads(doveadm_ok(dc, ["dmarc", "summary"], "big", "json"))
     check_equal(rows[0]["top_failing"], f"192.0.2.2 ({INT64_MAX})", "top failing")

@@ -134,7 +134,7 @@ static void fuzz_document(struct dmarc_unpack *unpack)
 		    dmarc_store_report_commit(&sreport, &error) == 0) {
 			unsigned int deleted;
 
-			(void)dmarc_query_expire(store, INT64_MAX, NULL, NULL,
+			(void)dmarc_store_expire(store, INT64_MAX, NULL, NULL,
 						 &deleted, &error);
 		} else if (sreport != NULL) {
 			dmarc_store_report_rollback(&sreport);

@@ -1009,7 +1009,7 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 			  "with a Feedback-Type field: a text-only failure "
 			  "report is not parsed");
 		counts->failed++;
-	} else if (counts->attachments == 0)
+	} else if (counts->attachments == before.attachments)
 		e_info(ingest->event, "No attachment in the message: nothing to store");
 	return ctx.ret;
 }

@@ -2,11 +2,14 @@
    pipeline into a real SQLite file and archive dir. */
 
 #include "lib.h"
+#include "array.h"
 #include "istream.h"
 #include "base64.h"
 #include "str.h"
 #include "unlink-directory.h"
+#include "lib-event-private.h"
 #include "test-dmarc-common.h"
+#include "dmarc-event.h"
 #include "dmarc-ingest.h"
 
 #include <sqlite3.h>
@@ -1153,6 +1156,154 @@ static void test_ingest_failure_corpus(void)
 	test_end();
 }
 
+/* The outcome events sent while collecting: "name field=value ...". The
+   events come inside the pipeline's data stack frames: a pool of its
+   own. */
+static pool_t test_outcome_pool;
+static ARRAY_TYPE(const_string) test_outcomes;
+
+static bool event_has_dmarc_category(struct event *event)
+{
+	struct event_category *const *categories;
+	unsigned int i, count;
+
+	for (; event != NULL; event = event_get_parent(event)) {
+		categories = event_get_categories(event, &count);
+		for (i = 0; i < count; i++) {
+			/* events keep the registered copy of a category */
+			if (strcmp(categories[i]->name,
+				   dmarc_event_category.name) == 0)
+				return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+static bool
+test_outcome_callback(struct event *event, enum event_callback_type type,
+		      struct failure_context *ctx ATTR_UNUSED,
+		      const char *fmt ATTR_UNUSED, va_list args ATTR_UNUSED)
+{
+	static const char *const fields[] = {
+		"kind", "org", "policy_domain", "report_id", "records",
+		"messages", "attachments",
+	};
+	const char *value;
+	string_t *str;
+	unsigned int i;
+
+	if (type != EVENT_CALLBACK_TYPE_SEND || event->sending_name == NULL ||
+	    !str_begins_with(event->sending_name, "dmarcreport_report_"))
+		return TRUE;
+	str = t_str_new(128);
+	str_append(str, event->sending_name + strlen("dmarcreport_report_"));
+	for (i = 0; i < N_ELEMENTS(fields); i++) {
+		value = event_find_field_recursive_str(event, fields[i]);
+		if (value != NULL)
+			str_printfa(str, " %s=%s", fields[i], value);
+	}
+	if (event_find_field_recursive_str(event, "reason") != NULL)
+		str_append(str, " reason");
+	if (!event_has_dmarc_category(event))
+		str_append(str, " (no category)");
+	value = p_strdup(test_outcome_pool, str_c(str));
+	array_push_back(&test_outcomes, &value);
+	return TRUE;
+}
+
+#define OUTCOME_XML(id, end) \
+	"<feedback><report_metadata><org_name>ev.example</org_name>" \
+	"<report_id>" id "</report_id><date_range><begin>1</begin>" \
+	"<end>2</end></date_range></report_metadata>" \
+	"<policy_published><domain>example.com</domain><p>none</p>" \
+	"</policy_published>" \
+	"<record><row><source_ip>192.0.2.1</source_ip><count>3</count>" \
+	"<policy_evaluated><disposition>none</disposition><dkim>pass</dkim>" \
+	"<spf>pass</spf></policy_evaluated></row><identifiers><header_from>" \
+	"example.com</header_from></identifiers></record>" \
+	"<record><row><source_ip>192.0.2.2</source_ip><count>4</count>" end
+
+static void test_ingest_outcome_events(void)
+{
+	static const char mail[] =
+		"From: a@example.com\n"
+		"Message-ID: <events@example.com>\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\n"
+		"\n--b\n"
+		"Content-Type: text/xml; name=\"a.xml\"\n\n"
+		OUTCOME_XML("ev-1", "<policy_evaluated><disposition>none"
+			    "</disposition><dkim>pass</dkim><spf>pass</spf>"
+			    "</policy_evaluated></row><identifiers>"
+			    "<header_from>example.com</header_from>"
+			    "</identifiers></record></feedback>")
+		"\n--b\n"
+		"Content-Type: text/xml; name=\"again.xml\"\n\n"
+		OUTCOME_XML("ev-1", "<policy_evaluated><disposition>none"
+			    "</disposition><dkim>pass</dkim><spf>pass</spf>"
+			    "</policy_evaluated></row><identifiers>"
+			    "<header_from>example.com</header_from>"
+			    "</identifiers></record></feedback>")
+		"\n--b\n"
+		"Content-Type: text/xml; name=\"cut.xml\"\n\n"
+		OUTCOME_XML("ev-2", "")
+		"\n--b\n"
+		"Content-Type: application/octet-stream; name=\"notes.txt\"\n\n"
+		"just notes\n"
+		"--b--\n";
+	static const char no_attachment[] =
+		"From: a@example.com\n"
+		"Message-ID: <events-none@example.com>\n"
+		"\nhello\n";
+	static const char *const expected[] = {
+		"stored kind=aggregate org=ev.example policy_domain=example.com "
+			"report_id=ev-1 records=2 messages=7",
+		"duplicate kind=aggregate org=ev.example "
+			"policy_domain=example.com report_id=ev-1",
+		"failed kind=aggregate org=ev.example policy_domain=example.com "
+			"report_id=ev-2 reason",
+		"failed kind=aggregate reason",
+		"skipped reason",
+	};
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set;
+	struct istream *input;
+	const char *const *outcomes;
+	unsigned int i, count;
+
+	test_begin("ingest: one named outcome event per attachment, with fields");
+	test_settings("events", &set);
+	test_outcome_pool = pool_alloconly_create("test outcomes", 1024);
+	p_array_init(&test_outcomes, test_outcome_pool, 8);
+	event_register_callback(test_outcome_callback);
+	i_zero(&counts);
+	ingest = dmarc_ingest_init(&set, test_event);
+	TEST_EXPECT_WARNINGS("'cut.xml': Not stored: report ev-2 from "
+			     "ev.example for example.com: ",
+			     "'notes.txt': Not stored: not an XML document");
+	input = i_stream_create_from_data(mail, sizeof(mail) - 1);
+	test_assert(dmarc_ingest_message(ingest, input, 1700000000,
+					 &counts) == 0);
+	i_stream_unref(&input);
+	test_expect_no_more_warnings();
+	input = i_stream_create_from_data(no_attachment,
+					  sizeof(no_attachment) - 1);
+	test_assert(dmarc_ingest_message(ingest, input, 1700000000,
+					 &counts) == 0);
+	i_stream_unref(&input);
+	dmarc_ingest_deinit(&ingest);
+	event_unregister_callback(test_outcome_callback);
+
+	test_assert(counts.reports_new == 1 && counts.reports_duplicate == 1 &&
+		    counts.failed == 2);
+	outcomes = array_get(&test_outcomes, &count);
+	test_assert(count == N_ELEMENTS(expected));
+	for (i = 0; i < count && i < N_ELEMENTS(expected); i++)
+		test_assert_strcmp_idx(outcomes[i], expected[i], i);
+	pool_unref(&test_outcome_pool);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -1176,6 +1327,7 @@ int main(void)
 		test_ingest_base64_text_unclosed,
 		test_ingest_tls_corpus,
 		test_ingest_failure_corpus,
+		test_ingest_outcome_events,
 		test_ingest_teardown,
 		NULL
 	};

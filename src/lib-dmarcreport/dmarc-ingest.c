@@ -1337,13 +1337,12 @@ int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 		result = -1;
 	}
 	if (pcounts.attachments > 0) {
-		/* import --pending prints its totals instead */
-		e_log(ingest->event, ingest->quiet ? LOG_TYPE_DEBUG :
-		      LOG_TYPE_INFO, "Pending reports: %u stored, "
-		      "%u duplicate, %u not stored (%"PRIu64" records), "
-		      "%u entries", pcounts.reports_new,
-		      pcounts.reports_duplicate, pcounts.failed,
-		      pcounts.records, pcounts.attachments);
+		/* each entry has a line of its own already */
+		e_debug(ingest->event, "Pending reports: %u stored, "
+			"%u duplicate, %u not stored (%"PRIu64" records), "
+			"%u entries", pcounts.reports_new,
+			pcounts.reports_duplicate, pcounts.failed,
+			pcounts.records, pcounts.attachments);
 	}
 	dmarc_ingest_counts_add(counts, &pcounts);
 	return result;

@@ -353,7 +353,7 @@ def test_busy_queued_next_delivery_stores(dc):
 
     mark = dc.log_mark()
     dc.lmtp_deliver_ok(report_mail("pending-2"), user)
-    check(dc.wait_log(rf"lmtp\({user}\).*Pending reports: 1 stored", mark),
+    check(dc.wait_log(rf"lmtp\({user}\).*pending '[^']*': .*Stored report pending-1 ", mark),
           "the next delivery did not store the pending report")
     check_equal(sorted(dc.query(user, "SELECT report_id, record_count FROM reports")),
                 [("pending-0", 1), ("pending-1", 2), ("pending-2", 1)], "after")
@@ -402,7 +402,7 @@ def test_db_unwritable_queued(dc):
           "lmtp keeps the database open")
     mark = dc.log_mark()
     dc.lmtp_deliver_ok(report_mail("roperm-2"), user)
-    check(dc.wait_log(rf"lmtp\({user}\).*Pending reports: 1 stored", mark),
+    check(dc.wait_log(rf"lmtp\({user}\).*pending '[^']*': .*Stored report roperm-1 ", mark),
           "the next delivery did not store the pending report")
     check_equal(sorted(r[0] for r in dc.query(user, "SELECT report_id FROM reports")),
                 ["roperm-0", "roperm-1", "roperm-2"], "reports")

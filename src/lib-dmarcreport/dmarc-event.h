@@ -4,8 +4,8 @@
 /* The events of the core, for log filters and Dovecot's metric {}: all
    of them carry the category "dmarcreport"; every document (attachment,
    zip entry, imported file, pending entry) ends in one named event, with
-   the fields below where they are known (doc/dovecot-dmarcreport.7,
-   EVENTS). The API is the same on Dovecot 2.3 and 2.4. */
+   the fields below where they are known (dovecot-dmarcreport(7), EVENTS
+   AND METRICS). The API is the same on Dovecot 2.3 and 2.4. */
 
 #include "lib-event.h"
 

@@ -1,10 +1,17 @@
 #ifndef DMARC_COMPAT_H
 #define DMARC_COMPAT_H
 
-/* The seam between the two doors and the Dovecot version: every call that
-   differs between Dovecot 2.3.19 / Pigeonhole 0.5.19 and Dovecot 2.4 /
-   Pigeonhole 2.4 is wrapped here, chosen with DOVECOT_PREREQ(2,4,0), so the
-   doors and the core have no version #if of their own. */
+/* The seam between the plugins and the Dovecot version: the calls that
+   differ between Dovecot 2.3.19 / Pigeonhole 0.5.19 and Dovecot 2.4.1 /
+   Pigeonhole 2.4.1 are wrapped in this header (settings, JSON escaping,
+   the Sieve and doveadm APIs), dmarc-compat-lib.h (lib functions 2.4
+   renamed) and dmarc-compat-json.h (the JSON reader), chosen with
+   DOVECOT_PREREQ(2,4,0); the doors and the core have no version #if of
+   their own. Events and their log calls (lib-event.h, event-log.h) are
+   the same on both. What else 2.4 needed is not C of the plugins:
+   the settings module (src/settings: 2.4's config process refuses
+   settings it does not know), configure.ac's DC_DOVECOT_TEST_WRAPPER
+   guard, and 2.4's config syntax (README, tests/e2e/dovetest.py). */
 
 #include "mail-user.h"
 #include "dmarc-settings.h"

@@ -137,3 +137,64 @@ const struct dmarc_limits *test_default_limits(void)
 	}
 	return &limits;
 }
+
+/* test_expect_warnings(): the expected lines, and test-common's handler,
+   which counts any other as an unexpected error */
+#define TEST_EXPECTED_WARNINGS_MAX 8
+static const char *expected_warnings_buf[TEST_EXPECTED_WARNINGS_MAX + 1];
+static const char *const *expected_warnings;
+static unsigned int expected_warning_idx;
+static failure_callback_t *test_common_error_handler;
+
+static void
+test_warning_handler(const struct failure_context *ctx, const char *format,
+		     va_list args)
+{
+	const char *expected = expected_warnings[expected_warning_idx];
+
+	if (expected == NULL) {
+		test_common_error_handler(ctx, format, args);
+		return;
+	}
+	T_BEGIN {
+		const char *text = t_strdup_vprintf(format, args);
+
+		if (strstr(text, expected) == NULL) {
+			printf("expected a line with '%s', got: %s\n",
+			       expected, text);
+			test_assert_idx(FALSE, expected_warning_idx);
+		}
+	} T_END;
+	expected_warning_idx++;
+}
+
+void test_expect_warnings(const char *const *substrings)
+{
+	failure_callback_t *fatal, *info, *debug;
+	unsigned int i;
+
+	i_assert(expected_warnings == NULL);
+	i_get_failure_handlers(&fatal, &test_common_error_handler,
+			       &info, &debug);
+	/* a copy: the caller's array may be a compound literal */
+	for (i = 0; substrings[i] != NULL; i++) {
+		i_assert(i < TEST_EXPECTED_WARNINGS_MAX);
+		expected_warnings_buf[i] = substrings[i];
+	}
+	expected_warnings_buf[i] = NULL;
+	expected_warnings = expected_warnings_buf;
+	expected_warning_idx = 0;
+	i_set_error_handler(test_warning_handler);
+}
+
+void test_expect_no_more_warnings(void)
+{
+	i_assert(expected_warnings != NULL);
+	if (expected_warnings[expected_warning_idx] != NULL) {
+		printf("missing line with '%s'\n",
+		       expected_warnings[expected_warning_idx]);
+		test_assert(FALSE);
+	}
+	i_set_error_handler(test_common_error_handler);
+	expected_warnings = NULL;
+}

@@ -30,6 +30,15 @@ struct test_mem_reader {
 ssize_t test_mem_read(void *context, void *buf, size_t size,
 		      const char **error_r);
 
+/* Expect exactly these warnings or errors, in this order, each one
+   containing its substring (NULL-terminated; the text is checked, not
+   only the count), until test_expect_no_more_warnings(). A line logged
+   beyond them fails the test as test-common's unexpected errors do. */
+void test_expect_warnings(const char *const *substrings);
+void test_expect_no_more_warnings(void);
+#define TEST_EXPECT_WARNINGS(...) \
+	test_expect_warnings((const char *const []){ __VA_ARGS__, NULL })
+
 /* Defaults of all limits. */
 const struct dmarc_limits *test_default_limits(void);
 

@@ -2,11 +2,14 @@
    pipeline into a real SQLite file and archive dir. */
 
 #include "lib.h"
+#include "array.h"
 #include "istream.h"
 #include "base64.h"
 #include "str.h"
 #include "unlink-directory.h"
+#include "lib-event-private.h"
 #include "test-dmarc-common.h"
+#include "dmarc-event.h"
 #include "dmarc-ingest.h"
 
 #include <sqlite3.h>
@@ -185,10 +188,10 @@ static void test_ingest_db_unwritable(void)
 	test_assert(close(open(t_strconcat(path, "/db", NULL),
 			       O_CREAT | O_WRONLY, 0600)) == 0);
 	i_zero(&counts);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Cannot open the report database: ");
 	test_assert(ingest_mail_file(&set, t_strconcat(test_corpus_dir(),
 		"/email/mox--yahoo.eml", NULL), &counts) < 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	test_assert(counts.reports_new == 0);
 	test_assert(stat(t_strconcat(set.archive_dir, "/2023/11", NULL), &st) == 0);
 	test_end();
@@ -220,9 +223,10 @@ static void test_ingest_not_a_report(void)
 	i_zero(&counts);
 	input = i_stream_create_from_data(mail, sizeof(mail) - 1);
 	ingest = dmarc_ingest_init(&set, test_event);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Not stored: not a DMARC aggregate report "
+			     "(root element <html>)");
 	test_assert(dmarc_ingest_message(ingest, input, 1700000000, &counts) == 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	dmarc_ingest_deinit(&ingest);
 	i_stream_unref(&input);
 	test_assert(counts.attachments == 1);
@@ -302,10 +306,13 @@ static void test_ingest_conflict_and_anomalies(void)
 
 	/* pct out of range, begin after end, an invalid source: stored as
 	   reported, one warning each */
-	test_expect_errors(3);
+	TEST_EXPECT_WARNINGS("<pct> 150 is not 0..100 (stored as reported)",
+			     "date_range begin 300 is after end 200",
+			     "1 records with a source_ip that is not an IP "
+			     "address");
 	test_assert(ingest_report_xml(&set, "d", t_strdup_printf(CONFLICT_XML,
 		"other", "300", "150", "999.300.1.1", "4"), &counts) == 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	test_assert(counts.reports_new == 2);
 	test_assert(db_int(set.db_path, "SELECT policy_pct FROM reports"
 			   " WHERE org_name = 'other'") == 150);
@@ -486,10 +493,11 @@ static void test_ingest_too_big_not_archived(void)
 	test_settings("toobig", &set);
 	set.limits.max_attachment_size = 100;
 	i_zero(&counts);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Not stored: attachment larger than "
+			     "dmarcreport_max_attachment_size");
 	test_assert(ingest_mail_file(&set, t_strconcat(test_corpus_dir(),
 		"/email/mox--google.eml", NULL), &counts) == 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	test_assert(counts.failed == 1 && counts.reports_new == 0);
 	/* the dated dir was made, the cut-off copy is gone */
 	test_assert(stat(t_strconcat(set.archive_dir, "/2023/11", NULL), &st) == 0);
@@ -526,9 +534,10 @@ static void test_ingest_processing_time_limit(void)
 		    (ssize_t)str_len(data) && close(fd) == 0);
 	i_zero(&counts);
 	ingest = dmarc_ingest_init(&set, test_event);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Not stored: the mail took more than 1 ms "
+			     "of CPU time");
 	test_assert(dmarc_ingest_file(ingest, path, &counts) == 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	test_assert(counts.failed == 1 && counts.reports_new == 0);
 
 	/* a mail of two reports: one warning, both counted as failed,
@@ -546,10 +555,11 @@ static void test_ingest_processing_time_limit(void)
 	str_append(data, "\n--b--\n");
 	input = i_stream_create_copy_from_data(str_data(data), str_len(data));
 	i_zero(&counts);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Not stored: the mail took more than 1 ms "
+			     "of CPU time");
 	test_assert(dmarc_ingest_message(ingest, input, 1700000000,
 					 &counts) == 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	i_stream_unref(&input);
 	test_assert(counts.attachments == 2);
 	test_assert(counts.failed == 2 && counts.reports_new == 0);
@@ -595,10 +605,10 @@ static void test_ingest_archive_write_fails(void)
 	signal(SIGXFSZ, SIG_IGN);
 	test_assert(setrlimit(RLIMIT_FSIZE, &rl) == 0);
 	i_zero(&counts);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Archiving failed, processing it anyway");
 	test_assert(ingest_stream(&set, FALSE, report_mail("padded", 3, 700*1024),
 				  &counts) == 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	test_assert(setrlimit(RLIMIT_FSIZE, &old_rl) == 0);
 	test_assert(counts.reports_new == 1 && counts.failed == 0);
 	test_assert(db_int(set.db_path, "SELECT record_count FROM reports "
@@ -648,13 +658,15 @@ static void test_ingest_queue_when_busy(void)
 	lock = lock_db(set.db_path);
 	i_zero(&counts);
 	/* one warning each, naming the spool */
-	test_expect_errors(2);
+	TEST_EXPECT_WARNINGS(
+		"'queued-a.xml': Storing the report failed (queued in ",
+		"'queued-b.xml': Storing the report failed (queued in ");
 	test_assert(ingest_stream(&set, TRUE, report_mail("queued-a", 2, 0),
 				  &counts) < 0);
 	/* without an archive copy, the spool keeps the bytes */
 	test_assert(ingest_stream(&set_noarch, TRUE,
 				  report_mail("queued-b", 3, 0), &counts) < 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	test_assert(counts.queued == 2 && counts.reports_new == 0);
 	/* two entries, one of them with its data file */
 	test_assert(count_files(spool) == 3);
@@ -695,10 +707,10 @@ static void test_ingest_pending_db_broken(void)
 	test_assert(ingest_stream(&set, TRUE, report_mail("first", 1, 0),
 				  &counts) == 0);
 	lock = lock_db(set.db_path);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Storing the report failed (queued in ");
 	test_assert(ingest_stream(&set, TRUE, report_mail("queued", 1, 0),
 				  &counts) < 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	lock_release(lock);
 	test_assert(count_files(spool) == 1);
 	/* the database is replaced by something that is not one */
@@ -710,9 +722,10 @@ static void test_ingest_pending_db_broken(void)
 	i_close_fd(&fd);
 	ingest = dmarc_ingest_init(&set, test_event);
 	dmarc_ingest_set_queue_on_failure(ingest, TRUE);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("1 pending reports wait: Cannot open the "
+			     "report database: ");
 	test_assert(dmarc_ingest_pending(ingest, FALSE, 0, &counts) < 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	dmarc_ingest_deinit(&ingest);
 	/* still its first attempt to come: <id>.0 */
 	test_assert(count_files(spool) == 1);
@@ -736,10 +749,10 @@ static void test_ingest_queue_bounded(void)
 				  &counts) == 0);
 	lock = lock_db(set.db_path);
 	i_zero(&counts);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Storing the report failed (not queued: ");
 	test_assert(ingest_stream(&set, TRUE, report_mail("big", 1, 100*1024),
 				  &counts) < 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	test_assert(counts.queued == 0);
 	test_assert(count_files(t_strconcat(set.db_path, "-pending", NULL)) == 0);
 	lock_release(lock);
@@ -797,9 +810,10 @@ static void test_ingest_import_goes_on(void)
 	ingest = dmarc_ingest_init(&set, test_event);
 	dmarc_ingest_set_archiving(ingest, FALSE);
 	test_assert(dmarc_ingest_batch_begin(ingest) == 0);
-	test_expect_errors(1);
+	TEST_EXPECT_WARNINGS("Not stored: report overflow from o for "
+			     "example.com: record 1, line 1: <count>");
 	test_assert(dmarc_ingest_file(ingest, bad, &counts) == 0);
-	test_expect_no_more_errors();
+	test_expect_no_more_warnings();
 	test_assert(dmarc_ingest_file(ingest, good, &counts) == 0);
 	test_assert(dmarc_ingest_batch_commit(ingest) == 0);
 	dmarc_ingest_deinit(&ingest);
@@ -1117,10 +1131,11 @@ static void test_ingest_failure_corpus(void)
 
 		i_zero(&counts);
 		if (no_arf)
-			test_expect_errors(1);
+			TEST_EXPECT_WARNINGS("a text-only failure report is "
+					     "not parsed");
 		test_assert_idx(ingest_mail_file(&set, path, &counts) == 0, i);
 		if (no_arf)
-			test_expect_no_more_errors();
+			test_expect_no_more_warnings();
 		/* the LinkedIn report comes with CRLF and LF line ends:
 		   the same report, stored once */
 		test_assert_idx(counts.reports_new + counts.reports_duplicate ==
@@ -1138,6 +1153,154 @@ static void test_ingest_failure_corpus(void)
 		"|| auth_failure || '|' || source_ip FROM failure_reports "
 		"WHERE user_agent LIKE 'OpenDMARC%'"),
 		"Wir kaufen dein Auto!|dmarc|148.163.85.135");
+	test_end();
+}
+
+/* The outcome events sent while collecting: "name field=value ...". The
+   events come inside the pipeline's data stack frames: a pool of its
+   own. */
+static pool_t test_outcome_pool;
+static ARRAY_TYPE(const_string) test_outcomes;
+
+static bool event_has_dmarc_category(struct event *event)
+{
+	struct event_category *const *categories;
+	unsigned int i, count;
+
+	for (; event != NULL; event = event_get_parent(event)) {
+		categories = event_get_categories(event, &count);
+		for (i = 0; i < count; i++) {
+			/* events keep the registered copy of a category */
+			if (strcmp(categories[i]->name,
+				   dmarc_event_category.name) == 0)
+				return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+static bool
+test_outcome_callback(struct event *event, enum event_callback_type type,
+		      struct failure_context *ctx ATTR_UNUSED,
+		      const char *fmt ATTR_UNUSED, va_list args ATTR_UNUSED)
+{
+	static const char *const fields[] = {
+		"kind", "org", "policy_domain", "report_id", "records",
+		"messages", "attachments",
+	};
+	const char *value;
+	string_t *str;
+	unsigned int i;
+
+	if (type != EVENT_CALLBACK_TYPE_SEND || event->sending_name == NULL ||
+	    !str_begins_with(event->sending_name, "dmarcreport_report_"))
+		return TRUE;
+	str = t_str_new(128);
+	str_append(str, event->sending_name + strlen("dmarcreport_report_"));
+	for (i = 0; i < N_ELEMENTS(fields); i++) {
+		value = event_find_field_recursive_str(event, fields[i]);
+		if (value != NULL)
+			str_printfa(str, " %s=%s", fields[i], value);
+	}
+	if (event_find_field_recursive_str(event, "reason") != NULL)
+		str_append(str, " reason");
+	if (!event_has_dmarc_category(event))
+		str_append(str, " (no category)");
+	value = p_strdup(test_outcome_pool, str_c(str));
+	array_push_back(&test_outcomes, &value);
+	return TRUE;
+}
+
+#define OUTCOME_XML(id, end) \
+	"<feedback><report_metadata><org_name>ev.example</org_name>" \
+	"<report_id>" id "</report_id><date_range><begin>1</begin>" \
+	"<end>2</end></date_range></report_metadata>" \
+	"<policy_published><domain>example.com</domain><p>none</p>" \
+	"</policy_published>" \
+	"<record><row><source_ip>192.0.2.1</source_ip><count>3</count>" \
+	"<policy_evaluated><disposition>none</disposition><dkim>pass</dkim>" \
+	"<spf>pass</spf></policy_evaluated></row><identifiers><header_from>" \
+	"example.com</header_from></identifiers></record>" \
+	"<record><row><source_ip>192.0.2.2</source_ip><count>4</count>" end
+
+static void test_ingest_outcome_events(void)
+{
+	static const char mail[] =
+		"From: a@example.com\n"
+		"Message-ID: <events@example.com>\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\n"
+		"\n--b\n"
+		"Content-Type: text/xml; name=\"a.xml\"\n\n"
+		OUTCOME_XML("ev-1", "<policy_evaluated><disposition>none"
+			    "</disposition><dkim>pass</dkim><spf>pass</spf>"
+			    "</policy_evaluated></row><identifiers>"
+			    "<header_from>example.com</header_from>"
+			    "</identifiers></record></feedback>")
+		"\n--b\n"
+		"Content-Type: text/xml; name=\"again.xml\"\n\n"
+		OUTCOME_XML("ev-1", "<policy_evaluated><disposition>none"
+			    "</disposition><dkim>pass</dkim><spf>pass</spf>"
+			    "</policy_evaluated></row><identifiers>"
+			    "<header_from>example.com</header_from>"
+			    "</identifiers></record></feedback>")
+		"\n--b\n"
+		"Content-Type: text/xml; name=\"cut.xml\"\n\n"
+		OUTCOME_XML("ev-2", "")
+		"\n--b\n"
+		"Content-Type: application/octet-stream; name=\"notes.txt\"\n\n"
+		"just notes\n"
+		"--b--\n";
+	static const char no_attachment[] =
+		"From: a@example.com\n"
+		"Message-ID: <events-none@example.com>\n"
+		"\nhello\n";
+	static const char *const expected[] = {
+		"stored kind=aggregate org=ev.example policy_domain=example.com "
+			"report_id=ev-1 records=2 messages=7",
+		"duplicate kind=aggregate org=ev.example "
+			"policy_domain=example.com report_id=ev-1",
+		"failed kind=aggregate org=ev.example policy_domain=example.com "
+			"report_id=ev-2 reason",
+		"failed kind=aggregate reason",
+		"skipped reason",
+	};
+	struct dmarc_ingest_counts counts;
+	struct dmarc_ingest *ingest;
+	struct dmarc_settings set;
+	struct istream *input;
+	const char *const *outcomes;
+	unsigned int i, count;
+
+	test_begin("ingest: one named outcome event per attachment, with fields");
+	test_settings("events", &set);
+	test_outcome_pool = pool_alloconly_create("test outcomes", 1024);
+	p_array_init(&test_outcomes, test_outcome_pool, 8);
+	event_register_callback(test_outcome_callback);
+	i_zero(&counts);
+	ingest = dmarc_ingest_init(&set, test_event);
+	TEST_EXPECT_WARNINGS("'cut.xml': Not stored: report ev-2 from "
+			     "ev.example for example.com: ",
+			     "'notes.txt': Not stored: not an XML document");
+	input = i_stream_create_from_data(mail, sizeof(mail) - 1);
+	test_assert(dmarc_ingest_message(ingest, input, 1700000000,
+					 &counts) == 0);
+	i_stream_unref(&input);
+	test_expect_no_more_warnings();
+	input = i_stream_create_from_data(no_attachment,
+					  sizeof(no_attachment) - 1);
+	test_assert(dmarc_ingest_message(ingest, input, 1700000000,
+					 &counts) == 0);
+	i_stream_unref(&input);
+	dmarc_ingest_deinit(&ingest);
+	event_unregister_callback(test_outcome_callback);
+
+	test_assert(counts.reports_new == 1 && counts.reports_duplicate == 1 &&
+		    counts.failed == 2);
+	outcomes = array_get(&test_outcomes, &count);
+	test_assert(count == N_ELEMENTS(expected));
+	for (i = 0; i < count && i < N_ELEMENTS(expected); i++)
+		test_assert_strcmp_idx(outcomes[i], expected[i], i);
+	pool_unref(&test_outcome_pool);
 	test_end();
 }
 
@@ -1164,6 +1327,7 @@ int main(void)
 		test_ingest_base64_text_unclosed,
 		test_ingest_tls_corpus,
 		test_ingest_failure_corpus,
+		test_ingest_outcome_events,
 		test_ingest_teardown,
 		NULL
 	};

@@ -9,6 +9,7 @@
 #include "istream.h"
 #include "read-full.h"
 #include "dmarc-log.h"
+#include "dmarc-event.h"
 #include "dmarc-ingest.h"
 #include "dmarc-import.h"
 
@@ -323,7 +324,7 @@ dmarc_import_init(struct dmarc_ingest *ingest, struct event *event,
 	import->pool = pool;
 	import->ingest = ingest;
 	import->counts = counts;
-	import->event = event_create(event);
+	import->event = dmarc_event_create(event);
 	event_set_append_log_prefix(import->event, "dmarc import: ");
 	hash_table_create(&import->seen, pool, 0, import_inode_hash,
 			  import_inode_cmp);

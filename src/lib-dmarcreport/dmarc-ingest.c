@@ -15,6 +15,7 @@
 #include "write-full.h"
 #include "message-parser.h"
 #include "dmarc-log.h"
+#include "dmarc-event.h"
 #include "time-util.h"
 #include "dmarc-settings.h"
 #include "dmarc-extract.h"
@@ -131,7 +132,7 @@ struct dmarc_ingest *dmarc_ingest_init(const struct dmarc_settings *set,
 	ingest->set = *set;
 	ingest->set.db_path = p_strdup(pool, set->db_path);
 	ingest->set.archive_dir = p_strdup(pool, set->archive_dir);
-	ingest->event = event_create(event);
+	ingest->event = dmarc_event_create(event);
 	event_set_append_log_prefix(ingest->event, "dmarcreport: ");
 	ingest->archiving = ingest->set.archive_dir != NULL;
 	return ingest;
@@ -211,18 +212,24 @@ static const char *ingest_budget_error(struct dmarc_ingest *ingest)
 
 /* Before more work on the mail: FALSE when the budget is spent. The
    warning is logged once per mail, naming what was about to be
-   processed; what is skipped after it is counted as failed. */
+   processed (a failed event); what is skipped after it is counted as
+   failed too, but its event says skipped. */
 static bool
 ingest_budget_check(struct dmarc_ingest *ingest, struct event *event,
 		    struct dmarc_ingest_counts *counts)
 {
+	const char *error;
+
 	if (!ingest_budget_exceeded(ingest))
 		return TRUE;
+	error = ingest_budget_error(ingest);
 	if (!ingest->budget.logged) {
-		e_warning(event, "Not stored: %s", ingest_budget_error(ingest));
+		e_warning(dmarc_event_failed(event, error)->event(),
+			  "Not stored: %s", error);
 		ingest->budget.logged = TRUE;
 	} else {
-		e_debug(event, "Not processed: %s", ingest_budget_error(ingest));
+		e_debug(dmarc_event_skipped(event, error)->event(),
+			"Not processed: %s", error);
 	}
 	counts->failed++;
 	return FALSE;
@@ -309,8 +316,8 @@ int dmarc_ingest_report_store_failed(struct dmarc_ingest *ingest,
 		dmarc_store_get_error(ingest->store);
 
 	if (code == DMARC_STORE_ERROR_REPORT) {
-		e_warning(event, "Not stored: %s: %s", label,
-			  dmarc_log_text(error));
+		e_warning(dmarc_event_failed(event, error)->event(),
+			  "Not stored: %s: %s", label, dmarc_log_text(error));
 		counts->failed++;
 		return 0;
 	}
@@ -388,11 +395,17 @@ void dmarc_ingest_storage_failed(struct dmarc_ingest *ingest,
 	}
 	i_assert(ingest->failure_error != NULL);
 	if (!ingest->failure_logged) {
-		e_error(event, "%s (the mail is kept; store its reports "
+		e_error(dmarc_event_failed(event, ingest->failure_error)->
+			event(), "%s (the mail is kept; store its reports "
 			"later with `doveadm dmarc import`): %s",
 			ingest->failure_prefix,
 			dmarc_log_text(ingest->failure_error));
 		ingest->failure_logged = TRUE;
+	} else {
+		/* the line above covers it; the event counts it */
+		e_debug(dmarc_event_failed(event, ingest->failure_error)->
+			event(), "Not stored: %s",
+			dmarc_log_text(ingest->failure_error));
 	}
 }
 
@@ -491,13 +504,16 @@ ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
 	reader->ingest = ingest;
 	reader->unpack = unpack;
 	if (doc_reader_peek(reader, &error) < 0) {
-		e_warning(att->event, "Not stored: %s", dmarc_log_text(error));
+		e_warning(dmarc_event_failed(att->event, error)->event(),
+			  "Not stored: %s", dmarc_log_text(error));
 		dmarc_ingest_document_failed(ingest);
 		msg->counts->failed++;
 		return 0;
 	}
 	kind = dmarc_kind_find(reader->head, reader->head_size);
 	for (i = 0; dmarc_kinds[i] != kind; i++) ;
+	/* the document's own event (an attachment, or a zip entry's) */
+	event_add_str(att->event, "kind", kind->name);
 
 	i_zero(&doc);
 	doc.ingest = ingest;
@@ -550,7 +566,14 @@ ingest_attachment_failed(struct dmarc_ingest *ingest,
 	i_assert(ingest->failure_error != NULL);
 	if (!ingest->queue_on_failure || att->from_pending) {
 		if (!ingest->failure_logged) {
-			e_error(att->event, "%s: %s", ingest->failure_prefix,
+			e_error(dmarc_event_failed(att->event,
+				ingest->failure_error)->event(), "%s: %s",
+				ingest->failure_prefix,
+				dmarc_log_text(ingest->failure_error));
+		} else {
+			e_debug(dmarc_event_failed(att->event,
+				ingest->failure_error)->event(),
+				"Not stored: %s",
 				dmarc_log_text(ingest->failure_error));
 		}
 		ingest->failure_logged = TRUE;
@@ -577,14 +600,21 @@ ingest_attachment_failed(struct dmarc_ingest *ingest,
 	if (!ingest->failure_logged) {
 		/* a busy database is not broken: a long import or expire
 		   held it */
-		e_log(att->event, ingest->failure_busy && ret == 0 ?
+		e_log(dmarc_event_failed(att->event, ingest->failure_error)->
+		      add_str("queued", ret == 0 ? "yes" : "no")->event(),
+		      ingest->failure_busy && ret == 0 ?
 		      LOG_TYPE_WARNING : LOG_TYPE_ERROR, "%s (%s): %s",
 		      ingest->failure_prefix, dmarc_log_text(hint),
 		      dmarc_log_text(ingest->failure_error));
 		ingest->failure_logged = TRUE;
 	} else if (ret < 0) {
-		e_error(att->event, "Storing the report failed (%s)",
-			dmarc_log_text(hint));
+		e_error(dmarc_event_failed(att->event, ingest->failure_error)->
+			add_str("queued", "no")->event(),
+			"Storing the report failed (%s)", dmarc_log_text(hint));
+	} else {
+		e_debug(dmarc_event_failed(att->event, ingest->failure_error)->
+			add_str("queued", "yes")->event(),
+			"Not stored (%s)", dmarc_log_text(hint));
 	}
 }
 
@@ -607,7 +637,9 @@ ingest_attachment_data(struct ingest_message *msg,
 						&ingest->set.limits,
 						&msg->message_budget);
 	} else if (lseek(att->fd, 0, SEEK_SET) < 0) {
-		e_error(att->event, "lseek() failed: %m");
+		error = t_strdup_printf("lseek() failed: %m");
+		e_error(dmarc_event_failed(att->event, error)->event(),
+			"%s", error);
 		counts->failed++;
 		return 0;
 	} else {
@@ -628,8 +660,8 @@ ingest_attachment_data(struct ingest_message *msg,
 		if (ret < 0) {
 			/* a bad entry, or the container: the entries after
 			   a bad one are still read */
-			e_warning(att->event, "Not stored: %s",
-				  dmarc_log_text(error));
+			e_warning(dmarc_event_failed(att->event, error)->event(),
+				  "Not stored: %s", dmarc_log_text(error));
 			counts->failed++;
 			bad++;
 		} else T_BEGIN {
@@ -643,7 +675,9 @@ ingest_attachment_data(struct ingest_message *msg,
 	}
 	if (result == 0 && documents == 0 && bad == 0 &&
 	    !ingest->budget.exceeded) {
-		e_warning(att->event, "Not stored: no document in the container");
+		error = "no document in the container";
+		e_warning(dmarc_event_failed(att->event, error)->event(),
+			  "Not stored: %s", error);
 		counts->failed++;
 	}
 	dmarc_unpack_deinit(&unpack);
@@ -773,6 +807,10 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	ctx->att.fd = ingest_open_target(ctx->ingest, &ctx->att,
 					 att->filename, ctx->received);
 	if (ctx->att.fd == -1) {
+		/* the cause was logged */
+		e_debug(dmarc_event_failed(ctx->att.event,
+			"no file to hold the attachment")->event(),
+			"Not stored: no file to hold the attachment");
 		ctx->counts->failed++;
 		ctx->ret = -1;
 		event_unref(&ctx->att.event);
@@ -891,14 +929,21 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 	struct ingest_message *ctx = context;
 
 	if (ctx->att.write_failed) {
-		/* disk full or similar: the mail itself is the copy left */
+		/* disk full or similar: the mail itself is the copy left;
+		   the cause was logged */
+		e_debug(dmarc_event_failed(ctx->att.event,
+			"writing the attachment failed")->event(),
+			"Not stored: writing the attachment failed");
 		ingest_archive_remove(ctx->ingest, &ctx->att);
 		ctx->counts->failed++;
 		ctx->ret = -1;
 	} else if (truncated) {
-		e_warning(ctx->att.event, "Not stored: attachment larger than "
-			  "dmarcreport_max_attachment_size (%"PRIuUOFF_T" bytes)",
-			  ctx->ingest->set.limits.max_attachment_size);
+		const char *error = t_strdup_printf("attachment larger than "
+			"dmarcreport_max_attachment_size (%"PRIuUOFF_T" bytes)",
+			ctx->ingest->set.limits.max_attachment_size);
+
+		e_warning(dmarc_event_failed(ctx->att.event, error)->event(),
+			  "Not stored: %s", error);
 		ingest_archive_remove(ctx->ingest, &ctx->att);
 		ctx->counts->failed++;
 	} else if (!ingest_budget_check(ctx->ingest, ctx->att.event,
@@ -979,23 +1024,28 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 	if (dmarc_extract_message(input, &ingest->set.limits,
 				  &ingest_extract_callbacks, &ctx,
 				  &stats, &error) < 0) {
-		e_error(ingest->event, "Reading the message failed: %s",
-			dmarc_log_text(error));
+		e_error(dmarc_event_failed(ingest->event, error)->event(),
+			"Reading the message failed: %s", dmarc_log_text(error));
 		ctx.ret = -1;
 	}
 	if (stats.skipped > 0) {
-		e_warning(ingest->event, "%u attachments past "
-			  "dmarcreport_max_attachments=%u not processed",
-			  stats.skipped, ingest->set.limits.max_attachments);
+		error = t_strdup_printf("%u attachments past "
+			"dmarcreport_max_attachments=%u not processed",
+			stats.skipped, ingest->set.limits.max_attachments);
+		e_warning(dmarc_event_skipped(ingest->event, error)->
+			  add_int("attachments", stats.skipped)->event(),
+			  "%s", error);
 		counts->failed += stats.skipped;
 	}
 	if (stats.mime_overflow) {
 		/* what lies below is not looked at: a report there would
 		   be lost without a word */
-		e_warning(ingest->event, "MIME parts nested deeper than "
-			  "dmarcreport_max_mime_depth=%u (or more than %u parts) "
-			  "not processed", ingest->set.limits.max_mime_depth,
-			  MESSAGE_PARSER_DEFAULT_MAX_TOTAL_MIME_PARTS);
+		error = t_strdup_printf("MIME parts nested deeper than "
+			"dmarcreport_max_mime_depth=%u (or more than %u parts) "
+			"not processed", ingest->set.limits.max_mime_depth,
+			MESSAGE_PARSER_DEFAULT_MAX_TOTAL_MIME_PARTS);
+		e_warning(dmarc_event_skipped(ingest->event, error)->event(),
+			  "%s", error);
 		counts->failed++;
 	}
 	ingest_message_end(&ctx);
@@ -1004,13 +1054,17 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 	    counts->reports_duplicate == before.reports_duplicate &&
 	    counts->failed == before.failed) {
 		/* Exim sends failure reports as text only */
-		e_warning(ingest->event, "Not stored: a multipart/report "
-			  "(report-type feedback-report or none) without a part "
-			  "with a Feedback-Type field: a text-only failure "
-			  "report is not parsed");
+		error = "a multipart/report (report-type feedback-report or "
+			"none) without a part with a Feedback-Type field: a "
+			"text-only failure report is not parsed";
+		e_warning(dmarc_event_failed(ingest->event, error)->
+			  add_str("kind", dmarc_kind_failure.name)->event(),
+			  "Not stored: %s", error);
 		counts->failed++;
-	} else if (counts->attachments == 0)
-		e_info(ingest->event, "No attachment in the message: nothing to store");
+	} else if (counts->attachments == before.attachments) {
+		e_info(dmarc_event_skipped(ingest->event, "no attachment")->
+		       event(), "No attachment in the message: nothing to store");
+	}
 	return ctx.ret;
 }
 
@@ -1072,7 +1126,9 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 	/* O_NONBLOCK: a FIFO must not hang the import */
 	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 	if (fd == -1 || fstat(fd, &st) < 0) {
-		e_error(att.event, "open() failed: %m");
+		error = t_strdup_printf("open() failed: %m");
+		e_error(dmarc_event_failed(att.event, error)->event(),
+			"%s", error);
 		counts->failed++;
 		if (fd != -1)
 			i_close_fd(&fd);
@@ -1080,15 +1136,17 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		return 0;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		e_error(att.event, "Not a regular file");
+		e_error(dmarc_event_failed(att.event, "not a regular file")->
+			event(), "Not a regular file");
 		counts->failed++;
 		i_close_fd(&fd);
 		event_unref(&att.event);
 		return 0;
 	}
 	if ((uoff_t)st.st_size > ingest->set.limits.max_attachment_size) {
-		e_warning(att.event, "Not stored: larger than "
-			  "dmarcreport_max_attachment_size");
+		error = "larger than dmarcreport_max_attachment_size";
+		e_warning(dmarc_event_failed(att.event, error)->event(),
+			  "Not stored: %s", error);
 		counts->failed++;
 		i_close_fd(&fd);
 		event_unref(&att.event);
@@ -1156,9 +1214,11 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 
 	if (entry->info.archive_path != NULL) {
 		if (ingest->set.archive_dir == NULL) {
-			e_error(att.event, "Kept: its attachment is in the "
+			error = t_strdup_printf("its attachment is in the "
 				"archive (%s), but dmarcreport_archive_dir is "
-				"not set", dmarc_log_text(entry->info.archive_path));
+				"not set", entry->info.archive_path);
+			e_error(dmarc_event_failed(att.event, error)->event(),
+				"Kept: %s", dmarc_log_text(error));
 			event_unref(&att.event);
 			return -1;
 		}
@@ -1175,22 +1235,25 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 	}
 	if (ret <= 0) {
 		if (ret == 0) {
-			e_warning(att.event, "Not stored: its attachment is "
-				  "gone (%s); entry removed",
-				  dmarc_log_text(entry->info.archive_path != NULL ?
-						 entry->info.archive_path :
-						 entry->data_path));
+			error = t_strdup_printf("its attachment is gone (%s)",
+				entry->info.archive_path != NULL ?
+				entry->info.archive_path : entry->data_path);
+			e_warning(dmarc_event_failed(att.event, error)->event(),
+				  "Not stored: %s; entry removed",
+				  dmarc_log_text(error));
 			counts->failed++;
 		} else {
-			e_error(att.event, "%s", dmarc_log_text(error));
+			e_error(dmarc_event_failed(att.event, error)->event(),
+				"%s", dmarc_log_text(error));
 		}
 		event_unref(&att.event);
 		return ret == 0 ? 0 : -1;
 	}
 	if (fstat(att.fd, &st) == 0 &&
 	    (uoff_t)st.st_size > ingest->set.limits.max_attachment_size) {
-		e_warning(att.event, "Not stored: larger than "
-			  "dmarcreport_max_attachment_size");
+		error = "larger than dmarcreport_max_attachment_size";
+		e_warning(dmarc_event_failed(att.event, error)->event(),
+			  "Not stored: %s", error);
 		counts->failed++;
 		ret = 0;
 	} else {
@@ -1250,8 +1313,9 @@ int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 	}
 	while ((ret = dmarc_pending_iter_next(iter, &entry, &error)) != 0) {
 		if (ret < 0) {
-			e_error(ingest->event, "Pending: %s",
-				dmarc_log_text(error));
+			/* an entry that cannot be taken, or is set aside */
+			e_error(dmarc_event_failed(ingest->event, error)->event(),
+				"Pending: %s", dmarc_log_text(error));
 			continue;
 		}
 		T_BEGIN {
@@ -1273,13 +1337,12 @@ int dmarc_ingest_pending(struct dmarc_ingest *ingest, bool include_failed,
 		result = -1;
 	}
 	if (pcounts.attachments > 0) {
-		/* import --pending prints its totals instead */
-		e_log(ingest->event, ingest->quiet ? LOG_TYPE_DEBUG :
-		      LOG_TYPE_INFO, "Pending reports: %u stored, "
-		      "%u duplicate, %u not stored (%"PRIu64" records), "
-		      "%u entries", pcounts.reports_new,
-		      pcounts.reports_duplicate, pcounts.failed,
-		      pcounts.records, pcounts.attachments);
+		/* each entry has a line of its own already */
+		e_debug(ingest->event, "Pending reports: %u stored, "
+			"%u duplicate, %u not stored (%"PRIu64" records), "
+			"%u entries", pcounts.reports_new,
+			pcounts.reports_duplicate, pcounts.failed,
+			pcounts.records, pcounts.attachments);
 	}
 	dmarc_ingest_counts_add(counts, &pcounts);
 	return result;

@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "dmarc-log.h"
+#include "dmarc-event.h"
 #include "dmarc-parse.h"
 #include "dmarc-store.h"
 #include "dmarc-kinds.h"
@@ -24,6 +25,34 @@ static const char *report_label(const struct dmarc_report *report)
 			       dmarc_log_value(report->policy.domain));
 }
 
+/* The report's outcome event (dmarc-event.h), for one e_*() call. */
+static struct event_passthrough *
+report_outcome(struct dmarc_kind_doc *doc, const char *name,
+	       const struct dmarc_report *report)
+{
+	return dmarc_kind_report_outcome(doc->event, name,
+		report->org_name == NULL ? "" : report->org_name,
+		report->policy.domain, report->report_id);
+}
+
+/* The store refused the report or failed: see
+   dmarc_ingest_report_store_failed(). */
+static int
+report_store_failed(struct dmarc_kind_doc *doc,
+		    const struct dmarc_report *report, const char *error)
+{
+	struct event *event;
+	int ret;
+
+	event = dmarc_kind_report_event(doc->event,
+		report->org_name == NULL ? "" : report->org_name,
+		report->policy.domain, report->report_id);
+	ret = dmarc_ingest_report_store_failed(doc->ingest, event,
+		report_label(report), error, doc->counts);
+	event_unref(&event);
+	return ret;
+}
+
 /* The report's key is stored already. A resent copy is the usual case
    (info); one whose content differs is a conflicting duplicate: the first
    stays stored and a warning names both archive files. Reading the rest
@@ -41,10 +70,8 @@ aggregate_duplicate(struct dmarc_kind_doc *doc, struct dmarc_store *store,
 	const char *error, *new_digest;
 	int ret;
 
-	if (dmarc_store_find_report(store, report, &found, &error) < 0) {
-		return dmarc_ingest_report_store_failed(doc->ingest, doc->event,
-			report_label(report), error, doc->counts);
-	}
+	if (dmarc_store_find_report(store, report, &found, &error) < 0)
+		return report_store_failed(doc, report, error);
 	doc->counts->reports_duplicate++;
 	dmarc_store_digest_init(&digest);
 	while ((ret = dmarc_parser_next_record(parser, &record, &error)) > 0)
@@ -53,11 +80,16 @@ aggregate_duplicate(struct dmarc_kind_doc *doc, struct dmarc_store *store,
 		dmarc_store_digest_finish(&digest, report);
 	if (new_digest == NULL || found.content_digest == NULL ||
 	    strcmp(new_digest, found.content_digest) == 0) {
-		e_log(doc->event, dmarc_ingest_report_log_type(doc->ingest),
+		e_log(report_outcome(doc, DMARC_EVENT_REPORT_DUPLICATE,
+				     report)->event(),
+		      dmarc_ingest_report_log_type(doc->ingest),
 		      "Duplicate, already stored: %s", report_label(report));
 		return 0;
 	}
-	e_warning(doc->event, "Conflicting duplicate, not stored: %s differs "
+	e_warning(report_outcome(doc, DMARC_EVENT_REPORT_DUPLICATE, report)->
+		  add_str("reason", "conflicting: its content differs from "
+			  "the copy stored first")->event(),
+		  "Conflicting duplicate, not stored: %s differs "
 		  "from the copy stored first (kept): stored from %s, this "
 		  "one archived as %s", report_label(report),
 		  found.archive_path == NULL ? "(no archive)" :
@@ -69,82 +101,55 @@ aggregate_duplicate(struct dmarc_kind_doc *doc, struct dmarc_store *store,
 
 /* Parse one XML document and store it. Returns -1 only when storage failed;
    a bad document is logged and counted. */
-static int aggregate_ingest(struct dmarc_kind_doc *doc)
+static int
+aggregate_store(struct dmarc_kind_doc *doc, struct dmarc_parser *parser,
+		const struct dmarc_report *report)
 {
 	struct dmarc_ingest *ingest = doc->ingest;
 	struct dmarc_ingest_counts *counts = doc->counts;
-	enum log_type log_type = dmarc_ingest_report_log_type(ingest);
 	struct dmarc_store_report_info info;
 	struct dmarc_store_report *sreport;
-	const struct dmarc_report *report;
 	const struct dmarc_record *record;
-	struct dmarc_parser *parser;
 	struct dmarc_store *store;
 	const char *error, *const *warnings;
-	uint64_t records = 0;
+	uint64_t records = 0, messages = 0;
 	int ret;
 
-	parser = dmarc_parser_init(doc->read, doc->read_context,
-				   dmarc_ingest_get_limits(ingest));
-	if (doc->charset != NULL)
-		dmarc_parser_set_charset(parser, doc->charset);
-	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
-		e_warning(doc->event, "Not stored: %s", dmarc_log_text(error));
-		dmarc_ingest_document_failed(ingest);
-		counts->failed++;
-		dmarc_parser_deinit(&parser);
-		return 0;
-	}
-
 	store = dmarc_ingest_get_store(ingest);
-	if (store == NULL) {
-		dmarc_parser_deinit(&parser);
+	if (store == NULL)
 		return -1;
-	}
 	i_zero(&info);
 	info.archive_path = doc->archive_path;
 	info.message_id = doc->message_id;
 	info.received = doc->received;
 	ret = dmarc_store_report_begin(store, report, &info, &sreport, &error);
-	if (ret < 0) {
-		ret = dmarc_ingest_report_store_failed(ingest, doc->event,
-			report_label(report), error, counts);
-		dmarc_parser_deinit(&parser);
-		return ret;
-	}
-	if (ret == 0) {
-		ret = aggregate_duplicate(doc, store, parser, report);
-		dmarc_parser_deinit(&parser);
-		return ret;
-	}
+	if (ret < 0)
+		return report_store_failed(doc, report, error);
+	if (ret == 0)
+		return aggregate_duplicate(doc, store, parser, report);
 
 	while ((ret = dmarc_parser_next_record(parser, &record, &error)) > 0) {
 		if (dmarc_store_report_add_record(sreport, record, &error) < 0) {
 			dmarc_store_report_rollback(&sreport);
-			ret = dmarc_ingest_report_store_failed(ingest,
-				doc->event, report_label(report), error,
-				counts);
-			dmarc_parser_deinit(&parser);
-			return ret;
+			return report_store_failed(doc, report, error);
 		}
 		records++;
+		if (record->count > 0)
+			messages += record->count;
 	}
 	if (ret < 0) {
 		/* all or nothing: a report cut short is not stored */
 		dmarc_store_report_rollback(&sreport);
-		e_warning(doc->event, "Not stored: %s: %s",
-			  report_label(report), dmarc_log_text(error));
+		e_warning(report_outcome(doc, DMARC_EVENT_REPORT_FAILED, report)->
+			  add_str("reason", dmarc_log_text(error))->event(),
+			  "Not stored: %s: %s", report_label(report),
+			  dmarc_log_text(error));
 		dmarc_ingest_document_failed(ingest);
 		counts->failed++;
-		dmarc_parser_deinit(&parser);
 		return 0;
 	}
-	if (dmarc_store_report_commit(&sreport, &error) < 0) {
-		ret = dmarc_ingest_report_store_failed(ingest, doc->event,
-			report_label(report), error, counts);
-		dmarc_parser_deinit(&parser);
-		return ret;
-	}
+	if (dmarc_store_report_commit(&sreport, &error) < 0)
+		return report_store_failed(doc, report, error);
 	warnings = dmarc_parser_get_warnings(parser);
 	for (; warnings != NULL && *warnings != NULL; warnings++)
 		e_debug(doc->event, "%s: %s", report_label(report),
@@ -154,12 +159,38 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 	for (; *warnings != NULL; warnings++)
 		e_warning(doc->event, "%s: %s", report_label(report),
 			  dmarc_log_text(*warnings));
-	e_log(doc->event, log_type,
+	e_log(report_outcome(doc, DMARC_EVENT_REPORT_STORED, report)->
+	      add_int("records", records)->
+	      add_int("messages", messages)->event(),
+	      dmarc_ingest_report_log_type(ingest),
 	      "Stored %s (%"PRIu64" records)", report_label(report), records);
 	counts->reports_new++;
 	counts->records += records;
-	dmarc_parser_deinit(&parser);
 	return 0;
+}
+
+static int aggregate_ingest(struct dmarc_kind_doc *doc)
+{
+	const struct dmarc_report *report;
+	struct dmarc_parser *parser;
+	const char *error;
+	int ret;
+
+	parser = dmarc_parser_init(doc->read, doc->read_context,
+				   dmarc_ingest_get_limits(doc->ingest));
+	if (doc->charset != NULL)
+		dmarc_parser_set_charset(parser, doc->charset);
+	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
+		e_warning(dmarc_event_failed(doc->event, error)->event(),
+			  "Not stored: %s", dmarc_log_text(error));
+		dmarc_ingest_document_failed(doc->ingest);
+		doc->counts->failed++;
+		ret = 0;
+	} else {
+		ret = aggregate_store(doc, parser, report);
+	}
+	dmarc_parser_deinit(&parser);
+	return ret;
 }
 
 const struct dmarc_kind dmarc_kind_aggregate = {

@@ -10,6 +10,7 @@
 #include "array.h"
 #include "buffer.h"
 #include "dmarc-log.h"
+#include "dmarc-event.h"
 #include "dmarc-settings.h"
 #include "dmarc-failure.h"
 #include "dmarc-store-kinds.h"
@@ -100,7 +101,8 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 				  "dmarcreport_max_failure_report_size",
 				  buf, &error) < 0 &&
 	    !header_block_complete(buf)) {
-		e_warning(doc->event, "Not stored: failure report part: %s",
+		e_warning(dmarc_event_failed(doc->event, error)->event(),
+			  "Not stored: failure report part: %s",
 			  dmarc_log_text(error));
 		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
@@ -112,31 +114,47 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 		   only to be archived whole */
 		if (doc->content_type != NULL &&
 		    (strcmp(doc->content_type, "message/rfc822") == 0 ||
-		     strcmp(doc->content_type, "message/global") == 0))
+		     strcmp(doc->content_type, "message/global") == 0)) {
+			e_debug(dmarc_event_skipped(doc->event,
+				"the reported message of a failure report")->
+				event(), "The reported message: archived only");
 			return 0;
+		}
 		/* its headers (text/rfc822-headers) */
 		pending = failure_waiting(fstate);
 		if (pending != NULL) {
 			dmarc_failure_parse_original(pending->report,
 				fstate->pool, limits, buf->data, buf->used);
 			pending->report->have_original = TRUE;
+			e_debug(dmarc_event_skipped(doc->event,
+				"the reported message of a failure report")->
+				event(), "The reported message's headers: "
+				"stored with its failure report");
 		} else if (fstate->orphan == NULL) {
+			/* its outcome is known at message_end */
 			fstate->orphan = buf->data;
 			fstate->orphan_size = buf->used;
 			fstate->orphan_event = event_create(doc->event);
+		} else {
+			e_debug(dmarc_event_skipped(doc->event,
+				"a second header block before any failure "
+				"report")->event(), "Not stored: a second "
+				"header block before any failure report");
 		}
 		return 0;
 	}
 	if (dmarc_failure_parse_arf(fstate->pool, buf->data, buf->used,
 				    limits, &report, &error) < 0) {
-		e_warning(doc->event, "Not stored: %s", dmarc_log_text(error));
+		e_warning(dmarc_event_failed(doc->event, error)->event(),
+			  "Not stored: %s", dmarc_log_text(error));
 		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
 		return 0;
 	}
 	pending = array_append_space(&fstate->reports);
 	pending->report = report;
-	pending->event = event_create(doc->event);
+	pending->event = dmarc_kind_report_event(doc->event, NULL,
+		report->reported_domain, NULL);
 	pending->archive_path = p_strdup(fstate->pool, doc->archive_path);
 	pending->message_id = p_strdup(fstate->pool, doc->message_id);
 	pending->received = doc->received;
@@ -147,6 +165,10 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 					     fstate->orphan_size);
 		report->have_original = TRUE;
 		fstate->orphan = NULL;
+		e_debug(dmarc_event_skipped(fstate->orphan_event,
+			"the reported message of a failure report")->event(),
+			"The reported message's headers: stored with its "
+			"failure report");
 		event_unref(&fstate->orphan_event);
 	}
 	return 0;
@@ -207,12 +229,16 @@ failure_store(struct dmarc_ingest *ingest, struct failure_pending *pending,
 		return -1;
 	}
 	if (ret == 0) {
-		e_log(pending->event, dmarc_ingest_report_log_type(ingest),
+		e_log(dmarc_event_outcome(pending->event,
+			DMARC_EVENT_REPORT_DUPLICATE)->event(),
+		      dmarc_ingest_report_log_type(ingest),
 		      "Duplicate, already stored: %s",
 		      failure_label(pending->report));
 		counts->reports_duplicate++;
 	} else {
-		e_log(pending->event, dmarc_ingest_report_log_type(ingest),
+		e_log(dmarc_event_outcome(pending->event,
+			DMARC_EVENT_REPORT_STORED)->event(),
+		      dmarc_ingest_report_log_type(ingest),
 		      "Stored %s%s", failure_label(pending->report),
 		      pending->report->have_original ? "" :
 		      " (without the reported message's headers)");
@@ -237,9 +263,11 @@ static int failure_message_end(struct dmarc_ingest *ingest, void **state,
 		event_unref(&pending->event);
 	}
 	if (fstate->orphan_event != NULL) {
-		e_warning(fstate->orphan_event, "Not stored: a header block "
-			  "without a failure report (no Feedback-Type part "
-			  "in this mail)");
+		const char *error = "a header block without a failure report "
+			"(no Feedback-Type part in this mail)";
+
+		e_warning(dmarc_event_failed(fstate->orphan_event, error)->
+			  event(), "Not stored: %s", error);
 		counts->failed++;
 		event_unref(&fstate->orphan_event);
 	}

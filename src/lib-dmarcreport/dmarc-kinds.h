@@ -80,6 +80,19 @@ extern const struct dmarc_kind dmarc_kind_failure;
 const struct dmarc_kind *
 dmarc_kind_find(const unsigned char *data, size_t size);
 
+/* Once a report's header is read: the fields org, policy_domain and
+   report_id (sanitised; NULL leaves one out) that its outcome event
+   (dmarc-event.h) carries. _event() gives a child event of doc_event
+   for several log lines, _outcome() the named event for one e_*() call
+   (no event of its own: an import sends thousands). */
+struct event *
+dmarc_kind_report_event(struct event *doc_event, const char *org,
+			const char *policy_domain, const char *report_id);
+struct event_passthrough *
+dmarc_kind_report_outcome(struct event *doc_event, const char *name,
+			  const char *org, const char *policy_domain,
+			  const char *report_id);
+
 /* Skip a UTF-8 BOM and whitespace: the first byte that says what the
    document is, or NULL. */
 const unsigned char *

@@ -8,6 +8,7 @@
 #include "hostpid.h"
 #include "hex-binary.h"
 #include "time-util.h"
+#include "dmarc-event.h"
 #include "dmarc-store.h"
 #include "dmarc-store-schema.h"
 
@@ -612,11 +613,18 @@ void dmarc_store_checkpoint(struct dmarc_store *store)
    corrupted. Write them into the moved file and empty the WAL first. */
 static void store_checkpoint_moved(struct dmarc_store *store)
 {
-	if (store_checkpoint_truncate(store) < 0) {
-		i_warning("%s: moved away while open, and its last reports "
-			  "could not be written into it: %s", store->path,
-			  sqlite3_errmsg(store->db));
-	}
+	struct event *event;
+
+	if (store_checkpoint_truncate(store) == 0)
+		return;
+	/* a root event: lmtp may close a kept store after the delivery
+	   (dmarc-store-cache.h), when no user's event is at hand */
+	event = dmarc_event_create(NULL);
+	event_set_append_log_prefix(event, "dmarcreport: ");
+	e_warning(event, "%s: moved away while open, and its last reports "
+		  "could not be written into it: %s", store->path,
+		  sqlite3_errmsg(store->db));
+	event_unref(&event);
 }
 
 void dmarc_store_close(struct dmarc_store **_store)

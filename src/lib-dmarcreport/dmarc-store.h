@@ -82,7 +82,9 @@ const char *dmarc_store_get_path(struct dmarc_store *store);
 bool dmarc_store_in_batch(struct dmarc_store *store);
 
 /* Imports group many reports in one transaction; a report that fails is
-   removed again, so one bad report does not undo the others. */
+   removed again (an aggregate report is deleted with its records, a TLS
+   or failure report is a savepoint rolled back), so one bad report does
+   not undo the others. */
 int dmarc_store_batch_begin(struct dmarc_store *store, const char **error_r);
 int dmarc_store_batch_commit(struct dmarc_store *store, const char **error_r);
 /* Commit the batch's transaction and begin a new one between two reports

@@ -79,6 +79,9 @@ act_dmarcreport_print(const struct sieve_action *action ATTR_UNUSED,
 		rpenv, "record the DMARC and SMTP TLS reports of this message");
 }
 
+/* Pigeonhole's finish event of the action, with the message's totals.
+   Each report has its own line (and named event) from the core already:
+   this one is at debug level. */
 static void
 act_dmarcreport_log_summary(const struct sieve_action_exec_env *aenv,
 			    const struct dmarc_ingest_counts *counts)
@@ -91,8 +94,7 @@ act_dmarcreport_log_summary(const struct sieve_action_exec_env *aenv,
 		add_int("dmarc_failed", counts->failed)->
 		add_int("dmarc_records", counts->records);
 
-	sieve_result_event_log(aenv, e->event(),
-		"recorded DMARC reports: %u new, %u duplicate, "
+	e_debug(e->event(), "recorded DMARC reports: %u new, %u duplicate, "
 		"%u not stored (%"PRIu64" records, %u attachments)",
 		counts->reports_new, counts->reports_duplicate,
 		counts->failed, counts->records, counts->attachments);

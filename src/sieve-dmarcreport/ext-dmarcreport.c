@@ -17,8 +17,13 @@ ext_dmarcreport_validator_load(const struct sieve_extension *ext,
 	return TRUE;
 }
 
-/* No .load: the settings are per mail user and read when the action
-   runs, so one Sieve instance serves users with different settings. */
+/* No .load: the settings are read by the action, from the delivery's
+   mail user (dmarc-compat.h), not when the extension is loaded. A Sieve
+   instance serves one recipient's delivery either way (Pigeonhole makes
+   one per recipient); read in .load, a bad per-user value could only
+   fail the load, and with it the compiling of the user's script
+   (implicit keep, no other action), instead of costing only that user's
+   reports. */
 const struct sieve_extension_def sieve_dmarcreport_extension = {
 	.name = "vnd.dovecot.dmarcreport",
 	.validator_load = ext_dmarcreport_validator_load,

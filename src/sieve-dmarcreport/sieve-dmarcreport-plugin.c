@@ -80,8 +80,8 @@ sieve_dmarcreport_plugin_load(struct sieve_instance *svinst, void **context)
 	ret = dmarc_compat_sieve_extension_register(
 		svinst, &sieve_dmarcreport_extension, &pctx->ext);
 	if (ret < 0) {
-		i_error("sieve_dmarcreport: registering %s failed",
-			sieve_dmarcreport_extension.name);
+		e_error(svinst->event, "sieve_dmarcreport: registering %s "
+			"failed", sieve_dmarcreport_extension.name);
 	}
 	*context = pctx;
 	/* The settings are read by the action, not here: a bad per-user

@@ -863,6 +863,18 @@ class Dovecot:
         except OSError:
             return "(no log)"
 
+    # A process of the instance crashed, or was killed, or ran out of
+    # memory (Dovecot's lines for each).
+    CRASH_RE = re.compile(r"Panic:|Fatal:|killed with signal|dumped core|Out of memory")
+
+    def check_no_crash(self, expected=None):
+        """Fails when the log shows a crash anywhere in the run (the check
+        every e2e file ends with). expected: a regular expression for
+        the lines of what the test did itself (a process it killed)."""
+        bad = [l for l in self.log_text().splitlines()
+               if self.CRASH_RE.search(l) and not (expected and re.search(expected, l))]
+        check(not bad, f"crashes in the log: {bad}")
+
     def wait_session_logged(self, replies, mark, timeout=60):
         """Waits until the log holds every line of the LMTP session that
         gave these replies, so a test can assert on the log, also that a

@@ -666,9 +666,7 @@ def test_all_users(dc):
 
 
 def test_no_crash(dc):
-    bad = [l for l in dc.log_text().splitlines()
-           if re.search(r"Panic:|Fatal:|killed with signal|dumped core", l)]
-    check(not bad, f"crashes in the log: {bad}")
+    dc.check_no_crash()
 
 
 TESTS = [

@@ -71,8 +71,8 @@ def test_delivery_returns_after_its_log_lines(dc):
     check(not returned_early,
           "lmtp_deliver() returned before the log process had written the delivery")
     lines = [l for l in dc.log_since(mark).splitlines()
-             if re.search(r"msgid=<logwait-0@e2e\.test>.*recorded DMARC reports: 1 new", l)]
-    check_equal(len(lines), 1, "summary lines in the log when lmtp_deliver() returned")
+             if re.search(r"msgid=<logwait-0@e2e\.test>.*Stored report logwait-1 ", l)]
+    check_equal(len(lines), 1, "'Stored' lines in the log when lmtp_deliver() returned")
 
 
 TESTS = [

@@ -78,7 +78,10 @@ aggregate_duplicate(struct dmarc_kind_doc *doc, struct dmarc_store *store,
 		dmarc_store_digest_record(&digest, record);
 	new_digest = ret < 0 ? NULL :
 		dmarc_store_digest_finish(&digest, report);
+	/* a digest of another length was made another way (a SHA-256 by
+	   an earlier build): no telling, so a resend */
 	if (new_digest == NULL || found.content_digest == NULL ||
+	    strlen(found.content_digest) != strlen(new_digest) ||
 	    strcmp(new_digest, found.content_digest) == 0) {
 		e_log(report_outcome(doc, DMARC_EVENT_REPORT_DUPLICATE,
 				     report)->event(),

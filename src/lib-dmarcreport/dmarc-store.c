@@ -887,30 +887,53 @@ static void store_tx_rollback(struct dmarc_store *store, int64_t report_ref)
 
 /* --- the content digest ---
    Every stored field of a report but its key (equal by definition) and
-   where it came from (archive, message-id, time), each with its name and
-   NULL told apart from "": equal digests mean the same stored report. */
+   where it came from (archive, message-id, time), each behind its own tag
+   byte, NULL told apart from "": equal digests mean the same stored
+   report. It only tells a resent report from a conflicting one, so MD5
+   (a quarter of SHA-256's cost on the import path) is enough: a reporter
+   who forged a collision would only get its own second version treated as
+   a resend. */
 
-static void digest_str(struct dmarc_store_digest *digest, const char *name,
-		       const char *value)
+enum digest_tag {
+	DIGEST_RECORD = 'R', DIGEST_VALID, DIGEST_COUNT, DIGEST_DISPOSITION,
+	DIGEST_DKIM, DIGEST_SPF, DIGEST_REASON, DIGEST_COMMENT,
+	DIGEST_HEADER_FROM, DIGEST_ENVELOPE_FROM, DIGEST_ENVELOPE_TO,
+	DIGEST_AUTH_DKIM, DIGEST_AUTH_SPF, DIGEST_SELECTOR, DIGEST_SCOPE,
+	DIGEST_RESULT, DIGEST_HUMAN_RESULT, DIGEST_RECORD_EXTENSIONS,
+	DIGEST_FORMAT = 'a', DIGEST_VERSION, DIGEST_EMAIL,
+	DIGEST_EXTRA_CONTACT_INFO, DIGEST_BEGIN, DIGEST_END, DIGEST_GENERATOR,
+	DIGEST_ERROR, DIGEST_ADKIM, DIGEST_ASPF, DIGEST_P, DIGEST_SP,
+	DIGEST_NP, DIGEST_PCT, DIGEST_FO, DIGEST_TESTING,
+	DIGEST_DISCOVERY_METHOD, DIGEST_EXTENSIONS,
+};
+
+static void digest_str(struct dmarc_store_digest *digest,
+		       enum digest_tag tag, const char *value)
 {
-	sha256_loop(&digest->ctx, name, strlen(name) + 1);
-	if (value == NULL)
-		sha256_loop(&digest->ctx, "\x01", 1);
-	else {
-		sha256_loop(&digest->ctx, "=", 1);
-		sha256_loop(&digest->ctx, value, strlen(value) + 1);
-	}
+	/* tag, then \1 for NULL or \2, the value and its NUL */
+	unsigned char head[2] = { tag, value == NULL ? 1 : 2 };
+
+	md5_update(&digest->ctx, head, sizeof(head));
+	if (value != NULL)
+		md5_update(&digest->ctx, value, strlen(value) + 1);
 }
 
-static void digest_int(struct dmarc_store_digest *digest, const char *name,
-		       int64_t value)
+static void digest_int(struct dmarc_store_digest *digest,
+		       enum digest_tag tag, int64_t value)
 {
-	digest_str(digest, name, t_strdup_printf("%"PRId64, value));
+	unsigned char buf[1 + sizeof(uint64_t)];
+	uint64_t v = (uint64_t)value;
+	unsigned int i;
+
+	buf[0] = tag;
+	for (i = 0; i < sizeof(uint64_t); i++)
+		buf[1 + i] = (v >> (8 * i)) & 0xff;
+	md5_update(&digest->ctx, buf, sizeof(buf));
 }
 
 void dmarc_store_digest_init(struct dmarc_store_digest *digest)
 {
-	sha256_init(&digest->ctx);
+	md5_init(&digest->ctx);
 }
 
 void dmarc_store_digest_record(struct dmarc_store_digest *digest,
@@ -919,66 +942,66 @@ void dmarc_store_digest_record(struct dmarc_store_digest *digest,
 	const struct dmarc_policy_override *reason;
 	const struct dmarc_auth_result *auth;
 
-	T_BEGIN {
-		digest_str(digest, "record", record->source_ip);
-		digest_int(digest, "valid", record->source_ip_valid ? 1 : 0);
-		digest_int(digest, "count", record->count);
-		digest_str(digest, "disposition", record->disposition);
-		digest_str(digest, "dkim", record->dkim);
-		digest_str(digest, "spf", record->spf);
-		if (array_is_created(&record->reasons)) {
-			array_foreach(&record->reasons, reason) {
-				digest_str(digest, "reason", reason->type);
-				digest_str(digest, "comment", reason->comment);
-			}
+	digest_str(digest, DIGEST_RECORD, record->source_ip);
+	digest_int(digest, DIGEST_VALID, record->source_ip_valid ? 1 : 0);
+	digest_int(digest, DIGEST_COUNT, record->count);
+	digest_str(digest, DIGEST_DISPOSITION, record->disposition);
+	digest_str(digest, DIGEST_DKIM, record->dkim);
+	digest_str(digest, DIGEST_SPF, record->spf);
+	if (array_is_created(&record->reasons)) {
+		array_foreach(&record->reasons, reason) {
+			digest_str(digest, DIGEST_REASON, reason->type);
+			digest_str(digest, DIGEST_COMMENT, reason->comment);
 		}
-		digest_str(digest, "header_from", record->header_from);
-		digest_str(digest, "envelope_from", record->envelope_from);
-		digest_str(digest, "envelope_to", record->envelope_to);
-		if (array_is_created(&record->auth_results)) {
-			array_foreach(&record->auth_results, auth) {
-				digest_str(digest, auth->type == DMARC_AUTH_DKIM ?
-					   "auth_dkim" : "auth_spf", auth->domain);
-				digest_str(digest, "selector", auth->selector);
-				digest_str(digest, "scope", auth->scope);
-				digest_str(digest, "result", auth->result);
-				digest_str(digest, "human_result",
-					   auth->human_result);
-			}
+	}
+	digest_str(digest, DIGEST_HEADER_FROM, record->header_from);
+	digest_str(digest, DIGEST_ENVELOPE_FROM, record->envelope_from);
+	digest_str(digest, DIGEST_ENVELOPE_TO, record->envelope_to);
+	if (array_is_created(&record->auth_results)) {
+		array_foreach(&record->auth_results, auth) {
+			digest_str(digest, auth->type == DMARC_AUTH_DKIM ?
+				   DIGEST_AUTH_DKIM : DIGEST_AUTH_SPF,
+				   auth->domain);
+			digest_str(digest, DIGEST_SELECTOR, auth->selector);
+			digest_str(digest, DIGEST_SCOPE, auth->scope);
+			digest_str(digest, DIGEST_RESULT, auth->result);
+			digest_str(digest, DIGEST_HUMAN_RESULT,
+				   auth->human_result);
 		}
-		digest_str(digest, "extensions", record->extensions);
-	} T_END;
+	}
+	digest_str(digest, DIGEST_RECORD_EXTENSIONS, record->extensions);
 }
 
 const char *dmarc_store_digest_finish(struct dmarc_store_digest *digest,
 				      const struct dmarc_report *report)
 {
 	const struct dmarc_policy_published *pol = &report->policy;
-	unsigned char result[SHA256_RESULTLEN];
+	unsigned char result[MD5_RESULTLEN];
 	const char *error;
 
-	digest_str(digest, "format", dmarc_format_name(report->format));
-	digest_str(digest, "version", report->version);
-	digest_str(digest, "email", report->email);
-	digest_str(digest, "extra_contact_info", report->extra_contact_info);
-	digest_int(digest, "begin", report->date_begin);
-	digest_int(digest, "end", report->date_end);
-	digest_str(digest, "generator", report->generator);
+	digest_str(digest, DIGEST_FORMAT, dmarc_format_name(report->format));
+	digest_str(digest, DIGEST_VERSION, report->version);
+	digest_str(digest, DIGEST_EMAIL, report->email);
+	digest_str(digest, DIGEST_EXTRA_CONTACT_INFO,
+		   report->extra_contact_info);
+	digest_int(digest, DIGEST_BEGIN, report->date_begin);
+	digest_int(digest, DIGEST_END, report->date_end);
+	digest_str(digest, DIGEST_GENERATOR, report->generator);
 	if (array_is_created(&report->errors)) {
 		array_foreach_elem(&report->errors, error)
-			digest_str(digest, "error", error);
+			digest_str(digest, DIGEST_ERROR, error);
 	}
-	digest_str(digest, "adkim", pol->adkim);
-	digest_str(digest, "aspf", pol->aspf);
-	digest_str(digest, "p", pol->p);
-	digest_str(digest, "sp", pol->sp);
-	digest_str(digest, "np", pol->np);
-	digest_int(digest, "pct", pol->pct);
-	digest_str(digest, "fo", pol->fo);
-	digest_str(digest, "testing", pol->testing);
-	digest_str(digest, "discovery_method", pol->discovery_method);
-	digest_str(digest, "extensions", report->extensions);
-	sha256_result(&digest->ctx, result);
+	digest_str(digest, DIGEST_ADKIM, pol->adkim);
+	digest_str(digest, DIGEST_ASPF, pol->aspf);
+	digest_str(digest, DIGEST_P, pol->p);
+	digest_str(digest, DIGEST_SP, pol->sp);
+	digest_str(digest, DIGEST_NP, pol->np);
+	digest_int(digest, DIGEST_PCT, pol->pct);
+	digest_str(digest, DIGEST_FO, pol->fo);
+	digest_str(digest, DIGEST_TESTING, pol->testing);
+	digest_str(digest, DIGEST_DISCOVERY_METHOD, pol->discovery_method);
+	digest_str(digest, DIGEST_EXTENSIONS, report->extensions);
+	md5_final(&digest->ctx, result);
 	return binary_to_hex(result, sizeof(result));
 }
 

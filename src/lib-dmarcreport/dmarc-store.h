@@ -7,7 +7,7 @@
    for each other instead of failing. Only bound parameters reach SQL. */
 
 #include "array.h"
-#include "sha2.h"
+#include "md5.h"
 #include "dmarc-report.h"
 
 struct sqlite3;
@@ -141,9 +141,9 @@ int dmarc_store_find_report(struct dmarc_store *store,
 
 /* A digest of what the store keeps of a report: records as they come,
    then the report (whose extensions may follow the records). Returns
-   the SHA-256 in hex, on the data stack. */
+   its MD5 in hex, on the data stack. */
 struct dmarc_store_digest {
-	struct sha256_ctx ctx;
+	struct md5_context ctx;
 };
 void dmarc_store_digest_init(struct dmarc_store_digest *digest);
 void dmarc_store_digest_record(struct dmarc_store_digest *digest,

@@ -568,6 +568,61 @@ static void test_extract_reported_message(void)
 	test_end();
 }
 
+static bool test_claim_text_cb(const unsigned char *data, size_t size,
+			       void *context ATTR_UNUSED)
+{
+	return size >= 14 && memcmp(data, "Feedback-Type:", 14) == 0;
+}
+
+static const struct dmarc_extract_callbacks test_claim_callbacks = {
+	.begin = test_begin_cb,
+	.data = test_data_cb,
+	.end = test_end_cb,
+	.claim_text = test_claim_text_cb,
+};
+
+static void test_extract_claimed_text(void)
+{
+	string_t *mail = t_str_new(16384), *arf = t_str_new(12000);
+	struct istream *input;
+	struct extracted ex;
+	const char *error;
+	unsigned int i;
+
+	test_begin("extract: a nameless text/plain part claimed by content");
+	/* longer than the peek: the bytes past it follow in order */
+	str_append(arf, "Feedback-Type: auth-failure\n");
+	for (i = 0; i < 300; i++)
+		str_printfa(arf, "Reported-URI: http://example.org/%05u\n", i);
+	str_append(mail, "Content-Type: multipart/report; boundary=b\n\n"
+		   "--b\nContent-Type: text/plain\n\nFeedback-Type is what "
+		   "this human text talks about\n"
+		   "--b\nContent-Type: text/plain\n"
+		   "Content-Transfer-Encoding: base64\n\n");
+	base64_encode(str_data(arf), str_len(arf), mail);
+	str_append(mail, "\n--b\nContent-Type: text/plain\n\n"
+		   "Feedback-Type: short\n--b--\n");
+
+	i_zero(&ex);
+	t_array_init(&ex.names, 4);
+	t_array_init(&ex.types, 4);
+	ex.first_data = t_buffer_create(256);
+	input = i_stream_create_from_data(str_data(mail), str_len(mail));
+	test_assert(dmarc_extract_message(input, test_default_limits(),
+		&test_claim_callbacks, &ex, NULL, &error) == 0);
+	i_stream_unref(&input);
+	test_assert(array_count(&ex.names) == 2 && ex.ends == 2);
+	test_assert_strcmp(joined_types(&ex), "text/plain text/plain");
+	test_assert(ex.first_data->used == str_len(arf) &&
+		    memcmp(ex.first_data->data, str_data(arf),
+			   str_len(arf)) == 0);
+	/* without claim_text, text bodies stay the mail's own */
+	test_assert(extract_str(str_c(mail), test_default_limits(), &ex,
+				NULL) == 0);
+	test_assert(array_count(&ex.names) == 0);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -581,6 +636,7 @@ int main(void)
 		test_extract_limits,
 		test_extract_deep_nesting,
 		test_extract_reported_message,
+		test_extract_claimed_text,
 		NULL
 	};
 	return test_run(test_functions);

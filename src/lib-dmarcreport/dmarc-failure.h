@@ -50,6 +50,22 @@ bool dmarc_failure_is_header_block(const unsigned char *data, size_t size);
 /* Is it an ARF part: a header block with a Feedback-Type field? */
 bool dmarc_failure_is_arf(const unsigned char *data, size_t size);
 
+/* Is it a text-only failure report, as Exim sends them: a text with
+   "Sender Domain:" and "Sender IP Address:" lines, no ARF part? */
+bool dmarc_failure_is_text_report(const unsigned char *data, size_t size);
+
+/* Parse a text-only failure report into a new report (from pool): its
+   summary lines become the ARF fields they stand for (Sender Domain ->
+   Reported-Domain, Sender IP Address -> Source-IP, Received Date ->
+   Arrival-Date, SPF and DKIM Alignment -> Identity-Alignment, DMARC
+   Results kept as another field) with Feedback-Type auth-failure and
+   Auth-Failure dmarc, and the header block after its "------" line is
+   the reported message's. Returns as dmarc_failure_parse_arf(). */
+int dmarc_failure_parse_text(pool_t pool, const unsigned char *data,
+			     size_t size, const struct dmarc_limits *limits,
+			     struct dmarc_failure_report **report_r,
+			     const char **error_r);
+
 /* Parse a message/feedback-report part into a new report (from pool).
    Returns 0, or -1 with *error_r (no Feedback-Type, not auth-failure, a
    bad Source-IP). */

@@ -926,11 +926,19 @@ ingest_embedded_header(const char *name, const char *value, void *context)
 	}
 }
 
+static bool
+ingest_claim_text(const unsigned char *data, size_t size,
+		  void *context ATTR_UNUSED)
+{
+	return dmarc_kind_claims_text(data, size);
+}
+
 static const struct dmarc_extract_callbacks ingest_extract_callbacks = {
 	.begin = ingest_attachment_begin,
 	.data = ingest_attachment_write,
 	.end = ingest_attachment_end,
 	.embedded_header = ingest_embedded_header,
+	.claim_text = ingest_claim_text,
 };
 
 static void ingest_message_init(struct ingest_message *ctx,
@@ -1003,11 +1011,13 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 	    counts->reports_new == before.reports_new &&
 	    counts->reports_duplicate == before.reports_duplicate &&
 	    counts->failed == before.failed) {
-		/* Exim sends failure reports as text only */
-		e_warning(ingest->event, "Not stored: a multipart/report "
-			  "(report-type feedback-report or none) without a part "
-			  "with a Feedback-Type field: a text-only failure "
-			  "report is not parsed");
+		/* nothing in it was taken for a report: neither an ARF
+		   part nor a text-only report (as Exim sends them) */
+		e_warning(ingest->event, "Not stored: not a report: a "
+			  "multipart/report (report-type feedback-report or "
+			  "none) without a part with a Feedback-Type field or "
+			  "the Sender Domain and Sender IP Address lines of a "
+			  "text-only failure report");
 		counts->failed++;
 	} else if (counts->attachments == 0)
 		e_info(ingest->event, "No attachment in the message: nothing to store");

@@ -34,3 +34,15 @@ dmarc_kind_find(const unsigned char *data, size_t size)
 	}
 	return dmarc_kinds[0];
 }
+
+bool dmarc_kind_claims_text(const unsigned char *data, size_t size)
+{
+	unsigned int i;
+
+	for (i = 0; dmarc_kinds[i] != NULL; i++) {
+		if (dmarc_kinds[i]->recognise_text != NULL &&
+		    dmarc_kinds[i]->recognise_text(data, size))
+			return TRUE;
+	}
+	return FALSE;
+}

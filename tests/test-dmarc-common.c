@@ -5,6 +5,7 @@
 #include "buffer.h"
 #include "str.h"
 #include "unlink-directory.h"
+#include "istream-private.h"
 #include "test-dmarc-common.h"
 
 #include <stdio.h>
@@ -124,6 +125,54 @@ ssize_t test_mem_read(void *context, void *buf, size_t size,
 	memcpy(buf, reader->data + reader->pos, size);
 	reader->pos += size;
 	return size;
+}
+
+struct func_istream {
+	struct istream_private istream;
+	test_read_func_t *func;
+	void *context;
+	size_t max_block;
+};
+
+static ssize_t func_istream_read(struct istream_private *stream)
+{
+	struct func_istream *fstream =
+		container_of(stream, struct func_istream, istream);
+	const char *error;
+	size_t size;
+	ssize_t ret;
+
+	if (!i_stream_try_alloc(stream, fstream->max_block, &size))
+		return -2;
+	size = I_MIN(size, fstream->max_block);
+	ret = fstream->func(fstream->context, stream->w_buffer + stream->pos,
+			    size, &error);
+	if (ret < 0) {
+		io_stream_set_error(&stream->iostream, "%s", error);
+		stream->istream.stream_errno = EIO;
+		return -1;
+	}
+	if (ret == 0) {
+		stream->istream.eof = TRUE;
+		return -1;
+	}
+	stream->pos += ret;
+	return ret;
+}
+
+struct istream *test_istream_create_func(test_read_func_t *func,
+					 void *context, size_t max_block)
+{
+	struct func_istream *fstream;
+
+	fstream = i_new(struct func_istream, 1);
+	fstream->func = func;
+	fstream->context = context;
+	fstream->max_block = max_block;
+	fstream->istream.max_buffer_size = I_MAX(max_block, IO_BLOCK_SIZE);
+	fstream->istream.read = func_istream_read;
+	fstream->istream.istream.blocking = TRUE;
+	return i_stream_create(&fstream->istream, NULL, -1, 0);
 }
 
 const struct dmarc_limits *test_default_limits(void)

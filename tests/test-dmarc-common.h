@@ -22,7 +22,18 @@ void test_tmpdir_cleanup(void);
 /* The whole file, or NULL when it cannot be read. */
 buffer_t *test_read_file(const char *path);
 
-/* A dmarc_read_func_t over a memory buffer (context: struct test_mem_reader). */
+/* A read function: fill buf with up to size bytes: >0 bytes, 0 at the
+   end, -1 with *error_r. */
+typedef ssize_t test_read_func_t(void *context, void *buf, size_t size,
+				 const char **error_r);
+/* An istream over a read function (a generator, a reader that fails at
+   some point): each read() of the stream calls it once, for at most
+   max_block bytes. Its errors become the stream's (EIO, the text). */
+struct istream *test_istream_create_func(test_read_func_t *func,
+					 void *context, size_t max_block);
+
+/* A test_read_func_t over a memory buffer (context: struct
+   test_mem_reader). */
 struct test_mem_reader {
 	const unsigned char *data;
 	size_t size, pos;

@@ -6,6 +6,7 @@
 #include "buffer.h"
 #include "str.h"
 #include "ioloop.h"
+#include "istream.h"
 #include "test-dmarc-common.h"
 #include "dmarc-parse.h"
 
@@ -28,8 +29,21 @@ struct parse_result {
 	const char *disposition, *dkim, *spf;
 };
 
+/* A parser over what func reads, as the old read callbacks were called:
+   16 KiB at a time. */
+static struct dmarc_parser *
+test_parser_init(test_read_func_t *func, void *context,
+		 const struct dmarc_limits *limits)
+{
+	struct istream *input = test_istream_create_func(func, context, 16384);
+	struct dmarc_parser *parser = dmarc_parser_init(input, limits);
+
+	i_stream_unref(&input);
+	return parser;
+}
+
 static void
-parse_stream(dmarc_read_func_t *read_func, void *context,
+parse_stream(test_read_func_t *read_func, void *context,
 	     const struct dmarc_limits *limits, struct parse_result *res_r)
 {
 	struct dmarc_parser *parser;
@@ -39,7 +53,7 @@ parse_stream(dmarc_read_func_t *read_func, void *context,
 	int ret;
 
 	i_zero(res_r);
-	parser = dmarc_parser_init(read_func, context, limits);
+	parser = test_parser_init(read_func, context, limits);
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
 		res_r->ret = -1;
 		res_r->error = t_strdup(error);
@@ -195,7 +209,7 @@ static void test_parse_corpus_expected_figures(void)
 		i_zero(&reader);
 		reader.data = data->data;
 		reader.size = data->used;
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert_idx(dmarc_parser_read_header(parser, &report,
 							 &error) == 0, i);
@@ -235,7 +249,7 @@ static bool field_parse_open(struct field_parse *fp, const char *name)
 		return FALSE;
 	fp->reader.data = fp->data->data;
 	fp->reader.size = fp->data->used;
-	fp->parser = dmarc_parser_init(test_mem_read, &fp->reader,
+	fp->parser = test_parser_init(test_mem_read, &fp->reader,
 				       test_default_limits());
 	if (dmarc_parser_read_header(fp->parser, &fp->report, &error) < 0) {
 		i_error("%s: %s", name, error);
@@ -628,7 +642,7 @@ static void test_parse_case_normalised(void)
 		i_zero(&reader);
 		reader.data = data->data;
 		reader.size = data->used;
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert(dmarc_parser_read_header(parser, &report,
 						     &error) == 0);
@@ -648,7 +662,7 @@ static void test_parse_case_normalised(void)
 		i_zero(&reader);
 		reader.data = data->data;
 		reader.size = data->used;
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert(dmarc_parser_read_header(parser, &report,
 						     &error) == 0);
@@ -754,7 +768,7 @@ static void test_parse_extensions_format_version(void)
 		struct dmarc_parser *parser;
 		const char *error;
 
-		parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+		parser = test_parser_init(test_mem_read, &reader, &limits);
 		test_assert(dmarc_parser_read_header(parser, &report,
 						     &error) == 0);
 		test_assert(report->version == NULL);
@@ -775,7 +789,7 @@ static void test_parse_extensions_format_version(void)
 		struct dmarc_parser *parser;
 		const char *error;
 
-		parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+		parser = test_parser_init(test_mem_read, &reader, &limits);
 		test_assert(dmarc_parser_read_header(parser, &report,
 						     &error) == 0);
 		test_assert(report->format == DMARC_FORMAT_DRAFT);
@@ -886,7 +900,7 @@ static void test_parse_generated_values(void)
 		const char *error = NULL, *anomalies;
 		int ret;
 
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert_idx(dmarc_parser_read_header(parser, &report,
 							 &error) == 0, i);
@@ -1111,7 +1125,7 @@ static void test_parse_namespaces(void)
 	i_zero(&reader);
 	reader.data = (const void *)prefixed;
 	reader.size = strlen(prefixed);
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert(report->format == DMARC_FORMAT_RFC9990);
@@ -1124,7 +1138,7 @@ static void test_parse_namespaces(void)
 	i_zero(&reader);
 	reader.data = (const void *)draft;
 	reader.size = strlen(draft);
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert(report->format != DMARC_FORMAT_RFC9990);
@@ -1247,7 +1261,7 @@ static void test_parse_org_name_repairs(void)
 		i_zero(&reader);
 		reader.data = str_data(doc);
 		reader.size = str_len(doc);
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert_idx(dmarc_parser_read_header(parser, &report,
 							 &error) == 0, i);
@@ -1316,7 +1330,7 @@ static void test_parse_limits(void)
 	i_zero(&reader);
 	reader.data = str_data(doc);
 	reader.size = str_len(doc);
-	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	parser = test_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	/* 100 bytes = 50 two-byte characters, never a split one */
 	test_assert(strlen(report->email) == 100);
@@ -1330,7 +1344,7 @@ static void test_parse_limits(void)
 	i_zero(&reader);
 	reader.data = str_data(doc);
 	reader.size = str_len(doc);
-	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	parser = test_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert(strlen(report->email) == 98);
 	dmarc_parser_deinit(&parser);
@@ -1362,7 +1376,7 @@ static void test_parse_key_not_cut(void)
 	i_zero(&reader);
 	reader.data = str_data(doc);
 	reader.size = str_len(doc);
-	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	parser = test_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert_strcmp(report->report_id, str_c(id));
 	test_assert_strcmp(report->org_name, "Example Org With A Long Name");
@@ -1526,7 +1540,7 @@ static void test_parse_auth_results_bounded(void)
 	i_zero(&reader);
 	reader.data = (const void *)doc;
 	reader.size = strlen(doc);
-	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	parser = test_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	for (i = 0; dmarc_parser_next_record(parser, &record, &error) > 0; i++) {
 		test_assert_idx(array_count(&record->auth_results) == 1, i);
@@ -1626,7 +1640,7 @@ static void test_parse_control_characters_in_values(void)
 	const char *error;
 
 	test_begin("parse: control characters in values");
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert_strcmp(report->org_name,
@@ -1670,7 +1684,7 @@ static void test_parse_latin1_control_bytes(void)
 	const char *error;
 
 	test_begin("parse: control bytes in an ISO-8859-1 report repaired");
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert_strcmp(report->org_name,
@@ -1721,7 +1735,7 @@ static void test_parse_windows_1252(void)
 	const char *error;
 
 	test_begin("parse: windows-1252 converted by libxml2");
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert_strcmp(report->org_name, "Caf\xc3\xa9 \xe2\x82\xac");
@@ -1935,7 +1949,7 @@ static void test_parse_generated_200k(void)
 	for (i = 1; i <= gen.records; i++)
 		expected_sum += i % 7 + 1;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	parser = dmarc_parser_init(gen_read, &gen, test_default_limits());
+	parser = test_parser_init(gen_read, &gen, test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	while ((ret = dmarc_parser_next_record(parser, &record,
 					       &error)) > 0) {

@@ -84,8 +84,7 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 	uint64_t records = 0;
 	int ret;
 
-	parser = dmarc_parser_init(doc->read, doc->read_context,
-				   dmarc_ingest_get_limits(ingest));
+	parser = dmarc_parser_init(doc->input, dmarc_ingest_get_limits(ingest));
 	if (doc->charset != NULL)
 		dmarc_parser_set_charset(parser, doc->charset);
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {

@@ -121,8 +121,7 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 	buffer_t *buf;
 
 	buf = buffer_create_dynamic(fstate->pool, 4096);
-	if (dmarc_ingest_read_all(doc->read, doc->read_context,
-				  limits->max_failure_report_size,
+	if (dmarc_ingest_read_all(doc->input, limits->max_failure_report_size,
 				  "dmarcreport_max_failure_report_size",
 				  buf, &error) < 0 &&
 	    !header_block_complete(buf)) {

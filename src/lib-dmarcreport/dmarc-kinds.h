@@ -23,9 +23,9 @@ struct dmarc_kind_doc {
 	struct dmarc_ingest *ingest;
 	/* names the message, the attachment and the entry in log lines */
 	struct event *event;
-	/* its bytes, from the first one (the peeked ones included) */
-	dmarc_read_func_t *read;
-	void *read_context;
+	/* its bytes, from the first one (the peeked ones included); a
+	   read fails once the mail's CPU time budget is spent */
+	struct istream *input;
 	/* relative to the archive dir, NULL when not archived */
 	const char *archive_path;
 	const char *message_id;

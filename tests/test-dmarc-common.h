@@ -32,6 +32,13 @@ typedef ssize_t test_read_func_t(void *context, void *buf, size_t size,
 struct istream *test_istream_create_func(test_read_func_t *func,
 					 void *context, size_t max_block);
 
+/* A seekable istream over data (which must stay valid) whose every read()
+   gives at most block new bytes, while its buffer may hold more (up to
+   64 KiB): lib-mail needs a whole header line in the buffer, Dovecot's
+   test_istream_set_max_buffer_size() bounds both. */
+struct istream *test_istream_create_trickle(const void *data, size_t size,
+					    size_t block);
+
 /* A test_read_func_t over a memory buffer (context: struct
    test_mem_reader). */
 struct test_mem_reader {

@@ -1976,6 +1976,148 @@ static void test_parse_generated_200k(void)
 	test_end();
 }
 
+/* Everything a parse yields, records included, as one string: what two
+   parses of the same document must agree on. */
+static const char *parse_input_summary(struct istream *input)
+{
+	const struct dmarc_report *report;
+	const struct dmarc_record *record;
+	const struct dmarc_auth_result *auth;
+	struct dmarc_parser *parser;
+	string_t *str = t_str_new(4096);
+	const char *error;
+	int ret;
+
+	parser = dmarc_parser_init(input, test_default_limits());
+	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
+		str_printfa(str, "header error: %s", error);
+	} else {
+		str_printfa(str, "%s|%s|%s|%"PRId64"|%"PRId64"|%s|%s|%d\n",
+			    report->org_name, report->report_id,
+			    report->policy.domain, report->date_begin,
+			    report->date_end, report->policy.p,
+			    report->version == NULL ? "" : report->version,
+			    report->policy.pct);
+		while ((ret = dmarc_parser_next_record(parser, &record,
+						       &error)) > 0) {
+			str_printfa(str, "%s|%d|%"PRId64"|%s|%s|%s|%s|%s|%s|%s",
+				record->source_ip, record->source_ip_valid,
+				record->count, record->disposition,
+				record->dkim, record->spf, record->header_from,
+				record->envelope_from, record->envelope_to,
+				record->extensions);
+			array_foreach(&record->auth_results, auth) {
+				str_printfa(str, "|%d:%s:%s:%s:%s", auth->type,
+					    auth->domain, auth->selector,
+					    auth->scope, auth->result);
+			}
+			str_append_c(str, '\n');
+		}
+		str_printfa(str, "end %d %s\n", ret, ret < 0 ? error : "");
+	}
+	str_printfa(str, "warnings: %s\nanomalies: %s\n",
+		    t_strarray_join(dmarc_parser_get_warnings(parser), "; "),
+		    t_strarray_join(dmarc_parser_get_anomalies(parser), "; "));
+	dmarc_parser_deinit(&parser);
+	return str_c(str);
+}
+
+/* Issue 13 point 6: the parser is also fed in small blocks (a read gives
+   1 byte up to a few KiB) with identical results: every plain XML file of
+   the corpus, valid and invalid, and documents built to put BOMs,
+   comments, CDATA, character references, invalid UTF-8 and long tags
+   across block boundaries. */
+static void test_parse_small_blocks(void)
+{
+	static const size_t block_sizes[] = { 1, 2, 3, 7, 64, 1000, 4096 };
+	static const char *const built[] = {
+		"\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		"<!-- a comment -->\n<feedback><report_metadata><org_name>"
+		"<![CDATA[A & B]]> &#233; \xff\xfe x</org_name><report_id>r1"
+		"</report_id><date_range><begin>1</begin><end>2</end>"
+		"</date_range></report_metadata><policy_published><domain>"
+		"example.com</domain><p>none</p></policy_published><record>"
+		"<row><source_ip>192.0.2.1</source_ip><count>3</count>"
+		"<policy_evaluated><disposition>none</disposition><dkim>pass"
+		"</dkim><spf>fail</spf></policy_evaluated></row><identifiers>"
+		"<header_from>example.com</header_from></identifiers>"
+		"<auth_results><dkim><domain>example.com</domain><selector>"
+		"s</selector><result>pass</result></dkim></auth_results>"
+		"</record></feedback>\ntrailing data",
+		"   \n<feedback><report_metadata><org_name>a < b</org_name>"
+		"<report_id>r2</report_id><date_range><begin>1</begin><end>2"
+		"</end></date_range></report_metadata><policy_published>"
+		"<domain>example.com</domain><p>reject</p></policy_published>"
+		"<record><row><source_ip>2001:db8::1</source_ip><count>1"
+		"</count></row></record></feedback>",
+		/* cut short */
+		"<feedback><report_metadata><org_name>x</org_name>",
+	};
+	const char *const dirs[] = { "aggregate", "aggregate-invalid" };
+	struct istream *input;
+	const char *whole, *const *names;
+	const buffer_t *data;
+	unsigned int i, j, k, docs = 0;
+
+	test_begin("parse: fed in small blocks, the same results");
+	for (i = 0; i < N_ELEMENTS(dirs) + 1; i++) {
+		ARRAY_TYPE(const_string) names_arr;
+		ARRAY(const buffer_t *) datas;
+
+		t_array_init(&names_arr, 64);
+		t_array_init(&datas, 64);
+		if (i == N_ELEMENTS(dirs)) {
+			for (j = 0; j < N_ELEMENTS(built); j++) {
+				buffer_t *buf = t_buffer_create(strlen(built[j]));
+
+				buffer_append(buf, built[j], strlen(built[j]));
+				array_push_back(&names_arr, &built[j]);
+				data = buf;
+				array_push_back(&datas, &data);
+			}
+		} else if (test_corpus_dir() != NULL) {
+			names = test_corpus_list(dirs[i]);
+			for (; *names != NULL; names++) {
+				if (!str_ends_with(*names, ".xml"))
+					continue;
+				data = read_corpus_file(dirs[i], *names);
+				if (data == NULL)
+					continue;
+				array_push_back(&names_arr, names);
+				array_push_back(&datas, &data);
+			}
+		}
+		for (j = 0; j < array_count(&datas); j++) T_BEGIN {
+			data = array_idx_elem(&datas, j);
+			input = i_stream_create_from_data(data->data, data->used);
+			whole = parse_input_summary(input);
+			i_stream_unref(&input);
+			for (k = 0; k < N_ELEMENTS(block_sizes); k++) {
+				/* a byte at a time is slow on the 0.9 MB
+				   report: a few KiB per read there */
+				if (block_sizes[k] < 64 && data->used > 128*1024)
+					continue;
+				input = test_istream_create_data(data->data,
+								 data->used);
+				test_istream_set_max_buffer_size(input,
+								 block_sizes[k]);
+				if (strcmp(parse_input_summary(input), whole) != 0) {
+					i_error("%s: %zu-byte blocks differ",
+						array_idx_elem(&names_arr, j),
+						block_sizes[k]);
+					test_assert_idx(FALSE, j);
+				}
+				i_stream_unref(&input);
+			}
+			docs++;
+		} T_END;
+	}
+	test_assert(docs >= N_ELEMENTS(built));
+	if (test_corpus_dir() != NULL)
+		test_assert(docs >= 40);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -2010,6 +2152,7 @@ int main(void)
 		test_parse_read_errors,
 		test_parse_no_stderr,
 		test_parse_generated_200k,
+		test_parse_small_blocks,
 		NULL
 	};
 	return test_run(test_functions);

@@ -6,7 +6,8 @@
    convert every part with a charset as text, which mangles a gzip
    labelled text/xml, and converts a text/xml report behind its XML
    declaration's back. The MIME charset is handed on instead. Data is
-   streamed to the callbacks; nothing is buffered whole. */
+   streamed to the callbacks; nothing is buffered whole (only the first
+   4 KiB of a nameless text/plain part wait for claim_text()). */
 
 #include "lib.h"
 #include "array.h"

@@ -2,8 +2,8 @@
 #define DMARC_FAILURE_H
 
 /* DMARC failure reports (RFC 6591 / RFC 9991 on the ARF of RFC 5965): the
-   model and the parser of the message/feedback-report part and of the
-   reported message's headers. Values are unfolded, valid UTF-8 without
+   model and the parser of the message/feedback-report part, of the
+   reported message's headers, and of text-only reports (Exim's). Values are unfolded, valid UTF-8 without
    control characters, cut at dmarcreport_max_value_length; fields that
    may repeat are joined by newlines; NULL when absent. */
 

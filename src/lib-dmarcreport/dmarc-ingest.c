@@ -45,11 +45,11 @@
 
 /* The CPU time one mail (or one imported file) may take:
    dmarcreport_max_processing_time. It is checked where the work loops
-   are: on every read a kind's parser makes (at least one per 16 KB of
-   decompressed input; the parsers bound their work per byte), which
-   covers decompression, parsing and storing the records, before each
-   document of a container and before each attachment, which covers
-   extracting it from the mail. */
+   are: on every read of a document's stream (budget_istream_read(): a
+   read gives at most 16 KiB of decompressed input, and the parsers bound
+   their work per byte), which covers decompression, parsing and storing
+   the records, before each document of a container and before each
+   attachment, which covers extracting it from the mail. */
 struct ingest_budget {
 	uint64_t start_usecs;
 	uint64_t limit_usecs;

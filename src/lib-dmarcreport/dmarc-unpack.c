@@ -57,7 +57,7 @@ struct dmarc_unpack {
 
 	enum dmarc_container container;
 
-	/* gzip: layer 0 reads the source, each next one the one before */
+	/* gzip: layer 0 reads the input, each next one the one before */
 	struct gzip_layer *gz[UNPACK_GZIP_MAX_LAYERS];
 	unsigned int gz_count;
 	/* bytes of the innermost layer read while looking for another

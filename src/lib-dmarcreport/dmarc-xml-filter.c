@@ -16,7 +16,7 @@
 #include <stdarg.h>
 #include <libxml/encoding.h>
 
-/* Bytes asked from the read function at a time. */
+/* Bytes taken from the document's stream at a time. */
 #define PARSE_READ_BLOCK_SIZE 16384
 /* The filter must see a whole tag to judge it; a real DMARC tag is a few
    hundred bytes at most, so a longer one is hostile. */

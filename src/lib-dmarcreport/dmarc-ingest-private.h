@@ -36,7 +36,8 @@ void dmarc_ingest_document_failed(struct dmarc_ingest *ingest);
 
 /* Read a whole document's stream into buf, at most max_size bytes.
    Returns 0, or -1 with *error_r (a read error, or the document is
-   larger: limit_name names the setting). */
+   larger: limit_name names the setting, and buf holds its first max_size
+   bytes). */
 int dmarc_ingest_read_all(struct istream *input, uoff_t max_size,
 			  const char *limit_name, buffer_t *buf,
 			  const char **error_r);

@@ -409,6 +409,9 @@ int dmarc_ingest_read_all(struct istream *input, uoff_t max_size,
 
 	while ((ret = i_stream_read_more(input, &data, &size)) > 0) {
 		if (buf->used + size > max_size) {
+			/* buf keeps the first max_size bytes (a failure
+			   report part may still be usable) */
+			buffer_append(buf, data, max_size - buf->used);
 			*error_r = t_strdup_printf("larger than %s "
 				"(%"PRIuUOFF_T" bytes)", limit_name, max_size);
 			return -1;

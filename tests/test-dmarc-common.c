@@ -5,6 +5,7 @@
 #include "buffer.h"
 #include "str.h"
 #include "unlink-directory.h"
+#include "istream-private.h"
 #include "test-dmarc-common.h"
 
 #include <stdio.h>
@@ -124,6 +125,114 @@ ssize_t test_mem_read(void *context, void *buf, size_t size,
 	memcpy(buf, reader->data + reader->pos, size);
 	reader->pos += size;
 	return size;
+}
+
+struct func_istream {
+	struct istream_private istream;
+	test_read_func_t *func;
+	void *context;
+	size_t max_block;
+};
+
+static ssize_t func_istream_read(struct istream_private *stream)
+{
+	struct func_istream *fstream =
+		container_of(stream, struct func_istream, istream);
+	const char *error;
+	size_t size;
+	ssize_t ret;
+
+	if (!i_stream_try_alloc(stream, fstream->max_block, &size))
+		return -2;
+	size = I_MIN(size, fstream->max_block);
+	ret = fstream->func(fstream->context, stream->w_buffer + stream->pos,
+			    size, &error);
+	if (ret < 0) {
+		io_stream_set_error(&stream->iostream, "%s", error);
+		stream->istream.stream_errno = EIO;
+		return -1;
+	}
+	if (ret == 0) {
+		stream->istream.eof = TRUE;
+		return -1;
+	}
+	stream->pos += ret;
+	return ret;
+}
+
+struct istream *test_istream_create_func(test_read_func_t *func,
+					 void *context, size_t max_block)
+{
+	struct func_istream *fstream;
+
+	fstream = i_new(struct func_istream, 1);
+	fstream->func = func;
+	fstream->context = context;
+	fstream->max_block = max_block;
+	fstream->istream.max_buffer_size = I_MAX(max_block, IO_BLOCK_SIZE);
+	fstream->istream.read = func_istream_read;
+	fstream->istream.istream.blocking = TRUE;
+	return i_stream_create(&fstream->istream, NULL, -1, 0);
+}
+
+struct trickle_istream {
+	struct istream_private istream;
+	const unsigned char *data;
+	size_t size, block;
+};
+
+static ssize_t trickle_istream_read(struct istream_private *stream)
+{
+	struct trickle_istream *tstream =
+		container_of(stream, struct trickle_istream, istream);
+	uoff_t offset = stream->istream.v_offset + (stream->pos - stream->skip);
+	size_t avail, n;
+
+	if (offset >= tstream->size) {
+		stream->istream.eof = TRUE;
+		return -1;
+	}
+	if (!i_stream_try_alloc(stream, tstream->block, &avail))
+		return -2;
+	n = I_MIN(I_MIN(avail, tstream->block), tstream->size - offset);
+	memcpy(stream->w_buffer + stream->pos, tstream->data + offset, n);
+	stream->pos += n;
+	return n;
+}
+
+static void trickle_istream_seek(struct istream_private *stream,
+				 uoff_t v_offset, bool mark ATTR_UNUSED)
+{
+	stream->istream.v_offset = v_offset;
+	stream->skip = stream->pos = 0;
+}
+
+static int trickle_istream_stat(struct istream_private *stream,
+				bool exact ATTR_UNUSED)
+{
+	struct trickle_istream *tstream =
+		container_of(stream, struct trickle_istream, istream);
+
+	stream->statbuf.st_size = tstream->size;
+	return 0;
+}
+
+struct istream *test_istream_create_trickle(const void *data, size_t size,
+					    size_t block)
+{
+	struct trickle_istream *tstream;
+
+	tstream = i_new(struct trickle_istream, 1);
+	tstream->data = data;
+	tstream->size = size;
+	tstream->block = block;
+	tstream->istream.max_buffer_size = 64 * 1024;
+	tstream->istream.read = trickle_istream_read;
+	tstream->istream.seek = trickle_istream_seek;
+	tstream->istream.stat = trickle_istream_stat;
+	tstream->istream.istream.blocking = TRUE;
+	tstream->istream.istream.seekable = TRUE;
+	return i_stream_create(&tstream->istream, NULL, -1, 0);
 }
 
 const struct dmarc_limits *test_default_limits(void)

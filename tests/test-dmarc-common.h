@@ -22,7 +22,25 @@ void test_tmpdir_cleanup(void);
 /* The whole file, or NULL when it cannot be read. */
 buffer_t *test_read_file(const char *path);
 
-/* A dmarc_read_func_t over a memory buffer (context: struct test_mem_reader). */
+/* A read function: fill buf with up to size bytes: >0 bytes, 0 at the
+   end, -1 with *error_r. */
+typedef ssize_t test_read_func_t(void *context, void *buf, size_t size,
+				 const char **error_r);
+/* An istream over a read function (a generator, a reader that fails at
+   some point): each read() of the stream calls it once, for at most
+   max_block bytes. Its errors become the stream's (EIO, the text). */
+struct istream *test_istream_create_func(test_read_func_t *func,
+					 void *context, size_t max_block);
+
+/* A seekable istream over data (which must stay valid) whose every read()
+   gives at most block new bytes, while its buffer may hold more (up to
+   64 KiB): lib-mail needs a whole header line in the buffer, Dovecot's
+   test_istream_set_max_buffer_size() bounds both. */
+struct istream *test_istream_create_trickle(const void *data, size_t size,
+					    size_t block);
+
+/* A test_read_func_t over a memory buffer (context: struct
+   test_mem_reader). */
 struct test_mem_reader {
 	const unsigned char *data;
 	size_t size, pos;

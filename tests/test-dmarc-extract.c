@@ -8,6 +8,7 @@
 #include "test-dmarc-common.h"
 #include "dmarc-settings.h"
 #include "dmarc-extract.h"
+#include "dmarc-kinds.h"
 
 #include <fcntl.h>
 
@@ -568,6 +569,204 @@ static void test_extract_reported_message(void)
 	test_end();
 }
 
+static bool test_claim_text_cb(const unsigned char *data, size_t size,
+			       void *context ATTR_UNUSED)
+{
+	return size >= 14 && memcmp(data, "Feedback-Type:", 14) == 0;
+}
+
+static const struct dmarc_extract_callbacks test_claim_callbacks = {
+	.begin = test_begin_cb,
+	.data = test_data_cb,
+	.end = test_end_cb,
+	.claim_text = test_claim_text_cb,
+};
+
+static void test_extract_claimed_text(void)
+{
+	string_t *mail = t_str_new(16384), *arf = t_str_new(12000);
+	struct istream *input;
+	struct extracted ex;
+	const char *error;
+	unsigned int i;
+
+	test_begin("extract: a nameless text/plain part claimed by content");
+	/* longer than the peek: the bytes past it follow in order */
+	str_append(arf, "Feedback-Type: auth-failure\n");
+	for (i = 0; i < 300; i++)
+		str_printfa(arf, "Reported-URI: http://example.org/%05u\n", i);
+	str_append(mail, "Content-Type: multipart/report; boundary=b\n\n"
+		   "--b\nContent-Type: text/plain\n\nFeedback-Type is what "
+		   "this human text talks about\n"
+		   "--b\nContent-Type: text/plain\n"
+		   "Content-Transfer-Encoding: base64\n\n");
+	base64_encode(str_data(arf), str_len(arf), mail);
+	str_append(mail, "\n--b\nContent-Type: text/plain\n\n"
+		   "Feedback-Type: short\n--b--\n");
+
+	i_zero(&ex);
+	t_array_init(&ex.names, 4);
+	t_array_init(&ex.types, 4);
+	ex.first_data = t_buffer_create(256);
+	input = i_stream_create_from_data(str_data(mail), str_len(mail));
+	test_assert(dmarc_extract_message(input, test_default_limits(),
+		&test_claim_callbacks, &ex, NULL, &error) == 0);
+	i_stream_unref(&input);
+	test_assert(array_count(&ex.names) == 2 && ex.ends == 2);
+	test_assert_strcmp(joined_types(&ex), "text/plain text/plain");
+	test_assert(ex.first_data->used == str_len(arf) &&
+		    memcmp(ex.first_data->data, str_data(arf),
+			   str_len(arf)) == 0);
+	/* without claim_text, text bodies stay the mail's own */
+	test_assert(extract_str(str_c(mail), test_default_limits(), &ex,
+				NULL) == 0);
+	test_assert(array_count(&ex.names) == 0);
+	test_end();
+}
+
+/* Every attachment of a mail, its bytes and the embedded headers, as
+   one string: what two walks of the same mail must agree on. */
+static bool summary_begin(const struct dmarc_attachment *att, void *context)
+{
+	string_t *str = context;
+
+	str_printfa(str, "begin %u %s|%s|%s|%s\n", att->index,
+		    att->filename == NULL ? "" : att->filename,
+		    att->content_type,
+		    att->charset == NULL ? "" : att->charset,
+		    att->message_id == NULL ? "" : att->message_id);
+	return TRUE;
+}
+
+static void summary_data(const unsigned char *data, size_t size,
+			 void *context)
+{
+	/* the blocks may be cut anywhere: only the bytes count */
+	str_append_data(context, data, size);
+}
+
+static void summary_end(const struct dmarc_attachment *att, bool truncated,
+			void *context)
+{
+	str_printfa(context, "\nend %u %d\n", att->index, truncated);
+}
+
+static void summary_embedded_header(const char *name, const char *value,
+				    void *context)
+{
+	str_printfa(context, "header %s: %s\n", name, value);
+}
+
+static bool summary_claim_text(const unsigned char *data, size_t size,
+			       void *context ATTR_UNUSED)
+{
+	/* the ingest's claim: ARF parts and text-only failure reports */
+	return dmarc_kind_claims_text(data, size);
+}
+
+static const struct dmarc_extract_callbacks summary_callbacks = {
+	.begin = summary_begin,
+	.data = summary_data,
+	.end = summary_end,
+	.embedded_header = summary_embedded_header,
+	.claim_text = summary_claim_text,
+};
+
+static const char *extract_summary(struct istream *input,
+				   const struct dmarc_limits *limits)
+{
+	struct dmarc_extract_stats stats;
+	string_t *str = t_str_new(65536);
+	const char *error;
+	int ret;
+
+	ret = dmarc_extract_message(input, limits, &summary_callbacks, str,
+				    &stats, &error);
+	str_printfa(str, "ret %d skipped %u overflow %d feedback %d\n", ret,
+		    stats.skipped, stats.mime_overflow,
+		    stats.is_feedback_report);
+	return str_c(str);
+}
+
+/* Issue 13 point 6: the extractor is also fed in small blocks (a read
+   gives 1 byte up to a few KiB; lib-mail needs a whole header line in
+   the buffer, so the buffer may hold more, see
+   test_istream_create_trickle()) with identical results: every mail of
+   the corpus (aggregate, TLS and failure reports), and the built mails
+   of the tests above (base64 and quoted-printable across blocks, a
+   claimed text part across its 4 KiB peek). */
+static void test_extract_small_blocks(void)
+{
+	static const size_t block_sizes[] = { 1, 2, 3, 7, 64, 1000, 4096 };
+	const char *const dirs[] = { "email", "tlsrpt", "failure" };
+	struct dmarc_limits limits = *test_default_limits();
+	ARRAY(const buffer_t *) mails;
+	ARRAY_TYPE(const_string) labels;
+	const char *whole, *label, *const *names;
+	const buffer_t *data;
+	struct istream *input;
+	buffer_t *buf;
+	string_t *qp;
+	unsigned int i, k;
+
+	test_begin("extract: fed in small blocks, the same results");
+	t_array_init(&mails, 32);
+	t_array_init(&labels, 32);
+	for (i = 0; i < N_ELEMENTS(dirs) && test_corpus_dir() != NULL; i++) {
+		for (names = test_corpus_list(dirs[i]); *names != NULL; names++) {
+			if (!str_ends_with(*names, ".eml"))
+				continue;
+			data = test_read_file(t_strconcat(test_corpus_dir(),
+				"/", dirs[i], "/", *names, NULL));
+			if (data == NULL)
+				continue;
+			array_push_back(&mails, &data);
+			array_push_back(&labels, names);
+		}
+	}
+	buf = t_buffer_create(1024);
+	buffer_append(buf, multi_mail, strlen(multi_mail));
+	array_push_back(&mails, (const buffer_t **)&buf);
+	label = "multi_mail";
+	array_push_back(&labels, &label);
+	/* quoted-printable with soft line breaks and escapes */
+	qp = t_str_new(1024);
+	str_append(qp, "Content-Type: multipart/mixed; boundary=b\n\n"
+		   "--b\nContent-Type: text/xml; name=q.xml\n"
+		   "Content-Transfer-Encoding: quoted-printable\n\n"
+		   "<feedback a=3D\"x\">=C3=A9t=C3=A9 long line that goes =\n"
+		   "on and on</feedback>=\n\n--b--\n");
+	buf = t_buffer_create(str_len(qp));
+	buffer_append(buf, str_data(qp), str_len(qp));
+	array_push_back(&mails, (const buffer_t **)&buf);
+	label = "quoted-printable";
+	array_push_back(&labels, &label);
+
+	/* truncation at the attachment size limit must cut at the same
+	   byte whatever the blocks */
+	limits.max_attachment_size = 1000;
+	for (i = 0; i < array_count(&mails); i++) T_BEGIN {
+		data = array_idx_elem(&mails, i);
+		input = i_stream_create_from_data(data->data, data->used);
+		whole = extract_summary(input, &limits);
+		i_stream_unref(&input);
+		for (k = 0; k < N_ELEMENTS(block_sizes); k++) {
+			input = test_istream_create_trickle(data->data,
+				data->used, block_sizes[k]);
+			if (strcmp(extract_summary(input, &limits), whole) != 0) {
+				i_error("%s: %zu-byte blocks differ",
+					array_idx_elem(&labels, i),
+					block_sizes[k]);
+				test_assert_idx(FALSE, i);
+			}
+			i_stream_unref(&input);
+		}
+	} T_END;
+	if (test_corpus_dir() != NULL)
+		test_assert(array_count(&mails) >= 25);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -581,6 +780,8 @@ int main(void)
 		test_extract_limits,
 		test_extract_deep_nesting,
 		test_extract_reported_message,
+		test_extract_claimed_text,
+		test_extract_small_blocks,
 		NULL
 	};
 	return test_run(test_functions);

@@ -159,10 +159,62 @@ static void test_failure_long_values(void)
 	test_end();
 }
 
+static void test_failure_text_report(void)
+{
+	static const char text[] =
+		"A message claiming to be from you has failed the published "
+		"DMARC\r\npolicy for your domain.\r\n\r\n"
+		"  Sender Domain: example.com\r\n"
+		"  Sender IP Address: 198.51.100.3\r\n"
+		"  Received Date: Mon, 07 Apr 2025 23:16:09 +0200\r\n"
+		"  SPF Alignment: yes\r\n  DKIM Alignment: yes\r\n"
+		"  DMARC Results: None, Accept\r\n\r\n"
+		"------ This is a copy of the headers that were received "
+		"before the error was detected.\r\n\r\n"
+		"From: =?UTF-8?Q?J=C3=B6rg?= <j@example.com>\r\n"
+		"Message-Id: <m@example.com>\r\n";
+	static const char bad_ip[] =
+		"  Sender Domain: example.com\n"
+		"  Sender IP Address: somewhere\n";
+	static const char prose[] =
+		"Your message to the Sender Domain: example.com list\n"
+		"could not be delivered.\n";
+	struct dmarc_failure_report *report;
+	const char *error;
+	pool_t pool;
+
+	test_begin("failure: text-only reports (Exim's)");
+	pool = pool_alloconly_create("test", 1024);
+	test_assert(dmarc_failure_is_text_report((const void *)text,
+						 strlen(text)));
+	test_assert(!dmarc_failure_is_text_report((const void *)prose,
+						  strlen(prose)));
+	test_assert(dmarc_failure_parse_text(pool, (const void *)text,
+		strlen(text), test_default_limits(), &report, &error) == 0);
+	test_assert_strcmp(report->feedback_type, "auth-failure");
+	test_assert_strcmp(report->auth_failure, "dmarc");
+	test_assert_strcmp(report->reported_domain, "example.com");
+	test_assert_strcmp(report->source_ip, "198.51.100.3");
+	test_assert_strcmp(report->identity_alignment, "dkim, spf");
+	test_assert_strcmp(report->other_fields, "DMARC-Results: None, Accept");
+	test_assert(report->arrival_time == 1744060569);
+	test_assert_strcmp(report->orig_from, "J\xc3\xb6rg <j@example.com>");
+	test_assert_strcmp(report->orig_message_id, "<m@example.com>");
+	test_assert(report->have_original);
+	test_assert(report->user_agent == NULL && report->version == NULL);
+	/* a bad address is refused as in an ARF part */
+	test_assert(dmarc_failure_parse_text(pool, (const void *)bad_ip,
+		strlen(bad_ip), test_default_limits(), &report, &error) < 0);
+	test_assert_strcmp(error, "Source-IP \"somewhere\" is not an IP address");
+	pool_unref(&pool);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
 		test_failure_recognise,
+		test_failure_text_report,
 		test_failure_fields,
 		test_failure_refused,
 		test_failure_long_values,

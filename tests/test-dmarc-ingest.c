@@ -1122,33 +1122,38 @@ static void test_ingest_failure_corpus(void)
 
 	if (test_corpus_dir() == NULL)
 		return;
-	test_begin("ingest: every corpus failure report with an ARF part is stored");
+	test_begin("ingest: every corpus failure report is stored, Exim's text-only one too");
 	test_settings("failure", &set);
 	for (i = 0; names[i] != NULL; i++) {
 		const char *path = t_strconcat(test_corpus_dir(), "/failure/",
 					       names[i], NULL);
-		bool no_arf = strstr(names[i], "no_arf_part") != NULL;
 
 		i_zero(&counts);
-		if (no_arf)
-			TEST_EXPECT_WARNINGS("a text-only failure report is "
-					     "not parsed");
 		test_assert_idx(ingest_mail_file(&set, path, &counts) == 0, i);
-		if (no_arf)
-			test_expect_no_more_warnings();
 		/* the LinkedIn report comes with CRLF and LF line ends:
 		   the same report, stored once */
-		test_assert_idx(counts.reports_new + counts.reports_duplicate ==
-				(no_arf ? 0U : 1U), i);
-		/* Exim's text-only one is counted as not stored */
-		test_assert_idx(counts.failed == (no_arf ? 1U : 0U), i);
+		test_assert_idx(counts.reports_new + counts.reports_duplicate == 1, i);
+		test_assert_idx(counts.failed == 0, i);
 		n++;
 	}
 	test_assert(n == 7);
-	test_assert(db_int(set.db_path, "SELECT count(*) FROM failure_reports") == 5);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM failure_reports") == 6);
 	test_assert(db_int(set.db_path, "SELECT count(*) FROM failure_reports "
 			   "WHERE orig_from IS NULL OR orig_subject IS NULL "
 			   "OR reported_domain IS NULL") == 0);
+	/* Exim's text-only report: its summary lines and the header
+	   block it copies */
+	test_assert_strcmp(db_text(set.db_path, "SELECT feedback_type || '|' "
+		"|| auth_failure || '|' || reported_domain || '|' || source_ip "
+		"|| '|' || arrival_date || '|' || identity_alignment || '|' "
+		"|| other_fields || '|' || orig_from || '|' || orig_subject "
+		"|| '|' || orig_message_id FROM failure_reports "
+		"WHERE source_ip = '203.0.113.68'"),
+		"auth-failure|dmarc|example.com|203.0.113.68|"
+		"Mon, 07 Apr 2025 23:16:09 +0200|none|"
+		"DMARC-Results: None, Accept|<user@example.com>|"
+		"Payment from your account.|"
+		"<134117F8-2145-AECE-9CCA-25FC98731341@example.com>");
 	test_assert_strcmp(db_text(set.db_path, "SELECT orig_subject || '|' "
 		"|| auth_failure || '|' || source_ip FROM failure_reports "
 		"WHERE user_agent LIKE 'OpenDMARC%'"),
@@ -1304,6 +1309,74 @@ static void test_ingest_outcome_events(void)
 	test_end();
 }
 
+/* ARF parts labelled text/plain, and text-only reports, built here */
+static void test_ingest_failure_text_parts(void)
+{
+	static const char arf_as_text[] =
+		"From: r@example.net\nMessage-ID: <arf-text@x>\n"
+		"Content-Type: multipart/report; report-type=feedback-report;"
+		" boundary=b\n\n"
+		"--b\nContent-Type: text/plain\n\nA DMARC failure report.\n"
+		"--b\nContent-Type: text/plain; charset=us-ascii\n\n"
+		"Feedback-Type: auth-failure\nVersion: 1\n"
+		"Source-IP: 192.0.2.9\nReported-Domain: example.org\n"
+		"Auth-Failure: dmarc\n\n"
+		"--b\nContent-Type: text/rfc822-headers\n\n"
+		"From: x@example.org\nSubject: labelled text\n\n"
+		"--b--\n";
+	static const char exim_single[] =
+		"From: r@example.net\nMessage-ID: <exim-single@x>\n"
+		"Content-Type: text/plain\n\n"
+		"A message claiming to be from you has failed the published "
+		"DMARC\npolicy for your domain.\n\n"
+		"  Sender Domain: Example.COM\n"
+		"  Sender IP Address: 2001:db8::7\n"
+		"  Received Date: Tue, 8 Apr 2025 10:00:00 +0000\n"
+		"  SPF Alignment: yes\n  DKIM Alignment: no\n"
+		"  DMARC Results: Reject\n\n"
+		"------ This is a copy of the headers that were received "
+		"before the error was detected.\n\n"
+		"From: <ceo@example.com>\nSubject: urgent\n";
+	static const char not_a_report[] =
+		"From: r@example.net\nMessage-ID: <nothing@x>\n"
+		"Content-Type: multipart/report; boundary=b\n\n"
+		"--b\nContent-Type: text/plain\n\nSender Domain: example.com\n"
+		"(no address line)\n"
+		"--b--\n";
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+
+	test_begin("ingest: failure reports in text/plain parts");
+	test_settings("failure-text", &set);
+	i_zero(&counts);
+	test_assert(ingest_mail_str(&set, arf_as_text, &counts) == 0);
+	test_assert(counts.reports_new == 1 && counts.failed == 0);
+	test_assert_strcmp(db_text(set.db_path, "SELECT source_ip || '|' || "
+		"orig_subject FROM failure_reports WHERE "
+		"message_id = '<arf-text@x>'"), "192.0.2.9|labelled text");
+
+	i_zero(&counts);
+	test_assert(ingest_mail_str(&set, exim_single, &counts) == 0);
+	test_assert(counts.reports_new == 1 && counts.failed == 0);
+	test_assert_strcmp(db_text(set.db_path, "SELECT reported_domain || '|' "
+		"|| source_ip || '|' || identity_alignment || '|' || "
+		"arrival_time || '|' || orig_from FROM failure_reports WHERE "
+		"message_id = '<exim-single@x>'"),
+		"example.com|2001:db8::7|spf|1744106400|<ceo@example.com>");
+	/* resent: the same report */
+	i_zero(&counts);
+	test_assert(ingest_mail_str(&set, exim_single, &counts) == 0);
+	test_assert(counts.reports_duplicate == 1);
+
+	/* one warning says why nothing was stored */
+	i_zero(&counts);
+	test_expect_error_string("Not stored: not a report: a multipart/report");
+	test_assert(ingest_mail_str(&set, not_a_report, &counts) == 0);
+	test_expect_no_more_errors();
+	test_assert(counts.reports_new == 0 && counts.failed == 1);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -1328,6 +1401,7 @@ int main(void)
 		test_ingest_tls_corpus,
 		test_ingest_failure_corpus,
 		test_ingest_outcome_events,
+		test_ingest_failure_text_parts,
 		test_ingest_teardown,
 		NULL
 	};

@@ -6,6 +6,7 @@
 #include "buffer.h"
 #include "str.h"
 #include "ioloop.h"
+#include "istream.h"
 #include "test-dmarc-common.h"
 #include "dmarc-parse.h"
 
@@ -28,8 +29,21 @@ struct parse_result {
 	const char *disposition, *dkim, *spf;
 };
 
+/* A parser over what func reads, as the old read callbacks were called:
+   16 KiB at a time. */
+static struct dmarc_parser *
+test_parser_init(test_read_func_t *func, void *context,
+		 const struct dmarc_limits *limits)
+{
+	struct istream *input = test_istream_create_func(func, context, 16384);
+	struct dmarc_parser *parser = dmarc_parser_init(input, limits);
+
+	i_stream_unref(&input);
+	return parser;
+}
+
 static void
-parse_stream(dmarc_read_func_t *read_func, void *context,
+parse_stream(test_read_func_t *read_func, void *context,
 	     const struct dmarc_limits *limits, struct parse_result *res_r)
 {
 	struct dmarc_parser *parser;
@@ -39,7 +53,7 @@ parse_stream(dmarc_read_func_t *read_func, void *context,
 	int ret;
 
 	i_zero(res_r);
-	parser = dmarc_parser_init(read_func, context, limits);
+	parser = test_parser_init(read_func, context, limits);
 	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
 		res_r->ret = -1;
 		res_r->error = t_strdup(error);
@@ -195,7 +209,7 @@ static void test_parse_corpus_expected_figures(void)
 		i_zero(&reader);
 		reader.data = data->data;
 		reader.size = data->used;
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert_idx(dmarc_parser_read_header(parser, &report,
 							 &error) == 0, i);
@@ -235,7 +249,7 @@ static bool field_parse_open(struct field_parse *fp, const char *name)
 		return FALSE;
 	fp->reader.data = fp->data->data;
 	fp->reader.size = fp->data->used;
-	fp->parser = dmarc_parser_init(test_mem_read, &fp->reader,
+	fp->parser = test_parser_init(test_mem_read, &fp->reader,
 				       test_default_limits());
 	if (dmarc_parser_read_header(fp->parser, &fp->report, &error) < 0) {
 		i_error("%s: %s", name, error);
@@ -628,7 +642,7 @@ static void test_parse_case_normalised(void)
 		i_zero(&reader);
 		reader.data = data->data;
 		reader.size = data->used;
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert(dmarc_parser_read_header(parser, &report,
 						     &error) == 0);
@@ -648,7 +662,7 @@ static void test_parse_case_normalised(void)
 		i_zero(&reader);
 		reader.data = data->data;
 		reader.size = data->used;
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert(dmarc_parser_read_header(parser, &report,
 						     &error) == 0);
@@ -754,7 +768,7 @@ static void test_parse_extensions_format_version(void)
 		struct dmarc_parser *parser;
 		const char *error;
 
-		parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+		parser = test_parser_init(test_mem_read, &reader, &limits);
 		test_assert(dmarc_parser_read_header(parser, &report,
 						     &error) == 0);
 		test_assert(report->version == NULL);
@@ -775,7 +789,7 @@ static void test_parse_extensions_format_version(void)
 		struct dmarc_parser *parser;
 		const char *error;
 
-		parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+		parser = test_parser_init(test_mem_read, &reader, &limits);
 		test_assert(dmarc_parser_read_header(parser, &report,
 						     &error) == 0);
 		test_assert(report->format == DMARC_FORMAT_DRAFT);
@@ -898,7 +912,7 @@ static void test_parse_generated_values(void)
 		const char *error = NULL, *anomalies;
 		int ret;
 
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert_idx(dmarc_parser_read_header(parser, &report,
 							 &error) == 0, i);
@@ -1123,7 +1137,7 @@ static void test_parse_namespaces(void)
 	i_zero(&reader);
 	reader.data = (const void *)prefixed;
 	reader.size = strlen(prefixed);
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert(report->format == DMARC_FORMAT_RFC9990);
@@ -1136,7 +1150,7 @@ static void test_parse_namespaces(void)
 	i_zero(&reader);
 	reader.data = (const void *)draft;
 	reader.size = strlen(draft);
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert(report->format != DMARC_FORMAT_RFC9990);
@@ -1259,7 +1273,7 @@ static void test_parse_org_name_repairs(void)
 		i_zero(&reader);
 		reader.data = str_data(doc);
 		reader.size = str_len(doc);
-		parser = dmarc_parser_init(test_mem_read, &reader,
+		parser = test_parser_init(test_mem_read, &reader,
 					   test_default_limits());
 		test_assert_idx(dmarc_parser_read_header(parser, &report,
 							 &error) == 0, i);
@@ -1328,7 +1342,7 @@ static void test_parse_limits(void)
 	i_zero(&reader);
 	reader.data = str_data(doc);
 	reader.size = str_len(doc);
-	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	parser = test_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	/* 100 bytes = 50 two-byte characters, never a split one */
 	test_assert(strlen(report->email) == 100);
@@ -1342,7 +1356,7 @@ static void test_parse_limits(void)
 	i_zero(&reader);
 	reader.data = str_data(doc);
 	reader.size = str_len(doc);
-	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	parser = test_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert(strlen(report->email) == 98);
 	dmarc_parser_deinit(&parser);
@@ -1374,7 +1388,7 @@ static void test_parse_key_not_cut(void)
 	i_zero(&reader);
 	reader.data = str_data(doc);
 	reader.size = str_len(doc);
-	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	parser = test_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert_strcmp(report->report_id, str_c(id));
 	test_assert_strcmp(report->org_name, "Example Org With A Long Name");
@@ -1538,7 +1552,7 @@ static void test_parse_auth_results_bounded(void)
 	i_zero(&reader);
 	reader.data = (const void *)doc;
 	reader.size = strlen(doc);
-	parser = dmarc_parser_init(test_mem_read, &reader, &limits);
+	parser = test_parser_init(test_mem_read, &reader, &limits);
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	for (i = 0; dmarc_parser_next_record(parser, &record, &error) > 0; i++) {
 		test_assert_idx(array_count(&record->auth_results) == 1, i);
@@ -1638,7 +1652,7 @@ static void test_parse_control_characters_in_values(void)
 	const char *error;
 
 	test_begin("parse: control characters in values");
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert_strcmp(report->org_name,
@@ -1682,7 +1696,7 @@ static void test_parse_latin1_control_bytes(void)
 	const char *error;
 
 	test_begin("parse: control bytes in an ISO-8859-1 report repaired");
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert_strcmp(report->org_name,
@@ -1733,7 +1747,7 @@ static void test_parse_windows_1252(void)
 	const char *error;
 
 	test_begin("parse: windows-1252 converted by libxml2");
-	parser = dmarc_parser_init(test_mem_read, &reader,
+	parser = test_parser_init(test_mem_read, &reader,
 				   test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	test_assert_strcmp(report->org_name, "Caf\xc3\xa9 \xe2\x82\xac");
@@ -1947,7 +1961,7 @@ static void test_parse_generated_200k(void)
 	for (i = 1; i <= gen.records; i++)
 		expected_sum += i % 7 + 1;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	parser = dmarc_parser_init(gen_read, &gen, test_default_limits());
+	parser = test_parser_init(gen_read, &gen, test_default_limits());
 	test_assert(dmarc_parser_read_header(parser, &report, &error) == 0);
 	while ((ret = dmarc_parser_next_record(parser, &record,
 					       &error)) > 0) {
@@ -1971,6 +1985,148 @@ static void test_parse_generated_200k(void)
 		printf("200000 records in %.3f s (%.0f records/s)\n",
 		       secs, 200000 / secs);
 	str_free(&gen.pending);
+	test_end();
+}
+
+/* Everything a parse yields, records included, as one string: what two
+   parses of the same document must agree on. */
+static const char *parse_input_summary(struct istream *input)
+{
+	const struct dmarc_report *report;
+	const struct dmarc_record *record;
+	const struct dmarc_auth_result *auth;
+	struct dmarc_parser *parser;
+	string_t *str = t_str_new(4096);
+	const char *error;
+	int ret;
+
+	parser = dmarc_parser_init(input, test_default_limits());
+	if (dmarc_parser_read_header(parser, &report, &error) < 0) {
+		str_printfa(str, "header error: %s", error);
+	} else {
+		str_printfa(str, "%s|%s|%s|%"PRId64"|%"PRId64"|%s|%s|%d\n",
+			    report->org_name, report->report_id,
+			    report->policy.domain, report->date_begin,
+			    report->date_end, report->policy.p,
+			    report->version == NULL ? "" : report->version,
+			    report->policy.pct);
+		while ((ret = dmarc_parser_next_record(parser, &record,
+						       &error)) > 0) {
+			str_printfa(str, "%s|%d|%"PRId64"|%s|%s|%s|%s|%s|%s|%s",
+				record->source_ip, record->source_ip_valid,
+				record->count, record->disposition,
+				record->dkim, record->spf, record->header_from,
+				record->envelope_from, record->envelope_to,
+				record->extensions);
+			array_foreach(&record->auth_results, auth) {
+				str_printfa(str, "|%d:%s:%s:%s:%s", auth->type,
+					    auth->domain, auth->selector,
+					    auth->scope, auth->result);
+			}
+			str_append_c(str, '\n');
+		}
+		str_printfa(str, "end %d %s\n", ret, ret < 0 ? error : "");
+	}
+	str_printfa(str, "warnings: %s\nanomalies: %s\n",
+		    t_strarray_join(dmarc_parser_get_warnings(parser), "; "),
+		    t_strarray_join(dmarc_parser_get_anomalies(parser), "; "));
+	dmarc_parser_deinit(&parser);
+	return str_c(str);
+}
+
+/* Issue 13 point 6: the parser is also fed in small blocks (a read gives
+   1 byte up to a few KiB) with identical results: every plain XML file of
+   the corpus, valid and invalid, and documents built to put BOMs,
+   comments, CDATA, character references, invalid UTF-8 and long tags
+   across block boundaries. */
+static void test_parse_small_blocks(void)
+{
+	static const size_t block_sizes[] = { 1, 2, 3, 7, 64, 1000, 4096 };
+	static const char *const built[] = {
+		"\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		"<!-- a comment -->\n<feedback><report_metadata><org_name>"
+		"<![CDATA[A & B]]> &#233; \xff\xfe x</org_name><report_id>r1"
+		"</report_id><date_range><begin>1</begin><end>2</end>"
+		"</date_range></report_metadata><policy_published><domain>"
+		"example.com</domain><p>none</p></policy_published><record>"
+		"<row><source_ip>192.0.2.1</source_ip><count>3</count>"
+		"<policy_evaluated><disposition>none</disposition><dkim>pass"
+		"</dkim><spf>fail</spf></policy_evaluated></row><identifiers>"
+		"<header_from>example.com</header_from></identifiers>"
+		"<auth_results><dkim><domain>example.com</domain><selector>"
+		"s</selector><result>pass</result></dkim></auth_results>"
+		"</record></feedback>\ntrailing data",
+		"   \n<feedback><report_metadata><org_name>a < b</org_name>"
+		"<report_id>r2</report_id><date_range><begin>1</begin><end>2"
+		"</end></date_range></report_metadata><policy_published>"
+		"<domain>example.com</domain><p>reject</p></policy_published>"
+		"<record><row><source_ip>2001:db8::1</source_ip><count>1"
+		"</count></row></record></feedback>",
+		/* cut short */
+		"<feedback><report_metadata><org_name>x</org_name>",
+	};
+	const char *const dirs[] = { "aggregate", "aggregate-invalid" };
+	struct istream *input;
+	const char *whole, *const *names;
+	const buffer_t *data;
+	unsigned int i, j, k, docs = 0;
+
+	test_begin("parse: fed in small blocks, the same results");
+	for (i = 0; i < N_ELEMENTS(dirs) + 1; i++) {
+		ARRAY_TYPE(const_string) names_arr;
+		ARRAY(const buffer_t *) datas;
+
+		t_array_init(&names_arr, 64);
+		t_array_init(&datas, 64);
+		if (i == N_ELEMENTS(dirs)) {
+			for (j = 0; j < N_ELEMENTS(built); j++) {
+				buffer_t *buf = t_buffer_create(strlen(built[j]));
+
+				buffer_append(buf, built[j], strlen(built[j]));
+				array_push_back(&names_arr, &built[j]);
+				data = buf;
+				array_push_back(&datas, &data);
+			}
+		} else if (test_corpus_dir() != NULL) {
+			names = test_corpus_list(dirs[i]);
+			for (; *names != NULL; names++) {
+				if (!str_ends_with(*names, ".xml"))
+					continue;
+				data = read_corpus_file(dirs[i], *names);
+				if (data == NULL)
+					continue;
+				array_push_back(&names_arr, names);
+				array_push_back(&datas, &data);
+			}
+		}
+		for (j = 0; j < array_count(&datas); j++) T_BEGIN {
+			data = array_idx_elem(&datas, j);
+			input = i_stream_create_from_data(data->data, data->used);
+			whole = parse_input_summary(input);
+			i_stream_unref(&input);
+			for (k = 0; k < N_ELEMENTS(block_sizes); k++) {
+				/* a byte at a time is slow on the 0.9 MB
+				   report: a few KiB per read there */
+				if (block_sizes[k] < 64 && data->used > 128*1024)
+					continue;
+				input = test_istream_create_data(data->data,
+								 data->used);
+				test_istream_set_max_buffer_size(input,
+								 block_sizes[k]);
+				if (strcmp(parse_input_summary(input), whole) != 0) {
+					i_error("%s: %zu-byte blocks differ",
+						array_idx_elem(&names_arr, j),
+						block_sizes[k]);
+					test_assert_idx(FALSE, j);
+				}
+				i_stream_unref(&input);
+			}
+			docs++;
+		} T_END;
+	}
+	test_assert(docs >= N_ELEMENTS(built));
+	if (test_corpus_dir() != NULL)
+		test_assert(docs >= 40);
 	test_end();
 }
 
@@ -2008,6 +2164,7 @@ int main(void)
 		test_parse_read_errors,
 		test_parse_no_stderr,
 		test_parse_generated_200k,
+		test_parse_small_blocks,
 		NULL
 	};
 	return test_run(test_functions);

@@ -2,6 +2,7 @@
    not store. */
 
 #include "lib.h"
+#include "istream.h"
 #include "test-dmarc-common.h"
 #include "dmarc-pending.h"
 
@@ -9,6 +10,19 @@
 #include <unistd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+
+/* An entry whose bytes are in memory. */
+static int pending_add_data(const char *db_path, uoff_t max_size,
+			    const struct dmarc_pending_info *info,
+			    const void *data, size_t size, const char **error_r)
+{
+	struct istream *input = i_stream_create_from_data(data, size);
+	int ret;
+
+	ret = dmarc_pending_add(db_path, max_size, info, input, error_r);
+	i_stream_unref(&input);
+	return ret;
+}
 
 static unsigned int test_iter_count(const char *db_path, bool include_failed,
 				    bool remove)
@@ -48,12 +62,12 @@ static void test_pending_entries(void)
 	info.archive_path = "2023/11/a\tb.xml";
 	info.message_id = "<m1@example.com>";
 	info.received = 1700000000;
-	test_assert(dmarc_pending_add(db_path, 1024*1024, &info, NULL, 0, -1,
+	test_assert(dmarc_pending_add(db_path, 1024*1024, &info, NULL,
 				      &error) == 0);
 	info.archive_path = NULL;
 	info.message_id = NULL;
-	test_assert(dmarc_pending_add(db_path, 1024*1024, &info, "<x/>", 4, -1,
-				      &error) == 0);
+	test_assert(pending_add_data(db_path, 1024*1024, &info, "<x/>", 4,
+				     &error) == 0);
 
 	iter = dmarc_pending_iter_init(db_path, FALSE);
 	test_assert(dmarc_pending_iter_next(iter, &entry, &error) == 1);
@@ -90,8 +104,8 @@ static void test_pending_attempts_bounded(void)
 	test_begin("pending: an entry that keeps failing is set aside");
 	i_zero(&info);
 	info.received = 1700000000;
-	test_assert(dmarc_pending_add(db_path, 1024*1024, &info, "<x/>", 4, -1,
-				      &error) == 0);
+	test_assert(pending_add_data(db_path, 1024*1024, &info, "<x/>", 4,
+				     &error) == 0);
 	for (i = 0; i < DMARC_PENDING_MAX_ATTEMPTS; i++)
 		test_assert_idx(test_iter_count(db_path, FALSE, FALSE) == 1, i);
 	/* one more: set aside (an error once), then left out */
@@ -114,10 +128,10 @@ static void test_pending_bounded(void)
 	memset(data, 'x', sizeof(data));
 	i_zero(&info);
 	info.received = 1700000000;
-	test_assert(dmarc_pending_add(db_path, 64*1024, &info, data,
-				      sizeof(data), -1, &error) == 0);
-	test_assert(dmarc_pending_add(db_path, 64*1024, &info, data,
-				      sizeof(data), -1, &error) < 0);
+	test_assert(pending_add_data(db_path, 64*1024, &info, data,
+				     sizeof(data), &error) == 0);
+	test_assert(pending_add_data(db_path, 64*1024, &info, data,
+				     sizeof(data), &error) < 0);
 	test_assert(strstr(error, "dmarcreport_max_pending_size") != NULL);
 	test_assert(test_iter_count(db_path, TRUE, TRUE) == 1);
 	test_end();

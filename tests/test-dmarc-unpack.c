@@ -5,6 +5,7 @@
 #include "array.h"
 #include "buffer.h"
 #include "str.h"
+#include "istream.h"
 #include "test-dmarc-common.h"
 #include "dmarc-settings.h"
 #include "dmarc-unpack.h"
@@ -24,24 +25,39 @@ struct unpacked {
 	const char *error;    /* the first error, NULL when none */
 };
 
+/* The unpack of the bytes of fd or (data != NULL) of memory. */
+static struct dmarc_unpack *
+unpack_open(int fd, const buffer_t *data, const struct dmarc_limits *limits,
+	    uoff_t *budget)
+{
+	struct dmarc_unpack *unpack;
+	struct istream *input;
+
+	input = data != NULL ?
+		i_stream_create_from_data(data->data, data->used) :
+		i_stream_create_fd(fd, 4096);
+	unpack = dmarc_unpack_init(input, limits, budget);
+	i_stream_unref(&input);
+	return unpack;
+}
+
 /* Unpacks everything, from the fd or (data != NULL) from memory. */
 static void unpack_all(int fd, const buffer_t *data,
 		       const struct dmarc_limits *limits, uoff_t *budget,
 		       struct unpacked *result_r)
 {
 	struct dmarc_unpack *unpack;
-	unsigned char buf[4096];
+	struct istream *input;
+	const unsigned char *buf;
 	const char *name, *error;
-	ssize_t ret;
+	size_t size;
 	int next;
 
 	i_zero(result_r);
 	t_array_init(&result_r->names, 4);
 	result_r->first = t_buffer_create(1024);
-	unpack = data != NULL ?
-		dmarc_unpack_init_data(data->data, data->used, limits, budget) :
-		dmarc_unpack_init_fd(fd, limits, budget);
-	while ((next = dmarc_unpack_next(unpack, &name, &error)) != 0) {
+	unpack = unpack_open(fd, data, limits, budget);
+	while ((next = dmarc_unpack_next(unpack, &name, &input, &error)) != 0) {
 		if (next < 0) {
 			result_r->bad++;
 			if (result_r->error == NULL)
@@ -51,13 +67,13 @@ static void unpack_all(int fd, const buffer_t *data,
 		result_r->documents++;
 		name = name == NULL ? "" : t_strdup(name);
 		array_push_back(&result_r->names, &name);
-		while ((ret = dmarc_unpack_read(unpack, buf, sizeof(buf),
-						&error)) > 0) {
+		while (i_stream_read_more(input, &buf, &size) > 0) {
 			if (result_r->documents == 1)
-				buffer_append(result_r->first, buf, ret);
+				buffer_append(result_r->first, buf, size);
+			i_stream_skip(input, size);
 		}
-		if (ret < 0 && result_r->error == NULL)
-			result_r->error = t_strdup(error);
+		if (input->stream_errno != 0 && result_r->error == NULL)
+			result_r->error = t_strdup(i_stream_get_error(input));
 	}
 	dmarc_unpack_deinit(&unpack);
 }
@@ -208,8 +224,7 @@ static void test_unpack_same_report_three_containers(void)
 		buffer_t *data = test_read_file(t_strconcat(test_corpus_dir(),
 			"/aggregate/", files[i], NULL));
 		struct dmarc_unpack *unpack =
-			dmarc_unpack_init_data(data->data, data->used,
-					       test_default_limits(), &budget);
+			unpack_open(-1, data, test_default_limits(), &budget);
 
 		test_assert_idx(dmarc_unpack_get_container(unpack) ==
 				containers[i], i);

@@ -5,6 +5,7 @@
 #include "array.h"
 #include "buffer.h"
 #include "str.h"
+#include "istream.h"
 #include "test-dmarc-common.h"
 #include "dmarc-xml-filter.h"
 
@@ -20,6 +21,7 @@ static void filter_data(const void *data, size_t size, unsigned int max_depth,
 {
 	struct test_mem_reader reader = { .data = data, .size = size };
 	struct dmarc_xml_filter *filter;
+	struct istream *input;
 	ARRAY_TYPE(const_string) warnings;
 	const unsigned char *out;
 	const char *error;
@@ -28,7 +30,9 @@ static void filter_data(const void *data, size_t size, unsigned int max_depth,
 	int ret;
 
 	i_zero(res_r);
-	filter = dmarc_xml_filter_init(test_mem_read, &reader, max_depth);
+	input = test_istream_create_func(test_mem_read, &reader, 16384);
+	filter = dmarc_xml_filter_init(input, max_depth);
+	i_stream_unref(&input);
 	if (dmarc_xml_filter_fill(filter, &error) < 0)
 		ret = -1;
 	else {

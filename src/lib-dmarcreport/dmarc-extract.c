@@ -6,7 +6,8 @@
    convert every part with a charset as text, which mangles a gzip
    labelled text/xml, and converts a text/xml report behind its XML
    declaration's back. The MIME charset is handed on instead. Data is
-   streamed to the callbacks; nothing is buffered whole. */
+   streamed to the callbacks; nothing is buffered whole (only the first
+   4 KiB of a nameless text/plain part wait for claim_text()). */
 
 #include "lib.h"
 #include "array.h"
@@ -34,6 +35,10 @@ struct extract_part {
 	const char *cd_filename;  /* Content-Disposition filename= */
 	enum message_cte cte;
 	bool headers_done;
+	/* a nameless text/plain part: its first bytes are held in
+	   ctx->peek until claim_text() decides whether it is an
+	   attachment */
+	bool peeking;
 	bool is_attachment;
 	bool skipped;
 	bool truncated;
@@ -64,6 +69,8 @@ struct extract_ctx {
 	struct dmarc_attachment att;
 	/* transfer-decoded body data of the current attachment */
 	buffer_t *decoded;
+	/* the first bytes of a part that is peeked at */
+	buffer_t *peek;
 };
 
 /* RFC 2231 extended value "charset'lang'%XX..." -> UTF-8. rfc2231_parse()
@@ -233,6 +240,30 @@ static bool extract_in_embedded(struct extract_ctx *ctx,
 	return FALSE;
 }
 
+/* The current part is an attachment: counted, and begun unless past the
+   limit or refused by the caller. */
+static void extract_attachment_begin(struct extract_ctx *ctx,
+				     const char *filename)
+{
+	struct extract_part *cur = &ctx->cur;
+
+	cur->is_attachment = TRUE;
+	if (ctx->attachments >= ctx->limits->max_attachments) {
+		ctx->skipped++;
+		cur->skipped = TRUE;
+		return;
+	}
+	ctx->attachments++;
+	i_zero(&ctx->att);
+	ctx->att.index = ctx->attachments;
+	ctx->att.filename = filename;
+	ctx->att.content_type = cur->content_type;
+	ctx->att.charset = cur->ct_charset;
+	ctx->att.message_id = ctx->message_id;
+	if (!ctx->callbacks->begin(&ctx->att, ctx->context))
+		cur->skipped = TRUE;
+}
+
 /* At the end of a part's headers: is it an attachment? */
 static void extract_headers_done(struct extract_ctx *ctx)
 {
@@ -259,27 +290,16 @@ static void extract_headers_done(struct extract_ctx *ctx)
 		return;
 	}
 	filename = cur->cd_filename != NULL ? cur->cd_filename : cur->ct_name;
-	if (filename == NULL &&
-	    (strcmp(cur->content_type, "text/plain") == 0 ||
-	     strcmp(cur->content_type, "text/html") == 0))
+	if (filename == NULL && strcmp(cur->content_type, "text/html") == 0)
 		return;
-
-	cur->is_attachment = TRUE;
-	if (ctx->attachments >= ctx->limits->max_attachments) {
-		ctx->skipped++;
-		cur->skipped = TRUE;
-		return;
-	}
-	ctx->attachments++;
-	i_zero(&ctx->att);
-	ctx->att.index = ctx->attachments;
-	ctx->att.filename = filename;
-	ctx->att.content_type = cur->content_type;
-	ctx->att.charset = cur->ct_charset;
-	ctx->att.message_id = ctx->message_id;
-	if (!ctx->callbacks->begin(&ctx->att, ctx->context)) {
-		cur->skipped = TRUE;
-		return;
+	if (filename == NULL && strcmp(cur->content_type, "text/plain") == 0) {
+		/* the mail's own text, unless its content says otherwise */
+		if (ctx->callbacks->claim_text == NULL)
+			return;
+		cur->peeking = TRUE;
+		buffer_set_used_size(ctx->peek, 0);
+	} else {
+		extract_attachment_begin(ctx, filename);
 	}
 	if (cur->cte == MESSAGE_CTE_BASE64)
 		base64_decode_init(&cur->base64, &base64_scheme, 0);
@@ -289,6 +309,22 @@ static void extract_headers_done(struct extract_ctx *ctx)
 
 static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
 			 size_t size);
+
+/* A peeked text part ended or filled the peek buffer: an attachment when
+   claim_text() says so, with the bytes held so far as its first data. */
+static void extract_text_decide(struct extract_ctx *ctx)
+{
+	struct extract_part *cur = &ctx->cur;
+
+	cur->peeking = FALSE;
+	if (!ctx->callbacks->claim_text(ctx->peek->data, ctx->peek->used,
+					ctx->context)) {
+		cur->skipped = TRUE;
+		return;
+	}
+	extract_attachment_begin(ctx, NULL);
+	extract_body(ctx, ctx->peek->data, ctx->peek->used);
+}
 
 
 static void extract_part_end(struct extract_ctx *ctx)
@@ -303,6 +339,8 @@ static void extract_part_end(struct extract_ctx *ctx)
 		extract_body(ctx, ctx->decoded->data, ctx->decoded->used);
 		qp_decoder_deinit(&cur->qp);
 	}
+	if (cur->peeking)
+		extract_text_decide(ctx);
 	if (cur->part != NULL && cur->is_attachment && !cur->skipped)
 		ctx->callbacks->end(&ctx->att, cur->truncated, ctx->context);
 	i_zero(cur);
@@ -313,7 +351,17 @@ static void extract_body(struct extract_ctx *ctx, const unsigned char *data,
 {
 	struct extract_part *cur = &ctx->cur;
 	uoff_t max = ctx->limits->max_attachment_size;
+	size_t n;
 
+	if (cur->peeking) {
+		n = I_MIN(size, DMARC_EXTRACT_TEXT_PEEK_SIZE - ctx->peek->used);
+		buffer_append(ctx->peek, data, n);
+		if (ctx->peek->used < DMARC_EXTRACT_TEXT_PEEK_SIZE)
+			return;
+		extract_text_decide(ctx);
+		data += n;
+		size -= n;
+	}
 	if (!cur->is_attachment || cur->skipped || cur->truncated)
 		return;
 	if (cur->size + size > max) {
@@ -336,8 +384,8 @@ static void extract_raw_body(struct extract_ctx *ctx, const unsigned char *data,
 	size_t pos;
 	int ret;
 
-	if (!cur->is_attachment || cur->skipped || cur->truncated ||
-	    cur->raw_body_ended)
+	if ((!cur->is_attachment && !cur->peeking) || cur->skipped ||
+	    cur->truncated || cur->raw_body_ended)
 		return;
 	switch (cur->cte) {
 	case MESSAGE_CTE_BASE64:
@@ -442,6 +490,8 @@ int dmarc_extract_message(struct istream *input,
 	ctx.context = context;
 
 	ctx.decoded = buffer_create_dynamic(default_pool, IO_BLOCK_SIZE);
+	ctx.peek = buffer_create_dynamic(default_pool,
+					 DMARC_EXTRACT_TEXT_PEEK_SIZE);
 	p_array_init(&ctx.embedded, ctx.pool, 2);
 	parser = message_parser_init(ctx.pool, input, &parser_set);
 	decoder = message_decoder_init(NULL, MESSAGE_DECODER_FLAG_RETURN_BINARY);
@@ -473,6 +523,7 @@ int dmarc_extract_message(struct istream *input,
 	message_decoder_deinit(&decoder);
 	message_parser_deinit(&parser, &parts);
 	buffer_free(&ctx.decoded);
+	buffer_free(&ctx.peek);
 	if (input->stream_errno == 0)
 		extract_embedded_messages(&ctx, input);
 

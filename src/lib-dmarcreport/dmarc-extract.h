@@ -5,7 +5,9 @@
    message-decoder, RFC 2231/2047 file names). A leaf MIME part is an
    attachment when it has a file name, or when its type is anything but
    text/plain or text/html (a single-part message whose body is the report
-   counts, as Mimecast sends them). */
+   counts, as Mimecast sends them), or when it is a nameless text/plain
+   part whose first bytes the caller claims (claim_text: an ARF part
+   labelled text/plain, a text-only failure report). */
 
 struct istream;
 struct dmarc_limits;
@@ -25,6 +27,9 @@ struct dmarc_attachment {
 	const char *message_id;
 };
 
+/* Bytes of a nameless text/plain part that claim_text() gets to see. */
+#define DMARC_EXTRACT_TEXT_PEEK_SIZE 4096
+
 struct dmarc_extract_callbacks {
 	/* Return FALSE to skip this attachment's data (then neither data()
 	   nor end() is called for it). */
@@ -41,6 +46,13 @@ struct dmarc_extract_callbacks {
 	   reports), RFC 2047 decoded to UTF-8, unfolded. */
 	void (*embedded_header)(const char *name, const char *value,
 				void *context);
+	/* Optional: a text/plain part without a file name is the mail's
+	   own text, unless this returns TRUE for its first bytes (the
+	   transfer encoding removed; up to DMARC_EXTRACT_TEXT_PEEK_SIZE
+	   of them, fewer only when the part is shorter): then it is an
+	   attachment like any other. */
+	bool (*claim_text)(const unsigned char *data, size_t size,
+			   void *context);
 };
 
 struct dmarc_extract_stats {

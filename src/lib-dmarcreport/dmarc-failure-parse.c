@@ -1,5 +1,7 @@
 /* DMARC failure report parts -> struct dmarc_failure_report, with
    lib-mail's header parser (folding, CRLF or LF) and RFC 2047 decoder.
+   Text-only reports (Exim's) are turned into the ARF fields they carry
+   and parsed as ARF.
 
    Decisions (tested in tests/test-dmarc-failure.c):
    - An ARF part must have Feedback-Type; only auth-failure (RFC 6591) is
@@ -364,4 +366,132 @@ void dmarc_failure_parse_original(struct dmarc_failure_report *report,
 	};
 
 	header_block_foreach(data, size, TRUE, original_field, &ctx);
+}
+
+/* Exim's text-only failure report (its dmarc.c): a sentence, then
+   indented "Name: value" lines, then a "------ This is a copy of the
+   headers ..." line and the reported message's header block. */
+static const struct {
+	const char *name;
+	const char *arf_name;
+} text_report_fields[] = {
+	{ "Sender Domain", "Reported-Domain" },
+	{ "Sender IP Address", "Source-IP" },
+	{ "Received Date", "Arrival-Date" },
+	{ "DMARC Results", "DMARC-Results" },
+};
+
+/* The next line of data from *pos, without its line end. */
+static bool text_next_line(const unsigned char *data, size_t size,
+			   size_t *pos, const char **line_r)
+{
+	const unsigned char *p, *end;
+	size_t len;
+
+	if (*pos >= size)
+		return FALSE;
+	p = data + *pos;
+	end = memchr(p, '\n', size - *pos);
+	len = end == NULL ? size - *pos : (size_t)(end - p);
+	*pos += len + (end == NULL ? 0 : 1);
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
+	*line_r = t_strndup(p, len);
+	return TRUE;
+}
+
+/* "  Name: value" -> name and value, trimmed; FALSE for other lines. */
+static bool text_field(const char *line, const char **name_r,
+		       const char **value_r)
+{
+	const char *colon = strchr(line, ':');
+
+	if (colon == NULL)
+		return FALSE;
+	*name_r = t_str_trim(t_strdup_until(line, colon), " \t");
+	*value_r = t_str_trim(colon + 1, " \t");
+	return **name_r != '\0';
+}
+
+bool dmarc_failure_is_text_report(const unsigned char *data, size_t size)
+{
+	const char *line, *name, *value;
+	size_t pos = 0;
+	bool have_domain = FALSE, have_ip = FALSE;
+
+	T_BEGIN {
+		while (!(have_domain && have_ip) &&
+		       text_next_line(data, size, &pos, &line)) {
+			if (strncmp(line, "------", 6) == 0)
+				break;
+			if (!text_field(line, &name, &value))
+				continue;
+			if (strcasecmp(name, "Sender Domain") == 0)
+				have_domain = TRUE;
+			else if (strcasecmp(name, "Sender IP Address") == 0)
+				have_ip = TRUE;
+		}
+	} T_END;
+	return have_domain && have_ip;
+}
+
+int dmarc_failure_parse_text(pool_t pool, const unsigned char *data,
+			     size_t size, const struct dmarc_limits *limits,
+			     struct dmarc_failure_report **report_r,
+			     const char **error_r)
+{
+	const char *line, *name, *value, *spf = NULL, *dkim = NULL;
+	string_t *arf = t_str_new(512);
+	size_t pos = 0, headers_pos = size;
+	unsigned int i;
+
+	str_append(arf, "Feedback-Type: auth-failure\nAuth-Failure: dmarc\n");
+	while (text_next_line(data, size, &pos, &line)) {
+		if (strncmp(line, "------", 6) == 0) {
+			headers_pos = pos;
+			break;
+		}
+		if (!text_field(line, &name, &value) || *value == '\0')
+			continue;
+		if (strcasecmp(name, "SPF Alignment") == 0)
+			spf = value;
+		else if (strcasecmp(name, "DKIM Alignment") == 0)
+			dkim = value;
+		for (i = 0; i < N_ELEMENTS(text_report_fields); i++) {
+			if (strcasecmp(name, text_report_fields[i].name) == 0) {
+				str_printfa(arf, "%s: %s\n",
+					    text_report_fields[i].arf_name,
+					    value);
+			}
+		}
+	}
+	/* RFC 6591 3.2: the identities that aligned, or "none" */
+	if (spf != NULL && dkim != NULL) {
+		bool spf_aligned = strcasecmp(spf, "yes") == 0;
+		bool dkim_aligned = strcasecmp(dkim, "yes") == 0;
+
+		str_printfa(arf, "Identity-Alignment: %s\n",
+			    spf_aligned && dkim_aligned ? "dkim, spf" :
+			    dkim_aligned ? "dkim" : spf_aligned ? "spf" :
+			    "none");
+	}
+	if (dmarc_failure_parse_arf(pool, str_data(arf), str_len(arf), limits,
+				    report_r, error_r) < 0)
+		return -1;
+	if ((*report_r)->reported_domain == NULL ||
+	    (*report_r)->source_ip == NULL) {
+		*error_r = "not a failure report: a text report without "
+			"Sender Domain and Sender IP Address";
+		return -1;
+	}
+	/* the reported message's header block, after blank lines */
+	while (headers_pos < size &&
+	       (data[headers_pos] == '\n' || data[headers_pos] == '\r'))
+		headers_pos++;
+	if (headers_pos < size) {
+		dmarc_failure_parse_original(*report_r, pool, limits,
+					     data + headers_pos,
+					     size - headers_pos);
+	}
+	return 0;
 }

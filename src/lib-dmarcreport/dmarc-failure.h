@@ -2,8 +2,8 @@
 #define DMARC_FAILURE_H
 
 /* DMARC failure reports (RFC 6591 / RFC 9991 on the ARF of RFC 5965): the
-   model and the parser of the message/feedback-report part and of the
-   reported message's headers. Values are unfolded, valid UTF-8 without
+   model and the parser of the message/feedback-report part, of the
+   reported message's headers, and of text-only reports (Exim's). Values are unfolded, valid UTF-8 without
    control characters, cut at dmarcreport_max_value_length; fields that
    may repeat are joined by newlines; NULL when absent. */
 
@@ -49,6 +49,22 @@ struct dmarc_failure_report {
 bool dmarc_failure_is_header_block(const unsigned char *data, size_t size);
 /* Is it an ARF part: a header block with a Feedback-Type field? */
 bool dmarc_failure_is_arf(const unsigned char *data, size_t size);
+
+/* Is it a text-only failure report, as Exim sends them: a text with
+   "Sender Domain:" and "Sender IP Address:" lines, no ARF part? */
+bool dmarc_failure_is_text_report(const unsigned char *data, size_t size);
+
+/* Parse a text-only failure report into a new report (from pool): its
+   summary lines become the ARF fields they stand for (Sender Domain ->
+   Reported-Domain, Sender IP Address -> Source-IP, Received Date ->
+   Arrival-Date, SPF and DKIM Alignment -> Identity-Alignment, DMARC
+   Results kept as another field) with Feedback-Type auth-failure and
+   Auth-Failure dmarc, and the header block after its "------" line is
+   the reported message's. Returns as dmarc_failure_parse_arf(). */
+int dmarc_failure_parse_text(pool_t pool, const unsigned char *data,
+			     size_t size, const struct dmarc_limits *limits,
+			     struct dmarc_failure_report **report_r,
+			     const char **error_r);
 
 /* Parse a message/feedback-report part into a new report (from pool).
    Returns 0, or -1 with *error_r (no Feedback-Type, not auth-failure, a

@@ -1,7 +1,8 @@
 /* doveadm dmarc import's file side: report files and whole mails, and
    directories of them, walked in name order, each file once, through the
-   ingest pipeline. In the core rather than the doveadm door so that the
-   unit tests and the fuzzer can drive it. */
+   ingest pipeline. Each file is opened once: one istream is sniffed (mail
+   or report) and then ingested. In the core rather than the doveadm door
+   so that the unit tests and the fuzzer can drive it. */
 
 #include "lib.h"
 #include "array.h"
@@ -18,8 +19,8 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-/* Mail files up to this size are read whole: one read() instead of a
-   pread() and an fstat() per block. */
+/* Files up to this size are read whole: one read() instead of a pread()
+   and an fstat() per block. */
 #define IMPORT_READ_WHOLE_MAX_BYTES (1024*1024)
 
 struct dmarc_import {
@@ -27,7 +28,7 @@ struct dmarc_import {
 	struct dmarc_ingest *ingest;
 	struct event *event;
 	struct dmarc_ingest_counts *counts;
-	/* the current mail file when read whole */
+	/* the current file when read whole */
 	buffer_t *file_buf;
 	/* files and directories read in this run: each once, whatever
 	   symlinks lead to them again (a loop too) */
@@ -88,12 +89,13 @@ static bool has_suffix(const char *name, const char *suffix)
 }
 
 /* Is this file a whole mail rather than a bare report? By the extension
-   first, then by its first bytes: gzip, zip, XML and JSON (TLS reports)
-   are reports; a first line that is a header field is a mail. */
-static bool import_file_is_message(const char *path, int fd)
+   first, then by its first bytes (peeked: they stay in the stream): gzip,
+   zip, XML and JSON (TLS reports) are reports; a first line that is a
+   header field is a mail. */
+static bool import_file_is_message(const char *path, struct istream *input)
 {
-	unsigned char buf[256];
-	ssize_t len, i;
+	const unsigned char *buf;
+	size_t len, i;
 
 	if (has_suffix(path, ".eml") || has_suffix(path, ".msg"))
 		return TRUE;
@@ -102,7 +104,9 @@ static bool import_file_is_message(const char *path, int fd)
 	    has_suffix(path, ".json"))
 		return FALSE;
 
-	len = pread(fd, buf, sizeof(buf), 0);
+	/* a read error shows again when the file is ingested */
+	(void)i_stream_read_bytes(input, &buf, &len, 256);
+	len = I_MIN(len, 256);
 	if (len < 2)
 		return FALSE;
 	if ((buf[0] == 0x1f && buf[1] == 0x8b) ||
@@ -118,9 +122,9 @@ static bool import_file_is_message(const char *path, int fd)
 	return FALSE;
 }
 
-/* A mail file as a stream: read whole when small (one read instead of a
-   pread and an fstat per block, which add up over thousands of files),
-   else streamed. *fd stays the caller's to close, or is taken (-1). */
+/* A file as a stream: read whole when small (one read instead of a pread
+   and an fstat per block, which add up over thousands of files), else
+   streamed. The stream takes fd. */
 static struct istream *
 import_file_stream(struct dmarc_import *import, const char *path,
 		   int *fd, const struct stat *st)
@@ -135,6 +139,7 @@ import_file_stream(struct dmarc_import *import, const char *path,
 		ret = read_full(*fd, buffer_append_space_unsafe(
 			import->file_buf, st->st_size), st->st_size);
 		if (ret > 0) {
+			i_close_fd(fd);
 			input = i_stream_create_from_data(import->file_buf->data,
 							  import->file_buf->used);
 			i_stream_set_name(input, path);
@@ -184,17 +189,15 @@ static int import_file(struct dmarc_import *import, const char *path)
 		return 0;
 	}
 	import->inputs++;
-	if (!import_file_is_message(path, fd)) {
-		i_close_fd(&fd);
-		ret = dmarc_ingest_file(import->ingest, path, &counts);
+	input = import_file_stream(import, path, &fd, &st);
+	if (!import_file_is_message(path, input)) {
+		ret = dmarc_ingest_file_stream(import->ingest, path, input,
+					       st.st_mtime, &counts);
 	} else {
-		input = import_file_stream(import, path, &fd, &st);
 		ret = dmarc_ingest_message(import->ingest, input, st.st_mtime,
 					   &counts);
-		i_stream_unref(&input);
-		if (fd != -1)
-			i_close_fd(&fd);
 	}
+	i_stream_unref(&input);
 	dmarc_ingest_counts_add(import->counts, &counts);
 	return ret;
 }

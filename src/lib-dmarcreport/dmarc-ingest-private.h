@@ -34,10 +34,12 @@ const struct dmarc_limits *dmarc_ingest_get_limits(struct dmarc_ingest *ingest);
    budget's one warning for the mail. */
 void dmarc_ingest_document_failed(struct dmarc_ingest *ingest);
 
-/* Read a whole document into buf, at most max_size bytes. Returns 0, or
-   -1 with *error_r (a read error, or the document is larger). */
-int dmarc_ingest_read_all(dmarc_read_func_t *read, void *context,
-			  uoff_t max_size, const char *limit_name,
-			  buffer_t *buf, const char **error_r);
+/* Read a whole document's stream into buf, at most max_size bytes.
+   Returns 0, or -1 with *error_r (a read error, or the document is
+   larger: limit_name names the setting, and buf holds its first max_size
+   bytes). */
+int dmarc_ingest_read_all(struct istream *input, uoff_t max_size,
+			  const char *limit_name, buffer_t *buf,
+			  const char **error_r);
 
 #endif

@@ -1,17 +1,19 @@
 /* The pipeline both doors call: extract -> archive -> unpack -> the kind
    that recognises the document (dmarc-kinds.h) parses and stores it.
-   Each attachment is written to the archive as it is decoded; up to
-   INGEST_MEMORY_MAX_BYTES of it is also kept in memory and unpacked from
-   there, a larger one is unpacked from its archive copy (or from an
-   unlinked temp file when archiving is off or failed): no large
-   attachment is held in memory whole (a TLS report or a failure report
-   part is, bounded by its own setting). */
+   Bytes travel as istreams: each attachment is written, as it is
+   decoded, to the archive and to an iostream-temp that keeps up to
+   INGEST_MEMORY_MAX_BYTES in memory and moves a larger one to an unlinked
+   temp file; its istream is unpacked into an istream per document, which
+   the kind's parser reads. No large attachment is held in memory whole (a
+   TLS report or a failure report part is, bounded by its own setting). */
 
 #include "lib.h"
 #include "ioloop.h"
 #include "istream.h"
+#include "istream-private.h"
+#include "ostream.h"
+#include "iostream-temp.h"
 #include "str.h"
-#include "safe-mkstemp.h"
 #include "write-full.h"
 #include "message-parser.h"
 #include "dmarc-log.h"
@@ -28,10 +30,14 @@
 #include "dmarc-kinds.h"
 #include "dmarc-ingest-private.h"
 
-/* Without an archive, attachments up to this size stay in memory; larger
-   ones spill to an unlinked temp file. Creating a file per attachment is
-   what costs most when backfilling thousands of small reports. */
+/* Attachments up to this size stay in memory (the iostream-temp's
+   limit); larger ones spill to an unlinked temp file. Creating a file per
+   attachment is what costs most when backfilling thousands of small
+   reports. */
 #define INGEST_MEMORY_MAX_BYTES (1024*1024)
+/* The buffer of a stream read from a file (a spilled attachment, an
+   imported report, a pending entry). */
+#define INGEST_FILE_BUFFER_SIZE (64*1024)
 
 #include <fcntl.h>
 #include <time.h>
@@ -40,11 +46,11 @@
 
 /* The CPU time one mail (or one imported file) may take:
    dmarcreport_max_processing_time. It is checked where the work loops
-   are: on every read a kind's parser makes (at least one per 16 KB of
-   decompressed input; the parsers bound their work per byte), which
-   covers decompression, parsing and storing the records, before each
-   document of a container and before each attachment, which covers
-   extracting it from the mail. */
+   are: on every read of a document's stream (budget_istream_read(): a
+   read gives at most 16 KiB of decompressed input, and the parsers bound
+   their work per byte), which covers decompression, parsing and storing
+   the records, before each document of a container and before each
+   attachment, which covers extracting it from the mail. */
 struct ingest_budget {
 	uint64_t start_usecs;
 	uint64_t limit_usecs;
@@ -61,8 +67,6 @@ struct dmarc_ingest {
 
 	struct dmarc_store *store;
 	struct dmarc_store_cache *store_cache;
-	/* reused for every attachment kept in memory */
-	buffer_t *mem;
 	/* Set once the database could not be used: later reports of this
 	   run are not tried again, and the error is logged only once. */
 	bool store_failed;
@@ -88,14 +92,15 @@ struct dmarc_ingest {
 struct ingest_attachment {
 	struct event *event;
 	const char *message_id;
-	/* the attachment's bytes: in mem while they fit (also written to fd
-	   when archiving), else only in fd (archive or temp file) */
-	int fd;
-	buffer_t *mem;
+	/* a mail's attachment while it is decoded: the iostream-temp it is
+	   written to, and its archive copy (-1 when not archiving) */
+	struct ostream *temp;
+	int archive_fd;
+	/* the bytes to unpack: the iostream-temp's, an imported file's or
+	   a pending entry's (seekable, from offset 0) */
+	struct istream *input;
 	/* relative to the archive dir, NULL when not archived */
 	const char *archive_path;
-	/* bytes written to fd so far */
-	uoff_t size;
 	time_t received;
 	/* the MIME type it came with, NULL for a file: what the kinds may
 	   use beyond the content (see dmarc_kind_doc) */
@@ -152,8 +157,6 @@ void dmarc_ingest_deinit(struct dmarc_ingest **_ingest)
 	}
 	if (ingest->store != NULL)
 		dmarc_store_close(&ingest->store);
-	if (ingest->mem != NULL)
-		buffer_free(&ingest->mem);
 	i_free(ingest->failure_error);
 	event_unref(&ingest->event);
 	pool_unref(&ingest->pool);
@@ -409,81 +412,75 @@ void dmarc_ingest_storage_failed(struct dmarc_ingest *ingest,
 	}
 }
 
-int dmarc_ingest_read_all(dmarc_read_func_t *read, void *context,
-			  uoff_t max_size, const char *limit_name,
-			  buffer_t *buf, const char **error_r)
+int dmarc_ingest_read_all(struct istream *input, uoff_t max_size,
+			  const char *limit_name, buffer_t *buf,
+			  const char **error_r)
 {
-	unsigned char *dest;
-	ssize_t ret;
+	const unsigned char *data;
+	size_t size;
+	int ret;
 
-	for (;;) {
-		dest = buffer_append_space_unsafe(buf, IO_BLOCK_SIZE);
-		ret = read(context, dest, IO_BLOCK_SIZE, error_r);
-		buffer_set_used_size(buf, buf->used - IO_BLOCK_SIZE +
-				     (ret > 0 ? ret : 0));
-		if (ret < 0)
-			return -1;
-		if (ret == 0)
-			return 0;
-		if (buf->used > max_size) {
+	while ((ret = i_stream_read_more(input, &data, &size)) > 0) {
+		if (buf->used + size > max_size) {
+			/* buf keeps the first max_size bytes (a failure
+			   report part may still be usable) */
+			buffer_append(buf, data, max_size - buf->used);
 			*error_r = t_strdup_printf("larger than %s "
 				"(%"PRIuUOFF_T" bytes)", limit_name, max_size);
 			return -1;
 		}
+		buffer_append(buf, data, size);
+		i_stream_skip(input, size);
 	}
-}
-
-/* The first bytes of a document, held back for the kinds to look at and
-   then handed to the kind's parser before the rest. */
-struct doc_reader {
-	struct dmarc_ingest *ingest;
-	struct dmarc_unpack *unpack;
-	unsigned char head[DMARC_KIND_PEEK_SIZE];
-	size_t head_size, head_pos;
-};
-
-/* The unpacked bytes, while the mail's budget lasts. */
-static ssize_t doc_reader_unpack(struct doc_reader *reader, void *buf,
-				 size_t size, const char **error_r)
-{
-	if (ingest_budget_exceeded(reader->ingest)) {
-		*error_r = ingest_budget_error(reader->ingest);
+	if (input->stream_errno != 0) {
+		*error_r = i_stream_get_error(input);
 		return -1;
 	}
-	return dmarc_unpack_read(reader->unpack, buf, size, error_r);
-}
-
-static ssize_t doc_reader_read(void *context, void *buf, size_t size,
-			       const char **error_r)
-{
-	struct doc_reader *reader = context;
-	size_t n;
-
-	if (reader->head_pos < reader->head_size) {
-		n = I_MIN(size, reader->head_size - reader->head_pos);
-		memcpy(buf, reader->head + reader->head_pos, n);
-		reader->head_pos += n;
-		return n;
-	}
-	return doc_reader_unpack(reader, buf, size, error_r);
-}
-
-static int doc_reader_peek(struct doc_reader *reader, const char **error_r)
-{
-	ssize_t ret;
-
-	while (reader->head_size < sizeof(reader->head)) {
-		ret = doc_reader_unpack(reader,
-					reader->head + reader->head_size,
-					sizeof(reader->head) - reader->head_size,
-					error_r);
-		if (ret < 0)
-			return -1;
-		if (ret == 0)
-			break;
-		reader->head_size += ret;
+	if (ret == 0) {
+		/* the document streams are blocking */
+		*error_r = t_strdup_printf("read(%s) failed: the stream would "
+					   "block", i_stream_get_name(input));
+		return -1;
 	}
 	return 0;
+}
+
+/* A document's stream as the kinds read it: each read first checks the
+   mail's CPU time budget (dmarcreport_max_processing_time), so a parser
+   stops with the budget's error once it is spent. */
+struct budget_istream {
+	struct istream_private istream;
+	struct dmarc_ingest *ingest;
+};
+
+static ssize_t budget_istream_read(struct istream_private *stream)
+{
+	struct budget_istream *bstream =
+		container_of(stream, struct budget_istream, istream);
+
+	if (ingest_budget_exceeded(bstream->ingest)) {
+		io_stream_set_error(&stream->iostream, "%s",
+				    ingest_budget_error(bstream->ingest));
+		stream->istream.stream_errno = EINVAL;
+		return -1;
+	}
+	i_stream_seek(stream->parent, stream->parent_start_offset +
+		      stream->istream.v_offset);
+	return i_stream_read_copy_from_parent(&stream->istream);
+}
+
+static struct istream *
+budget_istream_create(struct dmarc_ingest *ingest, struct istream *input)
+{
+	struct budget_istream *bstream;
+
+	bstream = i_new(struct budget_istream, 1);
+	bstream->ingest = ingest;
+	bstream->istream.max_buffer_size = input->real_stream->max_buffer_size;
+	bstream->istream.read = budget_istream_read;
+	bstream->istream.istream.blocking = input->blocking;
+	bstream->istream.istream.seekable = FALSE;
+	return i_stream_create(&bstream->istream, input, -1, 0);
 }
 
 /* Recognise the document by its first bytes and hand it to its kind.
@@ -491,26 +488,31 @@ static int doc_reader_peek(struct doc_reader *reader, const char **error_r)
    counted. */
 static int
 ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
-		struct dmarc_unpack *unpack)
+		struct dmarc_unpack *unpack, struct istream *doc_input)
 {
 	struct dmarc_ingest *ingest = msg->ingest;
 	const struct dmarc_kind *kind;
 	struct dmarc_kind_doc doc;
-	struct doc_reader *reader;
-	const char *error;
+	struct istream *input;
+	const unsigned char *data;
+	size_t size;
 	unsigned int i;
+	int ret;
 
-	reader = t_new(struct doc_reader, 1);
-	reader->ingest = ingest;
-	reader->unpack = unpack;
-	if (doc_reader_peek(reader, &error) < 0) {
+	input = budget_istream_create(ingest, doc_input);
+	/* the first bytes stay in the stream for the kind's parser */
+	(void)i_stream_read_bytes(input, &data, &size, DMARC_KIND_PEEK_SIZE);
+	if (input->stream_errno != 0) {
+		const char *error = i_stream_get_error(input);
+
 		e_warning(dmarc_event_failed(att->event, error)->event(),
 			  "Not stored: %s", dmarc_log_text(error));
 		dmarc_ingest_document_failed(ingest);
 		msg->counts->failed++;
+		i_stream_unref(&input);
 		return 0;
 	}
-	kind = dmarc_kind_find(reader->head, reader->head_size);
+	kind = dmarc_kind_find(data, size);
 	for (i = 0; dmarc_kinds[i] != kind; i++) ;
 	/* the document's own event (an attachment, or a zip entry's) */
 	event_add_str(att->event, "kind", kind->name);
@@ -518,8 +520,7 @@ ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
 	i_zero(&doc);
 	doc.ingest = ingest;
 	doc.event = att->event;
-	doc.read = doc_reader_read;
-	doc.read_context = reader;
+	doc.input = input;
 	doc.archive_path = att->archive_path;
 	doc.message_id = att->message_id;
 	doc.content_type = att->content_type;
@@ -532,7 +533,9 @@ ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
 	doc.counts = msg->counts;
 	doc.state = &msg->kind_state[i];
 	doc.message_pool = msg->pool;
-	return kind->ingest(&doc);
+	ret = kind->ingest(&doc);
+	i_stream_unref(&input);
+	return ret;
 }
 
 /* How the report can still be stored once the cause is fixed. */
@@ -585,9 +588,7 @@ ingest_attachment_failed(struct dmarc_ingest *ingest,
 	info.received = att->received;
 	ret = dmarc_pending_add(ingest->set.db_path,
 				ingest->set.limits.max_pending_size, &info,
-				att->mem == NULL ? NULL : att->mem->data,
-				att->mem == NULL ? 0 : att->mem->used,
-				att->fd, &error);
+				att->input, &error);
 	if (ret == 0) {
 		counts->queued++;
 		hint = t_strdup_printf("queued in %s: the next delivery or "
@@ -618,8 +619,7 @@ ingest_attachment_failed(struct dmarc_ingest *ingest,
 	}
 }
 
-/* Unpack the attachment (in att->mem, else in att->fd) and ingest each
-   document. */
+/* Unpack the attachment (att->input) and ingest each document. */
 static int
 ingest_attachment_data(struct ingest_message *msg,
 		       struct ingest_attachment *att)
@@ -627,27 +627,17 @@ ingest_attachment_data(struct ingest_message *msg,
 	struct dmarc_ingest *ingest = msg->ingest;
 	struct dmarc_ingest_counts *counts = msg->counts;
 	struct dmarc_unpack *unpack;
+	struct istream *doc_input;
 	const char *entry_name, *error;
 	unsigned int documents = 0, bad = 0;
 	struct event *parent_event = att->event;
 	int ret = 0, result = 0;
 
-	if (att->mem != NULL) {
-		unpack = dmarc_unpack_init_data(att->mem->data, att->mem->used,
-						&ingest->set.limits,
-						&msg->message_budget);
-	} else if (lseek(att->fd, 0, SEEK_SET) < 0) {
-		error = t_strdup_printf("lseek() failed: %m");
-		e_error(dmarc_event_failed(att->event, error)->event(),
-			"%s", error);
-		counts->failed++;
-		return 0;
-	} else {
-		unpack = dmarc_unpack_init_fd(att->fd, &ingest->set.limits,
-					      &msg->message_budget);
-	}
+	unpack = dmarc_unpack_init(att->input, &ingest->set.limits,
+				   &msg->message_budget);
 	while (result == 0 && !ingest->budget.exceeded &&
-	       (ret = dmarc_unpack_next(unpack, &entry_name, &error)) != 0) {
+	       (ret = dmarc_unpack_next(unpack, &entry_name, &doc_input,
+					&error)) != 0) {
 		if (!ingest_budget_check(ingest, att->event, counts))
 			break;
 		if (entry_name != NULL) {
@@ -666,7 +656,7 @@ ingest_attachment_data(struct ingest_message *msg,
 			bad++;
 		} else T_BEGIN {
 			documents++;
-			result = ingest_document(msg, att, unpack);
+			result = ingest_document(msg, att, unpack, doc_input);
 		} T_END;
 		if (entry_name != NULL) {
 			event_unref(&att->event);
@@ -686,73 +676,39 @@ ingest_attachment_data(struct ingest_message *msg,
 	return result;
 }
 
-/* Copies the first size bytes of from_fd to to_fd's position. */
-static int copy_fd_range(int from_fd, int to_fd, uoff_t size)
-{
-	unsigned char buf[IO_BLOCK_SIZE];
-	uoff_t offset = 0;
-	ssize_t ret;
-
-	while (offset < size) {
-		ret = pread(from_fd, buf, I_MIN(sizeof(buf), size - offset),
-			    offset);
-		if (ret <= 0) {
-			if (ret == 0)
-				errno = EIO;
-			return -1;
-		}
-		if (write_full(to_fd, buf, ret) < 0)
-			return -1;
-		offset += ret;
-	}
-	return 0;
-}
-
-/* Where the attachment's bytes go: the archive, or a temp file that
-   disappears on close when archiving is off (or the archive is broken). */
-static int ingest_open_temp(struct ingest_attachment *att);
-
+/* The archive copy of an attachment or a file, or -1 when not archiving
+   or archiving failed (logged: it is processed anyway). */
 static int
-ingest_open_target(struct dmarc_ingest *ingest, struct ingest_attachment *att,
-		   const char *filename, time_t when)
+ingest_open_archive(struct dmarc_ingest *ingest, struct ingest_attachment *att,
+		    const char *filename, time_t when)
 {
 	const char *error;
 	int fd;
 
 	att->archive_path = NULL;
-	if (ingest->archiving) {
-		/* dmarc_archive_create() makes the sender's name safe */
-		if (dmarc_archive_create(ingest->set.archive_dir, when,
-					 filename, &fd,
-					 &att->archive_path, &error) == 0)
-			return fd;
-		e_error(att->event, "Archiving failed, processing it anyway: %s",
-			dmarc_log_text(error));
-		att->archive_path = NULL;
-	}
-
-	return ingest_open_temp(att);
+	if (!ingest->archiving)
+		return -1;
+	/* dmarc_archive_create() makes the sender's name safe */
+	if (dmarc_archive_create(ingest->set.archive_dir, when, filename, &fd,
+				 &att->archive_path, &error) == 0)
+		return fd;
+	e_error(att->event, "Archiving failed, processing it anyway: %s",
+		dmarc_log_text(error));
+	att->archive_path = NULL;
+	return -1;
 }
 
-static int ingest_open_temp(struct ingest_attachment *att)
+/* Where an attachment is kept while it is decoded: in memory, then an
+   unlinked temp file in $TMPDIR. */
+static struct ostream *ingest_temp_create(void)
 {
-	string_t *prefix;
-	const char *tmpdir;
-	int fd;
+	const char *tmpdir = getenv("TMPDIR");
 
-	tmpdir = getenv("TMPDIR");
 	if (tmpdir == NULL || *tmpdir == '\0')
 		tmpdir = "/tmp";
-	prefix = t_str_new(128);
-	str_printfa(prefix, "%s/dmarcreport.", tmpdir);
-	fd = safe_mkstemp(prefix, 0600, (uid_t)-1, (gid_t)-1);
-	if (fd == -1) {
-		e_error(att->event, "safe_mkstemp(%s) failed: %m",
-			str_c(prefix));
-		return -1;
-	}
-	i_unlink(str_c(prefix));
-	return fd;
+	return iostream_temp_create_sized(t_strconcat(tmpdir, "/dmarcreport.",
+						      NULL), 0, "attachment",
+					  INGEST_MEMORY_MAX_BYTES);
 }
 
 static const char *attachment_label(const struct dmarc_attachment *att)
@@ -790,121 +746,44 @@ ingest_attachment_begin(const struct dmarc_attachment *att, void *context)
 	event_add_str(ctx->att.event, "attachment", label);
 	event_set_append_log_prefix(ctx->att.event,
 		t_strdup_printf("attachment '%s': ", label));
-	/* A copy in memory as well while small: it is unpacked from
-	   there instead of being read back from the archive file. */
-	if (ctx->ingest->mem == NULL)
-		ctx->ingest->mem = buffer_create_dynamic(default_pool, 8192);
-	buffer_set_used_size(ctx->ingest->mem, 0);
-	ctx->att.mem = ctx->ingest->mem;
-	ctx->att.fd = -1;
 	ctx->att.received = ctx->received;
 	/* valid until dmarc_extract_message() returns */
 	ctx->att.content_type = att->content_type;
-	if (!ctx->ingest->archiving) {
-		/* nothing to keep: memory, or a temp file when too big */
-		return TRUE;
-	}
-	ctx->att.fd = ingest_open_target(ctx->ingest, &ctx->att,
-					 att->filename, ctx->received);
-	if (ctx->att.fd == -1) {
-		/* the cause was logged */
-		e_debug(dmarc_event_failed(ctx->att.event,
-			"no file to hold the attachment")->event(),
-			"Not stored: no file to hold the attachment");
-		ctx->counts->failed++;
-		ctx->ret = -1;
-		event_unref(&ctx->att.event);
-		return FALSE;
-	}
+	ctx->att.temp = ingest_temp_create();
+	ctx->att.archive_fd = ingest_open_archive(ctx->ingest, &ctx->att,
+						  att->filename, ctx->received);
 	return TRUE;
 }
 
 static void ingest_archive_remove(struct dmarc_ingest *ingest,
 				  struct ingest_attachment *att);
 
-/* Writing the archive copy failed (disk full): the archive is only a
-   copy, so the attachment goes on in memory, or in a temp file with what
-   the archive file held so far, and is stored without an archive path. */
-static void
-ingest_archive_failed(struct ingest_message *ctx, const unsigned char *data,
-		      size_t size)
-{
-	struct ingest_attachment *att = &ctx->att;
-	int archive_fd = att->fd;
-
-	att->fd = -1;
-	if (att->mem == NULL) {
-		/* the bytes so far are only in the archive file */
-		att->fd = ingest_open_temp(att);
-		if (att->fd == -1 ||
-		    copy_fd_range(archive_fd, att->fd, att->size) < 0 ||
-		    write_full(att->fd, data, size) < 0) {
-			if (att->fd != -1) {
-				e_error(att->event,
-					"write(temp file) failed: %m");
-				i_close_fd(&att->fd);
-			}
-			att->write_failed = TRUE;
-		} else {
-			att->size += size;
-		}
-	}
-	/* else mem holds all, this block too: on in memory (or a temp
-	   file once too big), as without an archive */
-	i_close_fd(&archive_fd);
-	ingest_archive_remove(ctx->ingest, att);
-}
-
 static void
 ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 {
 	struct ingest_message *ctx = context;
+	struct ingest_attachment *att = &ctx->att;
 
-	if (ctx->att.write_failed)
+	if (att->write_failed)
 		return;
-	if (ctx->att.mem != NULL) {
-		if (ctx->att.mem->used + size <= INGEST_MEMORY_MAX_BYTES) {
-			buffer_append(ctx->att.mem, data, size);
-			if (ctx->att.fd == -1)
-				return;
-		} else if (ctx->att.fd != -1) {
-			/* too big: unpacked from the archive file */
-			ctx->att.mem = NULL;
-		} else {
-			/* too big for memory: move what we have to a temp
-			   file */
-			ctx->att.fd = ingest_open_temp(&ctx->att);
-			if (ctx->att.fd == -1 ||
-			    write_full(ctx->att.fd, ctx->att.mem->data,
-				       ctx->att.mem->used) < 0) {
-				if (ctx->att.fd != -1) {
-					e_error(ctx->att.event,
-						"write(temp file) failed: %m");
-				}
-				ctx->att.write_failed = TRUE;
-				return;
-			}
-			ctx->att.mem = NULL;
-		}
-	}
-	if (write_full(ctx->att.fd, data, size) < 0) {
-		if (ctx->att.archive_path != NULL) {
-			/* errno taken first: the sanitising calls may
-			   change it before %m would be expanded */
-			const char *reason = strerror(errno);
+	if (att->archive_fd != -1 && write_full(att->archive_fd, data, size) < 0) {
+		/* errno taken first: the sanitising calls may change it
+		   before %m would be expanded. The archive is only a copy:
+		   the attachment goes on, stored without an archive path. */
+		const char *reason = strerror(errno);
 
-			e_error(ctx->att.event, "Archiving failed, processing "
-				"it anyway: write(%s/%s) failed: %s",
-				dmarc_log_text(ctx->ingest->set.archive_dir),
-				dmarc_log_text(ctx->att.archive_path), reason);
-			ingest_archive_failed(ctx, data, size);
-			return;
-		}
-		e_error(ctx->att.event, "write(temp file) failed: %m");
-		ctx->att.write_failed = TRUE;
-		return;
+		e_error(att->event, "Archiving failed, processing it anyway: "
+			"write(%s/%s) failed: %s",
+			dmarc_log_text(ctx->ingest->set.archive_dir),
+			dmarc_log_text(att->archive_path), reason);
+		i_close_fd(&att->archive_fd);
+		ingest_archive_remove(ctx->ingest, att);
 	}
-	ctx->att.size += size;
+	if (o_stream_send(att->temp, data, size) < 0) {
+		e_error(att->event, "write(temp file) failed: %s",
+			o_stream_get_error(att->temp));
+		att->write_failed = TRUE;
+	}
 }
 
 /* A cut-off copy in the archive would only be re-imported as garbage
@@ -928,6 +807,20 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 {
 	struct ingest_message *ctx = context;
 
+	if (ctx->att.archive_fd != -1 && close(ctx->att.archive_fd) < 0) {
+		e_error(ctx->att.event, "Archiving failed, processing it "
+			"anyway: close(%s/%s) failed: %m",
+			dmarc_log_text(ctx->ingest->set.archive_dir),
+			dmarc_log_text(ctx->att.archive_path));
+		ingest_archive_remove(ctx->ingest, &ctx->att);
+	}
+	ctx->att.archive_fd = -1;
+	if (ctx->att.write_failed)
+		o_stream_destroy(&ctx->att.temp);
+	else {
+		ctx->att.input = iostream_temp_finish(&ctx->att.temp,
+						      INGEST_FILE_BUFFER_SIZE);
+	}
 	if (ctx->att.write_failed) {
 		/* disk full or similar: the mail itself is the copy left;
 		   the cause was logged */
@@ -952,8 +845,7 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 	} else if (ingest_attachment_data(ctx, &ctx->att) < 0) {
 		ctx->ret = -1;
 	}
-	if (ctx->att.fd != -1)
-		i_close_fd(&ctx->att.fd);
+	i_stream_unref(&ctx->att.input);
 	event_unref(&ctx->att.event);
 }
 
@@ -971,11 +863,19 @@ ingest_embedded_header(const char *name, const char *value, void *context)
 	}
 }
 
+static bool
+ingest_claim_text(const unsigned char *data, size_t size,
+		  void *context ATTR_UNUSED)
+{
+	return dmarc_kind_claims_text(data, size);
+}
+
 static const struct dmarc_extract_callbacks ingest_extract_callbacks = {
 	.begin = ingest_attachment_begin,
 	.data = ingest_attachment_write,
 	.end = ingest_attachment_end,
 	.embedded_header = ingest_embedded_header,
+	.claim_text = ingest_claim_text,
 };
 
 static void ingest_message_init(struct ingest_message *ctx,
@@ -1053,10 +953,12 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
 	    counts->reports_new == before.reports_new &&
 	    counts->reports_duplicate == before.reports_duplicate &&
 	    counts->failed == before.failed) {
-		/* Exim sends failure reports as text only */
-		error = "a multipart/report (report-type feedback-report or "
-			"none) without a part with a Feedback-Type field: a "
-			"text-only failure report is not parsed";
+		/* nothing in it was taken for a report: neither an ARF
+		   part nor a text-only report (as Exim sends them) */
+		error = "not a report: a multipart/report (report-type "
+			"feedback-report or none) without a part with a "
+			"Feedback-Type field or the Sender Domain and Sender IP "
+			"Address lines of a text-only failure report";
 		e_warning(dmarc_event_failed(ingest->event, error)->
 			  add_str("kind", dmarc_kind_failure.name)->event(),
 			  "Not stored: %s", error);
@@ -1085,35 +987,44 @@ archive_relative_path(struct dmarc_ingest *ingest, const char *path)
 	return path + len + 1;
 }
 
-static int copy_fd(int from_fd, int to_fd, const char **error_r)
+/* Copies input from its offset 0 to fd; input is left at offset 0. */
+static int copy_stream(struct istream *input, int fd, const char **error_r)
 {
-	unsigned char buf[IO_BLOCK_SIZE];
-	ssize_t ret;
+	const unsigned char *data;
+	size_t size;
+	int ret = 0;
 
-	while ((ret = read(from_fd, buf, sizeof(buf))) > 0) {
-		if (write_full(to_fd, buf, ret) < 0) {
+	i_stream_seek(input, 0);
+	while (i_stream_read_more(input, &data, &size) > 0) {
+		if (write_full(fd, data, size) < 0) {
 			*error_r = t_strdup_printf("write() failed: %m");
-			return -1;
+			ret = -1;
+			break;
 		}
+		i_stream_skip(input, size);
 	}
-	if (ret < 0) {
-		*error_r = t_strdup_printf("read() failed: %m");
-		return -1;
+	if (ret == 0 && input->stream_errno != 0) {
+		*error_r = t_strdup_printf("read(%s) failed: %s",
+					   i_stream_get_name(input),
+					   i_stream_get_error(input));
+		ret = -1;
 	}
-	return 0;
+	i_stream_seek(input, 0);
+	return ret;
 }
 
-int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
-		      struct dmarc_ingest_counts *counts)
+int dmarc_ingest_file_stream(struct dmarc_ingest *ingest, const char *path,
+			     struct istream *input, time_t mtime,
+			     struct dmarc_ingest_counts *counts)
 {
 	struct ingest_attachment att;
-	struct stat st;
-	const char *error, *base;
 	struct ingest_message msg;
-	int fd, ret = 0;
+	const char *error, *base;
+	uoff_t size;
+	int fd, ret;
 
 	i_zero(&att);
-	att.fd = -1;
+	att.archive_fd = -1;
 	base = strrchr(path, '/');
 	base = base == NULL ? path : base + 1;
 	ingest_budget_start(ingest);
@@ -1123,66 +1034,74 @@ int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		"file '%s': ", dmarc_log_value(path)));
 	counts->attachments++;
 
-	/* O_NONBLOCK: a FIFO must not hang the import */
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-	if (fd == -1 || fstat(fd, &st) < 0) {
-		error = t_strdup_printf("open() failed: %m");
-		e_error(dmarc_event_failed(att.event, error)->event(),
-			"%s", error);
-		counts->failed++;
-		if (fd != -1)
-			i_close_fd(&fd);
-		event_unref(&att.event);
-		return 0;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		e_error(dmarc_event_failed(att.event, "not a regular file")->
-			event(), "Not a regular file");
-		counts->failed++;
-		i_close_fd(&fd);
-		event_unref(&att.event);
-		return 0;
-	}
-	if ((uoff_t)st.st_size > ingest->set.limits.max_attachment_size) {
+	if (i_stream_get_size(input, TRUE, &size) > 0 &&
+	    size > ingest->set.limits.max_attachment_size) {
 		error = "larger than dmarcreport_max_attachment_size";
 		e_warning(dmarc_event_failed(att.event, error)->event(),
 			  "Not stored: %s", error);
 		counts->failed++;
-		i_close_fd(&fd);
 		event_unref(&att.event);
 		return 0;
 	}
 
 	att.archive_path = archive_relative_path(ingest, path);
-	if (att.archive_path != NULL || !ingest->archiving) {
-		att.fd = fd;
-	} else {
+	if (att.archive_path == NULL && ingest->archiving) {
 		/* backfilled reports go to the archive like delivered ones,
 		   dated by the file's modification time */
-		att.fd = ingest_open_target(ingest, &att, base, st.st_mtime);
-		if (att.fd == -1 || copy_fd(fd, att.fd, &error) < 0) {
-			if (att.fd != -1) {
+		fd = ingest_open_archive(ingest, &att, base, mtime);
+		if (fd != -1) {
+			if (copy_stream(input, fd, &error) < 0) {
+				/* the file itself is processed instead */
 				e_error(att.event, "Archiving failed: %s",
 					dmarc_log_text(error));
-				i_close_fd(&att.fd);
+				ingest_archive_remove(ingest, &att);
 			}
-			/* process the original instead */
-			att.archive_path = NULL;
-			att.fd = fd;
-			fd = -1;
+			i_close_fd(&fd);
 		}
 	}
-	att.received = st.st_mtime;
-	ingest_message_init(&msg, ingest, counts, st.st_mtime);
+	att.input = input;
+	att.received = mtime;
+	ingest_message_init(&msg, ingest, counts, mtime);
 	ret = ingest_attachment_data(&msg, &att);
 	ingest_message_end(&msg);
 	if (msg.ret < 0)
 		ret = -1;
-	if (att.fd != fd)
-		i_close_fd(&att.fd);
-	if (fd != -1)
-		i_close_fd(&fd);
 	event_unref(&att.event);
+	return ret;
+}
+
+int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
+		      struct dmarc_ingest_counts *counts)
+{
+	struct istream *input;
+	struct event *event;
+	const char *error = NULL;
+	struct stat st;
+	int fd, ret;
+
+	/* O_NONBLOCK: a FIFO must not hang the import */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+	if (fd == -1 || fstat(fd, &st) < 0)
+		error = t_strdup_printf("open() failed: %m");
+	else if (!S_ISREG(st.st_mode))
+		error = "Not a regular file";
+	if (error != NULL) {
+		event = event_create(ingest->event);
+		event_set_append_log_prefix(event, t_strdup_printf(
+			"file '%s': ", dmarc_log_value(path)));
+		e_error(event, "%s", error);
+		event_unref(&event);
+		counts->attachments++;
+		counts->failed++;
+		if (fd != -1)
+			i_close_fd(&fd);
+		return 0;
+	}
+	input = i_stream_create_fd_autoclose(&fd, INGEST_FILE_BUFFER_SIZE);
+	i_stream_set_name(input, path);
+	ret = dmarc_ingest_file_stream(ingest, path, input, st.st_mtime,
+				       counts);
+	i_stream_unref(&input);
 	return ret;
 }
 
@@ -1197,10 +1116,10 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 	struct ingest_message msg;
 	const char *error;
 	struct stat st;
-	int ret;
+	int fd = -1, ret;
 
 	i_zero(&att);
-	att.fd = -1;
+	att.archive_fd = -1;
 	att.from_pending = TRUE;
 	att.message_id = entry->info.message_id;
 	att.received = entry->info.received;
@@ -1224,10 +1143,10 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 		}
 		att.archive_path = entry->info.archive_path;
 		ret = dmarc_archive_open(ingest->set.archive_dir,
-					 att.archive_path, &att.fd, &error);
+					 att.archive_path, &fd, &error);
 	} else {
-		att.fd = open(entry->data_path, O_RDONLY | O_NOFOLLOW);
-		ret = att.fd != -1 ? 1 : errno == ENOENT ? 0 : -1;
+		fd = open(entry->data_path, O_RDONLY | O_NOFOLLOW);
+		ret = fd != -1 ? 1 : errno == ENOENT ? 0 : -1;
 		if (ret < 0) {
 			error = t_strdup_printf("open(%s) failed: %m",
 						entry->data_path);
@@ -1249,7 +1168,7 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 		event_unref(&att.event);
 		return ret == 0 ? 0 : -1;
 	}
-	if (fstat(att.fd, &st) == 0 &&
+	if (fstat(fd, &st) == 0 &&
 	    (uoff_t)st.st_size > ingest->set.limits.max_attachment_size) {
 		error = "larger than dmarcreport_max_attachment_size";
 		e_warning(dmarc_event_failed(att.event, error)->event(),
@@ -1260,13 +1179,15 @@ ingest_pending_entry(struct dmarc_ingest *ingest,
 		/* each entry is one mail's attachment: a CPU budget of its
 		   own */
 		ingest_budget_start(ingest);
+		att.input = i_stream_create_fd(fd, INGEST_FILE_BUFFER_SIZE);
 		ingest_message_init(&msg, ingest, counts, att.received);
 		ret = ingest_attachment_data(&msg, &att);
 		ingest_message_end(&msg);
 		if (msg.ret < 0)
 			ret = -1;
+		i_stream_unref(&att.input);
 	}
-	i_close_fd(&att.fd);
+	i_close_fd(&fd);
 	event_unref(&att.event);
 	return ret;
 }

@@ -83,5 +83,11 @@ int dmarc_ingest_message(struct dmarc_ingest *ingest, struct istream *input,
    dmarc_ingest_message(). */
 int dmarc_ingest_file(struct dmarc_ingest *ingest, const char *path,
 		      struct dmarc_ingest_counts *counts);
+/* The same for a file opened already: input is its bytes (blocking and
+   seekable, from offset 0; a file's or memory), mtime its modification
+   time. */
+int dmarc_ingest_file_stream(struct dmarc_ingest *ingest, const char *path,
+			     struct istream *input, time_t mtime,
+			     struct dmarc_ingest_counts *counts);
 
 #endif

@@ -179,7 +179,7 @@ static int aggregate_ingest(struct dmarc_kind_doc *doc)
 	const char *error;
 	int ret;
 
-	parser = dmarc_parser_init(doc->read, doc->read_context,
+	parser = dmarc_parser_init(doc->input,
 				   dmarc_ingest_get_limits(doc->ingest));
 	if (doc->charset != NULL)
 		dmarc_parser_set_charset(parser, doc->charset);

@@ -4,7 +4,8 @@
    text/rfc822-headers (a header block) or message/rfc822 (its headers
    arrive through embedded_header). The parts are collected while the
    mail is read and stored when it ends; several reports per mail work,
-   each taking the original that follows it. */
+   each taking the original that follows it. A text-only report (Exim's,
+   see dmarc_failure_parse_text()) is one part that carries both. */
 
 #include "lib.h"
 #include "array.h"
@@ -56,7 +57,16 @@ static bool header_block_complete(const buffer_t *buf)
 
 static bool failure_recognise(const unsigned char *data, size_t size)
 {
-	return dmarc_failure_is_header_block(data, size);
+	return dmarc_failure_is_header_block(data, size) ||
+		dmarc_failure_is_text_report(data, size);
+}
+
+/* A nameless text/plain part is one of ours when it is an ARF part
+   labelled text/plain, or a text-only report. */
+static bool failure_recognise_text(const unsigned char *data, size_t size)
+{
+	return dmarc_failure_is_arf(data, size) ||
+		dmarc_failure_is_text_report(data, size);
 }
 
 static struct failure_state *
@@ -86,6 +96,23 @@ failure_waiting(struct failure_state *fstate)
 	return pending->report->have_original ? NULL : pending;
 }
 
+/* A parsed report waits for the mail's end (and maybe its original). */
+static struct failure_pending *
+failure_add(struct failure_state *fstate, struct dmarc_kind_doc *doc,
+	    struct dmarc_failure_report *report)
+{
+	struct failure_pending *pending;
+
+	pending = array_append_space(&fstate->reports);
+	pending->report = report;
+	pending->event = dmarc_kind_report_event(doc->event, NULL,
+		report->reported_domain, NULL);
+	pending->archive_path = p_strdup(fstate->pool, doc->archive_path);
+	pending->message_id = p_strdup(fstate->pool, doc->message_id);
+	pending->received = doc->received;
+	return pending;
+}
+
 static int failure_ingest(struct dmarc_kind_doc *doc)
 {
 	const struct dmarc_limits *limits = dmarc_ingest_get_limits(doc->ingest);
@@ -96,8 +123,7 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 	buffer_t *buf;
 
 	buf = buffer_create_dynamic(fstate->pool, 4096);
-	if (dmarc_ingest_read_all(doc->read, doc->read_context,
-				  limits->max_failure_report_size,
+	if (dmarc_ingest_read_all(doc->input, limits->max_failure_report_size,
 				  "dmarcreport_max_failure_report_size",
 				  buf, &error) < 0 &&
 	    !header_block_complete(buf)) {
@@ -106,6 +132,20 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 			  dmarc_log_text(error));
 		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
+		return 0;
+	}
+	if (!dmarc_failure_is_header_block(buf->data, buf->used) &&
+	    dmarc_failure_is_text_report(buf->data, buf->used)) {
+		if (dmarc_failure_parse_text(fstate->pool, buf->data, buf->used,
+					     limits, &report, &error) < 0) {
+			e_warning(dmarc_event_failed(doc->event, error)->
+				  event(), "Not stored: %s",
+				  dmarc_log_text(error));
+			dmarc_ingest_document_failed(doc->ingest);
+			doc->counts->failed++;
+			return 0;
+		}
+		failure_add(fstate, doc, report);
 		return 0;
 	}
 	if (!dmarc_failure_is_arf(buf->data, buf->used)) {
@@ -151,13 +191,7 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 		doc->counts->failed++;
 		return 0;
 	}
-	pending = array_append_space(&fstate->reports);
-	pending->report = report;
-	pending->event = dmarc_kind_report_event(doc->event, NULL,
-		report->reported_domain, NULL);
-	pending->archive_path = p_strdup(fstate->pool, doc->archive_path);
-	pending->message_id = p_strdup(fstate->pool, doc->message_id);
-	pending->received = doc->received;
+	pending = failure_add(fstate, doc, report);
 	if (fstate->orphan != NULL) {
 		/* the original came first */
 		dmarc_failure_parse_original(report, fstate->pool, limits,
@@ -277,6 +311,7 @@ static int failure_message_end(struct dmarc_ingest *ingest, void **state,
 const struct dmarc_kind dmarc_kind_failure = {
 	.name = "failure",
 	.recognise = failure_recognise,
+	.recognise_text = failure_recognise_text,
 	.ingest = failure_ingest,
 	.embedded_header = failure_embedded_header,
 	.message_end = failure_message_end,

@@ -105,8 +105,7 @@ static int tls_ingest(struct dmarc_kind_doc *doc)
 	int ret;
 
 	buf = buffer_create_dynamic(default_pool, 8192);
-	if (dmarc_ingest_read_all(doc->read, doc->read_context,
-				  limits->max_tls_report_size,
+	if (dmarc_ingest_read_all(doc->input, limits->max_tls_report_size,
 				  "dmarcreport_max_tls_report_size",
 				  buf, &error) < 0) {
 		e_warning(dmarc_event_failed(doc->event, error)->event(),

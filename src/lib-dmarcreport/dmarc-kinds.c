@@ -69,3 +69,15 @@ dmarc_kind_report_event(struct event *doc_event, const char *org,
 		event_add_str(event, "report_id", dmarc_log_value(report_id));
 	return event;
 }
+
+bool dmarc_kind_claims_text(const unsigned char *data, size_t size)
+{
+	unsigned int i;
+
+	for (i = 0; dmarc_kinds[i] != NULL; i++) {
+		if (dmarc_kinds[i]->recognise_text != NULL &&
+		    dmarc_kinds[i]->recognise_text(data, size))
+			return TRUE;
+	}
+	return FALSE;
+}

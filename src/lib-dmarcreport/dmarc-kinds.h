@@ -23,9 +23,9 @@ struct dmarc_kind_doc {
 	struct dmarc_ingest *ingest;
 	/* names the message, the attachment and the entry in log lines */
 	struct event *event;
-	/* its bytes, from the first one (the peeked ones included) */
-	dmarc_read_func_t *read;
-	void *read_context;
+	/* its bytes, from the first one (the peeked ones included); a
+	   read fails once the mail's CPU time budget is spent */
+	struct istream *input;
 	/* relative to the archive dir, NULL when not archived */
 	const char *archive_path;
 	const char *message_id;
@@ -50,6 +50,11 @@ struct dmarc_kind {
 	   DMARC_KIND_PEEK_SIZE of them; fewer only at its end) belong to
 	   this kind? */
 	bool (*recognise)(const unsigned char *data, size_t size);
+	/* Optional: does a text/plain part without a file name, which is
+	   the mail's own text unless a kind claims it, belong to this
+	   kind? data is its first bytes (see claim_text in
+	   dmarc-extract.h). */
+	bool (*recognise_text)(const unsigned char *data, size_t size);
 	/* Parse and store. Returns 0, also for a broken document (logged
 	   with doc->event and counted as failed), -1 only when storage
 	   failed (logged already): the mail must then not be lost. */
@@ -75,6 +80,9 @@ extern const struct dmarc_kind *const dmarc_kinds[];
 extern const struct dmarc_kind dmarc_kind_aggregate;
 extern const struct dmarc_kind dmarc_kind_tls;
 extern const struct dmarc_kind dmarc_kind_failure;
+
+/* Does some kind claim a nameless text/plain part starting with data? */
+bool dmarc_kind_claims_text(const unsigned char *data, size_t size);
 
 /* The kind that takes a document starting with data. */
 const struct dmarc_kind *

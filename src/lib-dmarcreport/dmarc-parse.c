@@ -197,10 +197,7 @@ struct dmarc_parser {
 	pool_t pool;		/* report header, warnings, errors */
 	struct dmarc_limits limits;
 
-	dmarc_read_func_t *read_func;
-	void *context;
-
-	/* the byte filter between read_func and libxml2 */
+	/* the byte filter between the document's istream and libxml2 */
 	struct dmarc_xml_filter *filter;
 	unsigned int n_values_cut, n_controls_replaced;
 
@@ -1448,8 +1445,7 @@ static enum step_result parser_run(struct dmarc_parser *parser,
 }
 
 struct dmarc_parser *
-dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
-		  const struct dmarc_limits *limits)
+dmarc_parser_init(struct istream *input, const struct dmarc_limits *limits)
 {
 	struct dmarc_parser *parser;
 	pool_t pool;
@@ -1462,10 +1458,7 @@ dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
 	parser = p_new(pool, struct dmarc_parser, 1);
 	parser->pool = pool;
 	parser->limits = *limits;
-	parser->read_func = read_func;
-	parser->context = context;
-	parser->filter = dmarc_xml_filter_init(read_func, context,
-					       limits->max_xml_depth);
+	parser->filter = dmarc_xml_filter_init(input, limits->max_xml_depth);
 	parser->text = str_new(default_pool, 256);
 	i_array_init(&parser->stack, 16);
 	i_array_init(&parser->slots, 4);

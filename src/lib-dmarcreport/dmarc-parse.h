@@ -10,6 +10,7 @@
 
 #include "dmarc-report.h"
 
+struct istream;
 struct dmarc_limits;
 struct dmarc_parser;
 
@@ -18,14 +19,11 @@ struct dmarc_parser;
 extern const char *const *const dmarc_parse_disposition_values;
 extern const char *const *const dmarc_parse_result_values;
 
-/* Fill buf with up to size bytes: >0 bytes, 0 at the end, -1 on error
-   with *error_r set. */
-typedef ssize_t dmarc_read_func_t(void *context, void *buf, size_t size,
-				  const char **error_r);
-
+/* Parse the document read from input (referenced until deinit; blocking:
+   memory, a file, an unpacked document). A read error of input ends the
+   parse with i_stream_get_error()'s text as the error. */
 struct dmarc_parser *
-dmarc_parser_init(dmarc_read_func_t *read_func, void *context,
-		  const struct dmarc_limits *limits);
+dmarc_parser_init(struct istream *input, const struct dmarc_limits *limits);
 void dmarc_parser_deinit(struct dmarc_parser **parser);
 
 /* The charset the transport declared for the document (the MIME charset

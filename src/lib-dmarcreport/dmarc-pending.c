@@ -12,6 +12,7 @@
 #include "write-full.h"
 #include "time-util.h"
 #include "read-full.h"
+#include "istream.h"
 #include "dmarc-pending.h"
 
 #include <stdio.h>
@@ -82,13 +83,13 @@ static int pending_usage(const char *dir, uoff_t *usage_r,
    reader sees it half written. */
 static int
 pending_write_file(const char *dir, const char *name, const void *data,
-		   size_t size, int from_fd, const char **error_r)
+		   size_t size, struct istream *input, const char **error_r)
 {
 	const char *tmp_path = t_strdup_printf("%s/.%s.tmp", dir, name);
 	const char *path = t_strdup_printf("%s/%s", dir, name);
-	unsigned char buf[IO_BLOCK_SIZE];
+	const unsigned char *idata;
+	size_t isize;
 	ssize_t ret = 0;
-	off_t offset = 0;
 	int fd;
 
 	fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
@@ -100,12 +101,21 @@ pending_write_file(const char *dir, const char *name, const void *data,
 		if (write_full(fd, data, size) < 0)
 			ret = -1;
 	} else {
-		while ((ret = pread(from_fd, buf, sizeof(buf), offset)) > 0) {
-			if (write_full(fd, buf, ret) < 0) {
+		i_stream_seek(input, 0);
+		while (i_stream_read_more(input, &idata, &isize) > 0) {
+			if (write_full(fd, idata, isize) < 0) {
 				ret = -1;
 				break;
 			}
-			offset += ret;
+			i_stream_skip(input, isize);
+		}
+		if (ret == 0 && input->stream_errno != 0) {
+			*error_r = t_strdup_printf("read(%s) failed: %s",
+						   i_stream_get_name(input),
+						   i_stream_get_error(input));
+			i_close_fd(&fd);
+			i_unlink_if_exists(tmp_path);
+			return -1;
 		}
 	}
 	if (ret < 0) {
@@ -130,15 +140,13 @@ pending_write_file(const char *dir, const char *name, const void *data,
 
 int dmarc_pending_add(const char *db_path, uoff_t max_size,
 		      const struct dmarc_pending_info *info,
-		      const void *data, size_t size, int fd,
-		      const char **error_r)
+		      struct istream *input, const char **error_r)
 {
 	const char *dir = dmarc_pending_dir(db_path);
 	const char *id;
 	string_t *str;
 	struct timeval tv;
-	uoff_t usage, need;
-	struct stat st;
+	uoff_t usage, need, size;
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
@@ -146,15 +154,14 @@ int dmarc_pending_add(const char *db_path, uoff_t max_size,
 	}
 	need = PENDING_ENTRY_MAX_BYTES;
 	if (info->archive_path == NULL) {
-		if (data == NULL) {
-			if (fstat(fd, &st) < 0) {
-				*error_r = t_strdup_printf("fstat() failed: %m");
-				return -1;
-			}
-			need += st.st_size;
-		} else {
-			need += size;
+		if (i_stream_get_size(input, TRUE, &size) <= 0) {
+			*error_r = t_strdup_printf("size of %s unknown: %s",
+				i_stream_get_name(input),
+				input->stream_errno == 0 ? "not seekable" :
+				i_stream_get_error(input));
+			return -1;
 		}
+		need += size;
 	}
 	if (pending_usage(dir, &usage, error_r) < 0)
 		return -1;
@@ -172,7 +179,7 @@ int dmarc_pending_add(const char *db_path, uoff_t max_size,
 			     (long)tv.tv_usec, my_pid, i_rand());
 	if (info->archive_path == NULL &&
 	    pending_write_file(dir, t_strconcat(id, PENDING_DATA_SUFFIX, NULL),
-			       data, size, fd, error_r) < 0)
+			       NULL, 0, input, error_r) < 0)
 		return -1;
 	str = t_str_new(256);
 	if (info->archive_path != NULL) {
@@ -192,7 +199,7 @@ int dmarc_pending_add(const char *db_path, uoff_t max_size,
 		str_printfa(str, "received\t%ld\n", (long)info->received);
 	}
 	if (pending_write_file(dir, t_strconcat(id, ".0", NULL), str_data(str),
-			       str_len(str), -1, error_r) < 0) {
+			       str_len(str), NULL, error_r) < 0) {
 		if (info->archive_path == NULL) {
 			i_unlink_if_exists(t_strconcat(dir, "/", id,
 				PENDING_DATA_SUFFIX, NULL));

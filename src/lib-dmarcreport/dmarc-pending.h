@@ -9,6 +9,7 @@
    attachment's bytes when it has no archive copy. Entries are taken with
    flock(), so two processes never work on the same one. */
 
+struct istream;
 struct dmarc_pending_iter;
 
 struct dmarc_pending_info {
@@ -35,14 +36,13 @@ struct dmarc_pending_entry {
 /* <db_path>-pending */
 const char *dmarc_pending_dir(const char *db_path);
 
-/* Add an entry. When info->archive_path is NULL the bytes are taken from
-   data (size bytes) or else from fd (read from offset 0 to its end).
-   The spool's disk use stays under max_size. Returns 0, or -1 with
-   *error_r saying why nothing was queued. */
+/* Add an entry. When info->archive_path is NULL the bytes are read from
+   input (seekable, from offset 0 to its end). The spool's disk use stays
+   under max_size. Returns 0, or -1 with *error_r saying why nothing was
+   queued. */
 int dmarc_pending_add(const char *db_path, uoff_t max_size,
 		      const struct dmarc_pending_info *info,
-		      const void *data, size_t size, int fd,
-		      const char **error_r);
+		      struct istream *input, const char **error_r);
 
 /* Entries oldest first. Without include_failed, entries set aside after
    DMARC_PENDING_MAX_ATTEMPTS are left out (import --pending takes them

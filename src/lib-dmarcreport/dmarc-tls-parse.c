@@ -16,9 +16,13 @@
      deeper than dmarcreport_max_xml_depth; more policies and
      failure-details entries than dmarcreport_max_tls_entries (the report
      is held in memory: this bounds it; real ones have a handful).
-   - Repaired: invalid UTF-8 and control characters become U+FFFD (on
-     Dovecot 2.4 the JSON parser refuses invalid UTF-8 and numbers past
-     its range itself: the report is not stored); values longer than
+   - Repaired: bytes that are not UTF-8 become U+FFFD before the JSON
+     parser sees them, on every Dovecot version (2.4's parser would refuse
+     the document, 2.3's passes them on), as the aggregate XML filter
+     does: RFC 8259 8.1 requires UTF-8 but section 9 lets a parser accept
+     more, and RFC 8460's counts do not depend on a broken free-text
+     member. Control characters become U+FFFD too (on 2.4 the JSON parser
+     still refuses numbers past its range itself); values longer than
      dmarcreport_max_value_length are cut. Duplicate members: the last one
      wins (arrays add up). Unknown members are ignored, so is anything
      after the root object's end. */
@@ -392,6 +396,7 @@ int dmarc_tls_parse(pool_t pool, const unsigned char *data, size_t size,
 	struct dmarc_json *json;
 	struct istream *input;
 	const char *json_error = NULL, *msg;
+	buffer_t *valid = NULL;
 	int ret;
 
 	/* the settings take only positive numbers: every bound holds */
@@ -407,6 +412,17 @@ int dmarc_tls_parse(pool_t pool, const unsigned char *data, size_t size,
 	ctx.joined = str_new(default_pool, 128);
 	i_array_init(&ctx.path_lengths, 8);
 
+	if (!uni_utf8_data_is_valid(data, size)) {
+		/* see "Repaired" above: the same report on 2.3 and 2.4,
+		   and a debug warning */
+		valid = buffer_create_dynamic(default_pool, size + 64);
+		if (!uni_utf8_get_valid_data(data, size, valid)) {
+			data = valid->data;
+			size = valid->used;
+		}
+		msg = "bytes that are not UTF-8 replaced with U+FFFD";
+		array_push_back(&ctx.report->warnings, &msg);
+	}
 	input = i_stream_create_from_data(data, size);
 	json = dmarc_json_init(input);
 	T_BEGIN {
@@ -417,6 +433,8 @@ int dmarc_tls_parse(pool_t pool, const unsigned char *data, size_t size,
 	if (dmarc_json_deinit(&json, &json_error) < 0 && ret == 0)
 		ret = -1;
 	i_stream_unref(&input);
+	if (valid != NULL)
+		buffer_free(&valid);
 	str_free(&ctx.path);
 	str_free(&ctx.joined);
 	array_free(&ctx.path_lengths);

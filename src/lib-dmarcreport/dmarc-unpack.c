@@ -1,21 +1,27 @@
-/* attachment bytes -> XML documents. The container is sniffed from its
-   first bytes. gzip is inflated with zlib, which checks each member's CRC32
-   and ISIZE and steps over its header fields without keeping them; zip is
-   read with libarchive's seekable reader, after its directory was found
-   small enough. Every byte that comes out is counted against the limits as
+/* attachment bytes (an istream) -> documents (an istream each). The
+   container is sniffed from its first bytes. gzip is inflated with zlib,
+   which checks each member's CRC32 and ISIZE and steps over its header
+   fields without keeping them; zip is read with libarchive's seekable
+   reader over the input stream, after its directory was found small
+   enough. A document is an istream whose read() inflates or extracts the
+   next block; every byte that comes out is counted against the limits as
    it comes, so a bomb stops after max_decompressed_size bytes, in bounded
    memory. */
 
 #include "lib.h"
+#include "istream-private.h"
 #include "dmarc-settings.h"
 #include "dmarc-unpack.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <zlib.h>
-#include <unistd.h>
 
-#define UNPACK_READ_BLOCK_SIZE (64*1024)
+/* A document stream's buffer, and what one read() of it produces at most:
+   the parsers look at what a read gives them, the CPU budget is checked
+   per read. */
+#define UNPACK_DOC_MAX_BUFFER_SIZE (64*1024)
+#define UNPACK_DOC_READ_SIZE (16*1024)
 /* Input buffer of one gzip layer. */
 #define UNPACK_GZIP_BLOCK_SIZE (16*1024)
 /* gzip inside gzip is unwrapped up to this depth; reporters use one. */
@@ -35,18 +41,23 @@ struct gzip_layer {
 	bool member_ended;
 };
 
+/* The current document's bytes. */
+struct unpack_istream {
+	struct istream_private istream;
+	/* NULL once the next document was opened (or the unpack freed):
+	   reading then fails */
+	struct dmarc_unpack *unpack;
+};
+
 struct dmarc_unpack {
-	/* the source: an fd, or bytes in memory (fd == -1) */
-	int fd;
-	off_t fd_start;
-	const unsigned char *data;
-	size_t data_size, data_pos;
+	/* the container's bytes, from offset 0 */
+	struct istream *input;
 	const struct dmarc_limits *limits;
 	uoff_t *message_budget;
 
 	enum dmarc_container container;
 
-	/* gzip: layer 0 reads the source, each next one the one before */
+	/* gzip: layer 0 reads the input, each next one the one before */
 	struct gzip_layer *gz[UNPACK_GZIP_MAX_LAYERS];
 	unsigned int gz_count;
 	/* bytes of the innermost layer read while looking for another
@@ -56,12 +67,17 @@ struct dmarc_unpack {
 
 	/* zip */
 	struct archive *archive;
+	/* bytes of input handed to libarchive by the last read callback,
+	   skipped at the next one */
+	size_t zip_handed;
 	/* headers read from the zip, directories too */
 	unsigned int entries;
 	/* reading the current entry failed: the next one is still read */
 	bool entry_failed;
 
 	unsigned int documents;
+	/* the current document, handed out by dmarc_unpack_next() */
+	struct unpack_istream *doc;
 	uoff_t decompressed;
 	bool finished;
 	/* An error is reported once, by the call that hit it (open errors by
@@ -87,22 +103,38 @@ unpack_sniff(const unsigned char *magic, ssize_t ret)
 	return DMARC_CONTAINER_PLAIN;
 }
 
-/* The container's own bytes. */
+static const char *unpack_input_error(struct istream *input)
+{
+	return t_strdup_printf("read(%s) failed: %s", i_stream_get_name(input),
+			       i_stream_get_error(input));
+}
+
+/* The container's own bytes: >0, 0 at the end, -1 on a read error. The
+   input is blocking (memory, a file): a read that would block is an
+   error, not a wait. */
 static ssize_t unpack_source_read(struct dmarc_unpack *unpack, void *buf,
 				  size_t size, const char **error_r)
 {
-	ssize_t ret;
+	const unsigned char *data;
+	size_t n;
+	int ret;
 
-	if (unpack->fd == -1) {
-		ret = I_MIN(size, unpack->data_size - unpack->data_pos);
-		memcpy(buf, unpack->data + unpack->data_pos, ret);
-		unpack->data_pos += ret;
-		return ret;
+	ret = i_stream_read_more(unpack->input, &data, &n);
+	if (ret < 0) {
+		if (unpack->input->stream_errno == 0)
+			return 0;
+		*error_r = unpack_input_error(unpack->input);
+		return -1;
 	}
-	ret = read(unpack->fd, buf, size);
-	if (ret < 0)
-		*error_r = t_strdup_printf("read() failed: %m");
-	return ret;
+	if (ret == 0) {
+		*error_r = t_strdup_printf("read(%s) failed: the stream would "
+			"block", i_stream_get_name(unpack->input));
+		return -1;
+	}
+	n = I_MIN(n, size);
+	memcpy(buf, data, n);
+	i_stream_skip(unpack->input, n);
+	return n;
 }
 
 /* ---------------------------------------------------------------------
@@ -119,41 +151,25 @@ static int unpack_zip_count_dir_entries(struct dmarc_unpack *unpack,
 					unsigned int *count_r)
 {
 	const size_t sig_len = sizeof(ZIP_CDIR_SIGNATURE) - 1;
+	struct istream *input = unpack->input;
 	const unsigned char *data, *p, *end;
-	unsigned char *buf = NULL;
-	size_t size, keep = 0;
-	off_t offset;
-	ssize_t ret;
+	size_t size, keep = 0, scanned;
 	unsigned int count = 0;
 
-	if (unpack->fd == -1) {
-		data = unpack->data;
-		size = unpack->data_size;
-	} else {
-		buf = i_malloc(UNPACK_READ_BLOCK_SIZE);
-		data = buf;
-		size = 0;
-	}
-	offset = unpack->fd_start;
-	for (;;) {
-		if (buf != NULL) {
-			/* a signature may span two blocks */
-			memmove(buf, buf + size - keep, keep);
-			ret = pread(unpack->fd, buf + keep,
-				    UNPACK_READ_BLOCK_SIZE - keep, offset);
-			if (ret < 0) {
-				i_free(buf);
-				return -1;
-			}
-			if (ret == 0)
-				break;
-			offset += ret;
-			size = keep + ret;
+	i_stream_seek(input, 0);
+	while (count <= max &&
+	       i_stream_read_bytes(input, &data, &size, keep + 1) > 0) {
+		/* a signature may span two blocks: the last sig_len-1 bytes
+		   are looked at again with the next ones */
+		if (size < sig_len) {
+			keep = size;
+			continue;
 		}
+		scanned = size - (sig_len - 1);
 		p = data;
-		end = data + size;
-		while (count <= max && (size_t)(end - p) >= sig_len &&
-		       (p = memchr(p, 'P', end - p - (sig_len - 1))) != NULL) {
+		end = data + scanned;
+		while (count <= max && p < end &&
+		       (p = memchr(p, 'P', end - p)) != NULL) {
 			if (memcmp(p, ZIP_CDIR_SIGNATURE, sig_len) == 0) {
 				count++;
 				p += sig_len;
@@ -161,13 +177,83 @@ static int unpack_zip_count_dir_entries(struct dmarc_unpack *unpack,
 				p++;
 			}
 		}
-		if (buf == NULL || count > max)
-			break;
-		keep = I_MIN(size, sig_len - 1);
+		i_stream_skip(input, scanned);
+		keep = size - scanned;
 	}
-	i_free(buf);
+	if (input->stream_errno != 0)
+		return -1;
+	i_stream_seek(input, 0);
 	*count_r = count;
 	return 0;
+}
+
+/* libarchive's read callback: the input's next bytes, valid until the
+   next call (they are skipped then). */
+static la_ssize_t
+unpack_zip_read_cb(struct archive *archive, void *context, const void **buf_r)
+{
+	struct dmarc_unpack *unpack = context;
+	const unsigned char *data;
+	size_t size;
+	int ret;
+
+	i_stream_skip(unpack->input, unpack->zip_handed);
+	unpack->zip_handed = 0;
+	ret = i_stream_read_more(unpack->input, &data, &size);
+	if (ret < 0) {
+		if (unpack->input->stream_errno == 0)
+			return 0;
+		archive_set_error(archive, unpack->input->stream_errno, "%s",
+				  unpack_input_error(unpack->input));
+		return ARCHIVE_FATAL;
+	}
+	if (ret == 0) {
+		archive_set_error(archive, EIO, "read(%s) failed: the stream "
+				  "would block", i_stream_get_name(unpack->input));
+		return ARCHIVE_FATAL;
+	}
+	unpack->zip_handed = size;
+	*buf_r = data;
+	return size;
+}
+
+/* libarchive's seek callback: the zip reader finds the central directory
+   from the end and each entry by its offset. */
+static la_int64_t
+unpack_zip_seek_cb(struct archive *archive, void *context, la_int64_t offset,
+		   int whence)
+{
+	struct dmarc_unpack *unpack = context;
+	uoff_t size;
+	la_int64_t target;
+
+	switch (whence) {
+	case SEEK_SET:
+		target = offset;
+		break;
+	case SEEK_CUR:
+		target = unpack->input->v_offset + unpack->zip_handed + offset;
+		break;
+	case SEEK_END:
+		if (i_stream_get_size(unpack->input, TRUE, &size) <= 0) {
+			archive_set_error(archive, EIO, "%s",
+					  unpack->input->stream_errno != 0 ?
+					  unpack_input_error(unpack->input) :
+					  "the zip's size is unknown");
+			return ARCHIVE_FATAL;
+		}
+		target = size + offset;
+		break;
+	default:
+		return ARCHIVE_FATAL;
+	}
+	if (target < 0) {
+		archive_set_error(archive, EINVAL, "seek before the start");
+		return ARCHIVE_FATAL;
+	}
+	unpack->zip_handed = 0;
+	i_stream_seek(unpack->input, target);
+	return target;
 }
 
 static int unpack_zip_open(struct dmarc_unpack *unpack)
@@ -182,17 +268,14 @@ static int unpack_zip_open(struct dmarc_unpack *unpack)
 	ret = archive_read_support_format_zip_seekable(unpack->archive);
 	if (ret != ARCHIVE_OK)
 		return ret;
-	if (unpack->fd == -1) {
-		return archive_read_open_memory(unpack->archive,
-						unpack->data, unpack->data_size);
-	}
-	if (lseek(unpack->fd, unpack->fd_start, SEEK_SET) < 0) {
-		archive_set_error(unpack->archive, errno, "lseek() failed: %s",
-				  strerror(errno));
-		return ARCHIVE_FATAL;
-	}
-	return archive_read_open_fd(unpack->archive, unpack->fd,
-				    UNPACK_READ_BLOCK_SIZE);
+	unpack->zip_handed = 0;
+	i_stream_seek(unpack->input, 0);
+	(void)archive_read_set_read_callback(unpack->archive,
+					     unpack_zip_read_cb);
+	(void)archive_read_set_seek_callback(unpack->archive,
+					     unpack_zip_seek_cb);
+	(void)archive_read_set_callback_data(unpack->archive, unpack);
+	return archive_read_open1(unpack->archive);
 }
 
 static void unpack_zip_init(struct dmarc_unpack *unpack)
@@ -202,7 +285,7 @@ static void unpack_zip_init(struct dmarc_unpack *unpack)
 	if (unpack_zip_count_dir_entries(unpack,
 					 unpack->limits->max_zip_entries,
 					 &count) < 0) {
-		unpack->open_error = i_strdup_printf("read() failed: %m");
+		unpack->open_error = i_strdup(unpack_input_error(unpack->input));
 		return;
 	}
 	if (count > unpack->limits->max_zip_entries) {
@@ -478,28 +561,91 @@ static ssize_t gzip_read_document(struct dmarc_unpack *unpack, void *buf,
 
 /* --------------------------------------------------------------------- */
 
-static struct dmarc_unpack *
-unpack_init(int fd, const unsigned char *data, size_t size,
-	    const struct dmarc_limits *limits, uoff_t *message_budget)
+static ssize_t unpack_read(struct dmarc_unpack *unpack, void *buf,
+			   size_t size, const char **error_r);
+
+static ssize_t unpack_istream_read(struct istream_private *stream)
+{
+	struct unpack_istream *ustream =
+		container_of(stream, struct unpack_istream, istream);
+	const char *error;
+	size_t size;
+	ssize_t ret;
+
+	if (ustream->unpack == NULL) {
+		io_stream_set_error(&stream->iostream,
+				    "document read after the next one");
+		stream->istream.stream_errno = EINVAL;
+		return -1;
+	}
+	if (!i_stream_try_alloc(stream, UNPACK_DOC_READ_SIZE, &size))
+		return -2;
+	size = I_MIN(size, UNPACK_DOC_READ_SIZE);
+	ret = unpack_read(ustream->unpack, stream->w_buffer + stream->pos,
+			  size, &error);
+	if (ret < 0) {
+		io_stream_set_error(&stream->iostream, "%s", error);
+		stream->istream.stream_errno = EINVAL;
+		return -1;
+	}
+	if (ret == 0) {
+		stream->istream.eof = TRUE;
+		return -1;
+	}
+	stream->pos += ret;
+	return ret;
+}
+
+/* The stream of the document dmarc_unpack_next() just moved to. */
+static struct istream *unpack_doc_open(struct dmarc_unpack *unpack)
+{
+	struct unpack_istream *ustream;
+	struct istream *input;
+
+	i_assert(unpack->doc == NULL);
+	ustream = i_new(struct unpack_istream, 1);
+	ustream->unpack = unpack;
+	ustream->istream.max_buffer_size = UNPACK_DOC_MAX_BUFFER_SIZE;
+	ustream->istream.read = unpack_istream_read;
+	ustream->istream.istream.blocking = TRUE;
+	ustream->istream.istream.seekable = FALSE;
+	input = i_stream_create(&ustream->istream, NULL, -1, 0);
+	i_stream_set_name(input, i_stream_get_name(unpack->input));
+	unpack->doc = ustream;
+	return input;
+}
+
+/* The caller's reference to the current document is dropped; one kept
+   beyond it only reads an error. */
+static void unpack_doc_close(struct dmarc_unpack *unpack)
+{
+	struct istream *input;
+
+	if (unpack->doc == NULL)
+		return;
+	unpack->doc->unpack = NULL;
+	input = &unpack->doc->istream.istream;
+	unpack->doc = NULL;
+	i_stream_unref(&input);
+}
+
+struct dmarc_unpack *dmarc_unpack_init(struct istream *input,
+				       const struct dmarc_limits *limits,
+				       uoff_t *message_budget)
 {
 	struct dmarc_unpack *unpack;
-	unsigned char magic[4];
-	ssize_t magic_size;
+	const unsigned char *magic;
+	size_t magic_size;
 
 	unpack = i_new(struct dmarc_unpack, 1);
-	unpack->fd = fd;
-	unpack->data = data;
-	unpack->data_size = size;
+	unpack->input = input;
+	i_stream_ref(input);
 	unpack->limits = limits;
 	unpack->message_budget = message_budget;
-	if (fd == -1) {
-		magic_size = I_MIN(size, sizeof(magic));
-		memcpy(magic, data, magic_size);
-	} else {
-		unpack->fd_start = lseek(fd, 0, SEEK_CUR);
-		if (unpack->fd_start < 0)
-			unpack->fd_start = 0;
-		magic_size = pread(fd, magic, sizeof(magic), unpack->fd_start);
+	(void)i_stream_read_bytes(input, &magic, &magic_size, 4);
+	if (input->stream_errno != 0) {
+		unpack->open_error = i_strdup(unpack_input_error(input));
+		return unpack;
 	}
 	unpack->container = unpack_sniff(magic, magic_size);
 	if (unpack->container == DMARC_CONTAINER_ZIP)
@@ -507,29 +653,16 @@ unpack_init(int fd, const unsigned char *data, size_t size,
 	return unpack;
 }
 
-struct dmarc_unpack *dmarc_unpack_init_fd(int fd,
-					  const struct dmarc_limits *limits,
-					  uoff_t *message_budget)
-{
-	i_assert(fd != -1);
-	return unpack_init(fd, NULL, 0, limits, message_budget);
-}
-
-struct dmarc_unpack *dmarc_unpack_init_data(const void *data, size_t size,
-					    const struct dmarc_limits *limits,
-					    uoff_t *message_budget)
-{
-	return unpack_init(-1, data, size, limits, message_budget);
-}
-
 void dmarc_unpack_deinit(struct dmarc_unpack **_unpack)
 {
 	struct dmarc_unpack *unpack = *_unpack;
 
 	*_unpack = NULL;
+	unpack_doc_close(unpack);
 	if (unpack->archive != NULL)
 		(void)archive_read_free(unpack->archive);
 	gzip_layers_free(unpack);
+	i_stream_unref(&unpack->input);
 	i_free(unpack->open_error);
 	i_free(unpack);
 }
@@ -540,9 +673,13 @@ enum dmarc_container dmarc_unpack_get_container(struct dmarc_unpack *unpack)
 }
 
 int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
-		      const char **error_r)
+		      struct istream **input_r, const char **error_r)
 {
+	int ret;
+
+	unpack_doc_close(unpack);
 	*name_r = NULL;
+	*input_r = NULL;
 	if (unpack->open_error != NULL && !unpack->failed) {
 		*error_r = t_strdup(unpack->open_error);
 		unpack->failed = TRUE;
@@ -555,6 +692,7 @@ int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
 	case DMARC_CONTAINER_PLAIN:
 		unpack->finished = TRUE;
 		unpack->documents++;
+		*input_r = unpack_doc_open(unpack);
 		return 1;
 	case DMARC_CONTAINER_GZIP:
 		unpack->finished = TRUE;
@@ -563,11 +701,15 @@ int dmarc_unpack_next(struct dmarc_unpack *unpack, const char **name_r,
 			return -1;
 		}
 		unpack->documents++;
+		*input_r = unpack_doc_open(unpack);
 		return 1;
 	case DMARC_CONTAINER_ZIP:
 		break;
 	}
-	return unpack_zip_next(unpack, name_r, error_r);
+	ret = unpack_zip_next(unpack, name_r, error_r);
+	if (ret > 0)
+		*input_r = unpack_doc_open(unpack);
+	return ret;
 }
 
 static ssize_t
@@ -598,10 +740,11 @@ unpack_count(struct dmarc_unpack *unpack, ssize_t size, const char **error_r)
 	return size;
 }
 
-ssize_t dmarc_unpack_read(void *context, void *buf, size_t size,
-			  const char **error_r)
+/* The current document's next decompressed bytes: >0, 0 at its end, -1
+   with *error_r. */
+static ssize_t unpack_read(struct dmarc_unpack *unpack, void *buf,
+			   size_t size, const char **error_r)
 {
-	struct dmarc_unpack *unpack = context;
 	ssize_t ret;
 
 	if (unpack->failed || unpack->entry_failed) {

@@ -10,12 +10,13 @@
 #include "buffer.h"
 #include "str.h"
 #include "str-sanitize.h"
+#include "istream.h"
 #include "dmarc-xml-filter.h"
 
 #include <stdarg.h>
 #include <libxml/encoding.h>
 
-/* Bytes asked from the read function at a time. */
+/* Bytes taken from the document's stream at a time. */
 #define PARSE_READ_BLOCK_SIZE 16384
 /* The filter must see a whole tag to judge it; a real DMARC tag is a few
    hundred bytes at most, so a longer one is hostile. */
@@ -45,8 +46,8 @@ struct dmarc_xml_filter {
 	pool_t pool;		/* error, root name, warnings */
 	unsigned int max_depth;
 
-	dmarc_read_func_t *read_func;
-	void *context;
+	/* the document's bytes */
+	struct istream *input;
 
 	buffer_t *raw;		/* read but not yet UTF-8 checked */
 	buffer_t *clean;	/* UTF-8 checked, not yet lexed */
@@ -729,25 +730,33 @@ stop:
 	}
 }
 
+/* Take the input's next bytes (at most PARSE_READ_BLOCK_SIZE). The input
+   is blocking: a read that would block is an error, not a wait. */
 static int filter_read_raw(struct dmarc_xml_filter *filter)
 {
-	const char *error;
-	void *dest;
-	ssize_t ret;
+	const unsigned char *data;
+	size_t size;
+	int ret;
 
 	if (filter->input_eof)
 		return 0;
-	dest = buffer_append_space_unsafe(filter->raw, PARSE_READ_BLOCK_SIZE);
-	ret = filter->read_func(filter->context, dest, PARSE_READ_BLOCK_SIZE,
-				&error);
-	buffer_set_used_size(filter->raw, filter->raw->used -
-			     PARSE_READ_BLOCK_SIZE + (ret > 0 ? ret : 0));
-	if (ret < 0) {
-		filter_fail(filter, "%s", error);
+	ret = i_stream_read_more(filter->input, &data, &size);
+	if (ret > 0) {
+		size = I_MIN(size, PARSE_READ_BLOCK_SIZE);
+		buffer_append(filter->raw, data, size);
+		i_stream_skip(filter->input, size);
+		return 0;
+	}
+	if (ret == 0) {
+		filter_fail(filter, "read(%s) failed: the stream would block",
+			    i_stream_get_name(filter->input));
 		return -1;
 	}
-	if (ret == 0)
-		filter->input_eof = TRUE;
+	if (filter->input->stream_errno != 0) {
+		filter_fail(filter, "%s", i_stream_get_error(filter->input));
+		return -1;
+	}
+	filter->input_eof = TRUE;
 	return 0;
 }
 
@@ -917,8 +926,7 @@ static int filter_fill(struct dmarc_xml_filter *filter)
 }
 
 struct dmarc_xml_filter *
-dmarc_xml_filter_init(dmarc_read_func_t *read_func, void *context,
-		      unsigned int max_depth)
+dmarc_xml_filter_init(struct istream *input, unsigned int max_depth)
 {
 	struct dmarc_xml_filter *filter;
 	pool_t pool;
@@ -929,8 +937,8 @@ dmarc_xml_filter_init(dmarc_read_func_t *read_func, void *context,
 	filter->pool = pool;
 	i_assert(max_depth > 0);
 	filter->max_depth = max_depth;
-	filter->read_func = read_func;
-	filter->context = context;
+	filter->input = input;
+	i_stream_ref(input);
 	filter->raw = buffer_create_dynamic(default_pool,
 					    PARSE_READ_BLOCK_SIZE * 2);
 	filter->clean = buffer_create_dynamic(default_pool,
@@ -950,6 +958,7 @@ void dmarc_xml_filter_deinit(struct dmarc_xml_filter **_filter)
 		return;
 	if (filter->forced_handler != NULL)
 		(void)xmlCharEncCloseFunc(filter->forced_handler);
+	i_stream_unref(&filter->input);
 	buffer_free(&filter->raw);
 	buffer_free(&filter->clean);
 	buffer_free(&filter->out);

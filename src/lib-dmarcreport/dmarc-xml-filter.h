@@ -5,18 +5,21 @@
    and non-XML input, and repairs the real-world breakage of aggregate
    reports that leaves the data unambiguous (invalid UTF-8, a stray '<' or
    '&', a wrapper start tag before <feedback>, whitespace before the XML
-   declaration, data after the root). It also bounds the nesting depth. */
+   declaration, data after the root). It also bounds the nesting depth.
+   A function over an istream: it reads the document's stream and hands
+   out filtered blocks for libxml2's push parser. */
 
 #include "dmarc-parse.h"
 #include <libxml/encoding.h>
 
 struct dmarc_xml_filter;
 
-/* max_depth (> 0, a setting's positive number): elements nested deeper
-   fail. */
+/* Filter the bytes of input (referenced; blocking: memory, a file, an
+   unpacked document). A read error of input fails the filter with
+   i_stream_get_error()'s text. max_depth (> 0, a setting's positive
+   number): elements nested deeper fail. */
 struct dmarc_xml_filter *
-dmarc_xml_filter_init(dmarc_read_func_t *read_func, void *context,
-		      unsigned int max_depth);
+dmarc_xml_filter_init(struct istream *input, unsigned int max_depth);
 void dmarc_xml_filter_deinit(struct dmarc_xml_filter **filter);
 
 /* The charset the transport declared (see dmarc_parser_set_charset()),

@@ -107,7 +107,7 @@ static void fuzz_import_walk(const uint8_t *data, size_t size)
 	dmarc_ingest_deinit(&ingest);
 }
 
-static void fuzz_document(struct dmarc_unpack *unpack)
+static void fuzz_document(struct istream *input)
 {
 	struct dmarc_store_report_info info = { .received = 1 };
 	struct dmarc_store_report *sreport;
@@ -117,7 +117,7 @@ static void fuzz_document(struct dmarc_unpack *unpack)
 	const char *error;
 	int ret;
 
-	parser = dmarc_parser_init(dmarc_unpack_read, unpack, &limits);
+	parser = dmarc_parser_init(input, &limits);
 	if (dmarc_parser_read_header(parser, &report, &error) == 0 &&
 	    dmarc_store_report_begin(store, report, &info, &sreport,
 				     &error) > 0) {
@@ -143,19 +143,28 @@ static void fuzz_document(struct dmarc_unpack *unpack)
 	dmarc_parser_deinit(&parser);
 }
 
-static void fuzz_unpack_data(const void *data, size_t size)
+static void fuzz_unpack_stream(struct istream *input)
 {
 	uoff_t budget = limits.max_message_decompressed_size;
 	struct dmarc_unpack *unpack;
+	struct istream *doc;
 	const char *name, *error;
 	int ret;
 
-	unpack = dmarc_unpack_init_data(data, size, &limits, &budget);
-	while ((ret = dmarc_unpack_next(unpack, &name, &error)) != 0) {
+	unpack = dmarc_unpack_init(input, &limits, &budget);
+	while ((ret = dmarc_unpack_next(unpack, &name, &doc, &error)) != 0) {
 		if (ret > 0)
-			fuzz_document(unpack);
+			fuzz_document(doc);
 	}
 	dmarc_unpack_deinit(&unpack);
+}
+
+static void fuzz_unpack_data(const void *data, size_t size)
+{
+	struct istream *input = i_stream_create_from_data(data, size);
+
+	fuzz_unpack_stream(input);
+	i_stream_unref(&input);
 }
 
 /* the mail's attachments, one at a time */
@@ -219,11 +228,9 @@ static void fuzz_kinds(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct dmarc_unpack *unpack;
-	uoff_t budget = limits.max_message_decompressed_size;
-	const char *name, *error;
+	struct istream *input;
 	FILE *file;
-	int fd, ret;
+	int fd;
 
 	file = tmpfile();
 	if (file == NULL)
@@ -232,13 +239,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (write_full(fd, data, size) < 0 || lseek(fd, 0, SEEK_SET) < 0)
 		i_fatal("write() failed: %m");
 	T_BEGIN {
-		unpack = dmarc_unpack_init_fd(fd, &limits, &budget);
-		while ((ret = dmarc_unpack_next(unpack, &name, &error)) != 0) {
-			if (ret > 0)
-				fuzz_document(unpack);
-		}
-		dmarc_unpack_deinit(&unpack);
-		/* the same bytes through the in-memory reader */
+		input = i_stream_create_fd(fd, IO_BLOCK_SIZE);
+		fuzz_unpack_stream(input);
+		i_stream_unref(&input);
+		/* the same bytes from memory */
 		fuzz_unpack_data(data, size);
 		/* and as a mail */
 		fuzz_mail(data, size);

@@ -13,6 +13,8 @@
 	settings_get_size(str, bytes_r, error_r)
 #  define str_parse_get_interval_msecs(str, msecs_r, error_r) \
 	settings_get_time_msecs(str, msecs_r, error_r)
+#  define str_parse_get_interval(str, secs_r, error_r) \
+	settings_get_time(str, secs_r, error_r)
 /* 2.3 parses booleans inside the settings parser only; the same rule as
    its get_bool() and 2.4's str_parse_get_bool() */
 static inline int

@@ -51,6 +51,10 @@ static void test_filter_parse_date(void)
 		{ "2w", now - 14*DAY, now - 14*DAY },
 		{ "90m", now - 90*60, now - 90*60 },
 		{ "45s", now - 45, now - 45 },
+		/* Dovecot's interval words, as its settings take them */
+		{ "30 days", now - 30*DAY, now - 30*DAY },
+		{ "2weeks", now - 14*DAY, now - 14*DAY },
+		{ "3 hours", now - 3*3600, now - 3*3600 },
 		/* the extremes */
 		{ "9223372036854775807", INT64_MAX, INT64_MAX },
 		{ "1970-01-01", 0, DAY - 1 },

@@ -6,6 +6,8 @@
 #include "lib.h"
 #include "net.h"
 #include "strnum.h"
+#include "dmarc-compat.h"
+#include "dmarc-compat-lib.h"
 #include "dmarc-parse.h"
 #include "dmarc-query.h"
 #include "doveadm-dmarc-filter.h"
@@ -80,7 +82,8 @@ int doveadm_dmarc_filter_parse_date(const char *str, time_t now,
 		return 0;
 	}
 	if (str_parse_uintmax(str, &num, &end) == 0 && end != str) {
-		uintmax_t unit = 0;
+		const char *interval_error;
+		unsigned int secs;
 
 		if (*end == '\0') {
 			/* Unix seconds */
@@ -89,20 +92,15 @@ int doveadm_dmarc_filter_parse_date(const char *str, time_t now,
 			*start_r = *last_r = (int64_t)num;
 			return 0;
 		}
-		if (end[1] == '\0') {
-			switch (end[0]) {
-			case 's': unit = 1; break;
-			case 'm': unit = 60; break;
-			case 'h': unit = 60*60; break;
-			case 'd': unit = 24*60*60; break;
-			case 'w': unit = 7*24*60*60; break;
-			}
-		}
-		if (unit != 0 && num <= (uintmax_t)now / unit) {
-			*start_r = *last_r = (int64_t)now - (int64_t)(num * unit);
+		/* an interval back from now, as Dovecot's settings take
+		   them: 30d, 12 hours, 2w */
+		if (str_parse_get_interval(str, &secs, &interval_error) == 0) {
+			if ((time_t)secs > now)
+				goto invalid;
+			*start_r = *last_r = (int64_t)now - secs;
 			return 0;
 		}
-		if (unit == 0 && sscanf(str, "%4u-%2u-%2u", &year, &month,
+		if (sscanf(str, "%4u-%2u-%2u", &year, &month,
 					&day) == 3 && strlen(str) == 10 &&
 		    str[4] == '-' && str[7] == '-' &&
 		    month >= 1 && month <= 12 && day >= 1 && day <= 31 &&

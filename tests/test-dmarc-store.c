@@ -653,7 +653,7 @@ static void test_store_find_digest(void)
 	test_assert_strcmp(found.archive_path,
 			   "2024/01/google.com!example.com!1.xml.gz");
 	stored = found.content_digest;
-	test_assert(stored != NULL && strlen(stored) == MD5_RESULTLEN * 2);
+	test_assert(stored != NULL && strlen(stored) == 16);
 
 	/* the digest leaves out the key: the same content under another
 	   key has the same digest, another pct another one */
@@ -705,7 +705,7 @@ static void test_store_columns(void)
 	test_assert_strcmp(test_sql(path,
 		"SELECT format, version, extensions, length(content_digest)"
 		" FROM reports"),
-		"rfc7489|1.0|<x:e xmlns:x=\"urn:x\">1</x:e>|32;\n");
+		"rfc7489|1.0|<x:e xmlns:x=\"urn:x\">1</x:e>|16;\n");
 	test_assert_strcmp(test_sql(path,
 		"SELECT report_ref, seq, error FROM report_errors ORDER BY seq"),
 		"1|0|first error;\n1|1|second error;\n");

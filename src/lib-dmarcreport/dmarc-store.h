@@ -7,7 +7,6 @@
    for each other instead of failing. Only bound parameters reach SQL. */
 
 #include "array.h"
-#include "md5.h"
 #include "dmarc-report.h"
 
 struct sqlite3;
@@ -141,9 +140,11 @@ int dmarc_store_find_report(struct dmarc_store *store,
 
 /* A digest of what the store keeps of a report: records as they come,
    then the report (whose extensions may follow the records). Returns
-   its MD5 in hex, on the data stack. */
+   16 hex digits (CRC-32 and Adler-32), on the data stack. */
 struct dmarc_store_digest {
-	struct md5_context ctx;
+	unsigned long crc, adler;
+	unsigned char buf[1024];
+	size_t used;
 };
 void dmarc_store_digest_init(struct dmarc_store_digest *digest);
 void dmarc_store_digest_record(struct dmarc_store_digest *digest,

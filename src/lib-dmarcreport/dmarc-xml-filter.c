@@ -18,6 +18,7 @@
 
 /* Bytes taken from the document's stream at a time. */
 #define PARSE_READ_BLOCK_SIZE 16384
+#define FILTER_INITIAL_BUFFER_SIZE 4096
 /* The filter must see a whole tag to judge it; a real DMARC tag is a few
    hundred bytes at most, so a longer one is hostile. */
 #define PARSE_MAX_TAG_LENGTH 65536
@@ -939,12 +940,14 @@ dmarc_xml_filter_init(struct istream *input, unsigned int max_depth)
 	filter->max_depth = max_depth;
 	filter->input = input;
 	i_stream_ref(input);
+	/* small at first: most reports are a few KiB, and the buffers are
+	   zeroed when allocated; they grow to a block or two as needed */
 	filter->raw = buffer_create_dynamic(default_pool,
-					    PARSE_READ_BLOCK_SIZE * 2);
+					    FILTER_INITIAL_BUFFER_SIZE);
 	filter->clean = buffer_create_dynamic(default_pool,
-					      PARSE_READ_BLOCK_SIZE * 2);
+					      FILTER_INITIAL_BUFFER_SIZE);
 	filter->out = buffer_create_dynamic(default_pool,
-					    PARSE_READ_BLOCK_SIZE * 2);
+					    FILTER_INITIAL_BUFFER_SIZE);
 	p_array_init(&filter->warnings, pool, 2);
 	return filter;
 }

@@ -113,13 +113,18 @@ cmd_dmarc_import_run(struct doveadm_mail_cmd_context *_ctx,
 	struct import_cmd_context *ctx = (struct import_cmd_context *)_ctx;
 	struct dmarc_settings set;
 	const char *const *path;
+	struct event *event;
 	int ret = 0;
 
 	if (doveadm_dmarc_user_settings(_ctx, user, &set) < 0)
 		return -1;
 	i_zero(&ctx->total);
 	ctx->inputs = 0;
-	ctx->ingest = dmarc_ingest_init(&set, user->event);
+	/* the ingest's lines name the command, as dmarc_import's do */
+	event = event_create(user->event);
+	event_set_append_log_prefix(event, "dmarc import: ");
+	ctx->ingest = dmarc_ingest_init(&set, event);
+	event_unref(&event);
 	/* the files or mails imported exist already: copies only on request */
 	dmarc_ingest_set_archiving(ctx->ingest, ctx->archive);
 	/* the totals are printed; -D shows each report */

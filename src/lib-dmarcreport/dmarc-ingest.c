@@ -137,8 +137,9 @@ struct dmarc_ingest *dmarc_ingest_init(const struct dmarc_settings *set,
 	ingest->set = *set;
 	ingest->set.db_path = p_strdup(pool, set->db_path);
 	ingest->set.archive_dir = p_strdup(pool, set->archive_dir);
+	/* no prefix of its own: the caller's event says who is talking
+	   ("dmarcreport action: " of the Sieve action, "dmarc import: ") */
 	ingest->event = dmarc_event_create(event);
-	event_set_append_log_prefix(ingest->event, "dmarcreport: ");
 	ingest->archiving = ingest->set.archive_dir != NULL;
 	return ingest;
 }

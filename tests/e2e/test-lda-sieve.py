@@ -5,6 +5,7 @@ cannot be written): the mail is always delivered and the log says why no
 report was recorded."""
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -108,6 +109,10 @@ def test_action_twice(dc):
     lines = dc.wait_log(r"msgid=<twice-0@e2e\.test>.*dmarcreport", mark)
     check(len(lines) == 1 and "Stored report twice-1 " in lines[0],
           f"the action's lines: {lines}")
+    # the action's prefix ("dmarcreport action: ") names it once
+    check(re.search(r": attachment 't\.xml': Stored", lines[0]) and
+          "dmarcreport: attachment" not in lines[0],
+          f"the line's prefix: {lines[0]}")
     check(not dc.wait_log(r"twice.*(Error|failed)", mark, timeout=0.3), "errors logged")
     check_equal(len(dc.mail_files("twice")), 1, "mails in INBOX")
 

@@ -23,6 +23,9 @@ struct show_cmd_context {
 	/* json: -A or a user mask, each object says whose it is */
 	bool json_username;
 	const char *username;
+	/* users read, and the reports shown of all of them: "not found"
+	   (68) is decided at the end, when no user had the report */
+	unsigned int users_read, reports_shown;
 
 	/* the tree walk: depth 1 is the report's own fields */
 	unsigned int depth;
@@ -301,10 +304,8 @@ show_read(struct doveadm_mail_cmd_context *_ctx, struct dmarc_store *store,
 	ret = dmarc_query_show(store, &ctx->key, &show_output, ctx, error_r);
 	if (ctx->resolver != NULL)
 		doveadm_dmarc_resolver_deinit(&ctx->resolver);
-	if (ret == 0) {
-		/* not this user's: doveadm's "not found" for the exit code */
-		doveadm_dmarc_set_exit_code(_ctx, DOVEADM_EX_NOTFOUND);
-	}
+	if (ret > 0)
+		ctx->reports_shown++;
 	return ret < 0 ? -1 : 0;
 }
 
@@ -318,6 +319,8 @@ cmd_dmarc_show_run(struct doveadm_mail_cmd_context *_ctx,
 	/* in JSON show prints no header: one is doveadm's username */
 	ctx->json_username = ctx->json &&
 		doveadm_print_get_headers_count() > 0;
+	/* a user without a database counts too: it lacks the report */
+	ctx->users_read++;
 	return doveadm_dmarc_read(_ctx, user, show_read);
 }
 
@@ -326,6 +329,12 @@ static void cmd_dmarc_show_deinit(struct doveadm_mail_cmd_context *_ctx)
 	struct show_cmd_context *ctx = (struct show_cmd_context *)_ctx;
 	struct ostream *output = doveadm_print_ostream;
 
+	/* -A or a user mask: another user's copy is the one asked for, so
+	   "not found" only when no user had it. Unless a user was read here
+	   (not an unknown user, not one a doveadm server read), doveadm's
+	   own code stands. An earlier error's code stays (doveadm's rule). */
+	if (ctx->users_read > 0 && ctx->reports_shown == 0)
+		doveadm_dmarc_set_exit_code(_ctx, DOVEADM_EX_NOTFOUND);
 	if (!ctx->json)
 		return;
 	o_stream_nsend_str(output, ctx->json_reports == 0 ? "[]" : "]");

@@ -23,7 +23,7 @@ EX_DATAERR = 65  # DOVEADM_EX_NOTPOSSIBLE: a newer schema
 EX_TEMPFAIL = 75  # the database failed
 EX_CONFIG = 78  # invalid settings
 USERS = {"temp": {}, "newer": {}, "badset": {"dmarcreport_max_records": "many"},
-         "mbox": {}}
+         "mbox": {}, "has": {}, "lacks": {}, "nodb": {}}
 EX_NOTFOUND = 68  # DOVEADM_EX_NOTFOUND
 # each user's own exit code; import, which writes, takes a database it
 # cannot open for a failed database (as a full disk), so that a later run
@@ -106,9 +106,55 @@ def test_import_mailbox_lookup(dc):
     check_equal(json.loads(r.stdout)[0]["inputs"], 0, "inputs of an empty INBOX")
 
 
+def test_show_not_found_across_users(dc):
+    """show <org> <report_id> over several users is "not found" (68) only
+    when no user has the report: a user whose database lacks it, or who
+    has no database, does not make a found report an error, nor does a
+    user without a database hide that nobody has it. An error of a user
+    still wins, and an unknown user keeps doveadm's own code."""
+    def import_report(user, report_id):
+        path = os.path.join(dc.out_dir(), f"{report_id}.xml")
+        with open(path, "wb") as f:
+            f.write(reportmail.report_xml(report_id, org="show.example"))
+        os.chown(path, dc.uid, dc.uid)
+        r = dc.doveadm(["dmarc", "import", path], user=user)
+        check_equal(r.returncode, 0, f"import for {user}: {r.stderr.strip()}")
+
+    import_report("has", "show-wanted")
+    import_report("lacks", "show-other")
+    if not os.path.exists(dc.db_path("temp")):  # test_worst_code_wins made it
+        make_db(dc, "temp", "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                "INSERT INTO schema_version VALUES (3);")
+    cases = [(["lacks", "has"], 0), (["has", "lacks"], 0), (["nodb", "has"], 0),
+             (["has", "nodb"], 0), (["nodb"], EX_NOTFOUND),
+             (["nodb", "lacks"], EX_NOTFOUND), (["lacks", "nodb"], EX_NOTFOUND),
+             (["lacks", "temp"], EX_TEMPFAIL), (["has", "temp"], EX_TEMPFAIL)]
+    for users, expected in cases:
+        listfile = dc.path("show-users-" + "-".join(users))
+        with open(listfile, "w") as f:
+            f.write("".join(u + "\n" for u in users))
+        for fmt in ("json", None):
+            r = dc.doveadm(["dmarc", "show", "-F", listfile, "SHOW.example",
+                            "show-wanted"], fmt=fmt)
+            check_equal(r.returncode, expected,
+                        f"show -F {users} (-f {fmt}): {r.stderr.strip()}")
+            if fmt == "json":
+                shown = json.loads(r.stdout)
+                check_equal([s["username"] for s in shown],
+                            ["has"] if "has" in users else [],
+                            f"show -F {users}: whose reports")
+    for user, expected in (("has", 0), ("lacks", EX_NOTFOUND), ("nodb", EX_NOTFOUND)):
+        r = dc.doveadm(["dmarc", "show", "show.example", "show-wanted"], user=user)
+        check_equal(r.returncode, expected, f"show -u {user}: {r.stderr.strip()}")
+    check(not os.path.exists(dc.db_path("nodb")), "show created a database")
+    r = dc.doveadm(["dmarc", "show", "show.example", "show-wanted"], user="nosuchuser")
+    check_equal(r.returncode, 67, f"show -u of an unknown user: {r.stderr.strip()}")
+
+
 if __name__ == "__main__":
     dovetest.require_root()
     if not dovetest.have_doveadm_plugin():
         dovetest.skip("the doveadm plugin is not built")
-    dovetest.main([test_worst_code_wins, test_import_mailbox_lookup],
+    dovetest.main([test_worst_code_wins, test_import_mailbox_lookup,
+                   test_show_not_found_across_users],
                   lambda: dovetest.Dovecot("exitcodes", users=USERS))

@@ -10,12 +10,15 @@
 #include "lib-event-private.h"
 #include "test-dmarc-common.h"
 #include "dmarc-event.h"
+#include "dmarc-kinds.h"
 #include "dmarc-ingest.h"
 
 #include <sqlite3.h>
 #include <signal.h>
 #include <dirent.h>
 #include <zlib.h>
+#include <archive.h>
+#include <archive_entry.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -967,6 +970,93 @@ static void test_ingest_gzip_labelled_text(void)
 	test_end();
 }
 
+static buffer_t *zip_data(const char *name, const char *data)
+{
+	size_t size = strlen(data), used = 0, max = size + 4096;
+	buffer_t *out = t_buffer_create(max);
+	struct archive *a = archive_write_new();
+	struct archive_entry *entry = archive_entry_new();
+
+	if (archive_write_set_format_zip(a) != ARCHIVE_OK ||
+	    archive_write_open_memory(a, buffer_append_space_unsafe(out, max),
+				      max, &used) != ARCHIVE_OK)
+		i_fatal("zip: %s", archive_error_string(a));
+	archive_entry_set_pathname(entry, name);
+	archive_entry_set_filetype(entry, AE_IFREG);
+	archive_entry_set_perm(entry, 0644);
+	archive_entry_set_size(entry, size);
+	if (archive_write_header(a, entry) != ARCHIVE_OK ||
+	    archive_write_data(a, data, size) != (la_ssize_t)size ||
+	    archive_write_close(a) != ARCHIVE_OK)
+		i_fatal("zip: %s", archive_error_string(a));
+	archive_entry_free(entry);
+	archive_write_free(a);
+	buffer_set_used_size(out, used);
+	return out;
+}
+
+/* dmarc-kinds.h: a kind recognises a document by its first
+   DMARC_KIND_PEEK_SIZE bytes, however the stream it comes from reads:
+   a text-only failure report whose "Sender IP Address:" line starts
+   past them is no failure report, plain, gzipped or zipped alike. */
+static void test_ingest_kind_peek_size(void)
+{
+	static const char *const containers[] = { "txt", "txt.gz", "zip" };
+	struct dmarc_settings set;
+	string_t *text = t_str_new(DMARC_KIND_PEEK_SIZE + 1024);
+	unsigned int i;
+
+	test_begin("ingest: a kind is recognised by the first 4096 bytes, "
+		   "whatever the container");
+	test_settings("kind-peek", &set);
+	str_append(text, "A message claiming to be from you has failed the "
+		   "published DMARC\npolicy for your domain.\n\n"
+		   "  Sender Domain: example.com\n");
+	while (str_len(text) < DMARC_KIND_PEEK_SIZE + 100)
+		str_append(text, "  Note: this line only makes the summary "
+			   "longer than what a kind gets to see.\n");
+	test_assert(str_len(text) > DMARC_KIND_PEEK_SIZE);
+	str_append(text, "  Sender IP Address: 192.0.2.7\n"
+		   "  DMARC Results: Reject\n\n"
+		   "------ This is a copy of the headers that were received "
+		   "before the error was detected.\n\n"
+		   "From: <ceo@example.com>\nSubject: urgent\n");
+	for (i = 0; i < N_ELEMENTS(containers); i++) T_BEGIN {
+		struct dmarc_ingest_counts counts;
+		const char *id = t_strdup_printf("kind-peek-%s", containers[i]);
+		const char *name = t_strconcat("failure.", containers[i], NULL);
+		const buffer_t *data;
+
+		if (i == 0) {
+			data = t_buffer_create(str_len(text));
+			buffer_append_buf((buffer_t *)data, text, 0, SIZE_MAX);
+		} else if (i == 1) {
+			data = gzip_data(str_c(text));
+		} else {
+			data = zip_data("failure.txt", str_c(text));
+		}
+		i_zero(&counts);
+		/* not a failure report, so the first kind's (aggregate):
+		   not stored, one warning */
+		test_expect_errors(1);
+		test_assert_idx(ingest_mail_str(&set, attachment_mail(id,
+			t_strdup_printf("Content-Type: application/octet-stream\n"
+				"Content-Disposition: attachment; "
+				"filename=\"%s\"\n"
+				"Content-Transfer-Encoding: base64\n", name),
+			base64_lines(data->data, data->used), TRUE),
+			&counts) == 0, i);
+		test_expect_no_more_errors();
+		test_assert_idx(counts.reports_new == 0 &&
+				counts.failed == 1, i);
+		/* nothing stored: no database made */
+		test_assert_idx(access(set.db_path, F_OK) == -1 ||
+				db_int(set.db_path, "SELECT COUNT(*) FROM "
+				       "failure_reports") == 0, i);
+	} T_END;
+	test_end();
+}
+
 static void test_ingest_mime_charset(void)
 {
 	static const struct {
@@ -1396,6 +1486,7 @@ int main(void)
 		test_ingest_queue_bounded,
 		test_ingest_import_goes_on,
 		test_ingest_gzip_labelled_text,
+		test_ingest_kind_peek_size,
 		test_ingest_mime_charset,
 		test_ingest_base64_text_unclosed,
 		test_ingest_tls_corpus,

@@ -513,6 +513,11 @@ ingest_document(struct ingest_message *msg, struct ingest_attachment *att,
 		i_stream_unref(&input);
 		return 0;
 	}
+	/* the read may give more than asked for, as much as the stream's
+	   block (a zip entry, a gzip, a plain part differ): recognisers see
+	   the same first bytes whatever the container */
+	if (size > DMARC_KIND_PEEK_SIZE)
+		size = DMARC_KIND_PEEK_SIZE;
 	kind = dmarc_kind_find(data, size);
 	for (i = 0; dmarc_kinds[i] != kind; i++) ;
 	/* the document's own event (an attachment, or a zip entry's) */

@@ -127,6 +127,19 @@ ssize_t test_mem_read(void *context, void *buf, size_t size,
 	return size;
 }
 
+ssize_t test_fail_read(void *context, void *buf, size_t size,
+		       const char **error_r)
+{
+	struct test_fail_reader *reader = context;
+
+	if (reader->mem.pos >= reader->fail_offset) {
+		*error_r = "test: the disk failed";
+		return -1;
+	}
+	size = I_MIN(size, reader->fail_offset - reader->mem.pos);
+	return test_mem_read(&reader->mem, buf, size, error_r);
+}
+
 struct func_istream {
 	struct istream_private istream;
 	test_read_func_t *func;

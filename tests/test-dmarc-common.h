@@ -48,6 +48,16 @@ struct test_mem_reader {
 ssize_t test_mem_read(void *context, void *buf, size_t size,
 		      const char **error_r);
 
+/* Like test_mem_read(), but a read at fail_offset fails ("test: the disk
+   failed"): with test_istream_create_func(), a mail whose read fails
+   there (context: struct test_fail_reader). */
+struct test_fail_reader {
+	struct test_mem_reader mem;
+	size_t fail_offset;
+};
+ssize_t test_fail_read(void *context, void *buf, size_t size,
+		       const char **error_r);
+
 /* Expect exactly these warnings or errors, in this order, each one
    containing its substring (NULL-terminated; the text is checked, not
    only the count), until test_expect_no_more_warnings(). A line logged

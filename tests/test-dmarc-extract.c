@@ -4,6 +4,7 @@
 #include "array.h"
 #include "str.h"
 #include "istream.h"
+#include "istream-private.h"
 #include "base64.h"
 #include "test-dmarc-common.h"
 #include "dmarc-settings.h"
@@ -569,6 +570,128 @@ static void test_extract_reported_message(void)
 	test_end();
 }
 
+/* A seekable istream over data that reads as it is until it is sought
+   back: from then on a read past fail_offset fails (a disk that fails
+   when the reported message is read again). */
+struct reread_fail_istream {
+	struct istream_private istream;
+	const unsigned char *data;
+	size_t size;
+	uoff_t fail_offset;
+	bool sought_back;
+};
+
+static ssize_t reread_fail_istream_read(struct istream_private *stream)
+{
+	struct reread_fail_istream *rstream =
+		container_of(stream, struct reread_fail_istream, istream);
+	uoff_t offset = stream->istream.v_offset + (stream->pos - stream->skip);
+	uoff_t end = rstream->sought_back ? rstream->fail_offset :
+		rstream->size;
+	size_t avail, n;
+
+	if (offset >= end) {
+		if (rstream->sought_back) {
+			io_stream_set_error(&stream->iostream,
+					    "test: reading again failed");
+			stream->istream.stream_errno = EIO;
+		} else {
+			stream->istream.eof = TRUE;
+		}
+		return -1;
+	}
+	if (!i_stream_try_alloc(stream, 256, &avail))
+		return -2;
+	n = I_MIN(I_MIN(avail, 256), end - offset);
+	memcpy(stream->w_buffer + stream->pos, rstream->data + offset, n);
+	stream->pos += n;
+	return n;
+}
+
+static void reread_fail_istream_seek(struct istream_private *stream,
+				     uoff_t v_offset, bool mark ATTR_UNUSED)
+{
+	struct reread_fail_istream *rstream =
+		container_of(stream, struct reread_fail_istream, istream);
+
+	if (v_offset < stream->istream.v_offset)
+		rstream->sought_back = TRUE;
+	stream->istream.v_offset = v_offset;
+	stream->skip = stream->pos = 0;
+}
+
+static struct istream *
+reread_fail_istream_create(const char *data, uoff_t fail_offset)
+{
+	struct reread_fail_istream *rstream;
+
+	rstream = i_new(struct reread_fail_istream, 1);
+	rstream->data = (const unsigned char *)data;
+	rstream->size = strlen(data);
+	rstream->fail_offset = fail_offset;
+	rstream->istream.max_buffer_size = 64 * 1024;
+	rstream->istream.read = reread_fail_istream_read;
+	rstream->istream.seek = reread_fail_istream_seek;
+	rstream->istream.istream.blocking = TRUE;
+	rstream->istream.istream.seekable = TRUE;
+	return i_stream_create(&rstream->istream, NULL, -1, 0);
+}
+
+/* A read that fails inside an attachment cuts it short: end() says
+   truncated, as past max_attachment_size, so that no part of it is taken
+   for the whole. The same for a reported message read again. */
+static void test_extract_read_error_truncates(void)
+{
+	static const char mail[] =
+		"Content-Type: multipart/mixed; boundary=b\n\n"
+		"--b\nContent-Type: text/plain\n\nhuman\n"
+		"--b\nContent-Type: text/xml; name=r.xml\n\n"
+		"<feedback><report_metadata><org_name>o</org_name>"
+		"</report_metadata></feedback>\n"
+		"--b--\n";
+	static const char report[] =
+		"Content-Type: multipart/report; report-type=feedback-report;"
+		" boundary=b\n\n"
+		"--b\nContent-Type: text/plain\n\nhuman\n"
+		"--b\nContent-Type: message/feedback-report\n\n"
+		"Feedback-Type: auth-failure\n\n"
+		"--b\nContent-Type: message/rfc822\n\n"
+		"From: a@example.com\nSubject: the reported message\n\n"
+		"its body\n"
+		"--b--\n";
+	struct test_fail_reader reader = {
+		.mem = { .data = (const void *)mail, .size = strlen(mail) },
+		.fail_offset = strstr(mail, "</report_metadata>") - mail,
+	};
+	struct istream *input;
+	struct extracted ex;
+
+	test_begin("extract: a read error inside an attachment truncates it");
+	input = test_istream_create_func(test_fail_read, &reader, 64);
+	test_assert(extract(input, test_default_limits(), &ex, NULL) < 0);
+	test_assert(input->stream_errno == EIO);
+	test_assert(array_count(&ex.names) == 1 && ex.ends == 1 &&
+		    ex.truncated == 1);
+	i_stream_unref(&input);
+
+	/* the reported message is read again after the whole mail: that
+	   read fails in its body */
+	input = reread_fail_istream_create(report,
+		strstr(report, "its body") - report + 3);
+	test_assert(extract(input, test_default_limits(), &ex, NULL) < 0);
+	test_assert_strcmp(joined_types(&ex),
+			   "message/feedback-report message/rfc822");
+	test_assert(ex.ends == 2 && ex.truncated == 1);
+	i_stream_unref(&input);
+
+	/* read whole, the same mail has nothing truncated */
+	input = reread_fail_istream_create(report, strlen(report));
+	test_assert(extract(input, test_default_limits(), &ex, NULL) == 0);
+	test_assert(ex.ends == 2 && ex.truncated == 0);
+	i_stream_unref(&input);
+	test_end();
+}
+
 static bool test_claim_text_cb(const unsigned char *data, size_t size,
 			       void *context ATTR_UNUSED)
 {
@@ -780,6 +903,7 @@ int main(void)
 		test_extract_limits,
 		test_extract_deep_nesting,
 		test_extract_reported_message,
+		test_extract_read_error_truncates,
 		test_extract_claimed_text,
 		test_extract_small_blocks,
 		NULL

@@ -1057,6 +1057,57 @@ static void test_ingest_kind_peek_size(void)
 	test_end();
 }
 
+/* A read of the mail that fails inside an attachment: what was read of
+   it is neither stored (a text-only failure report cut in its copy of the
+   headers would parse) nor left in the archive; the mail itself is
+   the copy to go back to. */
+static void test_ingest_read_error_mid_attachment(void)
+{
+	const char *mail = attachment_mail("read-error",
+		"Content-Type: text/plain\n"
+		"Content-Disposition: attachment; filename=\"failure.txt\"\n",
+		"A message claiming to be from you has failed the published "
+		"DMARC\npolicy for your domain.\n\n"
+		"  Sender Domain: example.com\n"
+		"  Sender IP Address: 192.0.2.8\n"
+		"  DMARC Results: Reject\n\n"
+		"------ This is a copy of the headers that were received "
+		"before the error was detected.\n\n"
+		"From: <ceo@example.com>\nSubject: urgent, cut here\n", TRUE);
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	struct dmarc_ingest *ingest;
+	struct test_fail_reader reader = {
+		.mem = { .data = (const void *)mail, .size = strlen(mail) },
+		.fail_offset = strstr(mail, ", cut here") - mail,
+	};
+	struct istream *input;
+
+	test_begin("ingest: a read error inside an attachment stores and "
+		   "archives nothing of it");
+	test_settings("read-error", &set);
+	input = test_istream_create_func(test_fail_read, &reader, 64);
+	i_zero(&counts);
+	ingest = dmarc_ingest_init(&set, test_event);
+	/* the read error, and the attachment not stored */
+	test_expect_errors(2);
+	test_assert(dmarc_ingest_message(ingest, input, 1700000000,
+					 &counts) < 0);
+	test_expect_no_more_errors();
+	dmarc_ingest_deinit(&ingest);
+	i_stream_unref(&input);
+	test_assert(counts.attachments == 1 && counts.reports_new == 0 &&
+		    counts.failed == 1);
+	test_assert(access(set.db_path, F_OK) == -1 ||
+		    db_int(set.db_path, "SELECT COUNT(*) FROM "
+			   "failure_reports") == 0);
+	/* received 1700000000: archived under 2023/11, made at its
+	   beginning and empty again */
+	test_assert(count_files(t_strconcat(set.archive_dir, "/2023/11",
+					    NULL)) == 0);
+	test_end();
+}
+
 static void test_ingest_mime_charset(void)
 {
 	static const struct {
@@ -1487,6 +1538,7 @@ int main(void)
 		test_ingest_import_goes_on,
 		test_ingest_gzip_labelled_text,
 		test_ingest_kind_peek_size,
+		test_ingest_read_error_mid_attachment,
 		test_ingest_mime_charset,
 		test_ingest_base64_text_unclosed,
 		test_ingest_tls_corpus,

@@ -327,7 +327,9 @@ static void extract_text_decide(struct extract_ctx *ctx)
 }
 
 
-static void extract_part_end(struct extract_ctx *ctx)
+/* read_failed: reading the message failed inside this part, so its data
+   is cut short as surely as past max_attachment_size. */
+static void extract_part_end(struct extract_ctx *ctx, bool read_failed)
 {
 	struct extract_part *cur = &ctx->cur;
 	const char *error;
@@ -342,7 +344,8 @@ static void extract_part_end(struct extract_ctx *ctx)
 	if (cur->peeking)
 		extract_text_decide(ctx);
 	if (cur->part != NULL && cur->is_attachment && !cur->skipped)
-		ctx->callbacks->end(&ctx->att, cur->truncated, ctx->context);
+		ctx->callbacks->end(&ctx->att, cur->truncated || read_failed,
+				    ctx->context);
 	i_zero(cur);
 }
 
@@ -446,7 +449,9 @@ static void extract_embedded_messages(struct extract_ctx *ctx,
 			i_stream_skip(input, n);
 			left -= n;
 		}
-		ctx->callbacks->end(&ctx->att, truncated, ctx->context);
+		/* a read that failed cut it short */
+		ctx->callbacks->end(&ctx->att, truncated ||
+				    input->stream_errno != 0, ctx->context);
 		if (input->stream_errno != 0)
 			break;
 	}
@@ -497,7 +502,7 @@ int dmarc_extract_message(struct istream *input,
 	decoder = message_decoder_init(NULL, MESSAGE_DECODER_FLAG_RETURN_BINARY);
 	while ((ret = message_parser_parse_next_block(parser, &raw)) > 0) {
 		if (raw.part != ctx.cur.part) {
-			extract_part_end(&ctx);
+			extract_part_end(&ctx, FALSE);
 			ctx.cur.part = raw.part;
 			ctx.cur.content_type = "text/plain";
 		}
@@ -519,7 +524,7 @@ int dmarc_extract_message(struct istream *input,
 		    block.hdr != NULL && !block.hdr->eoh)
 			extract_header(&ctx, block.hdr);
 	}
-	extract_part_end(&ctx);
+	extract_part_end(&ctx, input->stream_errno != 0);
 	message_decoder_deinit(&decoder);
 	message_parser_deinit(&parser, &parts);
 	buffer_free(&ctx.decoded);

@@ -37,8 +37,10 @@ struct dmarc_extract_callbacks {
 	/* The bytes as sent: transfer encoding removed, nothing converted,
 	   whatever the Content-Type says. */
 	void (*data)(const unsigned char *data, size_t size, void *context);
-	/* truncated: the attachment exceeded max_attachment_size and its
-	   data was cut there. */
+	/* truncated: the data was cut short, either because the
+	   attachment exceeded max_attachment_size, or because reading the
+	   message failed inside it (dmarc_extract_message() then returns
+	   -1): it is not the whole attachment. */
 	void (*end)(const struct dmarc_attachment *att, bool truncated,
 		    void *context);
 	/* Optional: a header of a message embedded in this one

@@ -5,6 +5,7 @@
 #include "array.h"
 #include "istream.h"
 #include "base64.h"
+#include "env-util.h"
 #include "str.h"
 #include "unlink-directory.h"
 #include "lib-event-private.h"
@@ -616,6 +617,39 @@ static void test_ingest_archive_write_fails(void)
 	/* no cut-off copy is left in the archive */
 	test_assert(count_files(t_strconcat(set.archive_dir, "/2023/11",
 					    NULL)) == 1);
+	test_end();
+}
+
+/* iostream-temp keeps an attachment in memory when it cannot create its
+   temp file: past INGEST_MEMORY_MAX_BYTES that is a failed write, not a
+   2 MB (or 50 MB) attachment held in memory whole. */
+static void test_ingest_temp_dir_unusable(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	const char *old_tmpdir = getenv("TMPDIR");
+
+	test_begin("ingest: an attachment that cannot spill to a temp file is a failed write");
+	test_settings("notemp", &set);
+	set.archive_dir = NULL;
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, FALSE, report_mail("small", 1, 0),
+				  &counts) == 0);
+	env_put("TMPDIR", t_strconcat(test_tmpdir(), "/no-such-dir", NULL));
+	i_zero(&counts);
+	TEST_EXPECT_WARNINGS("safe_mkstemp(",
+			     "could not be moved to a temp file in");
+	test_assert(ingest_stream(&set, TRUE, report_mail("unspilled", 3,
+							  2*1024*1024),
+				  &counts) == -1);
+	test_expect_no_more_warnings();
+	if (old_tmpdir != NULL)
+		env_put("TMPDIR", old_tmpdir);
+	else
+		env_remove("TMPDIR");
+	test_assert(counts.failed == 1 && counts.reports_new == 0);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports "
+			   "WHERE report_id = 'unspilled'") == 0);
 	test_end();
 }
 
@@ -1391,6 +1425,7 @@ int main(void)
 		test_ingest_too_big_not_archived,
 		test_ingest_processing_time_limit,
 		test_ingest_archive_write_fails,
+		test_ingest_temp_dir_unusable,
 		test_ingest_queue_when_busy,
 		test_ingest_pending_db_broken,
 		test_ingest_queue_bounded,

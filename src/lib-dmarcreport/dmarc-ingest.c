@@ -699,16 +699,20 @@ ingest_open_archive(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	return -1;
 }
 
+static const char *ingest_temp_dir(void)
+{
+	const char *tmpdir = getenv("TMPDIR");
+
+	return tmpdir == NULL || *tmpdir == '\0' ? "/tmp" : tmpdir;
+}
+
 /* Where an attachment is kept while it is decoded: in memory, then an
    unlinked temp file in $TMPDIR. */
 static struct ostream *ingest_temp_create(void)
 {
-	const char *tmpdir = getenv("TMPDIR");
-
-	if (tmpdir == NULL || *tmpdir == '\0')
-		tmpdir = "/tmp";
-	return iostream_temp_create_sized(t_strconcat(tmpdir, "/dmarcreport.",
-						      NULL), 0, "attachment",
+	return iostream_temp_create_sized(t_strconcat(ingest_temp_dir(),
+						      "/dmarcreport.", NULL),
+					  0, "attachment",
 					  INGEST_MEMORY_MAX_BYTES);
 }
 
@@ -784,6 +788,20 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 		e_error(att->event, "write(temp file) failed: %s",
 			o_stream_get_error(att->temp));
 		att->write_failed = TRUE;
+	} else if (att->temp->offset > INGEST_MEMORY_MAX_BYTES &&
+		   o_stream_get_fd(att->temp) == -1) {
+		/* iostream-temp could not create or write its temp file
+		   (logged before): it would keep the whole attachment in
+		   memory instead */
+		e_error(att->event, "write(temp file) failed: the attachment "
+			"is larger than %u bytes and could not be moved to a "
+			"temp file in %s", INGEST_MEMORY_MAX_BYTES,
+			dmarc_log_text(ingest_temp_dir()));
+		att->write_failed = TRUE;
+	}
+	if (att->write_failed) {
+		/* what was kept in memory goes now */
+		o_stream_destroy(&att->temp);
 	}
 }
 

@@ -5,6 +5,7 @@
 #include "array.h"
 #include "istream.h"
 #include "base64.h"
+#include "env-util.h"
 #include "str.h"
 #include "unlink-directory.h"
 #include "lib-event-private.h"
@@ -619,6 +620,89 @@ static void test_ingest_archive_write_fails(void)
 	/* no cut-off copy is left in the archive */
 	test_assert(count_files(t_strconcat(set.archive_dir, "/2023/11",
 					    NULL)) == 1);
+	test_end();
+}
+
+/* iostream-temp keeps an attachment in memory when it cannot create its
+   temp file: past INGEST_MEMORY_MAX_BYTES that is a failed write, not a
+   2 MB (or 50 MB) attachment held in memory whole. */
+static void test_ingest_temp_dir_unusable(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	const char *old_tmpdir = getenv("TMPDIR");
+
+	test_begin("ingest: an attachment that cannot spill to a temp file is a failed write");
+	test_settings("notemp", &set);
+	set.archive_dir = NULL;
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, FALSE, report_mail("small", 1, 0),
+				  &counts) == 0);
+	env_put("TMPDIR", t_strconcat(test_tmpdir(), "/no-such-dir", NULL));
+	i_zero(&counts);
+	TEST_EXPECT_WARNINGS("safe_mkstemp(",
+			     "could not be moved to a temp file in");
+	test_assert(ingest_stream(&set, TRUE, report_mail("unspilled", 3,
+							  2*1024*1024),
+				  &counts) == -1);
+	test_expect_no_more_warnings();
+	if (old_tmpdir != NULL)
+		env_put("TMPDIR", old_tmpdir);
+	else
+		env_remove("TMPDIR");
+	test_assert(counts.failed == 1 && counts.reports_new == 0);
+	test_assert(db_int(set.db_path, "SELECT count(*) FROM reports "
+			   "WHERE report_id = 'unspilled'") == 0);
+	test_end();
+}
+
+/* With an archive a large attachment is written once: it is unpacked from
+   its archive copy, no temp file is made (TMPDIR is unusable here). When
+   that copy cannot be written, nothing is left to unpack: a failed write. */
+static void test_ingest_large_from_archive(void)
+{
+	struct dmarc_ingest_counts counts;
+	struct dmarc_settings set;
+	struct rlimit old_rl, rl;
+	const char *old_tmpdir = getenv("TMPDIR");
+
+	test_begin("ingest: a large attachment is unpacked from its archive copy");
+	test_settings("fromarchive", &set);
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, FALSE, report_mail("small", 1, 0),
+				  &counts) == 0);
+	env_put("TMPDIR", t_strconcat(test_tmpdir(), "/no-such-dir", NULL));
+	i_zero(&counts);
+	test_assert(ingest_stream(&set, FALSE, report_mail("archived", 3,
+							  2*1024*1024),
+				  &counts) == 0);
+	test_assert(counts.reports_new == 1 && counts.failed == 0);
+	test_assert(db_int(set.db_path, "SELECT record_count FROM reports "
+			   "WHERE report_id = 'archived' AND archive_path "
+			   "IS NOT NULL") == 3);
+
+	/* the archive copy stops at 1.5 MB */
+	test_assert(getrlimit(RLIMIT_FSIZE, &old_rl) == 0);
+	rl = old_rl;
+	rl.rlim_cur = 1536*1024;
+	signal(SIGXFSZ, SIG_IGN);
+	test_assert(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+	i_zero(&counts);
+	TEST_EXPECT_WARNINGS("write(");
+	test_assert(ingest_stream(&set, FALSE, report_mail("cut", 3,
+							  2*1024*1024),
+				  &counts) == -1);
+	test_expect_no_more_warnings();
+	test_assert(setrlimit(RLIMIT_FSIZE, &old_rl) == 0);
+	if (old_tmpdir != NULL)
+		env_put("TMPDIR", old_tmpdir);
+	else
+		env_remove("TMPDIR");
+	test_assert(counts.failed == 1 && counts.reports_new == 0);
+	/* no cut-off copy is left in the archive: the small and the
+	   archived reports' files only */
+	test_assert(count_files(t_strconcat(set.archive_dir, "/2023/11",
+					    NULL)) == 2);
 	test_end();
 }
 
@@ -1532,6 +1616,8 @@ int main(void)
 		test_ingest_too_big_not_archived,
 		test_ingest_processing_time_limit,
 		test_ingest_archive_write_fails,
+		test_ingest_temp_dir_unusable,
+		test_ingest_large_from_archive,
 		test_ingest_queue_when_busy,
 		test_ingest_pending_db_broken,
 		test_ingest_queue_bounded,

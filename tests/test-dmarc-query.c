@@ -968,6 +968,103 @@ static void test_store_expire(void)
 	dmarc_store_close(&store);
 }
 
+static bool paths_have(const ARRAY_TYPE(const_string) *paths,
+		       const char *path)
+{
+	const char *p;
+
+	array_foreach_elem(paths, p) {
+		if (strcmp(p, path) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* One zip held an aggregate report and a TLS report: the file goes only
+   with the last of them. And when a later step of expire fails, the
+   files of the aggregate reports already deleted are still named. */
+static void test_store_expire_kinds_share_files(void)
+{
+	const char *path = t_strconcat(test_tmpdir(), "/expire2.sqlite", NULL);
+	struct dmarc_store *store;
+	ARRAY_TYPE(const_string) paths;
+	unsigned int deleted;
+	const char *error;
+	pool_t pool;
+
+	test_begin("store: expire keeps a file another kind of report uses");
+	(void)unlink(path);
+	if (dmarc_store_open(path, DMARC_STORE_OPEN_CREATE, &store,
+			     &error) != 1)
+		i_fatal("dmarc_store_open(%s): %s", path, error);
+	pool = pool_alloconly_create("expire paths", 256);
+	p_array_init(&paths, pool, 4);
+	fixture_store_report(store, 0);	/* r1: 2024/01/r1.xml.gz, day 1 */
+	fixture_store_report(store, 1);	/* r2: 2024/01/r2.xml, day 2 */
+	/* a TLS report of day 3 from r2's file */
+	test_assert(sqlite3_exec(dmarc_store_get_db(store),
+		"INSERT INTO tls_reports (org_name, report_id, date_begin,"
+		" date_end, archive_path, received) VALUES ('o', 't1',"
+		" 1704240000, 1704326399, '2024/01/r2.xml', 0)",
+		NULL, NULL, NULL) == SQLITE_OK);
+
+	/* r1 and r2 go; r2's file stays for the TLS report */
+	test_assert(dmarc_store_expire(store, DAY1 + 2*DAY, pool, &paths,
+				       &deleted, &error) == 0);
+	test_assert(deleted == 2);
+	test_assert(array_count(&paths) == 1);
+	test_assert(paths_have(&paths, "2024/01/r1.xml.gz"));
+	/* the TLS report goes: now the file goes with it */
+	array_clear(&paths);
+	test_assert(dmarc_store_expire(store, DAY1 + 3*DAY, pool, &paths,
+				       &deleted, &error) == 0);
+	test_assert(deleted == 1);
+	test_assert(array_count(&paths) == 1);
+	test_assert(paths_have(&paths, "2024/01/r2.xml"));
+	test_end();
+
+	test_begin("store: expire names the files of deleted reports after a later failure");
+	fixture_store_report(store, 0);
+	fixture_store_report(store, 1);
+	test_assert(sqlite3_exec(dmarc_store_get_db(store),
+		"INSERT INTO tls_reports (org_name, report_id, date_begin,"
+		" date_end, archive_path, received) VALUES ('o', 't2',"
+		" 1704067200, 1704153599, '2024/01/t2.json', 0);"
+		"CREATE TRIGGER fail_tls BEFORE DELETE ON tls_reports"
+		" BEGIN SELECT RAISE(ABORT, 'tls delete fails'); END",
+		NULL, NULL, NULL) == SQLITE_OK);
+	/* the aggregate reports are deleted, the TLS report is not */
+	array_clear(&paths);
+	test_assert(dmarc_store_expire(store, DAY1 + 2*DAY, pool, &paths,
+				       &deleted, &error) == -1);
+	test_assert(deleted == 2);
+	test_assert(array_count(&paths) == 2);
+	test_assert(paths_have(&paths, "2024/01/r1.xml.gz"));
+	test_assert(paths_have(&paths, "2024/01/r2.xml"));
+	test_assert(!paths_have(&paths, "2024/01/t2.json"));
+	test_assert(db_count(store, "SELECT count(*) FROM reports") == 0);
+	test_assert(db_count(store, "SELECT count(*) FROM tls_reports") == 1);
+
+	/* the same when deleting the records fails: the reports are gone */
+	fixture_store_report(store, 0);
+	test_assert(sqlite3_exec(dmarc_store_get_db(store),
+		"DROP TRIGGER fail_tls;"
+		"CREATE TRIGGER fail_records BEFORE DELETE ON records"
+		" BEGIN SELECT RAISE(ABORT, 'records delete fails'); END",
+		NULL, NULL, NULL) == SQLITE_OK);
+	array_clear(&paths);
+	test_assert(dmarc_store_expire(store, DAY1 + 2*DAY, pool, &paths,
+				       &deleted, &error) == -1);
+	test_assert(deleted == 1);
+	test_assert(array_count(&paths) == 1);
+	test_assert(paths_have(&paths, "2024/01/r1.xml.gz"));
+	test_assert(db_count(store, "SELECT count(*) FROM reports") == 0);
+	test_assert(db_count(store, "SELECT count(*) FROM tls_reports") == 1);
+	test_end();
+	pool_unref(&pool);
+	dmarc_store_close(&store);
+}
+
 /* r1 and r2 of the fixture, every count then set to INT64_MAX directly in
    the database (as a database written before counts were bounded at parse
    time may hold): the sums must saturate, not fail. */
@@ -1450,6 +1547,7 @@ int main(void)
 		test_query_source_filters,
 		test_query_missing_db,
 		test_store_expire,
+		test_store_expire_kinds_share_files,
 		test_query_sums_saturate,
 		test_query_escape,
 		fixture_teardown,

@@ -65,12 +65,14 @@ cmd_dmarc_expire_run(struct doveadm_mail_cmd_context *_ctx,
 					 want_files ? &paths : NULL,
 					 &deleted, &error);
 		dmarc_store_close(&store);
-		if (ret < 0)
-			return doveadm_dmarc_query_failed(_ctx, user, error);
+		/* after a failure paths holds the files of the reports
+		   that are deleted nonetheless */
 		if (want_files) {
 			removed = expire_archive_files(user, set.archive_dir,
 						       &paths);
 		}
+		if (ret < 0)
+			return doveadm_dmarc_query_failed(_ctx, user, error);
 	}
 	doveadm_dmarc_print_num(deleted);
 	doveadm_dmarc_print_num(removed);

@@ -2,9 +2,10 @@
    that recognises the document (dmarc-kinds.h) parses and stores it.
    Bytes travel as istreams: each attachment is written, as it is
    decoded, to the archive and to an iostream-temp that keeps up to
-   INGEST_MEMORY_MAX_BYTES in memory and moves a larger one to an unlinked
-   temp file; its istream is unpacked into an istream per document, which
-   the kind's parser reads. No large attachment is held in memory whole (a
+   INGEST_MEMORY_MAX_BYTES in memory; a larger one is unpacked from its
+   archive copy, or without an archive moved to an unlinked temp file.
+   That istream is unpacked into an istream per document, which the
+   kind's parser reads. No large attachment is held in memory whole (a
    TLS report or a failure report part is, bounded by its own setting). */
 
 #include "lib.h"
@@ -704,16 +705,20 @@ ingest_open_archive(struct dmarc_ingest *ingest, struct ingest_attachment *att,
 	return -1;
 }
 
+static const char *ingest_temp_dir(void)
+{
+	const char *tmpdir = getenv("TMPDIR");
+
+	return tmpdir == NULL || *tmpdir == '\0' ? "/tmp" : tmpdir;
+}
+
 /* Where an attachment is kept while it is decoded: in memory, then an
    unlinked temp file in $TMPDIR. */
 static struct ostream *ingest_temp_create(void)
 {
-	const char *tmpdir = getenv("TMPDIR");
-
-	if (tmpdir == NULL || *tmpdir == '\0')
-		tmpdir = "/tmp";
-	return iostream_temp_create_sized(t_strconcat(tmpdir, "/dmarcreport.",
-						      NULL), 0, "attachment",
+	return iostream_temp_create_sized(t_strconcat(ingest_temp_dir(),
+						      "/dmarcreport.", NULL),
+					  0, "attachment",
 					  INGEST_MEMORY_MAX_BYTES);
 }
 
@@ -772,23 +777,56 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 
 	if (att->write_failed)
 		return;
+	if (att->temp != NULL && att->archive_fd != -1 &&
+	    att->temp->offset + size > INGEST_MEMORY_MAX_BYTES) {
+		/* more than is kept in memory: it is unpacked from the
+		   archive copy, not written a second time to a temp file */
+		o_stream_destroy(&att->temp);
+	}
 	if (att->archive_fd != -1 && write_full(att->archive_fd, data, size) < 0) {
 		/* errno taken first: the sanitising calls may change it
-		   before %m would be expanded. The archive is only a copy:
-		   the attachment goes on, stored without an archive path. */
+		   before %m would be expanded. While the attachment is in
+		   memory too the archive is only a copy: it goes on,
+		   stored without an archive path. */
 		const char *reason = strerror(errno);
 
-		e_error(att->event, "Archiving failed, processing it anyway: "
-			"write(%s/%s) failed: %s",
-			dmarc_log_text(ctx->ingest->set.archive_dir),
-			dmarc_log_text(att->archive_path), reason);
+		if (att->temp == NULL) {
+			/* the archive copy was the one to unpack */
+			e_error(att->event, "write(%s/%s) failed: %s",
+				dmarc_log_text(ctx->ingest->set.archive_dir),
+				dmarc_log_text(att->archive_path), reason);
+			att->write_failed = TRUE;
+		} else {
+			e_error(att->event, "Archiving failed, processing it "
+				"anyway: write(%s/%s) failed: %s",
+				dmarc_log_text(ctx->ingest->set.archive_dir),
+				dmarc_log_text(att->archive_path), reason);
+		}
 		i_close_fd(&att->archive_fd);
 		ingest_archive_remove(ctx->ingest, att);
+		if (att->write_failed)
+			return;
 	}
+	if (att->temp == NULL)
+		return;
 	if (o_stream_send(att->temp, data, size) < 0) {
 		e_error(att->event, "write(temp file) failed: %s",
 			o_stream_get_error(att->temp));
 		att->write_failed = TRUE;
+	} else if (att->temp->offset > INGEST_MEMORY_MAX_BYTES &&
+		   o_stream_get_fd(att->temp) == -1) {
+		/* iostream-temp could not create or write its temp file
+		   (logged before): it would keep the whole attachment in
+		   memory instead */
+		e_error(att->event, "write(temp file) failed: the attachment "
+			"is larger than %u bytes and could not be moved to a "
+			"temp file in %s", INGEST_MEMORY_MAX_BYTES,
+			dmarc_log_text(ingest_temp_dir()));
+		att->write_failed = TRUE;
+	}
+	if (att->write_failed) {
+		/* what was kept in memory goes now */
+		o_stream_destroy(&att->temp);
 	}
 }
 
@@ -812,18 +850,42 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 		      bool truncated, void *context)
 {
 	struct ingest_message *ctx = context;
+	int fd = -1;
 
+	if (ctx->att.temp == NULL && !ctx->att.write_failed) {
+		/* unpacked from the archive copy: read through a dup, so
+		   that closing the file checks its writes as before */
+		fd = dup(ctx->att.archive_fd);
+		if (fd == -1) {
+			e_error(ctx->att.event, "dup(%s/%s) failed: %m",
+				dmarc_log_text(ctx->ingest->set.archive_dir),
+				dmarc_log_text(ctx->att.archive_path));
+			ctx->att.write_failed = TRUE;
+		}
+	}
 	if (ctx->att.archive_fd != -1 && close(ctx->att.archive_fd) < 0) {
-		e_error(ctx->att.event, "Archiving failed, processing it "
-			"anyway: close(%s/%s) failed: %m",
-			dmarc_log_text(ctx->ingest->set.archive_dir),
-			dmarc_log_text(ctx->att.archive_path));
+		if (fd != -1) {
+			e_error(ctx->att.event, "close(%s/%s) failed: %m",
+				dmarc_log_text(ctx->ingest->set.archive_dir),
+				dmarc_log_text(ctx->att.archive_path));
+			ctx->att.write_failed = TRUE;
+		} else {
+			e_error(ctx->att.event, "Archiving failed, processing "
+				"it anyway: close(%s/%s) failed: %m",
+				dmarc_log_text(ctx->ingest->set.archive_dir),
+				dmarc_log_text(ctx->att.archive_path));
+		}
 		ingest_archive_remove(ctx->ingest, &ctx->att);
 	}
 	ctx->att.archive_fd = -1;
-	if (ctx->att.write_failed)
+	if (ctx->att.write_failed) {
 		o_stream_destroy(&ctx->att.temp);
-	else {
+		if (fd != -1)
+			i_close_fd(&fd);
+	} else if (fd != -1) {
+		ctx->att.input = i_stream_create_fd_autoclose(&fd,
+			INGEST_FILE_BUFFER_SIZE);
+	} else {
 		ctx->att.input = iostream_temp_finish(&ctx->att.temp,
 						      INGEST_FILE_BUFFER_SIZE);
 	}

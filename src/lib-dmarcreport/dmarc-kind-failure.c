@@ -10,6 +10,7 @@
 #include "lib.h"
 #include "array.h"
 #include "buffer.h"
+#include "istream.h"
 #include "dmarc-log.h"
 #include "dmarc-event.h"
 #include "dmarc-settings.h"
@@ -36,23 +37,54 @@ struct failure_state {
 	size_t orphan_size;
 };
 
+/* The size of the header block at the start of data, up to and with the
+   newline that ends its last line, or 0 when the blank line that ends it
+   is not there (from start on: an earlier call found none before). */
+static size_t header_block_size(const unsigned char *data, size_t size,
+				size_t start)
+{
+	size_t i;
+
+	for (i = start; i + 1 < size; i++) {
+		if (data[i] == '\n' &&
+		    (data[i + 1] == '\n' ||
+		     (data[i + 1] == '\r' && i + 2 < size &&
+		      data[i + 2] == '\n')))
+			return i + 1;
+	}
+	return 0;
+}
+
 /* A part cut at dmarcreport_max_failure_report_size is still usable when
    its header block is whole: a reported message with a big body. */
 static bool header_block_complete(const buffer_t *buf)
 {
-	const unsigned char *data = buf->data;
-	size_t i;
+	return header_block_size(buf->data, buf->used, 0) > 0;
+}
 
-	if (buf->used <= 0)
-		return FALSE;
-	for (i = 0; i + 1 < buf->used; i++) {
-		if (data[i] == '\n' &&
-		    (data[i + 1] == '\n' ||
-		     (data[i + 1] == '\r' && i + 2 < buf->used &&
-		      data[i + 2] == '\n')))
-			return TRUE;
+/* A reported message (message/rfc822 or message/global) is archived
+   only, unless it is an ARF part sent with that type: its header block
+   tells, and its body is not read. Reads into buf up to the end of the
+   header block (or max_size, or the end of the part) and returns TRUE
+   when the part is to be skipped. */
+static bool
+failure_skip_reported_message(struct istream *input, uoff_t max_size,
+			      buffer_t *buf)
+{
+	const unsigned char *data;
+	size_t size, scanned = 0, end = 0;
+
+	while (end == 0 && buf->used < max_size &&
+	       i_stream_read_more(input, &data, &size) > 0) {
+		size = I_MIN(size, max_size - buf->used);
+		buffer_append(buf, data, size);
+		i_stream_skip(input, size);
+		end = header_block_size(buf->data, buf->used, scanned);
+		/* the blank line may straddle two reads */
+		scanned = buf->used < 2 ? 0 : buf->used - 2;
 	}
-	return FALSE;
+	return end > 0 && dmarc_failure_is_header_block(buf->data, end) &&
+		!dmarc_failure_is_arf(buf->data, buf->used);
 }
 
 static bool failure_recognise(const unsigned char *data, size_t size)
@@ -113,16 +145,40 @@ failure_add(struct failure_state *fstate, struct dmarc_kind_doc *doc,
 	return pending;
 }
 
-static int failure_ingest(struct dmarc_kind_doc *doc)
+/* message/rfc822 or message/global: as such the reported message's
+   headers came through failure_embedded_header() already, and it is here
+   only to be archived whole */
+static bool is_reported_message(const struct dmarc_kind_doc *doc)
 {
-	const struct dmarc_limits *limits = dmarc_ingest_get_limits(doc->ingest);
-	struct failure_state *fstate = failure_state_get(doc->state, doc);
+	return doc->content_type != NULL &&
+		(strcmp(doc->content_type, "message/rfc822") == 0 ||
+		 strcmp(doc->content_type, "message/global") == 0);
+}
+
+static void skipped_reported_message(struct dmarc_kind_doc *doc)
+{
+	e_debug(dmarc_event_skipped(doc->event,
+		"the reported message of a failure report")->event(),
+		"The reported message: archived only");
+}
+
+/* One part read into buf: what is kept is copied into fstate->pool. */
+static void
+failure_ingest_buf(struct dmarc_kind_doc *doc,
+		   const struct dmarc_limits *limits,
+		   struct failure_state *fstate, buffer_t *buf)
+{
 	struct failure_pending *pending;
 	struct dmarc_failure_report *report;
 	const char *error;
-	buffer_t *buf;
 
-	buf = buffer_create_dynamic(fstate->pool, 4096);
+	if (is_reported_message(doc) &&
+	    failure_skip_reported_message(doc->input,
+					  limits->max_failure_report_size,
+					  buf)) {
+		skipped_reported_message(doc);
+		return;
+	}
 	if (dmarc_ingest_read_all(doc->input, limits->max_failure_report_size,
 				  "dmarcreport_max_failure_report_size",
 				  buf, &error) < 0 &&
@@ -132,7 +188,7 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 			  dmarc_log_text(error));
 		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
-		return 0;
+		return;
 	}
 	if (!dmarc_failure_is_header_block(buf->data, buf->used) &&
 	    dmarc_failure_is_text_report(buf->data, buf->used)) {
@@ -143,22 +199,17 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 				  dmarc_log_text(error));
 			dmarc_ingest_document_failed(doc->ingest);
 			doc->counts->failed++;
-			return 0;
+			return;
 		}
 		failure_add(fstate, doc, report);
-		return 0;
+		return;
 	}
 	if (!dmarc_failure_is_arf(buf->data, buf->used)) {
-		/* the reported message: as message/rfc822 its headers came
-		   through failure_embedded_header() already, and it is here
-		   only to be archived whole */
-		if (doc->content_type != NULL &&
-		    (strcmp(doc->content_type, "message/rfc822") == 0 ||
-		     strcmp(doc->content_type, "message/global") == 0)) {
-			e_debug(dmarc_event_skipped(doc->event,
-				"the reported message of a failure report")->
-				event(), "The reported message: archived only");
-			return 0;
+		/* the reported message, its header block cut at the limit
+		   (or none) */
+		if (is_reported_message(doc)) {
+			skipped_reported_message(doc);
+			return;
 		}
 		/* its headers (text/rfc822-headers) */
 		pending = failure_waiting(fstate);
@@ -172,7 +223,8 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 				"stored with its failure report");
 		} else if (fstate->orphan == NULL) {
 			/* its outcome is known at message_end */
-			fstate->orphan = buf->data;
+			fstate->orphan = p_memdup(fstate->pool, buf->data,
+						  buf->used);
 			fstate->orphan_size = buf->used;
 			fstate->orphan_event = event_create(doc->event);
 		} else {
@@ -181,7 +233,7 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 				"report")->event(), "Not stored: a second "
 				"header block before any failure report");
 		}
-		return 0;
+		return;
 	}
 	if (dmarc_failure_parse_arf(fstate->pool, buf->data, buf->used,
 				    limits, &report, &error) < 0) {
@@ -189,7 +241,7 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 			  "Not stored: %s", dmarc_log_text(error));
 		dmarc_ingest_document_failed(doc->ingest);
 		doc->counts->failed++;
-		return 0;
+		return;
 	}
 	pending = failure_add(fstate, doc, report);
 	if (fstate->orphan != NULL) {
@@ -205,6 +257,20 @@ static int failure_ingest(struct dmarc_kind_doc *doc)
 			"failure report");
 		event_unref(&fstate->orphan_event);
 	}
+}
+
+static int failure_ingest(struct dmarc_kind_doc *doc)
+{
+	const struct dmarc_limits *limits = dmarc_ingest_get_limits(doc->ingest);
+	struct failure_state *fstate = failure_state_get(doc->state, doc);
+	buffer_t *buf;
+
+	/* read into a buffer of its own, freed when the part is done: the
+	   mail's pool keeps only what is stored (up to max_attachments
+	   parts of max_failure_report_size would stay there otherwise) */
+	buf = buffer_create_dynamic(default_pool, 4096);
+	failure_ingest_buf(doc, limits, fstate, buf);
+	buffer_free(&buf);
 	return 0;
 }
 

@@ -146,6 +146,9 @@ static int expire_orphans(struct dmarc_store *store, const char **error_r)
 			  error_r);
 }
 
+/* Returns 0, or -1 with nothing deleted, or -2 when the reports are
+   deleted (and paths_r may be used) but some of their rows are left for
+   the next expire. */
 static int
 expire_aggregate(struct dmarc_store *store, int64_t before, pool_t pool,
 		 ARRAY_TYPE(const_string) *paths_r, unsigned int *deleted_r,
@@ -163,15 +166,23 @@ expire_aggregate(struct dmarc_store *store, int64_t before, pool_t pool,
 	if (dmarc_store_batch_begin(store, error_r) < 0)
 		return -1;
 	if (paths_r != NULL) {
-		/* a file that held several reports goes only with the last */
-		ret = expire_paths(store,
+		/* a file that held several reports goes only with the last;
+		   one that a TLS or failure report was also read from (a
+		   zip of several kinds) is left to expire_kinds(), which
+		   names it when the last of those goes */
+		ret = expire_paths(store, t_strconcat(
 			"SELECT DISTINCT archive_path FROM reports"
 			" WHERE date_end < ? AND archive_path IS NOT NULL"
 			" AND archive_path NOT IN (SELECT archive_path"
 			"  FROM reports WHERE date_end >= ?"
-			"  AND archive_path IS NOT NULL)"
-			" ORDER BY archive_path", values, 2, pool, paths_r,
-			error_r);
+			"  AND archive_path IS NOT NULL)",
+			dmarc_store_get_version(store) < 2 ? "" :
+			" AND archive_path NOT IN (SELECT archive_path"
+			"  FROM tls_reports WHERE archive_path IS NOT NULL"
+			"  UNION SELECT archive_path FROM failure_reports"
+			"  WHERE archive_path IS NOT NULL)",
+			" ORDER BY archive_path", NULL), values, 2, pool,
+			paths_r, error_r);
 	}
 	if (ret == 0) {
 		ret = expire_run(store, "DELETE FROM reports WHERE date_end < ?",
@@ -182,14 +193,18 @@ expire_aggregate(struct dmarc_store *store, int64_t before, pool_t pool,
 		return -1;
 	}
 	/* the reports are gone as one: their rows follow in steps */
-	if (dmarc_store_batch_flush(store, error_r) < 0 ||
-	    expire_orphans(store, error_r) < 0) {
-		/* the reports and their archive files are gone already,
-		   whatever rows are left go with the next expire */
+	if (dmarc_store_batch_flush(store, error_r) < 0) {
 		(void)dmarc_store_batch_commit(store, &error);
 		return -1;
 	}
-	return dmarc_store_batch_commit(store, error_r);
+	if (expire_orphans(store, error_r) < 0) {
+		/* the reports are gone, and no report uses their files
+		   any more: whatever rows are left go with the next
+		   expire */
+		(void)dmarc_store_batch_commit(store, &error);
+		return -2;
+	}
+	return dmarc_store_batch_commit(store, error_r) < 0 ? -2 : 0;
 }
 
 /* TLS reports whose date range ended before before, failure reports that
@@ -253,18 +268,33 @@ int dmarc_store_expire(struct dmarc_store *store, int64_t before,
 		       pool_t pool, ARRAY_TYPE(const_string) *paths_r,
 		       unsigned int *deleted_r, const char **error_r)
 {
-	unsigned int deleted = 0, deleted_kinds = 0;
+	unsigned int deleted = 0, deleted_kinds = 0, committed_paths;
+	int ret;
 
 	*deleted_r = 0;
-	if (expire_aggregate(store, before, pool, paths_r, &deleted,
-			     error_r) < 0 ||
-	    (dmarc_store_get_version(store) >= 2 &&
-	     expire_kinds(store, before, pool, paths_r, &deleted_kinds,
-			  error_r) < 0)) {
-		/* the files are not removed: a report that is still there
-		   may use them (or its rows are, for the next expire) */
+	ret = expire_aggregate(store, before, pool, paths_r, &deleted,
+			       error_r);
+	if (ret == -1) {
+		/* nothing deleted: a report that is still there may use
+		   the files */
 		if (paths_r != NULL)
 			array_clear(paths_r);
+		return -1;
+	}
+	/* the aggregate reports are deleted for good: their files go
+	   whatever happens next */
+	*deleted_r = deleted;
+	if (ret < 0)
+		return -1;
+	committed_paths = paths_r == NULL ? 0 : array_count(paths_r);
+	if (dmarc_store_get_version(store) >= 2 &&
+	    expire_kinds(store, before, pool, paths_r, &deleted_kinds,
+			 error_r) < 0) {
+		/* rolled back: its reports, and their files, are there */
+		if (paths_r != NULL) {
+			array_delete(paths_r, committed_paths,
+				     array_count(paths_r) - committed_paths);
+		}
 		return -1;
 	}
 	*deleted_r = deleted + deleted_kinds;

@@ -163,8 +163,10 @@ const char *dmarc_store_digest_finish(struct dmarc_store_digest *digest,
    before it. *deleted_r counts the reports of every kind. When paths_r is
    not NULL, it gets the archive paths (relative, as stored, allocated
    from pool) that no remaining report of any kind uses any more. Returns
-   0, or -1 with paths_r emptied (reports may be deleted then, with some
-   of their rows left for the next expire). */
+   0, or -1 with paths_r holding only the files of the reports that were
+   deleted nonetheless (the aggregate reports are deleted in their own
+   transaction before the other kinds; some of their rows may be left for
+   the next expire). */
 int dmarc_store_expire(struct dmarc_store *store, int64_t before,
 		       pool_t pool, ARRAY_TYPE(const_string) *paths_r,
 		       unsigned int *deleted_r, const char **error_r);

@@ -109,6 +109,9 @@ struct ingest_attachment {
 	/* the MIME charset, when the part is text or XML: it decides how a
 	   plain (uncompressed) document is decoded (RFC 7303) */
 	const char *charset;
+	/* a mail's attachment: its bytes so far (a cut one is too large
+	   only when they reached the limit; else reading the mail failed) */
+	uoff_t size;
 	/* taken from the pending spool: never queued again */
 	bool from_pending;
 	bool write_failed;
@@ -775,6 +778,7 @@ ingest_attachment_write(const unsigned char *data, size_t size, void *context)
 	struct ingest_message *ctx = context;
 	struct ingest_attachment *att = &ctx->att;
 
+	att->size += size;
 	if (att->write_failed)
 		return;
 	if (att->temp != NULL && att->archive_fd != -1 &&
@@ -899,9 +903,12 @@ ingest_attachment_end(const struct dmarc_attachment *att ATTR_UNUSED,
 		ctx->counts->failed++;
 		ctx->ret = -1;
 	} else if (truncated) {
-		const char *error = t_strdup_printf("attachment larger than "
-			"dmarcreport_max_attachment_size (%"PRIuUOFF_T" bytes)",
-			ctx->ingest->set.limits.max_attachment_size);
+		uoff_t max_size = ctx->ingest->set.limits.max_attachment_size;
+		const char *error = ctx->att.size < max_size ?
+			"reading the mail failed inside the attachment" :
+			t_strdup_printf("attachment larger than "
+				"dmarcreport_max_attachment_size (%"PRIuUOFF_T
+				" bytes)", max_size);
 
 		e_warning(dmarc_event_failed(ctx->att.event, error)->event(),
 			  "Not stored: %s", error);

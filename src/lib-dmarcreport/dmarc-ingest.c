@@ -55,6 +55,8 @@
 struct ingest_budget {
 	uint64_t start_usecs;
 	uint64_t limit_usecs;
+	/* the coarse monotonic clock at the last look at the CPU time */
+	uint64_t last_look_usecs;
 	/* the limit was reached: nothing more of this mail is processed */
 	bool exceeded;
 	/* and its one warning was logged */
@@ -193,6 +195,15 @@ static uint64_t cpu_time_usecs(void)
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static uint64_t coarse_time_usecs(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) < 0)
+		i_fatal("clock_gettime(CLOCK_MONOTONIC_COARSE) failed: %m");
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void ingest_budget_start(struct dmarc_ingest *ingest)
 {
 	i_zero(&ingest->budget);
@@ -204,9 +215,20 @@ static void ingest_budget_start(struct dmarc_ingest *ingest)
 static bool ingest_budget_exceeded(struct dmarc_ingest *ingest)
 {
 	struct ingest_budget *budget = &ingest->budget;
+	uint64_t now;
 
-	if (!budget->exceeded &&
-	    cpu_time_usecs() - budget->start_usecs > budget->limit_usecs)
+	if (budget->exceeded)
+		return TRUE;
+	/* The thread's CPU time is a system call (checked on every read,
+	   it was 2% of an import); the coarse clock is not. A thread uses
+	   no more CPU time than time passes, so looking only when the
+	   coarse clock moved (a tick, a few ms) finds the limit as surely,
+	   at most a tick late. */
+	now = coarse_time_usecs();
+	if (now == budget->last_look_usecs)
+		return FALSE;
+	budget->last_look_usecs = now;
+	if (cpu_time_usecs() - budget->start_usecs > budget->limit_usecs)
 		budget->exceeded = TRUE;
 	return budget->exceeded;
 }

@@ -60,8 +60,9 @@ CREATE TABLE IF NOT EXISTS reports (
                                      -- (before version 3: format_version)
   extensions TEXT,                   -- <extensions> and unknown elements of
                                      -- the report level, as XML fragments
-  content_digest TEXT,               -- SHA-256 of what is stored (hex), to
-                                     -- tell a resent copy from a conflict
+  content_digest TEXT,               -- CRC-32 and Adler-32 of what is stored
+                                     -- (16 hex digits), to tell a resent
+                                     -- copy from a conflict
   UNIQUE (org_name, report_id, policy_domain)
 );
 CREATE INDEX IF NOT EXISTS reports_domain_begin ON reports (policy_domain, date_begin);

@@ -113,14 +113,13 @@ const char *dmarc_report_title(const struct dmarc_query_report *report)
 			       report_date(report->end));
 }
 
-/* The table beside a chart: the same numbers, one row per x. */
-static void chart_table(string_t *dest, const struct dmarc_svg_chart *chart)
+/* A chart table's header cell per series, and its number cells of row
+   x: the same in the report's tables and the digest mail's bar tables. */
+static void
+chart_series_headers(string_t *dest, const struct dmarc_svg_chart *chart)
 {
-	unsigned int x, i;
+	unsigned int i;
 
-	str_append(dest, "<div class=\"table\"><table><thead><tr><th>");
-	html_text(dest, chart->x_label);
-	str_append(dest, "</th>");
 	for (i = 0; i < chart->series_count; i++) {
 		str_append(dest, "<th class=\"n\">");
 		html_text(dest, chart->series[i].name);
@@ -128,15 +127,35 @@ static void chart_table(string_t *dest, const struct dmarc_svg_chart *chart)
 			str_printfa(dest, " (%s)", chart->y_unit);
 		str_append(dest, "</th>");
 	}
+}
+
+static void chart_value_cells(string_t *dest,
+			      const struct dmarc_svg_chart *chart,
+			      unsigned int x)
+{
+	unsigned int i;
+
+	for (i = 0; i < chart->series_count; i++) {
+		str_printfa(dest, "<td class=\"n\">%s</td>",
+			    dmarc_svg_number(chart->series[i].values[x]));
+	}
+}
+
+/* The table beside a chart: the same numbers, one row per x. */
+static void chart_table(string_t *dest, const struct dmarc_svg_chart *chart)
+{
+	unsigned int x;
+
+	str_append(dest, "<div class=\"table\"><table><thead><tr><th>");
+	html_text(dest, chart->x_label);
+	str_append(dest, "</th>");
+	chart_series_headers(dest, chart);
 	str_append(dest, "</tr></thead><tbody>\n");
 	for (x = 0; x < chart->x_count; x++) {
 		str_append(dest, "<tr><td>");
 		html_text(dest, chart->x_labels[x]);
 		str_append(dest, "</td>");
-		for (i = 0; i < chart->series_count; i++) {
-			str_printfa(dest, "<td class=\"n\">%s</td>",
-				    dmarc_svg_number(chart->series[i].values[x]));
-		}
+		chart_value_cells(dest, chart, x);
 		str_append(dest, "</tr>\n");
 	}
 	str_append(dest, "</tbody></table></div>\n");
@@ -201,13 +220,7 @@ chart_mail(string_t *dest, const struct dmarc_svg_chart *chart,
 		str_append(dest, " ");
 	}
 	str_append(dest, "</th>");
-	for (i = 0; i < chart->series_count; i++) {
-		str_append(dest, "<th class=\"n\">");
-		html_text(dest, chart->series[i].name);
-		if (chart->y_unit[0] != '\0')
-			str_printfa(dest, " (%s)", chart->y_unit);
-		str_append(dest, "</th>");
-	}
+	chart_series_headers(dest, chart);
 	str_append(dest, "</tr></thead><tbody>\n");
 	for (x = 0; x < chart->x_count; x++) {
 		str_append(dest, "<tr class=\"bar\"><td nowrap>");
@@ -248,10 +261,7 @@ chart_mail(string_t *dest, const struct dmarc_svg_chart *chart,
 			}
 		}
 		str_append(dest, "</td>");
-		for (i = 0; i < chart->series_count; i++) {
-			str_printfa(dest, "<td class=\"n\">%s</td>",
-				    dmarc_svg_number(chart->series[i].values[x]));
-		}
+		chart_value_cells(dest, chart, x);
 		str_append(dest, "</tr>\n");
 	}
 	str_append(dest, "</tbody></table>\n");
